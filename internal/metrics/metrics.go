@@ -1,0 +1,80 @@
+// Package metrics defines the operator's Prometheus metrics on controller-runtime's registry.
+// Labels are bounded: namespace/name/type of a DingTalkToken, a condition type, an endpoint path
+// and a result class. No token or credential ever becomes a label value.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+var (
+	// TokenExpiration is the Unix time at which the token in the target Secret expires.
+	TokenExpiration = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "dingtalk_token_expiration_timestamp_seconds",
+		Help: "Unix time at which the access token held in the target Secret expires.",
+	}, []string{"namespace", "name", "type"})
+
+	// TokenRefresh is the Unix time at which the next refresh is due.
+	TokenRefresh = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "dingtalk_token_refresh_timestamp_seconds",
+		Help: "Unix time at which the next refresh of the access token is due.",
+	}, []string{"namespace", "name", "type"})
+
+	// TokenReady is 1 for the current status of the Ready condition ("True", "False", "Unknown"), 0 for the others.
+	TokenReady = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "dingtalk_token_ready_status",
+		Help: "Status of the Ready condition of a DingTalkToken: 1 for the current condition value, 0 for the others.",
+	}, []string{"namespace", "name", "condition"})
+
+	// APIRequests counts DingTalk API calls by endpoint path and result ("success" or an error class).
+	APIRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dingtalk_api_requests_total",
+		Help: "DingTalk API requests by endpoint and result (success or the error class).",
+	}, []string{"endpoint", "result"})
+
+	// APIRequestDuration observes DingTalk API call latency by endpoint path.
+	APIRequestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "dingtalk_api_request_duration_seconds",
+		Help:    "Latency of DingTalk API requests by endpoint.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"endpoint"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(TokenExpiration, TokenRefresh, TokenReady, APIRequests, APIRequestDuration)
+}
+
+// ObserveAPIRequest records one DingTalk call.
+func ObserveAPIRequest(endpoint, result string, took time.Duration) {
+	APIRequests.WithLabelValues(endpoint, result).Inc()
+	APIRequestDuration.WithLabelValues(endpoint).Observe(took.Seconds())
+}
+
+// SetToken records a DingTalkToken's expiry, next refresh and Ready status.
+// A zero time leaves that series unset.
+func SetToken(namespace, name, tokenType string, expiresAt, refreshAt time.Time, ready string) {
+	if !expiresAt.IsZero() {
+		TokenExpiration.WithLabelValues(namespace, name, tokenType).Set(float64(expiresAt.Unix()))
+	}
+	if !refreshAt.IsZero() {
+		TokenRefresh.WithLabelValues(namespace, name, tokenType).Set(float64(refreshAt.Unix()))
+	}
+	for _, c := range []string{"True", "False", "Unknown"} {
+		v := 0.0
+		if c == ready {
+			v = 1
+		}
+		TokenReady.WithLabelValues(namespace, name, c).Set(v)
+	}
+}
+
+// DeleteToken removes every series of a deleted DingTalkToken.
+func DeleteToken(namespace, name string) {
+	labels := prometheus.Labels{"namespace": namespace, "name": name}
+	TokenExpiration.DeletePartialMatch(labels)
+	TokenRefresh.DeletePartialMatch(labels)
+	TokenReady.DeletePartialMatch(labels)
+}
