@@ -339,6 +339,8 @@ type DingTalkTokenStatus struct {
 }
 
 // DingTalkToken keeps a DingTalk access token fresh in a Secret.
+// Its metadata.name is at most 239 characters so that <name>-refresh-token is a valid Secret name
+// (set in the CRD by hack/crdpatch: no marker reaches metadata.name).
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=dtt,categories=dingtalk
@@ -348,7 +350,6 @@ type DingTalkTokenStatus struct {
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Refresh",type=string,JSONPath=`.status.refreshTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 239",message="metadata.name must be at most 239 characters, so that <name>-refresh-token is a valid Secret name",fieldPath=".metadata.name"
 // +kubebuilder:validation:XValidation:rule="(has(self.spec.target) && has(self.spec.target.name) ? self.spec.target.name : self.metadata.name) != self.spec.credentialsRef.name",message="spec.target.name (or metadata.name when it is unset) must differ from spec.credentialsRef.name: the operator never writes into the credentials Secret",fieldPath=".spec.target.name"
 // +kubebuilder:validation:XValidation:rule="self.spec.type != 'User' || (self.spec.credentialsRef.name != self.metadata.name + '-refresh-token' && (has(self.spec.target) && has(self.spec.target.name) ? self.spec.target.name : self.metadata.name) != self.metadata.name + '-refresh-token')",message="for type User, spec.credentialsRef.name and spec.target.name may not be <metadata.name>-refresh-token: the operator keeps the refresh token there",fieldPath=".spec"
 // +kubebuilder:validation:XValidation:rule="(has(self.spec.target) && has(self.spec.target.name) ? self.spec.target.name : self.metadata.name) == (has(oldSelf.spec.target) && has(oldSelf.spec.target.name) ? oldSelf.spec.target.name : oldSelf.metadata.name)",message="spec.target.name is immutable (it defaults to metadata.name): create a new DingTalkToken to write another Secret",fieldPath=".spec.target.name"
