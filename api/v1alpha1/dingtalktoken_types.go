@@ -58,6 +58,12 @@ const (
 	ExpiresAtAnnotation = "dingtalk.tokens.dev/expires-at"
 	// TokenDigestAnnotation is set on rollout restart targets' pod templates to the tokenDigest.
 	TokenDigestAnnotation = "dingtalk.tokens.dev/token-digest"
+	// RestartedAtAnnotation is set beside TokenDigestAnnotation on a rollout restart target's pod
+	// template to the time of the restart (RFC 3339, UTC); it enforces one restart per 10 minutes.
+	RestartedAtAnnotation = "dingtalk.tokens.dev/restarted-at"
+	// UsedBootstrapKey is the key of the <name>-refresh-token Secret listing HMACs (keyed by the
+	// DingTalkToken's UID) of the bootstrap refreshToken/authCode values already used, one a line.
+	UsedBootstrapKey = "usedBootstrap"
 )
 
 // Condition types.
@@ -336,6 +342,12 @@ type DingTalkTokenStatus struct {
 	// attempt (ThirdPartyApp and ThirdPartySuite).
 	// +optional
 	SuiteTicketDigest string `json:"suiteTicketDigest,omitempty"`
+
+	// rolloutRestartDigest is the tokenDigest last rolled out to every rolloutRestartTarget; while
+	// it differs from tokenDigest, restarts are pending (for example held back by the limit of one
+	// restart per workload per 10 minutes).
+	// +optional
+	RolloutRestartDigest string `json:"rolloutRestartDigest,omitempty"`
 }
 
 // DingTalkToken keeps a DingTalk access token fresh in a Secret.

@@ -1,0 +1,242 @@
+package controllers
+
+import (
+	"math"
+	"strconv"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+)
+
+// Timing constants of the refresh policy (SPEC.md "Behaviour").
+const (
+	// minRefreshBefore is the lower clamp of spec.refreshBefore (admission enforces it too).
+	minRefreshBefore = 2 * time.Minute
+	// refreshJitter is the upper bound of the refresh jitter, as a fraction of refreshBefore.
+	refreshJitter = 0.10
+	// backoffBase and backoffCap shape the retry delay after a failure: min(5s*2^(n-1), 5m).
+	backoffBase = 5 * time.Second
+	backoffCap  = 5 * time.Minute
+	// backoffJitter is the +-fraction applied to the backoff delay.
+	backoffJitter = 0.10
+	// stickyRetry is how often failures a retry cannot fix (rejected credentials, exhausted quota,
+	// a refused refresh token) are retried while the credentials stay the same.
+	stickyRetry = time.Hour
+	// minRequeue is the shortest RequeueAfter ever returned: never zero or negative.
+	minRequeue = time.Second
+)
+
+// failureKind tells how a failed attempt gates the next DingTalk call.
+type failureKind int
+
+const (
+	// failureNone: the last attempt succeeded (or there was none).
+	failureNone failureKind = iota
+	// failureLocal: the pass failed before calling DingTalk (missing credentials, a conflict, a bad
+	// template). Nothing gates the next call; the pass is only re-checked on the backoff schedule.
+	failureLocal
+	// failureTransient: DingTalk was unavailable or throttled; retried with exponential backoff.
+	failureTransient
+	// failureSticky: retrying cannot help until the credentials change; retried at most hourly.
+	failureSticky
+)
+
+// kindOf classifies a Refreshed reason.
+func kindOf(reason string) failureKind {
+	switch reason {
+	case "", v1alpha1.ReasonTokenIssued, v1alpha1.ReasonRolloutRestartFailed, v1alpha1.ReasonPending:
+		return failureNone
+	case v1alpha1.ReasonRateLimited, v1alpha1.ReasonProviderUnavailable:
+		return failureTransient
+	case v1alpha1.ReasonCredentialsRejected, v1alpha1.ReasonQuotaExceeded, v1alpha1.ReasonReauthorizationRequired:
+		return failureSticky
+	default:
+		return failureLocal
+	}
+}
+
+// refreshInput is everything the refresh decision depends on. It is built from the clock, the
+// status, the spec, the credentials just read and the token the target Secret holds; nothing in it
+// is a secret.
+type refreshInput struct {
+	// Now is the clock's time for this pass.
+	Now time.Time
+	// UID seeds the jitters.
+	UID types.UID
+	// RefreshBefore is spec.refreshBefore (nil: one third of the lifetime).
+	RefreshBefore *metav1.Duration
+	// IssuedAt and ExpiresAt bound the last good token; both zero when there is none.
+	IssuedAt, ExpiresAt time.Time
+	// FailedAttempts, LastFailure and FailureReason describe the failures since the last success.
+	FailedAttempts int32
+	LastFailure    time.Time
+	FailureReason  string
+	// LastCredentialsDigest and LastSuiteTicketDigest are the digests of the credentials the last
+	// attempt used (status).
+	LastCredentialsDigest, LastSuiteTicketDigest string
+	// CredentialsDigest and SuiteTicketDigest are the digests of the credentials read in this pass
+	// ("" when they could not be read, or when the type has no suite ticket).
+	CredentialsDigest, SuiteTicketDigest string
+	// SpecChanged is true when metadata.generation differs from status.observedGeneration.
+	SpecChanged bool
+	// RetryAfterFloor is the earliest call DingTalk allows for this credential set (zero: none).
+	RetryAfterFloor time.Time
+}
+
+// refreshDecision says whether this pass calls DingTalk, and why (for the logs).
+type refreshDecision struct {
+	Fetch bool
+	Why   string
+}
+
+// hasToken reports whether a last good token exists (expired or not).
+func (in refreshInput) hasToken() bool { return !in.ExpiresAt.IsZero() }
+
+// dueAt is when the held token should be refreshed; zero (always due) when there is no token.
+func (in refreshInput) dueAt() time.Time {
+	if !in.hasToken() {
+		return time.Time{}
+	}
+	return refreshAt(in.UID, in.IssuedAt, in.ExpiresAt, in.RefreshBefore)
+}
+
+// credentialsChanged reports whether the credentials (other than the suite ticket) differ from those
+// of the last attempt.
+func (in refreshInput) credentialsChanged() bool {
+	return in.CredentialsDigest != "" && in.CredentialsDigest != in.LastCredentialsDigest
+}
+
+// ticketChanged reports whether only the suite ticket differs from the last attempt's.
+func (in refreshInput) ticketChanged() bool {
+	return in.SuiteTicketDigest != "" && in.LastSuiteTicketDigest != "" &&
+		in.SuiteTicketDigest != in.LastSuiteTicketDigest
+}
+
+// gate is the earliest time the backoff allows the next DingTalk call (zero: no gate).
+func (in refreshInput) gate() time.Time {
+	if in.FailedAttempts <= 0 || in.LastFailure.IsZero() {
+		return time.Time{}
+	}
+	switch kindOf(in.FailureReason) {
+	case failureSticky:
+		return in.LastFailure.Add(stickyRetry)
+	case failureTransient:
+		if in.SpecChanged {
+			return time.Time{}
+		}
+		next := in.LastFailure.Add(backoffDelay(in.UID, in.FailedAttempts))
+		// Never back off past the token's expiry: that is the last moment a retry can still help.
+		if in.hasToken() && in.ExpiresAt.After(in.LastFailure) && in.ExpiresAt.Before(next) {
+			next = in.ExpiresAt
+		}
+		return next
+	default:
+		return time.Time{}
+	}
+}
+
+// decide is the refresh policy: whether this pass calls DingTalk. A pass triggered by anything but
+// a due time, a spec change or a credentials change finds nothing due and makes no call.
+func decide(in refreshInput) refreshDecision {
+	switch {
+	case in.Now.Before(in.RetryAfterFloor):
+		return refreshDecision{Why: "DingTalk asked to retry later"}
+	case in.credentialsChanged() && in.LastCredentialsDigest != "":
+		return refreshDecision{Fetch: true, Why: "credentials changed"}
+	case in.ticketChanged() && in.FailedAttempts > 0:
+		return refreshDecision{Fetch: true, Why: "suite ticket changed after a failed attempt"}
+	case in.hasToken() && in.Now.Before(in.dueAt()):
+		return refreshDecision{Why: "not due"}
+	case in.Now.Before(in.gate()):
+		return refreshDecision{Why: "backing off"}
+	case !in.hasToken():
+		return refreshDecision{Fetch: true, Why: "no token"}
+	default:
+		return refreshDecision{Fetch: true, Why: "refresh due"}
+	}
+}
+
+// nextAttempt is when the next refresh attempt will happen if nothing else changes: the due time,
+// held back by the backoff and by DingTalk's Retry-After. It is what status.refreshTime shows.
+func nextAttempt(in refreshInput) time.Time {
+	next := in.dueAt()
+	if next.IsZero() {
+		next = in.Now
+	}
+	gate := in.gate()
+	if k := kindOf(in.FailureReason); k == failureLocal && in.FailedAttempts > 0 && !in.LastFailure.IsZero() {
+		// Nothing was called: re-check (the Secret may exist now, the conflict may be gone) on the
+		// ordinary backoff schedule.
+		gate = in.LastFailure.Add(backoffDelay(in.UID, in.FailedAttempts))
+	}
+	return latest(next, gate, in.RetryAfterFloor)
+}
+
+// effectiveRefreshBefore is how long before expiry a token of this lifetime is refreshed: the spec
+// value, or one third of the lifetime, at most half the lifetime. The 2m lower clamp applies to the
+// spec value only, so short-lived (test) tokens keep lifetime/3.
+func effectiveRefreshBefore(lifetime time.Duration, spec *metav1.Duration) time.Duration {
+	eff := lifetime / 3
+	if spec != nil {
+		eff = max(spec.Duration, minRefreshBefore)
+	}
+	return max(min(eff, lifetime/2), 0)
+}
+
+// refreshAt is expiresAt - effective - j, j in [0, 10% of effective) from hash(UID, expiresAt),
+// truncated to the second: stable across passes and restarts, spread across tokens.
+func refreshAt(uid types.UID, issuedAt, expiresAt time.Time, spec *metav1.Duration) time.Time {
+	lifetime := expiresAt.Sub(issuedAt)
+	if issuedAt.IsZero() || lifetime <= 0 {
+		// Without a known lifetime nothing can be planned: due now (the zero time).
+		return time.Time{}
+	}
+	eff := effectiveRefreshBefore(lifetime, spec)
+	j := time.Duration(unitFraction(uid, "refresh", timeKey(expiresAt)) * refreshJitter * float64(eff))
+	return expiresAt.Add(-eff - j).Truncate(time.Second)
+}
+
+// backoffDelay is min(5s*2^(n-1), 5m) +-10%, the jitter from hash(UID, n).
+func backoffDelay(uid types.UID, n int32) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	d := backoffCap
+	if n <= 10 {
+		d = min(time.Duration(float64(backoffBase)*math.Pow(2, float64(n-1))), backoffCap)
+	}
+	f := 1 + backoffJitter*(2*unitFraction(uid, "backoff", strconv.Itoa(int(min(n, 11))))-1)
+	return time.Duration(float64(d) * f).Truncate(time.Millisecond)
+}
+
+// requeueAfter is the delay until the earliest future wake-up among ts (zero times ignored), never
+// below minRequeue; zero when there is none.
+func requeueAfter(now time.Time, ts ...time.Time) time.Duration {
+	var first time.Time
+	for _, t := range ts {
+		if t.IsZero() {
+			continue
+		}
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	if first.IsZero() {
+		return 0
+	}
+	return max(first.Sub(now), minRequeue)
+}
+
+// latest returns the latest of ts.
+func latest(ts ...time.Time) time.Time {
+	var out time.Time
+	for _, t := range ts {
+		if t.After(out) {
+			out = t
+		}
+	}
+	return out
+}

@@ -1,0 +1,297 @@
+// Package controllers holds the DingTalkToken reconciler: it fetches DingTalk access tokens,
+// writes them into target Secrets and refreshes them before they expire.
+package controllers
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/metrics"
+)
+
+// +kubebuilder:rbac:groups=dingtalk.tokens.dev,resources=dingtalktokens,verbs=get;list;watch
+// +kubebuilder:rbac:groups=dingtalk.tokens.dev,resources=dingtalktokens/status,verbs=update;patch
+// +kubebuilder:rbac:groups=dingtalk.tokens.dev,resources=dingtalktokens/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// credentialsRefIndex indexes DingTalkTokens by spec.credentialsRef.name.
+const credentialsRefIndex = ".spec.credentialsRef.name"
+
+// controllerName names the controller, its event reporter and its field owner.
+const controllerName = "dingtalktoken"
+
+// DingTalkTokenReconciler keeps each DingTalkToken's target Secret holding a valid token.
+//
+// Where the last good token lives: in memory (keyed by the DingTalkToken, checked against its UID)
+// and in the target Secret itself. A pass that must restore an edited or deleted target takes the
+// token from memory. After a restart memory is empty: the token in the target Secret is trusted
+// again when its HMAC (keyed by the UID) equals status.tokenDigest; when the target was deleted or
+// edited while the operator was down, nothing trustworthy is left and the token is fetched again.
+type DingTalkTokenReconciler struct {
+	// Client is the manager's client: cached reads of DingTalkTokens and of the operator's own
+	// (labelled) Secrets, and every write.
+	client.Client
+	// APIReader reads uncached: credentials Secrets, refresh-token Secrets before a rotation,
+	// workloads, and target names the cache cannot see.
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	// Recorder emits events on transitions only (mgr.GetEventRecorder).
+	Recorder events.EventRecorder
+	// Clock reads the time (default the real clock).
+	Clock clock.Clock
+	// DingTalk fetches tokens.
+	DingTalk dingtalk.Client
+	// Endpoint is the DingTalk base URL; part of the shared-fetch key.
+	Endpoint string
+	// WatchNamespaces restricts the credentials Secret cache (empty: all namespaces). The manager's
+	// own cache is restricted through CacheOptions.
+	WatchNamespaces []string
+	// EnableRolloutRestart allows patching spec.rolloutRestartTargets' pod templates.
+	EnableRolloutRestart bool
+	// MaxConcurrentReconciles is passed to the controller (0: controller-runtime's default of 1).
+	MaxConcurrentReconciles int
+
+	initOnce sync.Once
+	fetcher  *fetcher
+	memory   *memory
+}
+
+// CacheOptions returns the manager's cache options: Secrets are cached only when labelled
+// app.kubernetes.io/managed-by=dingtalk-token-operator, and everything only in namespaces (empty:
+// all). Memory then follows the operator's own Secrets, not the cluster's.
+func CacheOptions(namespaces []string) cache.Options {
+	return cache.Options{
+		DefaultNamespaces: namespaceConfig(namespaces),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue})},
+		},
+	}
+}
+
+func namespaceConfig(namespaces []string) map[string]cache.Config {
+	if len(namespaces) == 0 {
+		return nil
+	}
+	out := make(map[string]cache.Config, len(namespaces))
+	for _, ns := range namespaces {
+		out[ns] = cache.Config{}
+	}
+	return out
+}
+
+func (r *DingTalkTokenReconciler) init() {
+	r.initOnce.Do(func() {
+		if r.Clock == nil {
+			r.Clock = clock.RealClock{}
+		}
+		r.fetcher = newFetcher(r.Clock)
+		r.memory = newMemory()
+	})
+}
+
+// SetupWithManager registers the controller: DingTalkTokens, their owned Secrets (targets and
+// refresh-token Secrets, from the label-selected cache) and, through a second metadata-only cache,
+// the credentials Secrets they reference.
+func (r *DingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.init()
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	if r.Scheme == nil {
+		r.Scheme = mgr.GetScheme()
+	}
+	if r.DingTalk == nil || r.Recorder == nil {
+		return errors.New("DingTalkTokenReconciler needs DingTalk and Recorder")
+	}
+	ctx := context.Background()
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.DingTalkToken{}, credentialsRefIndex,
+		func(o client.Object) []string {
+			return []string{o.(*v1alpha1.DingTalkToken).Spec.CredentialsRef.Name}
+		}); err != nil {
+		return err
+	}
+	credentialsCache, err := newCredentialsCache(mgr, r.WatchNamespaces)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(credentialsCache); err != nil {
+		return err
+	}
+	secretMeta := &metav1.PartialObjectMetadata{}
+	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(controllerName).
+		For(&v1alpha1.DingTalkToken{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&corev1.Secret{}).
+		WatchesRawSource(source.Kind(credentialsCache, secretMeta,
+			handler.TypedEnqueueRequestsFromMapFunc(r.tokensForCredentials))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		Complete(r)
+}
+
+// newCredentialsCache is the second cache: Secrets as metadata, stripped to name, namespace, uid
+// and resourceVersion, so that any Secret's change is seen without holding its data.
+func newCredentialsCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, error) {
+	return cache.New(mgr.GetConfig(), cache.Options{
+		HTTPClient:        mgr.GetHTTPClient(),
+		Scheme:            mgr.GetScheme(),
+		Mapper:            mgr.GetRESTMapper(),
+		DefaultNamespaces: namespaceConfig(namespaces),
+		DefaultTransform: func(in any) (any, error) {
+			m, ok := in.(*metav1.PartialObjectMetadata)
+			if !ok {
+				return in, nil
+			}
+			return &metav1.PartialObjectMetadata{
+				TypeMeta: m.TypeMeta,
+				ObjectMeta: metav1.ObjectMeta{
+					Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+				},
+			}, nil
+		},
+	})
+}
+
+// tokensForCredentials maps a Secret to the DingTalkTokens naming it as credentials.
+func (r *DingTalkTokenReconciler) tokensForCredentials(ctx context.Context, s *metav1.PartialObjectMetadata) []reconcile.Request {
+	var list v1alpha1.DingTalkTokenList
+	if err := r.List(ctx, &list, client.InNamespace(s.Namespace), client.MatchingFields{credentialsRefIndex: s.Name}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list DingTalkTokens for a credentials Secret", "secret", s.Name)
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return out
+}
+
+// Reconcile converges one DingTalkToken: its target Secret holds a valid token, refreshed on time.
+// DingTalk failures become conditions; only API-server errors are returned.
+func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
+	r.init()
+	// Load the object; when it is gone only memory and metrics are left (its Secrets go with it
+	// through their ownerReferences).
+	tok := &v1alpha1.DingTalkToken{}
+	if err := r.Get(ctx, req.NamespacedName, tok); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if !tok.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	p := r.startPass(ctx, tok)
+	// One status write, the events of its transitions and the metrics, however the pass ends.
+	defer func() { res, err = p.finish(ctx, err) }()
+
+	// A rotated user refresh token not yet stored (or a deleted refresh-token Secret) comes first.
+	if err := r.flushRefreshToken(ctx, p); err != nil {
+		return ctrl.Result{}, err
+	}
+	// See what the target Secret holds and recover the last good token (memory, else the target).
+	target, err := r.observeTarget(ctx, p)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	// Suspended: no DingTalk call and no write; status reports what the Secret holds.
+	if tok.Spec.Suspend {
+		p.suspend()
+		return ctrl.Result{}, nil
+	}
+	// Another owner's Secret is never written: report it before spending a DingTalk call.
+	if target.conflict {
+		p.fail(v1alpha1.ReasonTargetConflict, target.message)
+		return ctrl.Result{}, nil
+	}
+	// A template that cannot render blocks every write: report it before fetching too.
+	if err := dryRunTemplates(tok); err != nil {
+		p.fail(v1alpha1.ReasonTemplateInvalid, err.Error())
+		return ctrl.Result{}, nil
+	}
+	// Read the credentials (uncached) and decide whether this pass calls DingTalk.
+	creds, credErr := r.loadCredentials(ctx, tok)
+	var notFound *credentialsError
+	if credErr != nil && !errors.As(credErr, &notFound) {
+		return ctrl.Result{}, credErr
+	}
+	if d := decide(p.refreshInput(creds)); d.Fetch {
+		p.log.V(1).Info("Refreshing token", "why", d.Why)
+		if notFound != nil {
+			p.fail(v1alpha1.ReasonCredentialsNotFound, notFound.msg)
+		} else if err := r.refresh(ctx, p, creds); err != nil {
+			return ctrl.Result{}, err
+		}
+	} else {
+		p.log.V(1).Info("No refresh", "why", d.Why)
+	}
+	// Write the last good token into the target: create it, restore drift, or leave it as it is.
+	if err := r.writeTarget(ctx, p, target); err != nil {
+		return ctrl.Result{}, err
+	}
+	// Restart the rollout targets when the token's value changed.
+	r.rolloutRestart(ctx, p)
+	return ctrl.Result{}, nil
+}
+
+// refresh fetches a token for creds (shared for every type but User) and records the outcome.
+func (r *DingTalkTokenReconciler) refresh(ctx context.Context, p *pass, creds *credentials) error {
+	if creds.typ == v1alpha1.TokenTypeUser {
+		return r.refreshUser(ctx, p, creds)
+	}
+	key := r.fetcher.setKey(creds.setParts(r.Endpoint)...)
+	held := p.held
+	accept := func(t issued) bool {
+		// A token another DingTalkToken just fetched is taken when it is newer than ours and not
+		// itself due for this DingTalkToken: one call per refresh window for the whole set.
+		newer := held == nil || t.ExpiresAt.After(held.ExpiresAt)
+		return newer && p.now.Before(refreshAt(p.tok.UID, t.IssuedAt, t.ExpiresAt, p.tok.Spec.RefreshBefore))
+	}
+	t, called, err := r.fetcher.fetch(ctx, key, true, accept, func(ctx context.Context) (dingtalk.Token, error) {
+		switch creds.typ {
+		case v1alpha1.TokenTypeInternalApp:
+			return r.DingTalk.AppAccessToken(ctx, creds.app)
+		case v1alpha1.TokenTypeThirdPartyApp:
+			return r.DingTalk.CorpAccessToken(ctx, creds.suite, creds.corpID)
+		default:
+			return r.DingTalk.SuiteAccessToken(ctx, creds.suite)
+		}
+	})
+	p.attempted(creds)
+	if err != nil {
+		p.failDingTalk(err)
+		return nil
+	}
+	p.issue(t, called)
+	return nil
+}
+
+// forget drops what memory holds for a deleted DingTalkToken, and its metrics series.
+func (r *DingTalkTokenReconciler) forget(key types.NamespacedName) {
+	r.memory.forget(key)
+	metrics.DeleteToken(key.Namespace, key.Name)
+}

@@ -1,0 +1,154 @@
+package controllers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	"k8s.io/utils/clock"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
+)
+
+const (
+	// fetchTimeout bounds one shared DingTalk call; it runs on a context detached from the
+	// reconcile that started it, since other reconciles may be waiting for its answer.
+	fetchTimeout = 30 * time.Second
+	// maxRetryAfter caps the Retry-After floor DingTalk may impose.
+	maxRetryAfter = time.Hour
+)
+
+// issued is a token DingTalk answered, with the time the request was sent (expiresAt = sentAt +
+// expireIn, SPEC "Timing").
+type issued struct {
+	dingtalk.Token
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+}
+
+// fetcher shares DingTalk calls between DingTalkTokens with equal credential sets.
+//
+// A credential set is identified by an HMAC of the type, every credential value, corpId and the
+// endpoint, keyed by a random per-process key: equal sets collide, any differing value does not,
+// and the map keys reveal nothing. Concurrent misses of one set collapse into one call
+// (singleflight); the answered token is kept until it expires so that DingTalkTokens whose refresh
+// falls due a little later in the same window take it instead of calling again. Retry-After answers
+// set a floor for the whole set.
+type fetcher struct {
+	clock clock.PassiveClock
+	key   []byte
+	group singleflight.Group
+
+	mu     sync.Mutex
+	tokens map[string]issued
+	floors map[string]time.Time
+}
+
+func newFetcher(clk clock.PassiveClock) *fetcher {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return &fetcher{clock: clk, key: key, tokens: map[string]issued{}, floors: map[string]time.Time{}}
+}
+
+// setKey names a credential set (or any other secret-derived identity) without revealing it.
+func (f *fetcher) setKey(parts ...string) string {
+	return hex.EncodeToString(keyedSum(f.key, parts...))
+}
+
+// floor is the earliest time DingTalk allows another call for the set (zero: none).
+func (f *fetcher) floor(key string) time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.floors[key]
+	if !t.IsZero() && !f.clock.Now().Before(t) {
+		delete(f.floors, key)
+		return time.Time{}
+	}
+	return t
+}
+
+// cached returns the set's last answered token when accept takes it.
+func (f *fetcher) cached(key string, accept func(issued) bool) (issued, bool) {
+	f.mu.Lock()
+	t, ok := f.tokens[key]
+	f.mu.Unlock()
+	if !ok || !f.clock.Now().Before(t.ExpiresAt) || accept == nil || !accept(t) {
+		return issued{}, false
+	}
+	return t, true
+}
+
+// fetch returns a token for the set key: from the cache when share is set and accept takes the
+// cached one, else from one DingTalk call shared with concurrent callers of the same key.
+// The second result tells whether this caller's own call (rather than a cache) answered.
+func (f *fetcher) fetch(ctx context.Context, key string, share bool, accept func(issued) bool,
+	call func(context.Context) (dingtalk.Token, error)) (issued, bool, error) {
+	if share {
+		if t, ok := f.cached(key, accept); ok {
+			return t, false, nil
+		}
+	}
+	ch := f.group.DoChan(key, func() (any, error) {
+		if share {
+			// A flight that landed between the check above and this one already answered.
+			if t, ok := f.cached(key, accept); ok {
+				return t, nil
+			}
+		}
+		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+		defer cancel()
+		sentAt := f.clock.Now()
+		tok, err := call(callCtx)
+		if err != nil {
+			if ra := dingtalk.RetryAfterOf(err); ra > 0 {
+				f.setFloor(key, sentAt.Add(min(ra, maxRetryAfter)))
+			}
+			return nil, err
+		}
+		t := issued{Token: tok, IssuedAt: sentAt, ExpiresAt: sentAt.Add(tok.ExpireIn)}
+		if share {
+			f.store(key, t)
+		}
+		return t, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return issued{}, false, res.Err
+		}
+		return res.Val.(issued), !res.Shared, nil
+	case <-ctx.Done():
+		return issued{}, false, ctx.Err()
+	}
+}
+
+func (f *fetcher) setFloor(key string, t time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if t.After(f.floors[key]) {
+		f.floors[key] = t
+	}
+}
+
+// store keeps t for its set and drops expired entries, so memory follows the live credential sets.
+func (f *fetcher) store(key string, t issued) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.clock.Now()
+	for k, v := range f.tokens {
+		if !now.Before(v.ExpiresAt) {
+			delete(f.tokens, k)
+		}
+	}
+	for k, v := range f.floors {
+		if !now.Before(v) {
+			delete(f.floors, k)
+		}
+	}
+	f.tokens[key] = t
+}

@@ -1,0 +1,115 @@
+package controllers
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// heldToken is the last good token of a DingTalkToken. Secret: only its expiry and digest leave memory
+// (and the token itself, into the target Secret).
+type heldToken struct {
+	UID         types.UID
+	AccessToken string
+	CorpID      string
+	IssuedAt    time.Time
+	ExpiresAt   time.Time
+}
+
+// userRecord is the content of a User token's <name>-refresh-token Secret, as last decided.
+type userRecord struct {
+	UID types.UID
+	// RefreshToken is the newest refresh token DingTalk answered. Secret.
+	RefreshToken string
+	// Used are the HMACs (keyed by the UID) of the bootstrap values already used.
+	Used []string
+	// Stored is false while the refresh-token Secret does not hold this record yet.
+	Stored bool
+}
+
+func (u userRecord) used(digest string) bool { return slices.Contains(u.Used, digest) }
+
+// claim records which DingTalkToken uses a user bootstrap value in this process.
+type claim struct {
+	key types.NamespacedName
+	uid types.UID
+}
+
+// memory is the reconciler's in-process state, keyed by DingTalkToken and checked against its UID
+// (a DingTalkToken deleted and re-created under the same name starts afresh).
+type memory struct {
+	mu     sync.Mutex
+	tokens map[types.NamespacedName]heldToken
+	users  map[types.NamespacedName]userRecord
+	claims map[string]claim
+}
+
+func newMemory() *memory {
+	return &memory{
+		tokens: map[types.NamespacedName]heldToken{},
+		users:  map[types.NamespacedName]userRecord{},
+		claims: map[string]claim{},
+	}
+}
+
+func (m *memory) token(key types.NamespacedName, uid types.UID) *heldToken {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.tokens[key]
+	if !ok || t.UID != uid {
+		return nil
+	}
+	return &t
+}
+
+func (m *memory) setToken(key types.NamespacedName, t heldToken) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tokens[key] = t
+}
+
+func (m *memory) user(key types.NamespacedName, uid types.UID) *userRecord {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.users[key]
+	if !ok || u.UID != uid {
+		return nil
+	}
+	u.Used = slices.Clone(u.Used)
+	return &u
+}
+
+func (m *memory) setUser(key types.NamespacedName, u userRecord) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u.Used = slices.Clone(u.Used)
+	m.users[key] = u
+}
+
+// claim makes (key, uid) the user of a bootstrap value unless another live DingTalkToken claimed it
+// first; it returns the claimant.
+func (m *memory) claim(bootstrap string, key types.NamespacedName, uid types.UID) claim {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.claims[bootstrap]
+	if !ok || c.key == key {
+		c = claim{key: key, uid: uid}
+		m.claims[bootstrap] = c
+	}
+	return c
+}
+
+// forget drops everything held for a deleted DingTalkToken.
+func (m *memory) forget(key types.NamespacedName) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.tokens, key)
+	delete(m.users, key)
+	for k, c := range m.claims {
+		if c.key == key {
+			delete(m.claims, k)
+		}
+	}
+}
