@@ -79,8 +79,8 @@ func parseAnswer(endpoint string, status int, header http.Header, body []byte, n
 	e := &Error{
 		Endpoint:   endpoint,
 		HTTPStatus: status,
-		Code:       sanitizeID(firstNonEmpty(code, errcode)),
-		RequestID:  sanitizeID(firstNonEmpty(scalar(a.RequestID), header.Get("x-acs-request-id"))),
+		Code:       firstNonEmpty(sanitizeID(code), sanitizeID(errcode)),
+		RequestID:  firstNonEmpty(sanitizeID(scalar(a.RequestID)), sanitizeID(header.Get("x-acs-request-id"))),
 		RetryAfter: parseRetryAfter(header.Get("Retry-After"), now),
 	}
 	switch {
