@@ -47,20 +47,30 @@ const (
 	serviceAccountName  = "dingtalk-token-operator-controller-manager"
 )
 
-// operatorGrants is everything the operator's service account may be granted: group/resource ->
-// verbs. Anything else in a role bound to it fails the test. Keep it in step with the code: a
-// verb the code does not use does not belong here.
+// operatorGrants is what the manager role (config/rbac/role.yaml, generated from the markers in
+// controllers/) grants: group/resource -> verbs. It is granted cluster-wide by config/default and
+// in one namespace by config/namespaced. A verb the code does not use does not belong here.
 var operatorGrants = map[string][]string{
 	// Credentials are read through the API reader (get) and watched as metadata (list, watch);
-	// targets and refresh-token Secrets are created and updated (patch for apply/merge writes).
+	// the target and refresh-token Secrets are cached (list, watch), created and updated.
 	"/secrets":                                  {"get", "list", "watch", "create", "update", "patch"},
-	"dingtalk.tokens.dev/dingtalktokens":        {"get", "list", "watch", "update", "patch"},
-	"dingtalk.tokens.dev/dingtalktokens/status": {"get", "update", "patch"},
+	"dingtalk.tokens.dev/dingtalktokens":        {"get", "list", "watch"},
+	"dingtalk.tokens.dev/dingtalktokens/status": {"update", "patch"},
 	// Owner references with blockOwnerDeletion need update on the owner's finalizers.
 	"dingtalk.tokens.dev/dingtalktokens/finalizers": {"update"},
-	"/events":                                   {"create", "patch"},
-	"events.k8s.io/events":                      {"create", "patch"},
-	"coordination.k8s.io/leases":                {"get", "create", "update"},
+	"events.k8s.io/events":                          {"create", "patch"},
+}
+
+// leaderElectionGrants are granted only in the operator's own namespace: its Lease and the
+// events announcing a new leader.
+var leaderElectionGrants = map[string][]string{
+	"coordination.k8s.io/leases": {"get", "create", "update"},
+	"/events":                    {"create", "patch"},
+}
+
+// metricsAuthGrants let the metrics endpoint authenticate and authorize scrapes (cluster-wide:
+// these resources are not namespaced).
+var metricsAuthGrants = map[string][]string{
 	"authentication.k8s.io/tokenreviews":        {"create"},
 	"authorization.k8s.io/subjectaccessreviews": {"create"},
 }
@@ -125,12 +135,12 @@ func TestDefaultHardening(t *testing.T) {
 func TestDefaultRBACIsLeastPrivilege(t *testing.T) {
 	objs := render(t, filesys.MakeFsOnDisk(), "default")
 	grants := grantsTo(t, objs, operatorNamespace, serviceAccountName)
-	assertOnly(t, grants, operatorGrants)
+	assertOnly(t, grants, merge(operatorGrants, leaderElectionGrants, metricsAuthGrants))
 	assertGranted(t, grants, operatorGrants, "*")
-
+	assertGranted(t, grants, metricsAuthGrants, "*")
+	assertGranted(t, grants, leaderElectionGrants, operatorNamespace)
 	for _, g := range grants {
-		// Leases: only in the operator's own namespace.
-		if g.key == "coordination.k8s.io/leases" && g.scope != operatorNamespace {
+		if _, ok := leaderElectionGrants[g.key]; ok && g.scope != operatorNamespace {
 			t.Errorf("%s %s granted in scope %q; want only namespace %s", g.key, g.verb, g.scope, operatorNamespace)
 		}
 	}
@@ -169,16 +179,12 @@ func TestNamespacedVariant(t *testing.T) {
 	}
 
 	grants := grantsTo(t, objs, namespacedNamespace, serviceAccountName)
-	assertOnly(t, grants, operatorGrants)
+	assertOnly(t, grants, merge(operatorGrants, leaderElectionGrants, metricsAuthGrants))
+	assertGranted(t, grants, operatorGrants, namespacedNamespace)
+	assertGranted(t, grants, leaderElectionGrants, namespacedNamespace)
 	for _, g := range grants {
-		clusterScoped := g.key == "authentication.k8s.io/tokenreviews" || g.key == "authorization.k8s.io/subjectaccessreviews"
-		if !clusterScoped && g.scope != namespacedNamespace {
+		if _, clusterScoped := metricsAuthGrants[g.key]; !clusterScoped && g.scope != namespacedNamespace {
 			t.Errorf("namespaced variant grants %s %s in scope %q; want only namespace %s", g.key, g.verb, g.scope, namespacedNamespace)
-		}
-	}
-	for _, key := range []string{"/secrets", "dingtalk.tokens.dev/dingtalktokens", "coordination.k8s.io/leases"} {
-		if !slices.ContainsFunc(grants, func(g grant) bool { return g.key == key && g.scope == namespacedNamespace }) {
-			t.Errorf("namespaced variant grants nothing on %s in %s", key, namespacedNamespace)
 		}
 	}
 }
@@ -209,15 +215,8 @@ func TestRolloutRestartComponent(t *testing.T) {
 			if !slices.Contains(dep.Spec.Template.Spec.Containers[0].Args, "--enable-rollout-restart") {
 				t.Errorf("the component does not add --enable-rollout-restart: %q", dep.Spec.Template.Spec.Containers[0].Args)
 			}
-			all := map[string][]string{}
-			for k, v := range operatorGrants {
-				all[k] = v
-			}
-			for k, v := range rolloutRestartGrants {
-				all[k] = v
-			}
 			grants := grantsTo(t, objs, variant.namespace, serviceAccountName)
-			assertOnly(t, grants, all)
+			assertOnly(t, grants, merge(operatorGrants, leaderElectionGrants, metricsAuthGrants, rolloutRestartGrants))
 			assertGranted(t, grants, rolloutRestartGrants, variant.scope)
 		})
 	}
@@ -498,25 +497,32 @@ func assertOnly(t *testing.T, grants []grant, allowed map[string][]string) {
 	for _, g := range grants {
 		if !slices.Contains(allowed[g.key], g.verb) {
 			t.Errorf("%s grants %s on %s (scope %s), which the operator does not need; if the code now needs it, "+
-				"add it to operatorGrants with a comment saying why", g.via, g.verb, g.key, g.scope)
+				"add it to the grant tables above with a comment saying why", g.via, g.verb, g.key, g.scope)
 		}
 	}
 }
 
-// assertGranted fails when a needed verb on a resource that is not optional is missing in scope
-// ("*" for cluster-wide). Leases are checked separately: they are granted per namespace.
+// assertGranted fails when a needed verb is not granted in scope ("*" for cluster-wide).
 func assertGranted(t *testing.T, grants []grant, needed map[string][]string, scope string) {
 	t.Helper()
 	for key, verbs := range needed {
-		if key == "coordination.k8s.io/leases" || key == "/events" || key == "events.k8s.io/events" {
-			continue // granted per namespace, or one of two event APIs
-		}
 		for _, v := range verbs {
 			if !slices.ContainsFunc(grants, func(g grant) bool { return g.key == key && g.verb == v && g.scope == scope }) {
 				t.Errorf("%s %s is not granted in scope %s", key, v, scope)
 			}
 		}
 	}
+}
+
+// merge returns the union of grant tables.
+func merge(tables ...map[string][]string) map[string][]string {
+	out := map[string][]string{}
+	for _, tab := range tables {
+		for k, v := range tab {
+			out[k] = append(out[k], v...)
+		}
+	}
+	return out
 }
 
 func deployment(t *testing.T, objs []*unstructured.Unstructured, namespace string) *appsv1.Deployment {

@@ -1,0 +1,75 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command manager is the dingtalk-token-operator: it keeps the DingTalk access tokens that
+// DingTalkTokens ask for fresh in Secrets. Run with --help for the flags; --kubeconfig (or
+// KUBECONFIG, or the in-cluster config) chooses the cluster.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	// flag.CommandLine already holds controller-runtime's --kubeconfig.
+	opts, err := operator.Parse(flag.CommandLine, os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		return 2
+	}
+	logger := zap.New(zap.UseFlagOptions(&opts.Zap))
+	ctrl.SetLogger(logger)
+	klog.SetLogger(logger) // client-go's own messages, in the same format
+	log := ctrl.Log.WithName("setup")
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		log.Error(err, "Failed to load the cluster configuration (set --kubeconfig or KUBECONFIG, or run in a pod)")
+		return 1
+	}
+	mgr, err := operator.NewManager(cfg, opts)
+	if err != nil {
+		log.Error(err, "Failed to set up the manager")
+		return 1
+	}
+	log.Info("Starting manager",
+		"dingtalkEndpoint", opts.DingTalkEndpoint,
+		"watchNamespaces", opts.WatchNamespaces,
+		"leaderElection", opts.LeaderElection,
+		"rolloutRestart", opts.EnableRolloutRestart,
+		"metricsBindAddress", opts.MetricsBindAddress,
+		"metricsSecure", opts.MetricsSecure)
+	// SIGTERM or SIGINT stops the manager: it releases the leader Lease and waits for running
+	// reconciles; a second signal exits at once.
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "Manager stopped with an error")
+		return 1
+	}
+	log.Info("Stopped manager")
+	return 0
+}

@@ -1,0 +1,145 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package operator
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	dingtalkv1alpha1 "github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
+	// Registers the operator's metrics on controller-runtime's registry.
+	_ "github.com/dingtalk-token-operator/dingtalk-token-operator/internal/metrics"
+)
+
+// EventSource is the reporting controller of the operator's events.
+const EventSource = "dingtalk-token-operator"
+
+// gracefulShutdownTimeout bounds the wait for running reconciles (for example a User token's
+// refresh token being stored) after SIGTERM. The Deployment's terminationGracePeriodSeconds is
+// longer.
+const gracefulShutdownTimeout = 25 * time.Second
+
+// Scheme holds the kinds the operator reads and writes.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(dingtalkv1alpha1.AddToScheme(s))
+	return s
+}
+
+// NewManager builds the manager from validated options: caches restricted to managed Secrets
+// and the watched namespaces, the DingTalkToken reconciler, metrics, probes and leader election.
+// Start it with mgr.Start(ctx); it returns when ctx ends and the running reconciles finish.
+func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	metricsOpts := metricsserver.Options{
+		BindAddress:   o.MetricsBindAddress,
+		SecureServing: o.MetricsSecure,
+		CertDir:       o.MetricsCertPath,
+		CertName:      o.MetricsCertName,
+		KeyName:       o.MetricsCertKey,
+	}
+	if !o.EnableHTTP2 {
+		metricsOpts.TLSOpts = append(metricsOpts.TLSOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	if o.MetricsSecure {
+		// Every scrape is authenticated (TokenReview) and authorized (SubjectAccessReview for get
+		// on /metrics) by the API server, as kubebuilder scaffolds it.
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        Scheme(),
+		Cache:                         controllers.CacheOptions(o.WatchNamespaces),
+		Metrics:                       metricsOpts,
+		HealthProbeBindAddress:        o.HealthProbeBindAddress,
+		LeaderElection:                o.LeaderElection,
+		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionNamespace:       o.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true, // safe: the process exits as soon as the manager stops
+		GracefulShutdownTimeout:       ptrTo(gracefulShutdownTimeout),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the manager: %w", err)
+	}
+
+	dt, err := dingtalk.New(dingtalk.Options{
+		BaseURL: o.DingTalkEndpoint,
+		Timeout: o.DingTalkTimeout,
+		QPS:     o.DingTalkQPS,
+		Burst:   o.DingTalkBurst,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("--dingtalk-endpoint: %w", err)
+	}
+	r := &controllers.DingTalkTokenReconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Scheme:                  mgr.GetScheme(),
+		Recorder:                mgr.GetEventRecorder(EventSource),
+		Clock:                   clock.RealClock{},
+		DingTalk:                dt,
+		Endpoint:                o.DingTalkEndpoint,
+		WatchNamespaces:         o.WatchNamespaces,
+		EnableRolloutRestart:    o.EnableRolloutRestart,
+		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the DingTalkToken controller: %w", err)
+	}
+
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding the health check: %w", err)
+	}
+	// Ready once the caches have synced: a replica that cannot list its Secrets is not ready.
+	if err := mgr.AddReadyzCheck("caches", cachesSynced(mgr)); err != nil {
+		return nil, fmt.Errorf("adding the readiness check: %w", err)
+	}
+	return mgr, nil
+}
+
+// cachesSynced is a readiness check that passes once the manager's caches have synced.
+func cachesSynced(mgr ctrl.Manager) healthz.Checker {
+	return func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("caches have not synced yet")
+		}
+		return nil
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -1,0 +1,96 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package operator
+
+import (
+	"flag"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args    []string // command line
+		wantErr string   // substring of the error; "" for success
+		check   func(*testing.T, Options)
+	}{
+		"defaults": {
+			check: func(t *testing.T, o Options) {
+				if o.DingTalkEndpoint != "https://api.dingtalk.com" || o.LeaderElection || !o.MetricsSecure ||
+					o.MetricsBindAddress != "0" || o.HealthProbeBindAddress != ":8081" || len(o.WatchNamespaces) != 0 {
+					t.Errorf("defaults = %+v", o)
+				}
+			},
+		},
+		"every flag": {
+			args: []string{
+				"--dingtalk-endpoint=https://proxy.example.com/dingtalk/", "--watch-namespaces= apps, crm ,apps",
+				"--enable-rollout-restart", "--leader-elect", "--leader-election-namespace=ops",
+				"--metrics-bind-address=:8443", "--health-probe-bind-address=:9440", "--max-concurrent-reconciles=8",
+				"--dingtalk-qps=5", "--dingtalk-burst=10", "--dingtalk-timeout=3s", "--zap-log-level=debug",
+			},
+			check: func(t *testing.T, o Options) {
+				if o.DingTalkEndpoint != "https://proxy.example.com/dingtalk" {
+					t.Errorf("endpoint = %q, want the trailing slash trimmed", o.DingTalkEndpoint)
+				}
+				if !slices.Equal(o.WatchNamespaces, []string{"apps", "crm"}) {
+					t.Errorf("namespaces = %q", o.WatchNamespaces)
+				}
+				if !o.EnableRolloutRestart || !o.LeaderElection || o.LeaderElectionNamespace != "ops" ||
+					o.MetricsBindAddress != ":8443" || o.HealthProbeBindAddress != ":9440" ||
+					o.MaxConcurrentReconciles != 8 || o.DingTalkQPS != 5 || o.DingTalkBurst != 10 || o.DingTalkTimeout.Seconds() != 3 {
+					t.Errorf("options = %+v", o)
+				}
+			},
+		},
+		"loopback http allowed":  {args: []string{"--dingtalk-endpoint=http://127.0.0.1:8080"}},
+		"localhost http allowed": {args: []string{"--dingtalk-endpoint=http://localhost:8080"}},
+		"ipv6 loopback allowed":  {args: []string{"--dingtalk-endpoint=http://[::1]:8080"}},
+		"empty namespaces: all":  {args: []string{"--watch-namespaces="}},
+		"http refused":           {args: []string{"--dingtalk-endpoint=http://api.dingtalk.com"}, wantErr: "--dingtalk-endpoint"},
+		"http on a LAN refused":  {args: []string{"--dingtalk-endpoint=http://10.0.0.1"}, wantErr: "https"},
+		"loopback lookalike":     {args: []string{"--dingtalk-endpoint=http://127.0.0.1.example.com"}, wantErr: "https"},
+		"other scheme refused":   {args: []string{"--dingtalk-endpoint=ftp://api.dingtalk.com"}, wantErr: "--dingtalk-endpoint"},
+		"relative refused":       {args: []string{"--dingtalk-endpoint=api.dingtalk.com"}, wantErr: "--dingtalk-endpoint"},
+		"user info refused":      {args: []string{"--dingtalk-endpoint=https://user:pass@api.dingtalk.com"}, wantErr: "user info"},
+		"query refused":          {args: []string{"--dingtalk-endpoint=https://api.dingtalk.com?x=1"}, wantErr: "query"},
+		"bad namespace":          {args: []string{"--watch-namespaces=Apps"}, wantErr: "--watch-namespaces"},
+		"bad lease namespace":    {args: []string{"--leader-election-namespace=a_b"}, wantErr: "--leader-election-namespace"},
+		"zero reconciles":        {args: []string{"--max-concurrent-reconciles=0"}, wantErr: "--max-concurrent-reconciles"},
+		"negative qps":           {args: []string{"--dingtalk-qps=-1"}, wantErr: "--dingtalk-qps"},
+		"zero burst":             {args: []string{"--dingtalk-burst=0"}, wantErr: "--dingtalk-burst"},
+		"zero timeout":           {args: []string{"--dingtalk-timeout=0s"}, wantErr: "--dingtalk-timeout"},
+		"stray argument":         {args: []string{"start"}, wantErr: "unexpected arguments"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			o, err := Parse(fs, tc.args)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("error = %v, want one containing %q", err, tc.wantErr)
+			}
+			if tc.check != nil {
+				tc.check(t, o)
+			}
+		})
+	}
+}
