@@ -68,7 +68,25 @@ func decodeAnswer(body []byte) (answer, error) {
 }
 
 // parseAnswer turns an HTTP answer of endpoint into a Token or a classified *Error. now is used
-// for a Retry-After given as an HTTP date. See the package documentation of Class for the rules.
+// for a Retry-After given as an HTTP date. The first matching rule wins:
+//
+//	3xx (redirects are never followed)                         ProviderUnavailable
+//	code Forbidden.AccessDenied.ApiCountLimitForOrg            QuotaExceeded
+//	429; 4xx with a code containing Limit or Throttl;
+//	  errcode 90002, 90006, 90018 or 90019 (any status)        RateLimited
+//	5xx                                                        ProviderUnavailable
+//	404 (wrong path or method)                                 ProviderUnavailable
+//	userAccessToken 4xx: invalidClientIdOrSecret               CredentialsRejected
+//	userAccessToken 4xx: any other or no code                  ReauthorizationRequired
+//	other 4xx: code invalid*, or status 401 or 403             CredentialsRejected
+//	other 4xx; any other status outside 2xx                    ProviderUnavailable
+//	2xx: empty or malformed JSON, not an object                ProviderUnavailable
+//	2xx: non-zero errcode (other than the rate-limit ones)     ProviderUnavailable
+//	2xx: missing or empty accessToken                          ProviderUnavailable
+//	2xx: missing, non-numeric, non-positive or > 1 y expireIn  ProviderUnavailable
+//
+// Codes are matched case-insensitively. Retry-After (seconds or HTTP date, capped at
+// MaxRetryAfter) is kept on every error answer except a redirect.
 func parseAnswer(endpoint string, status int, header http.Header, body []byte, now time.Time) (Token, error) {
 	a, decodeErr := decodeAnswer(body)
 	code := scalar(a.Code)

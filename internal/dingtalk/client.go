@@ -53,6 +53,9 @@ const (
 	DefaultMaxResponseBytes = 64 << 10
 	// MaxRetryAfter caps the Retry-After DingTalk may ask for.
 	MaxRetryAfter = time.Hour
+
+	// maxResponseHeaderBytes caps an answer's headers (net/http's default is 1 MiB).
+	maxResponseHeaderBytes = 64 << 10
 )
 
 // Options configure New.
@@ -118,7 +121,9 @@ func New(opts Options) (*HTTPClient, error) {
 		hc.Transport = opts.Transport
 	}
 	if hc.Transport == nil {
-		hc.Transport = http.DefaultTransport.(*http.Transport).Clone()
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxResponseHeaderBytes = maxResponseHeaderBytes
+		hc.Transport = t
 	}
 	// A followed redirect would resend the credentials in the POST body to another URL.
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

@@ -65,17 +65,20 @@ type Class string
 
 const (
 	// ClassCredentialsRejected: DingTalk refused the credentials (invalidClientIdOrSecret,
-	// invalidSuiteKey, invalidSuiteTicket, invalidAuthInfo, other 4xx "invalid*" codes).
+	// invalidSuiteKey, invalidSuiteTicket, invalidAuthInfo, other 4xx "invalid*" codes, 401 and
+	// 403 access denials), or a credential is empty (then no call is made).
 	ClassCredentialsRejected Class = "CredentialsRejected"
 	// ClassReauthorizationRequired: the user's authorization code or refresh token was refused;
 	// a person must authorize again.
 	ClassReauthorizationRequired Class = "ReauthorizationRequired"
-	// ClassRateLimited: HTTP 429, a 403 throttling code, or legacy errcodes 90002/90006/90018/90019.
+	// ClassRateLimited: HTTP 429, a 4xx (typically 403) code containing Limit or Throttl, or
+	// legacy errcodes 90002/90006/90018/90019, or the client-side rate limit.
 	ClassRateLimited Class = "RateLimited"
 	// ClassQuotaExceeded: Forbidden.AccessDenied.ApiCountLimitForOrg (monthly quota).
 	ClassQuotaExceeded Class = "QuotaExceeded"
-	// ClassUnavailable: 5xx, timeouts, resets, malformed or empty answers, HTTP 200 with a non-zero
-	// errcode, a missing accessToken or a non-positive expireIn.
+	// ClassUnavailable: 5xx, timeouts, resets, redirects, oversized, malformed or empty answers,
+	// HTTP 200 with a non-zero errcode, a missing accessToken, a non-positive expireIn, 404 and
+	// other 4xx answers that blame neither the credentials nor the rate.
 	ClassUnavailable Class = "ProviderUnavailable"
 )
 
