@@ -26,12 +26,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	clocktesting "k8s.io/utils/clock/testing"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
-	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/metrics"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
 )
 
@@ -483,29 +481,45 @@ func TestClientSideRateLimit(t *testing.T) {
 func TestMetricsObserved(t *testing.T) {
 	srv, _ := startSim(t)
 	c := newClient(t, srv.URL(), nil)
-	success := metrics.APIRequests.WithLabelValues(dingtalk.PathSuiteAccessToken, "success")
-	rejected := metrics.APIRequests.WithLabelValues(dingtalk.PathSuiteAccessToken, string(dingtalk.ClassCredentialsRejected))
-	before, beforeRejected := counterValue(t, success), counterValue(t, rejected)
+	success := func() float64 { return apiRequests(t, dingtalk.PathSuiteAccessToken, "success") }
+	rejected := func() float64 {
+		return apiRequests(t, dingtalk.PathSuiteAccessToken, string(dingtalk.ClassCredentialsRejected))
+	}
+	before, beforeRejected := success(), rejected()
 	if _, err := c.SuiteAccessToken(t.Context(), suite); err != nil {
 		t.Fatal(err)
 	}
 	_, _ = c.SuiteAccessToken(t.Context(), dingtalk.SuiteCredentials{SuiteKey: "x", SuiteSecret: "y", SuiteTicket: "z"})
-	if d := counterValue(t, success) - before; d != 1 {
+	if d := success() - before; d != 1 {
 		t.Errorf("success counter grew by %v, want 1", d)
 	}
-	if d := counterValue(t, rejected) - beforeRejected; d != 1 {
+	if d := rejected() - beforeRejected; d != 1 {
 		t.Errorf("CredentialsRejected counter grew by %v, want 1", d)
 	}
 }
 
-// counterValue reads a counter.
-func counterValue(t *testing.T, c prometheus.Counter) float64 {
+// apiRequests reads dingtalk_api_requests_total{endpoint,result} from controller-runtime's registry.
+func apiRequests(t *testing.T, endpoint, result string) float64 {
 	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
 		t.Fatal(err)
 	}
-	return m.GetCounter().GetValue()
+	for _, f := range families {
+		if f.GetName() != "dingtalk_api_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["endpoint"] == endpoint && labels["result"] == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 // TestErrorsCarryNoSecrets provokes every kind of failure, with DingTalk answers that echo the
