@@ -7,6 +7,7 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -192,14 +193,12 @@ func (r *DingTalkTokenReconciler) tokensForCredentials(ctx context.Context, s *m
 // DingTalk failures become conditions; only API-server errors are returned.
 func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
 	r.init()
+	// Libraries called with ctx (client-go) log request bodies, Secrets included, at V(8) and up.
+	ctx = logr.NewContext(ctx, capVerbosity(ctrl.LoggerFrom(ctx), maxClientVerbosity))
 	// Load the object; when it is gone only memory and metrics are left (its Secrets go with it
 	// through their ownerReferences).
-	tok := &v1alpha1.DingTalkToken{}
-	if err := r.Get(ctx, req.NamespacedName, tok); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.forget(req.NamespacedName)
-			return ctrl.Result{}, nil
-		}
+	tok, err := r.load(ctx, req.NamespacedName)
+	if err != nil || tok == nil {
 		return ctrl.Result{}, err
 	}
 	if !tok.DeletionTimestamp.IsZero() {
@@ -256,6 +255,25 @@ func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	// Restart the rollout targets when the token's value changed.
 	r.rolloutRestart(ctx, p)
 	return ctrl.Result{}, nil
+}
+
+// load reads the DingTalkToken from the cache, or from the API server when the cached copy may
+// predate this process's last status write (a decision on an old status would repeat a refresh).
+// A deleted one is forgotten (nil, nil).
+func (r *DingTalkTokenReconciler) load(ctx context.Context, key types.NamespacedName) (*v1alpha1.DingTalkToken, error) {
+	tok := &v1alpha1.DingTalkToken{}
+	err := r.Get(ctx, key, tok)
+	if err == nil && r.memory.stale(key, "DingTalkToken", tok) {
+		err = r.APIReader.Get(ctx, key, tok)
+	}
+	if apierrors.IsNotFound(err) {
+		r.forget(key)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return tok, nil
 }
 
 // refresh fetches a token for creds (shared for every type but User) and records the outcome.

@@ -102,7 +102,8 @@ func (f *fetcher) fetch(ctx context.Context, key string, share bool, accept func
 		}
 		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 		defer cancel()
-		sentAt := f.clock.Now()
+		// Whole seconds: status times have second precision, so memory and status agree after a restart.
+		sentAt := f.clock.Now().Truncate(time.Second)
 		tok, err := call(callCtx)
 		if err != nil {
 			if ra := dingtalk.RetryAfterOf(err); ra > 0 {

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -44,14 +45,43 @@ type memory struct {
 	tokens map[types.NamespacedName]heldToken
 	users  map[types.NamespacedName]userRecord
 	claims map[string]claim
+	// written holds, per DingTalkToken, the resourceVersion of each object this process last wrote
+	// (the DingTalkToken's status, its Secrets): a cached copy with another resourceVersion may
+	// be older than our own write, so it is read again from the API server.
+	written map[types.NamespacedName]map[string]string
 }
 
 func newMemory() *memory {
 	return &memory{
-		tokens: map[types.NamespacedName]heldToken{},
-		users:  map[types.NamespacedName]userRecord{},
-		claims: map[string]claim{},
+		tokens:  map[types.NamespacedName]heldToken{},
+		users:   map[types.NamespacedName]userRecord{},
+		claims:  map[string]claim{},
+		written: map[types.NamespacedName]map[string]string{},
 	}
+}
+
+// wrote records the resourceVersion of an object written for the DingTalkToken key.
+func (m *memory) wrote(key types.NamespacedName, kind string, obj metav1.Object) {
+	if obj.GetResourceVersion() == "" {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w := m.written[key]
+	if w == nil {
+		w = map[string]string{}
+		m.written[key] = w
+	}
+	w[kind+"/"+obj.GetNamespace()+"/"+obj.GetName()] = obj.GetResourceVersion()
+}
+
+// stale reports whether a cached object differs from what this process last wrote: the cache may
+// not have seen that write yet.
+func (m *memory) stale(key types.NamespacedName, kind string, obj metav1.Object) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rv, ok := m.written[key][kind+"/"+obj.GetNamespace()+"/"+obj.GetName()]
+	return ok && rv != obj.GetResourceVersion()
 }
 
 func (m *memory) token(key types.NamespacedName, uid types.UID) *heldToken {
@@ -107,6 +137,7 @@ func (m *memory) forget(key types.NamespacedName) {
 	defer m.mu.Unlock()
 	delete(m.tokens, key)
 	delete(m.users, key)
+	delete(m.written, key)
 	for k, c := range m.claims {
 		if c.key == key {
 			delete(m.claims, k)

@@ -279,7 +279,11 @@ func (p *pass) finish(ctx context.Context, err error) (ctrl.Result, error) {
 	}
 	p.emitEvents()
 	if !equality.Semantic.DeepEqual(p.before.Status, *st) {
-		if perr := p.r.Status().Patch(ctx, p.tok, client.MergeFrom(p.before)); perr != nil && !apierrors.IsNotFound(perr) && err == nil {
+		perr := p.r.Status().Patch(ctx, p.tok, client.MergeFrom(p.before))
+		switch {
+		case perr == nil:
+			p.r.memory.wrote(p.key, "DingTalkToken", p.tok)
+		case !apierrors.IsNotFound(perr) && err == nil:
 			err = perr
 		}
 	}

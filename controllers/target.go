@@ -33,7 +33,9 @@ func (r *DingTalkTokenReconciler) observeTarget(ctx context.Context, p *pass) (t
 	key := types.NamespacedName{Namespace: p.tok.Namespace, Name: p.tok.TargetName()}
 	s := &corev1.Secret{}
 	err := r.Get(ctx, key, s)
-	if apierrors.IsNotFound(err) {
+	if apierrors.IsNotFound(err) || err == nil && r.memory.stale(p.key, "Secret", s) {
+		// Unlabelled Secrets are invisible to the cache; a cached copy older than our own last
+		// write would look like drift.
 		err = r.APIReader.Get(ctx, key, s)
 	}
 	var state targetState
@@ -151,6 +153,7 @@ func (r *DingTalkTokenReconciler) writeTarget(ctx context.Context, p *pass, stat
 		if err := r.Patch(ctx, upd, client.MergeFromWithOptions(s, client.MergeFromWithOptimisticLock{})); err != nil {
 			return err
 		}
+		r.memory.wrote(p.key, "Secret", upd)
 		if restored && p.tok.Status.TokenDigest == p.before.Status.TokenDigest {
 			p.log.Info("Restored target Secret", "secret", s.Name)
 		} else {
@@ -187,6 +190,7 @@ func (r *DingTalkTokenReconciler) createOwned(ctx context.Context, p *pass, s *c
 		return fmt.Errorf("secret %s appeared while being created; retrying", s.Name)
 	}
 	if err == nil {
+		r.memory.wrote(p.key, "Secret", s)
 		p.log.V(1).Info("Created Secret", "secret", s.Name)
 	}
 	return err

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -124,6 +125,10 @@ func recordOf(uid types.UID, s *corev1.Secret) userRecord {
 	return rec
 }
 
+func (rec userRecord) equal(o userRecord) bool {
+	return rec.RefreshToken == o.RefreshToken && slices.Equal(rec.Used, o.Used)
+}
+
 func (rec userRecord) data() map[string][]byte {
 	return map[string][]byte{
 		v1alpha1.RefreshTokenKey:  []byte(rec.RefreshToken),
@@ -144,8 +149,7 @@ func (r *DingTalkTokenReconciler) flushRefreshToken(ctx context.Context, p *pass
 	if rec.Stored {
 		s := &corev1.Secret{}
 		err := r.Get(ctx, types.NamespacedName{Namespace: p.tok.Namespace, Name: p.tok.RefreshTokenSecretName()}, s)
-		if err == nil && metav1.IsControlledBy(s, p.tok) && string(s.Data[v1alpha1.RefreshTokenKey]) == rec.RefreshToken &&
-			string(s.Data[v1alpha1.UsedBootstrapKey]) == string(rec.data()[v1alpha1.UsedBootstrapKey]) {
+		if err == nil && metav1.IsControlledBy(s, p.tok) && recordOf(p.tok.UID, s).equal(*rec) {
 			return nil
 		}
 		if err != nil && !apierrors.IsNotFound(err) {
@@ -202,13 +206,21 @@ func (r *DingTalkTokenReconciler) writeRefreshSecret(ctx context.Context, p *pas
 		if err := controllerutil.SetControllerReference(p.tok, s, r.Scheme); err != nil {
 			return err
 		}
-		return r.Create(ctx, s)
+		if err := r.Create(ctx, s); err != nil {
+			return err
+		}
+		r.memory.wrote(p.key, "Secret", s)
+		return nil
 	}
 	if err != nil {
 		return err
 	}
 	if !metav1.IsControlledBy(s, p.tok) {
 		return apierrors.NewConflict(corev1.Resource("secrets"), key.Name, fmt.Errorf("not owned by the DingTalkToken"))
+	}
+	if recordOf(p.tok.UID, s).equal(rec) && s.Labels[v1alpha1.ManagedByLabel] == v1alpha1.ManagedByValue {
+		r.memory.wrote(p.key, "Secret", s)
+		return nil // already stored (the cache was behind)
 	}
 	upd := s.DeepCopy() // carries the resourceVersion just read: the precondition
 	upd.Data, upd.StringData = rec.data(), nil
@@ -219,7 +231,11 @@ func (r *DingTalkTokenReconciler) writeRefreshSecret(ctx context.Context, p *pas
 	if upd.ResourceVersion == "" {
 		return fmt.Errorf("no resourceVersion to write under")
 	}
-	return r.Update(ctx, upd)
+	if err := r.Update(ctx, upd); err != nil {
+		return err
+	}
+	r.memory.wrote(p.key, "Secret", upd)
+	return nil
 }
 
 // errorWithoutDetails keeps an API error's reason and code only.

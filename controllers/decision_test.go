@@ -1,0 +1,320 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func dur(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d} }
+
+func TestEffectiveRefreshBefore(t *testing.T) {
+	tests := map[string]struct {
+		lifetime time.Duration    // the token's lifetime (expiresAt - issue time)
+		spec     *metav1.Duration // spec.refreshBefore
+		want     time.Duration
+	}{
+		"default is a third of DingTalk's 2h":          {lifetime: 2 * time.Hour, want: 40 * time.Minute},
+		"spec value is used":                           {lifetime: 2 * time.Hour, spec: dur(30 * time.Minute), want: 30 * time.Minute},
+		"spec value is clamped to half the lifetime":   {lifetime: 2 * time.Hour, spec: dur(90 * time.Minute), want: time.Hour},
+		"spec value below 2m is raised to 2m":          {lifetime: 2 * time.Hour, spec: dur(time.Minute), want: 2 * time.Minute},
+		"short test token keeps lifetime/3 below 2m":   {lifetime: 30 * time.Second, want: 10 * time.Second},
+		"2m spec on a 60s token is clamped to half":    {lifetime: time.Minute, spec: dur(2 * time.Minute), want: 30 * time.Second},
+		"zero lifetime gives zero, never a negative":   {lifetime: 0, want: 0},
+		"negative lifetime gives zero, never negative": {lifetime: -time.Second, want: 0},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := effectiveRefreshBefore(tc.lifetime, tc.spec); got != tc.want {
+				t.Errorf("effectiveRefreshBefore(%s, %v) = %s, want %s", tc.lifetime, tc.spec, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRefreshAtJitter(t *testing.T) {
+	clk := clocktesting.NewFakeClock(t0)
+	issued := clk.Now()
+	expires := issued.Add(2 * time.Hour)
+	eff := 40 * time.Minute
+	seen := map[time.Time]bool{}
+	for i := range 200 {
+		uid := types.UID(strings.Repeat("u", i%7+1) + string(rune('a'+i%26)) + string(rune('a'+i/26)))
+		at := refreshAt(uid, issued, expires, nil)
+		// Within [expiresAt - effective - 10%, expiresAt - effective], whole seconds.
+		if at.After(expires.Add(-eff)) || at.Before(expires.Add(-eff-eff/10-time.Second)) {
+			t.Fatalf("refreshAt(%s) = %s, outside the jitter window", uid, at)
+		}
+		if at.Nanosecond() != 0 {
+			t.Fatalf("refreshAt(%s) = %s, not truncated to the second", uid, at)
+		}
+		// Stable: the same inputs give the same time on every pass.
+		if again := refreshAt(uid, issued, expires, nil); !again.Equal(at) {
+			t.Fatalf("refreshAt(%s) not stable: %s then %s", uid, at, again)
+		}
+		seen[at] = true
+	}
+	if len(seen) < 20 {
+		t.Errorf("200 UIDs share only %d refresh times: the jitter does not spread them", len(seen))
+	}
+	if got := refreshAt("u", time.Time{}, expires, nil); !got.IsZero() {
+		t.Errorf("refreshAt without an issue time = %s, want zero (due now)", got)
+	}
+}
+
+func TestBackoffDelay(t *testing.T) {
+	tests := map[string]struct {
+		n    int32         // failed attempts
+		base time.Duration // the delay before jitter
+	}{
+		"first failure: 5s":       {n: 1, base: 5 * time.Second},
+		"second failure: 10s":     {n: 2, base: 10 * time.Second},
+		"fourth failure: 40s":     {n: 4, base: 40 * time.Second},
+		"seventh failure: capped": {n: 7, base: 5 * time.Minute},
+		"huge count: capped":      {n: 1000, base: 5 * time.Minute},
+		"zero counts as first":    {n: 0, base: 5 * time.Second},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := backoffDelay("some-uid", tc.n)
+			lo, hi := time.Duration(float64(tc.base)*0.9), time.Duration(float64(tc.base)*1.1)
+			if got < lo || got > hi {
+				t.Errorf("backoffDelay(%d) = %s, want within [%s, %s]", tc.n, got, lo, hi)
+			}
+			if again := backoffDelay("some-uid", tc.n); again != got {
+				t.Errorf("backoffDelay not deterministic: %s then %s", got, again)
+			}
+		})
+	}
+}
+
+func TestDecide(t *testing.T) {
+	const uid = types.UID("0f6c1d5e-uid")
+	issued := t0
+	expires := t0.Add(2 * time.Hour)
+	due := refreshAt(uid, issued, expires, nil) // about t0+80m
+	// base is a healthy token issued at t0 with the credentials unchanged.
+	base := func(now time.Time) refreshInput {
+		return refreshInput{
+			Now: now, UID: uid, IssuedAt: issued, ExpiresAt: expires,
+			LastCredentialsDigest: "hmac:c1", CredentialsDigest: "hmac:c1",
+			LastSuiteTicketDigest: "hmac:t1", SuiteTicketDigest: "hmac:t1",
+		}
+	}
+	failed := func(in refreshInput, reason string, n int32, at time.Time) refreshInput {
+		in.FailureReason, in.FailedAttempts, in.LastFailure = reason, n, at
+		return in
+	}
+	tests := map[string]struct {
+		in        refreshInput // everything the decision reads
+		wantFetch bool         // whether the pass calls DingTalk
+		wantNext  time.Time    // nextAttempt (status.refreshTime)
+	}{
+		"first pass: no token, nothing known": {
+			in:        refreshInput{Now: t0, UID: uid, CredentialsDigest: "hmac:c1"},
+			wantFetch: true, wantNext: t0,
+		},
+		"valid token not due: no call (a status write or a target edit triggered the pass)": {
+			in: base(t0.Add(time.Minute)), wantFetch: false, wantNext: due,
+		},
+		"restart: valid token from the Secret, not due: no call": {
+			in: base(due.Add(-time.Second)), wantFetch: false, wantNext: due,
+		},
+		"due: call": {
+			in: base(due), wantFetch: true, wantNext: due,
+		},
+		"spec refreshBefore moves the due time earlier: call": {
+			in: func() refreshInput {
+				in := base(t0.Add(70 * time.Minute))
+				in.RefreshBefore, in.SpecChanged = dur(59*time.Minute), true
+				return in
+			}(),
+			wantFetch: true, wantNext: refreshAt(uid, issued, expires, dur(59*time.Minute)),
+		},
+		"credentials changed: call at once, even while valid": {
+			in: func() refreshInput {
+				in := base(t0.Add(time.Minute))
+				in.CredentialsDigest = "hmac:c2"
+				return in
+			}(),
+			wantFetch: true, wantNext: due,
+		},
+		"credentials changed: bypasses the hourly retry of CredentialsRejected": {
+			in: func() refreshInput {
+				in := failed(base(due.Add(time.Minute)), v1alpha1.ReasonCredentialsRejected, 1, due)
+				in.CredentialsDigest = "hmac:c2"
+				return in
+			}(),
+			wantFetch: true, wantNext: due.Add(time.Hour),
+		},
+		"credentials could not be read: no change assumed": {
+			in: func() refreshInput {
+				in := base(t0.Add(time.Minute))
+				in.CredentialsDigest = ""
+				return in
+			}(),
+			wantFetch: false, wantNext: due,
+		},
+		"suite ticket alone changed: waits for the due time": {
+			in: func() refreshInput {
+				in := base(t0.Add(time.Minute))
+				in.SuiteTicketDigest = "hmac:t2"
+				return in
+			}(),
+			wantFetch: false, wantNext: due,
+		},
+		"suite ticket changed after a failed attempt: call at once": {
+			in: func() refreshInput {
+				in := failed(base(due.Add(time.Minute)), v1alpha1.ReasonCredentialsRejected, 1, due)
+				in.SuiteTicketDigest = "hmac:t2"
+				return in
+			}(),
+			wantFetch: true, wantNext: due.Add(time.Hour),
+		},
+		"transient failure: backs off 5s": {
+			in:        failed(base(due.Add(2*time.Second)), v1alpha1.ReasonProviderUnavailable, 1, due),
+			wantFetch: false, wantNext: due.Add(backoffDelay(uid, 1)),
+		},
+		"transient failure: retries once the backoff passed": {
+			in:        failed(base(due.Add(6*time.Second)), v1alpha1.ReasonProviderUnavailable, 1, due),
+			wantFetch: true, wantNext: due.Add(backoffDelay(uid, 1)),
+		},
+		"transient failure: the backoff never passes the expiry": {
+			in:        failed(base(expires.Add(-time.Minute)), v1alpha1.ReasonRateLimited, 9, expires.Add(-2*time.Minute)),
+			wantFetch: false, wantNext: expires,
+		},
+		"transient failure: spec change retries at once": {
+			in: func() refreshInput {
+				in := failed(base(due.Add(2*time.Second)), v1alpha1.ReasonProviderUnavailable, 3, due)
+				in.SpecChanged = true
+				return in
+			}(),
+			wantFetch: true, wantNext: due,
+		},
+		"restart keeps the backoff (it comes from status)": {
+			in:        failed(refreshInput{Now: t0.Add(30 * time.Second), UID: uid, CredentialsDigest: "hmac:c1", LastCredentialsDigest: "hmac:c1"}, v1alpha1.ReasonProviderUnavailable, 5, t0),
+			wantFetch: false, wantNext: t0.Add(backoffDelay(uid, 5)),
+		},
+		"CredentialsRejected: at most hourly": {
+			in:        failed(base(due.Add(59*time.Minute)), v1alpha1.ReasonCredentialsRejected, 1, due),
+			wantFetch: false, wantNext: due.Add(time.Hour),
+		},
+		"QuotaExceeded: retried after an hour": {
+			in:        failed(base(due.Add(time.Hour)), v1alpha1.ReasonQuotaExceeded, 2, due),
+			wantFetch: true, wantNext: due.Add(time.Hour),
+		},
+		"ReauthorizationRequired: spec change does not lift the hourly limit": {
+			in: func() refreshInput {
+				in := failed(base(due.Add(time.Minute)), v1alpha1.ReasonReauthorizationRequired, 1, due)
+				in.SpecChanged = true
+				return in
+			}(),
+			wantFetch: false, wantNext: due.Add(time.Hour),
+		},
+		"Retry-After floor holds back even a credentials change": {
+			in: func() refreshInput {
+				in := base(due)
+				in.CredentialsDigest = "hmac:c2"
+				in.RetryAfterFloor = due.Add(30 * time.Second)
+				return in
+			}(),
+			wantFetch: false, wantNext: due.Add(30 * time.Second),
+		},
+		"Retry-After floor over: call": {
+			in: func() refreshInput {
+				in := base(due.Add(31 * time.Second))
+				in.RetryAfterFloor = due.Add(30 * time.Second)
+				return in
+			}(),
+			wantFetch: true, wantNext: due.Add(30 * time.Second),
+		},
+		"local failure (missing Secret): nothing gates the call, re-checked on the backoff schedule": {
+			in:        failed(refreshInput{Now: t0.Add(time.Second), UID: uid}, v1alpha1.ReasonCredentialsNotFound, 2, t0),
+			wantFetch: true, wantNext: t0.Add(backoffDelay(uid, 2)),
+		},
+		"expired token, refresh failing: call when the backoff allows": {
+			in:        failed(base(expires.Add(time.Minute)), v1alpha1.ReasonProviderUnavailable, 4, expires),
+			wantFetch: true, wantNext: expires.Add(backoffDelay(uid, 4)),
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := decide(tc.in)
+			if got.Fetch != tc.wantFetch {
+				t.Errorf("decide().Fetch = %v (%s), want %v", got.Fetch, got.Why, tc.wantFetch)
+			}
+			if next := nextAttempt(tc.in); !next.Equal(tc.wantNext) {
+				t.Errorf("nextAttempt() = %s, want %s", next, tc.wantNext)
+			}
+		})
+	}
+}
+
+func TestRequeueAfter(t *testing.T) {
+	clk := clocktesting.NewFakeClock(t0)
+	now := clk.Now()
+	tests := map[string]struct {
+		ts   []time.Time // wake-up candidates
+		want time.Duration
+	}{
+		"earliest future time":            {ts: []time.Time{now.Add(time.Hour), now.Add(time.Minute)}, want: time.Minute},
+		"a past time is never zero":       {ts: []time.Time{now.Add(-time.Hour)}, want: minRequeue},
+		"now is never zero":               {ts: []time.Time{now}, want: minRequeue},
+		"sub-second rounds up to 1s":      {ts: []time.Time{now.Add(10 * time.Millisecond)}, want: minRequeue},
+		"zero times are ignored":          {ts: []time.Time{{}, now.Add(time.Minute)}, want: time.Minute},
+		"nothing to wait for: no requeue": {ts: []time.Time{{}}, want: 0},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := requeueAfter(now, tc.ts...); got != tc.want {
+				t.Errorf("requeueAfter = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRefreshScheduleOverTime walks a fake clock through a token's life: not due, due, a failing
+// refresh backing off up to the expiry, and never a zero or negative requeue.
+func TestRefreshScheduleOverTime(t *testing.T) {
+	clk := clocktesting.NewFakeClock(t0)
+	const uid = types.UID("walk")
+	in := refreshInput{UID: uid, IssuedAt: t0, ExpiresAt: t0.Add(60 * time.Second), CredentialsDigest: "c", LastCredentialsDigest: "c"}
+	calls := 0
+	var last time.Time
+	for clk.Now().Before(t0.Add(3 * time.Minute)) {
+		in.Now = clk.Now()
+		if decide(in).Fetch {
+			calls++
+			if !last.IsZero() && in.Now.Sub(last) < 4*time.Second {
+				t.Fatalf("calls at %s and %s: closer than the first backoff step", last, in.Now)
+			}
+			last = in.Now
+			if in.ExpiresAt.Before(in.Now) {
+				// The provider came back after the expiry: a new token.
+				in.IssuedAt, in.ExpiresAt, in.FailedAttempts, in.FailureReason, in.LastFailure = in.Now, in.Now.Add(60*time.Second), 0, "", time.Time{}
+			} else {
+				in.FailedAttempts++
+				in.FailureReason = v1alpha1.ReasonProviderUnavailable
+				in.LastFailure = in.Now
+			}
+		}
+		d := requeueAfter(in.Now, nextAttempt(in), in.ExpiresAt)
+		if d <= 0 {
+			t.Fatalf("at %s: requeue %s", in.Now, d)
+		}
+		clk.Step(d)
+	}
+	// Per 60s token: due at ~40s, failures at ~40s, ~45s, ~55s and at the expiry (60s), then the
+	// provider answers at the next backoff step. Two such lives fit in 3 minutes.
+	if calls < 4 || calls > 10 {
+		t.Errorf("%d calls in 3 minutes, want a handful (bounded backoff)", calls)
+	}
+}

@@ -1,0 +1,220 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+)
+
+func keyOf(ns, name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: ns, Name: name}
+}
+
+// testCredentialsChange: a changed credential refreshes within seconds, even while the token is
+// valid and not due.
+func testCredentialsChange(t *testing.T, ns string) {
+	g := NewWithT(t)
+	a := newApp(t, ns, "app-credentials", 60*time.Second)
+	create(t, newToken(ns, "app", v1alpha1.TokenTypeInternalApp, "app-credentials"))
+	before := waitReady(t, ns, "app").Status
+	oldToken := string(secretOf(t, ns, "app").Data[v1alpha1.DefaultTargetKey])
+
+	// The app's secret is rotated at DingTalk and in the credentials Secret.
+	newSecret := env.secret("rotated-")
+	must(t, env.sim.AddApp(simulator.App{AppKey: a.key, AppSecret: newSecret, TokenLifetime: lifetime(60 * time.Second)}))
+	changed := time.Now()
+	updateSecret(t, ns, "app-credentials", map[string]string{"appSecret": newSecret})
+	g.Eventually(func(g Gomega) {
+		tok := getToken(t, ns, "app")
+		g.Expect(tok.Status.CredentialsDigest).NotTo(Equal(before.CredentialsDigest))
+		g.Expect(cond(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Expect(time.Since(changed)).To(BeNumerically("<", 10*time.Second))
+	g.Expect(calls(simulator.PathAppAccessToken, a.key)).To(BeEquivalentTo(2))
+	g.Eventually(func() string {
+		return string(secretOf(t, ns, "app").Data[v1alpha1.DefaultTargetKey])
+	}).ShouldNot(Equal(oldToken))
+	waitReady(t, ns, "app")
+}
+
+// testSuiteTicket: a new suite ticket alone waits for the due refresh; after a failed attempt it
+// is used at once. CredentialsRejected is retried at most hourly.
+func testSuiteTicket(t *testing.T, ns string) {
+	g := NewWithT(t)
+	su := newSuite(t, ns, "suite-credentials", 30*time.Second)
+	create(t, newToken(ns, "suite", v1alpha1.TokenTypeThirdPartySuite, "suite-credentials"))
+	st := waitReady(t, ns, "suite").Status
+
+	// DingTalk pushes a new ticket; the app stores it: no refresh before the due time.
+	t2 := env.secret("ticket2-")
+	must(t, env.sim.SetSuiteTicket(su.key, t2))
+	updateSecret(t, ns, "suite-credentials", map[string]string{"suiteTicket": t2})
+	g.Consistently(func() int64 { return calls(simulator.PathSuiteAccessToken, su.key) }).
+		Within(4 * time.Second).Should(BeEquivalentTo(1))
+	tok := waitRefreshedAfter(t, ns, "suite", st.LastRefreshTime.Time, 30*time.Second)
+	g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally(">=", st.RefreshTime.Time))
+	g.Expect(tok.Status.SuiteTicketDigest).NotTo(Equal(st.SuiteTicketDigest))
+	g.Expect(tok.Status.CredentialsDigest).To(Equal(st.CredentialsDigest))
+
+	// DingTalk pushes another ticket the Secret does not have yet: the due refresh fails and is
+	// not retried (hourly)...
+	t3 := env.secret("ticket3-")
+	must(t, env.sim.SetSuiteTicket(su.key, t3))
+	tok = waitFor(t, ns, "suite", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonCredentialsRejected, 30*time.Second)
+	g.Expect(cond(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue), "a failed refresh of a valid token keeps Ready")
+	g.Expect(tok.Status.FailedAttempts).To(BeEquivalentTo(1))
+	n := calls(simulator.PathSuiteAccessToken, su.key)
+	g.Consistently(func() int64 { return calls(simulator.PathSuiteAccessToken, su.key) }).
+		Within(3 * time.Second).Should(Equal(n))
+	// ...until the new ticket arrives: then at once.
+	updateSecret(t, ns, "suite-credentials", map[string]string{"suiteTicket": t3})
+	tok = waitFor(t, ns, "suite", v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, 5*time.Second)
+	g.Expect(tok.Status.FailedAttempts).To(BeZero())
+	g.Eventually(func() map[string]int { return eventCounts(t, ns, "suite") }).Should(And(
+		HaveKeyWithValue("RefreshFailed", 1), HaveKeyWithValue("RefreshRecovered", 1)))
+}
+
+// testCredentialsRejected: wrong credentials -> CredentialsRejected, no retry storm; a CR with the
+// same appKey but a wrong secret is not served the shared token; fixed -> Ready within seconds.
+func testCredentialsRejected(t *testing.T, ns string) {
+	g := NewWithT(t)
+	a := newApp(t, ns, "good-credentials", 60*time.Second)
+	create(t, newToken(ns, "good", v1alpha1.TokenTypeInternalApp, "good-credentials"))
+	waitReady(t, ns, "good")
+
+	wrong := env.secret("wrong-")
+	createSecret(t, ns, "bad-credentials", map[string]string{"appKey": a.key, "appSecret": wrong})
+	create(t, newToken(ns, "bad", v1alpha1.TokenTypeInternalApp, "bad-credentials"))
+	tok := waitFor(t, ns, "bad", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCredentialsRejected, 30*time.Second)
+	g.Expect(cond(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonCredentialsRejected))
+	g.Expect(cond(tok, v1alpha1.ConditionRefreshed).Message).NotTo(ContainSubstring(wrong))
+	g.Expect(tok.Status.FailedAttempts).To(BeEquivalentTo(1))
+	g.Expect(tok.Status.LastFailureTime).NotTo(BeNil())
+	g.Expect(tok.Status.RefreshTime.Time).To(BeTemporally("~", tok.Status.LastFailureTime.Add(time.Hour), time.Second))
+	g.Expect(results(simulator.PathAppAccessToken, a.key)).To(HaveKeyWithValue("invalidClientIdOrSecret", BeEquivalentTo(1)))
+	err := env.k8s.Get(ctxT(t), keyOf(ns, "bad"), &corev1Secret{})
+	g.Expect(err).To(HaveOccurred(), "no target Secret without a token")
+	g.Consistently(func() int64 { return calls(simulator.PathAppAccessToken, a.key) }).
+		Within(4 * time.Second).Should(BeEquivalentTo(2))
+	g.Eventually(func() map[string]int { return eventCounts(t, ns, "bad") }).Should(HaveKeyWithValue("RefreshFailed", 1))
+
+	// Fixed: Ready within seconds, from the shared token.
+	updateSecret(t, ns, "bad-credentials", map[string]string{"appSecret": a.secret})
+	waitFor(t, ns, "bad", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonTokenValid, 10*time.Second)
+	g.Expect(string(secretOf(t, ns, "bad").Data["accessToken"])).To(Equal(string(secretOf(t, ns, "good").Data["accessToken"])))
+	g.Eventually(func() map[string]int { return eventCounts(t, ns, "bad") }).Should(And(
+		HaveKeyWithValue("RefreshFailed", 1), HaveKeyWithValue("RefreshRecovered", 1), HaveKeyWithValue(v1alpha1.ReasonTokenIssued, 1)))
+	g.Expect(getToken(t, ns, "bad").Status.FailedAttempts).To(BeZero())
+}
+
+// testCredentialsNotFound: a missing Secret, then a missing key, then the full Secret: Ready
+// within seconds of the Secret being fixed (the metadata watch on credentials Secrets).
+func testCredentialsNotFound(t *testing.T, ns string) {
+	g := NewWithT(t)
+	a := newApp(t, ns, "", 60*time.Second)
+	create(t, newToken(ns, "app", v1alpha1.TokenTypeInternalApp, "later"))
+	tok := waitFor(t, ns, "app", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCredentialsNotFound, 30*time.Second)
+	g.Expect(cond(tok, v1alpha1.ConditionReady).Message).To(ContainSubstring(`"later" not found`))
+
+	createSecret(t, ns, "later", map[string]string{"appKey": a.key})
+	g.Eventually(func() string {
+		return cond(getToken(t, ns, "app"), v1alpha1.ConditionReady).Message
+	}).WithTimeout(10 * time.Second).Should(ContainSubstring("appSecret"))
+	updateSecret(t, ns, "later", map[string]string{"appSecret": a.secret})
+	waitFor(t, ns, "app", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonTokenValid, 10*time.Second)
+	g.Expect(calls(simulator.PathAppAccessToken, a.key)).To(BeEquivalentTo(1))
+}
+
+// testOutage: DingTalk fails when the refresh is due: the last token stays, Ready stays True,
+// retries back off (5s, 10s, ...), and the next success recovers.
+func testOutage(t *testing.T, ns string) {
+	g := NewWithT(t)
+	a := newApp(t, ns, "app-credentials", 60*time.Second)
+	create(t, newToken(ns, "app", v1alpha1.TokenTypeInternalApp, "app-credentials"))
+	st := waitReady(t, ns, "app").Status
+	before := secretOf(t, ns, "app")
+	must(t, env.sim.SetFault(simulator.Fault{Credential: a.key, Status: 503, Count: 2}))
+
+	tok := waitFor(t, ns, "app", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonProviderUnavailable, 60*time.Second)
+	firstFailure := tok.Status.LastFailureTime.Time
+	g.Expect(cond(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+	g.Expect(secretOf(t, ns, "app").Data).To(Equal(before.Data), "the last good token stays")
+	// Bounded: the second attempt ~5s later, not sooner.
+	g.Consistently(func() int64 { return calls(simulator.PathAppAccessToken, a.key) }).
+		Within(3 * time.Second).Should(BeEquivalentTo(2))
+	tok = waitFor(t, ns, "app", v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, 30*time.Second)
+	g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally(">=", firstFailure.Add(14*time.Second)), "5s then 10s of backoff")
+	g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally("<", st.ExpiresAt.Time))
+	g.Expect(tok.Status.FailedAttempts).To(BeZero())
+	g.Expect(cond(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+	g.Expect(results(simulator.PathAppAccessToken, a.key)).To(Equal(map[string]int64{"success": 2, "fault:ServiceUnavailable": 2}))
+	g.Eventually(func() map[string]int { return eventCounts(t, ns, "app") }).Should(And(
+		HaveKeyWithValue("RefreshFailed", 1), HaveKeyWithValue("RefreshRecovered", 1)))
+}
+
+// testExpiryWhileFailing: when the token expires while refreshing fails, Ready turns False at that
+// moment (reason: the failure); the last token stays in the Secret; recovery follows.
+func testExpiryWhileFailing(t *testing.T, ns string) {
+	g := NewWithT(t)
+	su := newSuite(t, ns, "suite-credentials", 30*time.Second)
+	create(t, newToken(ns, "suite", v1alpha1.TokenTypeThirdPartySuite, "suite-credentials"))
+	st := waitReady(t, ns, "suite").Status
+	before := secretOf(t, ns, "suite")
+	// Failures at the due time (~20s), +5s, then at the expiry (30s); the next try (+20s) works.
+	must(t, env.sim.SetFault(simulator.Fault{Credential: su.key, Status: 500, Count: 3}))
+	tok := waitFor(t, ns, "suite", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonProviderUnavailable, 45*time.Second)
+	g.Expect(time.Now()).To(BeTemporally("~", st.ExpiresAt.Time, 3*time.Second), "Ready turned False at the expiry")
+	g.Expect(tok.Status.FailedAttempts).To(BeEquivalentTo(3))
+	g.Expect(secretOf(t, ns, "suite").Data).To(Equal(before.Data), "the last good token stays")
+	waitFor(t, ns, "suite", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonTokenValid, 40*time.Second)
+	g.Expect(env.sim.Valid(string(secretOf(t, ns, "suite").Data["accessToken"]))).To(BeTrue())
+}
+
+// testRetryAfter: a 429 with Retry-After holds back every DingTalkToken of that credential set
+// until it passes (the backoff alone would retry after 5s).
+func testRetryAfter(t *testing.T, ns string) {
+	g := NewWithT(t)
+	a := newApp(t, ns, "app-credentials", 60*time.Second)
+	must(t, env.sim.SetFault(simulator.Fault{Credential: a.key, RetryAfter: 10, Count: 1}))
+	create(t, newToken(ns, "first", v1alpha1.TokenTypeInternalApp, "app-credentials"))
+	tok := waitFor(t, ns, "first", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRateLimited, 30*time.Second)
+	limitedAt := tok.Status.LastFailureTime.Time
+	g.Expect(cond(tok, v1alpha1.ConditionRefreshed).Message).To(ContainSubstring("Retry-After"))
+
+	// A second DingTalkToken of the same set waits too: Pending, no call.
+	createSecret(t, ns, "same-credentials", map[string]string{"appKey": a.key, "appSecret": a.secret})
+	create(t, newToken(ns, "second", v1alpha1.TokenTypeInternalApp, "same-credentials"))
+	waitFor(t, ns, "second", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonPending, 10*time.Second)
+	g.Consistently(func() int64 { return calls(simulator.PathAppAccessToken, a.key) }).
+		Within(time.Until(limitedAt.Add(8 * time.Second))).Should(BeEquivalentTo(1))
+
+	for _, n := range []string{"first", "second"} {
+		tok := waitFor(t, ns, n, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonTokenValid, 20*time.Second)
+		g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally(">=", limitedAt.Add(9*time.Second)))
+	}
+	g.Expect(results(simulator.PathAppAccessToken, a.key)).To(Equal(map[string]int64{"success": 1, "fault:Throttling": 1}))
+}
+
+// testQuotaExceeded: an exhausted quota is retried at most hourly, and at once when the
+// credentials change.
+func testQuotaExceeded(t *testing.T, ns string) {
+	g := NewWithT(t)
+	a := newApp(t, ns, "app-credentials", 60*time.Second)
+	must(t, env.sim.SetFault(simulator.Fault{Credential: a.key, Status: 403, Code: "Forbidden.AccessDenied.ApiCountLimitForOrg", Count: 1}))
+	create(t, newToken(ns, "app", v1alpha1.TokenTypeInternalApp, "app-credentials"))
+	tok := waitFor(t, ns, "app", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonQuotaExceeded, 30*time.Second)
+	g.Expect(tok.Status.RefreshTime.Time).To(BeTemporally("~", tok.Status.LastFailureTime.Add(time.Hour), time.Second))
+	g.Consistently(func() int64 { return calls(simulator.PathAppAccessToken, a.key) }).
+		Within(4 * time.Second).Should(BeEquivalentTo(1))
+
+	newSecret := env.secret("quota-")
+	must(t, env.sim.AddApp(simulator.App{AppKey: a.key, AppSecret: newSecret, TokenLifetime: lifetime(60 * time.Second)}))
+	updateSecret(t, ns, "app-credentials", map[string]string{"appSecret": newSecret})
+	waitFor(t, ns, "app", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonTokenValid, 10*time.Second)
+}

@@ -1,0 +1,362 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	dto "github.com/prometheus/client_model/go"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+)
+
+// app is an internal app known to the simulator.
+type app struct{ key, secret string }
+
+// newApp adds an internal app to the simulator and its credentials Secret to ns.
+func newApp(t *testing.T, ns, secretName string, life time.Duration) app {
+	t.Helper()
+	a := app{key: env.secret("dingapp"), secret: env.secret("appsecret-")}
+	must(t, env.sim.AddApp(simulator.App{AppKey: a.key, AppSecret: a.secret, TokenLifetime: lifetime(life)}))
+	if secretName != "" {
+		createSecret(t, ns, secretName, map[string]string{"appKey": a.key, "appSecret": a.secret})
+	}
+	return a
+}
+
+// suiteCreds is a third-party suite known to the simulator, with one authorizing org.
+type suiteCreds struct{ key, secret, ticket, corp string }
+
+func newSuite(t *testing.T, ns, secretName string, life time.Duration) suiteCreds {
+	t.Helper()
+	s := suiteCreds{key: env.secret("suite"), secret: env.secret("suitesecret-"), ticket: env.secret("ticket-"), corp: "dingcorp" + randHex(4)}
+	must(t, env.sim.AddSuite(simulator.Suite{SuiteKey: s.key, SuiteSecret: s.secret, SuiteTicket: s.ticket,
+		AuthorizedCorps: []string{s.corp}, TokenLifetime: lifetime(life)}))
+	if secretName != "" {
+		createSecret(t, ns, secretName, map[string]string{"suiteKey": s.key, "suiteSecret": s.secret, "suiteTicket": s.ticket})
+	}
+	return s
+}
+
+// metricValue reads a gauge of the controller-runtime registry for a DingTalkToken (nil: no series).
+func metricValue(t *testing.T, name, ns, tokName string, extra map[string]string) *float64 {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	must(t, err)
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if labelsMatch(m, map[string]string{"namespace": ns, "name": tokName}) && labelsMatch(m, extra) {
+				v := m.GetGauge().GetValue()
+				return &v
+			}
+		}
+	}
+	return nil
+}
+
+func labelsMatch(m *dto.Metric, want map[string]string) bool {
+	for k, v := range want {
+		found := false
+		for _, l := range m.GetLabel() {
+			if l.GetName() == k && l.GetValue() == v {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// testIssuesInternalApp: the first token, the target Secret's shape (keys, template, metadata,
+// ownerReference, expiry annotation), the status fields, the event, the metrics, and that passes
+// not triggered by a due time make no DingTalk call.
+func testIssuesInternalApp(t *testing.T, ns string) {
+	g := NewWithT(t)
+	a := newApp(t, ns, "crm-credentials", 60*time.Second)
+	tok := newToken(ns, "crm-bot", v1alpha1.TokenTypeInternalApp, "crm-credentials")
+	tok.Spec.Target = &v1alpha1.Target{
+		Name: "crm-token",
+		Key:  "token",
+		Template: &v1alpha1.TargetTemplate{
+			Metadata: &v1alpha1.TargetTemplateMetadata{Labels: map[string]string{"team": "crm"}, Annotations: map[string]string{"owner": "crm-team"}},
+			Data:     map[string]string{"config.json": `{"token":{{ toJson .AccessToken }},"expiresAt":"{{ .ExpiresAt }}","type":"{{ .Type }}"}`},
+		},
+	}
+	create(t, tok)
+	tok = waitReady(t, ns, "crm-bot")
+	g.Expect(cond(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
+	g.Expect(cond(tok, v1alpha1.ConditionRefreshed).Status).To(Equal(metav1.ConditionTrue))
+	g.Expect(tok.Status.ObservedGeneration).To(Equal(tok.Generation))
+
+	s := secretOf(t, ns, "crm-token")
+	token := string(s.Data["token"])
+	g.Expect(env.sim.Valid(token)).To(BeTrue(), "the simulator does not know the token")
+	g.Expect(s.Type).To(Equal(corev1.SecretTypeOpaque))
+	g.Expect(s.Data).To(HaveLen(3), "keys: token, expiresAt, config.json")
+	exp := string(s.Data[v1alpha1.ExpiresAtKey])
+	g.Expect(exp).To(MatchRegexp(rfc3339UTC.String()))
+	g.Expect(s.Annotations[v1alpha1.ExpiresAtAnnotation]).To(Equal(exp))
+	g.Expect(exp).To(Equal(tok.Status.ExpiresAt.UTC().Format(time.RFC3339)))
+	g.Expect(string(s.Data["config.json"])).To(Equal(`{"token":"` + token + `","expiresAt":"` + exp + `","type":"InternalApp"}`))
+	g.Expect(s.Labels).To(HaveKeyWithValue(v1alpha1.ManagedByLabel, v1alpha1.ManagedByValue))
+	g.Expect(s.Labels).To(HaveKeyWithValue("team", "crm"))
+	g.Expect(s.Annotations).To(HaveKeyWithValue("owner", "crm-team"))
+	ownedBy(g, s, tok)
+	for _, v := range s.Data {
+		g.Expect(string(v)).NotTo(ContainSubstring(a.secret))
+		g.Expect(string(v)).NotTo(ContainSubstring(a.key))
+	}
+
+	// Status: timing from the answer, digests that reveal nothing.
+	st := tok.Status
+	g.Expect(st.ExpiresAt.Sub(st.LastRefreshTime.Time)).To(Equal(60 * time.Second))
+	eff := 20 * time.Second // lifetime/3
+	g.Expect(st.RefreshTime.Time).To(BeTemporally("<=", st.ExpiresAt.Add(-eff)))
+	g.Expect(st.RefreshTime.Time).To(BeTemporally(">=", st.ExpiresAt.Add(-eff-eff/10-time.Second)))
+	g.Expect(st.TokenDigest).To(HavePrefix("hmac:"))
+	g.Expect(st.TokenDigest).NotTo(ContainSubstring(token))
+	g.Expect(st.CredentialsDigest).To(HavePrefix("hmac:"))
+	g.Expect(st.SuiteTicketDigest).To(BeEmpty())
+	g.Expect(st.FailedAttempts).To(BeZero())
+	g.Expect(st.LastFailureTime).To(BeNil())
+	g.Expect(cond(tok, v1alpha1.ConditionReady).ObservedGeneration).To(Equal(tok.Generation))
+
+	g.Eventually(func() map[string]int { return eventCounts(t, ns, "crm-bot") }).Should(HaveKeyWithValue(v1alpha1.ReasonTokenIssued, 1))
+	g.Expect(metricValue(t, "dingtalk_token_expiration_timestamp_seconds", ns, "crm-bot", nil)).
+		To(HaveValue(BeNumerically("==", float64(st.ExpiresAt.Unix()))))
+	g.Expect(metricValue(t, "dingtalk_token_ready_status", ns, "crm-bot", map[string]string{"condition": "True"})).
+		To(HaveValue(BeNumerically("==", 1)))
+	g.Expect(calls(simulator.PathAppAccessToken, a.key)).To(BeEquivalentTo(1))
+
+	// Passes not triggered by a due time, a spec change or a credentials change make no call:
+	// a metadata edit of the object, an unrelated Secret, a label on the credentials Secret.
+	updateToken(t, ns, "crm-bot", func(d *v1alpha1.DingTalkToken) { d.Labels = map[string]string{"touched": "yes"} })
+	createSecret(t, ns, "unrelated", map[string]string{"x": "y"})
+	updateSecretLabels(t, ns, "crm-credentials", map[string]string{"touched": "yes"})
+	g.Consistently(func() int64 { return calls(simulator.PathAppAccessToken, a.key) }).
+		Within(3 * time.Second).Should(BeEquivalentTo(1))
+	g.Expect(getToken(t, ns, "crm-bot").Status).To(Equal(st), "status changed without a refresh")
+}
+
+// testIssuesEveryType: each type issues a token the simulator says is valid; custom keys; the
+// user's corpId; no credential or refresh token in any target Secret.
+func testIssuesEveryType(t *testing.T, ns string) {
+	g := NewWithT(t)
+	su := newSuite(t, ns, "", 60*time.Second)
+	createSecret(t, ns, "suite-credentials", map[string]string{"SUITE_KEY": su.key, "SUITE_SECRET": su.secret, "suiteTicket": su.ticket})
+	keys := &v1alpha1.CredentialKeys{SuiteKey: "SUITE_KEY", SuiteSecret: "SUITE_SECRET"}
+
+	corp := newToken(ns, "corp", v1alpha1.TokenTypeThirdPartyApp, "suite-credentials")
+	corp.Spec.CredentialsRef.Keys = keys
+	corp.Spec.CorpID = su.corp
+	create(t, corp)
+	suiteTok := newToken(ns, "suite", v1alpha1.TokenTypeThirdPartySuite, "suite-credentials")
+	suiteTok.Spec.CredentialsRef.Keys = keys
+	create(t, suiteTok)
+
+	u := newUser(t, ns, "user-credentials", 60*time.Second, "authCode")
+	create(t, newToken(ns, "user", v1alpha1.TokenTypeUser, "user-credentials"))
+	app := newApp(t, ns, "app-credentials", 60*time.Second)
+	create(t, newToken(ns, "app", v1alpha1.TokenTypeInternalApp, "app-credentials"))
+
+	credentials := []string{su.secret, su.ticket, u.secret, u.bootstrap, app.secret}
+	for _, name := range []string{"corp", "suite", "user", "app"} {
+		tok := waitReady(t, ns, name)
+		s := secretOf(t, ns, name)
+		token := string(s.Data[v1alpha1.DefaultTargetKey])
+		g.Expect(env.sim.Valid(token)).To(BeTrue(), "%s: the simulator does not know the token", name)
+		ownedBy(g, s, tok)
+		for k, v := range s.Data {
+			for _, c := range append(credentials, env.sim.CurrentRefreshToken(u.clientID)) {
+				g.Expect(string(v)).NotTo(ContainSubstring(c), "%s: key %s holds a credential or refresh token", name, k)
+			}
+		}
+		if name == "user" {
+			g.Expect(s.Data).To(HaveKeyWithValue(v1alpha1.CorpIDKey, []byte(u.corp)))
+			g.Expect(s.Data).To(HaveLen(3))
+		} else {
+			g.Expect(s.Data).To(HaveLen(2))
+		}
+	}
+	g.Expect(calls(simulator.PathCorpAccessToken, su.key)).To(BeEquivalentTo(1))
+	g.Expect(calls(simulator.PathSuiteAccessToken, su.key)).To(BeEquivalentTo(1))
+	// The user's rotated refresh token is kept in the owned <name>-refresh-token Secret.
+	rs := secretOf(t, ns, "user-refresh-token")
+	g.Expect(string(rs.Data[v1alpha1.RefreshTokenKey])).To(Equal(env.sim.CurrentRefreshToken(u.clientID)))
+	ownedBy(g, rs, getToken(t, ns, "user"))
+	g.Expect(rs.Labels).To(HaveKeyWithValue(v1alpha1.ManagedByLabel, v1alpha1.ManagedByValue))
+}
+
+// testRefreshCycles: tokens are refreshed before they expire, the Secret never holds an expired or
+// unknown token, corp and suite tokens change value at each refresh while the internal app's stays.
+func testRefreshCycles(t *testing.T, ns string) {
+	g := NewWithT(t)
+	a := newApp(t, ns, "app-credentials", 30*time.Second)
+	su := newSuite(t, ns, "suite-credentials", 30*time.Second)
+	create(t, newToken(ns, "app", v1alpha1.TokenTypeInternalApp, "app-credentials"))
+	create(t, newToken(ns, "suite", v1alpha1.TokenTypeThirdPartySuite, "suite-credentials"))
+	corp := newToken(ns, "corp", v1alpha1.TokenTypeThirdPartyApp, "suite-credentials")
+	corp.Spec.CorpID = su.corp
+	create(t, corp)
+	names := []string{"app", "suite", "corp"}
+	for _, n := range names {
+		waitReady(t, ns, n)
+	}
+	values := map[string]map[string]bool{}
+	expiries := map[string]map[string]bool{}
+	for _, n := range names {
+		values[n], expiries[n] = map[string]bool{}, map[string]bool{}
+	}
+	// Watch for two refresh windows (lifetime 30s, refresh ~10-11s before expiry).
+	deadline := time.Now().Add(45 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, n := range names {
+			s := secretOf(t, ns, n)
+			token := string(s.Data[v1alpha1.DefaultTargetKey])
+			exp, err := time.Parse(time.RFC3339, string(s.Data[v1alpha1.ExpiresAtKey]))
+			g.Expect(err).NotTo(HaveOccurred())
+			// Never an expired token, and always one DingTalk knows; refreshed well before expiry.
+			g.Expect(exp).To(BeTemporally(">", time.Now().Add(5*time.Second)), "%s holds a token about to expire", n)
+			g.Expect(env.sim.Valid(token)).To(BeTrue(), "%s holds a token the simulator does not accept", n)
+			values[n][token] = true
+			expiries[n][exp.String()] = true
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	for _, n := range names {
+		g.Expect(len(expiries[n])).To(BeNumerically(">=", 3), "%s refreshed %d times", n, len(expiries[n])-1)
+		waitReady(t, ns, n)
+	}
+	g.Expect(values["app"]).To(HaveLen(1), "an internal app's token is renewed, not replaced")
+	g.Expect(len(values["suite"])).To(BeNumerically(">=", 3), "a suite token changes value at each refresh")
+	g.Expect(len(values["corp"])).To(BeNumerically(">=", 3), "a corp token changes value at each refresh")
+	g.Expect(calls(simulator.PathAppAccessToken, a.key)).To(BeNumerically("<=", len(expiries["app"])))
+	g.Expect(eventCounts(t, ns, "app")[v1alpha1.ReasonTokenIssued]).To(Equal(1), "a same-value renewal is no new token")
+}
+
+// testSharedFetch: DingTalkTokens with equal credential sets share one DingTalk call per refresh,
+// and hold the same token.
+func testSharedFetch(t *testing.T, ns string) {
+	g := NewWithT(t)
+	a := newApp(t, ns, "", 30*time.Second)
+	su := newSuite(t, ns, "", 30*time.Second)
+	names := []string{"a", "b", "c"}
+	for _, n := range names {
+		// Each has its own Secret, with equal values: the full credential set is what is compared.
+		createSecret(t, ns, "app-credentials-"+n, map[string]string{"appKey": a.key, "appSecret": a.secret})
+		createSecret(t, ns, "suite-credentials-"+n, map[string]string{"suiteKey": su.key, "suiteSecret": su.secret, "suiteTicket": su.ticket})
+		create(t, newToken(ns, "app-"+n, v1alpha1.TokenTypeInternalApp, "app-credentials-"+n))
+		create(t, newToken(ns, "suite-"+n, v1alpha1.TokenTypeThirdPartySuite, "suite-credentials-"+n))
+	}
+	sameToken := func(prefix string) func(g Gomega) {
+		return func(g Gomega) {
+			var first string
+			for _, n := range names {
+				c := cond(getToken(t, ns, prefix+n), v1alpha1.ConditionReady)
+				g.Expect(c.Reason).To(Equal(v1alpha1.ReasonTokenValid))
+				v := string(secretOf(t, ns, prefix+n).Data[v1alpha1.DefaultTargetKey])
+				if first == "" {
+					first = v
+				}
+				g.Expect(v).To(Equal(first), "%s%s holds another token", prefix, n)
+			}
+		}
+	}
+	g.Eventually(sameToken("suite-")).WithTimeout(30 * time.Second).Should(Succeed())
+	g.Eventually(sameToken("app-")).WithTimeout(30 * time.Second).Should(Succeed())
+	g.Expect(calls(simulator.PathSuiteAccessToken, su.key)).To(BeEquivalentTo(1), "three suite tokens, one call")
+	g.Expect(calls(simulator.PathAppAccessToken, a.key)).To(BeEquivalentTo(1), "three app tokens, one call")
+
+	// Two refresh windows later: one call per window for each set, and again one token each.
+	first := getToken(t, ns, "suite-a").Status.ExpiresAt.Time
+	waitRefreshedAfter(t, ns, "suite-a", first.Add(-30*time.Second+time.Second), 30*time.Second)
+	second := getToken(t, ns, "suite-a").Status.ExpiresAt.Time
+	waitRefreshedAfter(t, ns, "suite-a", second.Add(-30*time.Second+time.Second), 30*time.Second)
+	g.Eventually(sameToken("suite-")).WithTimeout(5 * time.Second).Should(Succeed())
+	g.Eventually(sameToken("app-")).WithTimeout(5 * time.Second).Should(Succeed())
+	g.Expect(calls(simulator.PathSuiteAccessToken, su.key)).To(BeEquivalentTo(3), "%s", fmtCalls(simulator.PathSuiteAccessToken, su.key))
+	g.Expect(calls(simulator.PathAppAccessToken, a.key)).To(BeNumerically("<=", 3), "%s", fmtCalls(simulator.PathAppAccessToken, a.key))
+}
+
+// testRestart: after the operator restarts, a token whose Secret is valid and not due is not
+// fetched again (memory is empty: the target Secret and status are trusted); drift is still
+// repaired without a call; the next refresh happens on time. The second manager runs without
+// --enable-rollout-restart: a token value change then restarts nothing.
+func testRestart(t *testing.T, ns string) {
+	g := NewWithT(t)
+	a := newApp(t, ns, "app-credentials", 60*time.Second)
+	su := newSuite(t, ns, "suite-credentials", 60*time.Second)
+	deployment(t, ns, "web")
+	stop1 := env.startManager(t, []string{ns}, nil)
+	create(t, newToken(ns, "app", v1alpha1.TokenTypeInternalApp, "app-credentials"))
+	suite := newToken(ns, "suite", v1alpha1.TokenTypeThirdPartySuite, "suite-credentials")
+	suite.Spec.RolloutRestartTargets = []v1alpha1.RolloutRestartTarget{{Kind: v1alpha1.WorkloadKindDeployment, Name: "web"}}
+	create(t, suite)
+	before := map[string]v1alpha1.DingTalkTokenStatus{}
+	for _, n := range []string{"app", "suite"} {
+		before[n] = waitReady(t, ns, n).Status
+	}
+	secretBefore := secretOf(t, ns, "suite")
+	stop1()
+
+	stop2 := env.startManager(t, []string{ns}, func(r *DingTalkTokenReconciler) { r.EnableRolloutRestart = false })
+	defer stop2()
+	g.Consistently(func() []int64 {
+		return []int64{calls(simulator.PathAppAccessToken, a.key), calls(simulator.PathSuiteAccessToken, su.key)}
+	}).Within(4*time.Second).Should(Equal([]int64{1, 1}), "a restart fetched valid tokens again")
+	for _, n := range []string{"app", "suite"} {
+		tok := getToken(t, ns, n)
+		g.Expect(cond(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(tok.Status.RefreshTime).To(Equal(before[n].RefreshTime), "the refresh time moved across the restart")
+	}
+	// Drift repair after the restart takes the token from the Secret's last state, not DingTalk.
+	must(t, env.k8s.Delete(ctxT(t), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "suite"}}))
+	g.Eventually(func(g Gomega) {
+		s := &corev1.Secret{}
+		g.Expect(env.k8s.Get(ctxT(t), keyOf(ns, "suite"), s)).To(Succeed())
+		g.Expect(s.Data).To(Equal(secretBefore.Data))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Expect(calls(simulator.PathSuiteAccessToken, su.key)).To(BeEquivalentTo(1))
+
+	// The next refresh comes on time from the new manager; the value changed, nothing restarts.
+	tok := waitRefreshedAfter(t, ns, "suite", before["suite"].LastRefreshTime.Time, 60*time.Second)
+	g.Expect(tok.Status.TokenDigest).NotTo(Equal(before["suite"].TokenDigest))
+	g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally("<", before["suite"].ExpiresAt.Time))
+	var d appsv1.Deployment
+	must(t, env.k8s.Get(ctxT(t), keyOf(ns, "web"), &d))
+	g.Expect(d.Spec.Template.Annotations).NotTo(HaveKey(v1alpha1.TokenDigestAnnotation))
+}
+
+// updateSecretLabels sets labels on a Secret (no data change).
+func updateSecretLabels(t *testing.T, ns, name string, labels map[string]string) {
+	t.Helper()
+	NewWithT(t).Eventually(func() error {
+		s := &corev1.Secret{}
+		if err := env.k8s.Get(ctxT(t), keyOf(ns, name), s); err != nil {
+			return err
+		}
+		s.Labels = labels
+		return env.k8s.Update(ctxT(t), s)
+	}).Should(Succeed())
+}
+
+// hasPrefixAny reports whether s starts with one of the prefixes.
+func hasPrefixAny(s string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,45 @@
+package controllers
+
+import "github.com/go-logr/logr"
+
+// maxClientVerbosity is the highest V-level the reconciler's logger passes on to the libraries it
+// calls with its context. client-go logs request and response bodies from V(8) on, and a Secret's
+// body holds the token and credentials: at any --zap-log-level, those lines are dropped.
+const maxClientVerbosity = 7
+
+// capVerbosity returns l without its V-levels above max.
+func capVerbosity(l logr.Logger, max int) logr.Logger {
+	if l.GetSink() == nil {
+		return l
+	}
+	return logr.New(cappedSink{LogSink: l.GetSink(), max: max})
+}
+
+// cappedSink drops messages above a V-level.
+type cappedSink struct {
+	logr.LogSink
+	max int
+}
+
+func (s cappedSink) Enabled(level int) bool { return level <= s.max && s.LogSink.Enabled(level) }
+
+func (s cappedSink) Info(level int, msg string, kv ...any) {
+	if level <= s.max {
+		s.LogSink.Info(level, msg, kv...)
+	}
+}
+
+func (s cappedSink) WithValues(kv ...any) logr.LogSink {
+	return cappedSink{LogSink: s.LogSink.WithValues(kv...), max: s.max}
+}
+
+func (s cappedSink) WithName(name string) logr.LogSink {
+	return cappedSink{LogSink: s.LogSink.WithName(name), max: s.max}
+}
+
+func (s cappedSink) WithCallDepth(depth int) logr.LogSink {
+	if cd, ok := s.LogSink.(logr.CallDepthLogSink); ok {
+		return cappedSink{LogSink: cd.WithCallDepth(depth), max: s.max}
+	}
+	return s
+}

@@ -1,0 +1,109 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+)
+
+func podTemplate() corev1.PodTemplateSpec {
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "x"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+	}
+}
+
+var selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}
+
+func deployment(t *testing.T, ns, name string) {
+	t.Helper()
+	create(t, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: appsv1.DeploymentSpec{Selector: selector, Template: podTemplate()}})
+}
+
+func statefulSet(t *testing.T, ns, name string) {
+	t.Helper()
+	create(t, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: appsv1.StatefulSetSpec{Selector: selector, Template: podTemplate()}})
+}
+
+// templateAnnotations reads a workload's pod-template annotations.
+func templateAnnotations(t *testing.T, obj client.Object) map[string]string {
+	t.Helper()
+	must(t, env.k8s.Get(ctxT(t), client.ObjectKeyFromObject(obj), obj))
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		return o.Spec.Template.Annotations
+	case *appsv1.StatefulSet:
+		return o.Spec.Template.Annotations
+	}
+	return nil
+}
+
+// testRolloutRestart: when the token value changes, the rollout targets' pod templates get the
+// tokenDigest, at most once per 10 minutes; a same-value renewal restarts nothing; a missing
+// workload is RolloutRestartFailed while the token is still written.
+func testRolloutRestart(t *testing.T, ns string) {
+	g := NewWithT(t)
+	newSuite(t, ns, "suite-credentials", 30*time.Second)
+	newApp(t, ns, "app-credentials", 30*time.Second)
+	deployment(t, ns, "suite-web")
+	statefulSet(t, ns, "suite-db")
+	deployment(t, ns, "app-web")
+	web := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "suite-web"}}
+	db := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "suite-db"}}
+	appWeb := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-web"}}
+
+	suite := newToken(ns, "suite", v1alpha1.TokenTypeThirdPartySuite, "suite-credentials")
+	suite.Spec.RolloutRestartTargets = []v1alpha1.RolloutRestartTarget{
+		{Kind: v1alpha1.WorkloadKindDeployment, Name: "suite-web"}, {Kind: v1alpha1.WorkloadKindStatefulSet, Name: "suite-db"}}
+	create(t, suite)
+	app := newToken(ns, "app", v1alpha1.TokenTypeInternalApp, "app-credentials")
+	app.Spec.RolloutRestartTargets = []v1alpha1.RolloutRestartTarget{{Kind: v1alpha1.WorkloadKindDeployment, Name: "app-web"}}
+	create(t, app)
+	missing := newToken(ns, "missing", v1alpha1.TokenTypeThirdPartySuite, "suite-credentials")
+	missing.Spec.Target = &v1alpha1.Target{Name: "missing-token"}
+	missing.Spec.RolloutRestartTargets = []v1alpha1.RolloutRestartTarget{{Kind: v1alpha1.WorkloadKindDaemonSet, Name: "nowhere"}}
+	create(t, missing)
+
+	first := waitReady(t, ns, "suite").Status
+	waitReady(t, ns, "app")
+	// The first token restarts nothing (pods that start now read it).
+	g.Expect(templateAnnotations(t, web)).NotTo(HaveKey(v1alpha1.TokenDigestAnnotation))
+
+	// The suite token's value changes at its refresh: both workloads get the new digest.
+	second := waitRefreshedAfter(t, ns, "suite", first.LastRefreshTime.Time, 30*time.Second).Status
+	g.Expect(second.TokenDigest).NotTo(Equal(first.TokenDigest))
+	for _, obj := range []client.Object{web, db} {
+		g.Eventually(func() map[string]string { return templateAnnotations(t, obj) }).
+			Should(HaveKeyWithValue(v1alpha1.TokenDigestAnnotation, second.TokenDigest))
+		g.Expect(templateAnnotations(t, obj)).To(HaveKey(v1alpha1.RestartedAtAnnotation))
+	}
+	g.Eventually(func() string { return getToken(t, ns, "suite").Status.RolloutRestartDigest }).Should(Equal(second.TokenDigest))
+
+	// The internal app's renewal keeps the value: nothing restarts.
+	appTok := waitRefreshedAfter(t, ns, "app", getToken(t, ns, "app").Status.LastRefreshTime.Time, 30*time.Second)
+	g.Expect(templateAnnotations(t, appWeb)).NotTo(HaveKey(v1alpha1.TokenDigestAnnotation))
+	g.Expect(appTok.Status.RolloutRestartDigest).To(Equal(appTok.Status.TokenDigest))
+
+	// A missing workload: RolloutRestartFailed on Refreshed, the token written, Ready True.
+	tok := waitFor(t, ns, "missing", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonRolloutRestartFailed, 30*time.Second)
+	g.Expect(cond(tok, v1alpha1.ConditionRefreshed).Message).To(ContainSubstring("DaemonSet nowhere: not found"))
+	g.Expect(cond(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+	g.Expect(secretOf(t, ns, "missing-token").Data["accessToken"]).NotTo(BeEmpty())
+	g.Expect(tokenDigest(tok.UID, string(secretOf(t, ns, "missing-token").Data["accessToken"]))).To(Equal(tok.Status.TokenDigest))
+
+	// The next value change comes within 10 minutes of the restart: held back.
+	third := waitRefreshedAfter(t, ns, "suite", second.LastRefreshTime.Time, 30*time.Second).Status
+	g.Expect(third.TokenDigest).NotTo(Equal(second.TokenDigest))
+	g.Consistently(func() map[string]string { return templateAnnotations(t, web) }).Within(2 * time.Second).
+		Should(HaveKeyWithValue(v1alpha1.TokenDigestAnnotation, second.TokenDigest))
+	g.Expect(getToken(t, ns, "suite").Status.RolloutRestartDigest).To(Equal(second.TokenDigest), "the restart is pending")
+}

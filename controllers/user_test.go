@@ -1,0 +1,123 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+)
+
+// user is a DingTalk user authorized for an OAuth2 client in the simulator.
+type user struct{ clientID, secret, bootstrap, corp string }
+
+// newUser adds a user with one bootstrap value (an authCode or a refreshToken, per kind) and,
+// when secretName is set, its credentials Secret.
+func newUser(t *testing.T, ns, secretName string, life time.Duration, kind string) user {
+	t.Helper()
+	u := user{clientID: env.secret("dinguser"), secret: env.secret("usersecret-"), bootstrap: env.secret(kind + "-"), corp: "dingcorp" + randHex(4)}
+	su := simulator.User{ClientID: u.clientID, ClientSecret: u.secret, CorpID: u.corp, TokenLifetime: lifetime(life)}
+	if kind == "authCode" {
+		su.AuthCodes = []string{u.bootstrap}
+	} else {
+		su.RefreshTokens = []string{u.bootstrap}
+	}
+	must(t, env.sim.AddUser(su))
+	if secretName != "" {
+		createSecret(t, ns, secretName, map[string]string{"clientId": u.clientID, "clientSecret": u.secret, kind: u.bootstrap})
+	}
+	return u
+}
+
+// refreshSecret reads <name>-refresh-token and checks it holds the simulator's newest refresh token.
+func checkRefreshSecret(t *testing.T, g Gomega, ns, name string, u user) *corev1.Secret {
+	t.Helper()
+	s := &corev1.Secret{}
+	g.Expect(env.k8s.Get(ctxT(t), keyOf(ns, name+v1alpha1.RefreshTokenSecretSuffix), s)).To(Succeed())
+	rememberSecret(s)
+	current := env.sim.CurrentRefreshToken(u.clientID)
+	env.remember(current)
+	g.Expect(string(s.Data[v1alpha1.RefreshTokenKey])).To(Equal(current), "the stored refresh token is not DingTalk's newest")
+	return s
+}
+
+// testUserRotation: the rotated refresh token is stored first, over several cycles, with failed
+// writes injected and retried in-process; the old bootstrap value left in the credentials Secret is
+// never replayed; a deleted refresh-token Secret is restored; a new authCode re-authorizes at once.
+func testUserRotation(t *testing.T, ns string) {
+	g := NewWithT(t)
+	u := newUser(t, ns, "user-credentials", 30*time.Second, "refreshToken")
+	failures := env.failNextRefreshWrites(ns, 2)
+	create(t, newToken(ns, "user", v1alpha1.TokenTypeUser, "user-credentials"))
+	tok := waitReady(t, ns, "user")
+	g.Expect(failures.Load()).To(BeNumerically("<=", 0), "the injected failures were not hit")
+	checkRefreshSecret(t, g, ns, "user", u)
+
+	for cycle := range 3 {
+		failures = env.failNextRefreshWrites(ns, 2)
+		tok = waitRefreshedAfter(t, ns, "user", tok.Status.LastRefreshTime.Time, 40*time.Second)
+		g.Eventually(func(g Gomega) {
+			checkRefreshSecret(t, g, ns, "user", u)
+		}).WithTimeout(10*time.Second).Should(Succeed(), "cycle %d", cycle)
+		g.Expect(failures.Load()).To(BeNumerically("<=", 0), "cycle %d: the injected failures were not hit", cycle)
+		tok = waitReady(t, ns, "user")
+		target := secretOf(t, ns, "user")
+		g.Expect(env.sim.Valid(string(target.Data["accessToken"]))).To(BeTrue())
+		for k, v := range target.Data {
+			g.Expect(string(v)).NotTo(Equal(env.sim.CurrentRefreshToken(u.clientID)), "key %s holds the refresh token", k)
+		}
+	}
+	// The bootstrap refresh token is still in the credentials Secret and was never replayed: the
+	// simulator refused nothing.
+	g.Expect(results(simulator.PathUserAccessToken, u.clientID)).To(Equal(map[string]int64{"success": 4}))
+	g.Expect(secretOf(t, ns, "user-credentials").Data).To(HaveKey("refreshToken"))
+
+	// A deleted refresh-token Secret is restored from memory.
+	must(t, env.k8s.Delete(ctxT(t), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "user-refresh-token"}}))
+	g.Eventually(func(g Gomega) { checkRefreshSecret(t, g, ns, "user", u) }).WithTimeout(10 * time.Second).Should(Succeed())
+
+	// Re-authorization: a new authCode in the credentials Secret wins, at once.
+	code := env.secret("code-")
+	must(t, env.sim.AddAuthCode(u.clientID, code))
+	updateSecret(t, ns, "user-credentials", map[string]string{"authCode": code})
+	g.Eventually(func(g Gomega) {
+		g.Expect(results(simulator.PathUserAccessToken, u.clientID)).To(Equal(map[string]int64{"success": 5}))
+		s := checkRefreshSecret(t, g, ns, "user", u)
+		g.Expect(strings.Split(string(s.Data[v1alpha1.UsedBootstrapKey]), "\n")).To(HaveLen(2))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	waitReady(t, ns, "user")
+}
+
+// testUserReauthorization: a second DingTalkToken with the same bootstrap value gets
+// CredentialsConflict; DingTalk refusing the stored refresh token gives ReauthorizationRequired
+// (Ready until the expiry, then False); a new authCode recovers.
+func testUserReauthorization(t *testing.T, ns string) {
+	g := NewWithT(t)
+	u := newUser(t, ns, "user-credentials", 30*time.Second, "authCode")
+	create(t, newToken(ns, "user", v1alpha1.TokenTypeUser, "user-credentials"))
+	st := waitReady(t, ns, "user").Status
+
+	createSecret(t, ns, "copy-credentials", map[string]string{"clientId": u.clientID, "clientSecret": u.secret, "authCode": u.bootstrap})
+	create(t, newToken(ns, "copy", v1alpha1.TokenTypeUser, "copy-credentials"))
+	tok := waitFor(t, ns, "copy", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCredentialsConflict, 30*time.Second)
+	g.Expect(cond(tok, v1alpha1.ConditionReady).Message).To(ContainSubstring(ns + "/user"))
+	g.Expect(calls(simulator.PathUserAccessToken, u.clientID)).To(BeEquivalentTo(1))
+
+	// DingTalk forgets the user's grants (revoked): the stored refresh token is refused.
+	must(t, env.sim.AddUser(simulator.User{ClientID: u.clientID, ClientSecret: u.secret, CorpID: u.corp, TokenLifetime: lifetime(30 * time.Second)}))
+	tok = waitFor(t, ns, "user", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonReauthorizationRequired, 30*time.Second)
+	g.Expect(cond(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+	waitFor(t, ns, "user", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonReauthorizationRequired, 20*time.Second)
+	g.Expect(time.Now()).To(BeTemporally("~", st.ExpiresAt.Time, 3*time.Second))
+
+	code := env.secret("code-")
+	must(t, env.sim.AddAuthCode(u.clientID, code))
+	updateSecret(t, ns, "user-credentials", map[string]string{"authCode": code})
+	waitFor(t, ns, "user", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonTokenValid, 10*time.Second)
+	g.Eventually(func(g Gomega) { checkRefreshSecret(t, g, ns, "user", u) }).Should(Succeed())
+}
