@@ -106,6 +106,11 @@ func TestDefaultHardening(t *testing.T) {
 		}
 	}
 
+	// The manager waits up to 25 s for running reconciles on SIGTERM; the kubelet must wait longer.
+	if g := dep.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g <= 25 {
+		t.Errorf("terminationGracePeriodSeconds = %v, want more than the manager's 25 s graceful shutdown", g)
+	}
+
 	ns := find[corev1.Namespace](t, objs, "Namespace", "", operatorNamespace)
 	if ns == nil {
 		t.Fatalf("config/default creates no Namespace %s", operatorNamespace)
