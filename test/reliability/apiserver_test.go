@@ -1,0 +1,171 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package reliability
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+)
+
+// bumpAnnotation is what the concurrent writer changes on the target Secret.
+const bumpAnnotation = "reliability.test/bumped"
+
+// testTargetUpdateConflict: another writer (a tool annotating Secrets, say) updates the target
+// Secret between the operator's read and its write, three times in a row, at the refresh. Each
+// write the operator makes then gets a real 409 Conflict from the API server. The refreshed token
+// still lands, with no second DingTalk call, and the other writer's annotation survives.
+//
+// The interceptor does not fake the conflict: just before the operator's write reaches the API
+// server, it has the test's own client update the Secret for real, so the operator's write
+// carries a resourceVersion that is no longer current.
+func testTargetUpdateConflict(t *testing.T) {
+	const conflicts = 3
+	ns := newNamespace(t, "conflict")
+	s := newSuite(t, ns, "creds", 30*time.Second)
+
+	var mu sync.Mutex
+	armed, bumps, seen := 0, 0, 0 // armed: conflicts still to cause; seen: 409s the operator got
+	bump := func(ctx context.Context, obj client.Object) {
+		mu.Lock()
+		defer mu.Unlock()
+		if armed == 0 || obj.GetNamespace() != ns || obj.GetName() != "tok" || !isSecret(obj) {
+			return
+		}
+		live := &corev1.Secret{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), live); err != nil {
+			return
+		}
+		bumps++
+		if live.Annotations == nil {
+			live.Annotations = map[string]string{}
+		}
+		live.Annotations[bumpAnnotation] = strconv.Itoa(bumps)
+		if err := k8s.Update(ctx, live); err == nil {
+			armed--
+		}
+	}
+	observe := func(err error) error {
+		if apierrors.IsConflict(err) {
+			mu.Lock()
+			seen++
+			mu.Unlock()
+		}
+		return err
+	}
+	funcs := &interceptor.Funcs{
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			bump(ctx, obj)
+			return observe(c.Update(ctx, obj, opts...))
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			bump(ctx, obj)
+			return observe(c.Patch(ctx, obj, patch, opts...))
+		},
+	}
+	startManager(t, managerOptions{name: ns, namespaces: []string{ns}, funcs: funcs})
+	track(t, ns)
+	createToken(t, newToken(ns, "tok", v1alpha1.TokenTypeThirdPartySuite, "creds"))
+	tok := waitReady(t, ns, "tok", 30*time.Second)
+	g := NewWithT(t)
+	first := targetToken(g, ns, "tok")
+	issued := tok.Status.LastRefreshTime.Time
+	before, _ := calls(simulator.PathSuiteAccessToken, s.key)
+
+	mu.Lock()
+	armed = conflicts
+	mu.Unlock()
+	eventually(t, time.Until(tok.Status.ExpiresAt.Time)+30*time.Second, func(g Gomega) {
+		tok = getToken(g, ns, "tok")
+		g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally(">", issued))
+		sec := targetSecret(g, ns, "tok")
+		g.Expect(string(sec.Data[v1alpha1.DefaultTargetKey])).NotTo(Equal(first), "the refreshed token landed")
+		g.Expect(sec.Annotations[v1alpha1.ExpiresAtAnnotation]).To(Equal(tok.Status.ExpiresAt.UTC().Format(time.RFC3339)))
+		g.Expect(string(sec.Data[v1alpha1.ExpiresAtKey])).To(Equal(tok.Status.ExpiresAt.UTC().Format(time.RFC3339)))
+		g.Expect(condition(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid))
+	})
+	mu.Lock()
+	g.Expect(armed).To(BeZero(), "every planned concurrent write happened")
+	g.Expect(seen).To(BeNumerically(">=", conflicts), "the operator's writes met real conflicts")
+	mu.Unlock()
+	sec := targetSecret(g, ns, "tok")
+	g.Expect(sec.Annotations).To(HaveKeyWithValue(bumpAnnotation, strconv.Itoa(conflicts)),
+		"the other writer's annotation survives the operator's write")
+	live, _ := simValidate(t, string(sec.Data[v1alpha1.DefaultTargetKey]))
+	g.Expect(live).To(BeTrue())
+	after, _ := calls(simulator.PathSuiteAccessToken, s.key)
+	g.Expect(after-before).To(BeEquivalentTo(1), "a conflicting write does not fetch the token again")
+	g.Expect(condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
+}
+
+// testTargetDeletedMidRefresh: the target Secret is deleted while the refresh call is in flight
+// (the simulator delays the answer). The operator writes the refreshed token into a new Secret,
+// owned by the DingTalkToken, without calling DingTalk again.
+func testTargetDeletedMidRefresh(t *testing.T) {
+	// Below the client's timeout: the delayed answer is a success.
+	const latency = dingtalkTimeout * 3 / 4
+	ns := newNamespace(t, "deleted")
+	s := newSuite(t, ns, "creds", 30*time.Second)
+	startManager(t, managerOptions{name: ns, namespaces: []string{ns}})
+	track(t, ns)
+	createToken(t, newToken(ns, "tok", v1alpha1.TokenTypeThirdPartySuite, "creds"))
+	tok := waitReady(t, ns, "tok", 30*time.Second)
+	g := NewWithT(t)
+	old := targetSecret(g, ns, "tok")
+	first := string(old.Data[v1alpha1.DefaultTargetKey])
+	before, _ := calls(simulator.PathSuiteAccessToken, s.key)
+
+	// A delay-only fault: the next call (the due refresh) is answered normally, latency later.
+	setFault(t, simulator.Fault{Credential: s.key, Latency: simulator.Duration(latency), Count: 1})
+	NewWithT(t).Eventually(func() bool { return faultPending(s.key) }).
+		WithTimeout(time.Until(tok.Status.ExpiresAt.Time)+10*time.Second).WithPolling(20*time.Millisecond).
+		Should(BeFalse(), "the refresh call arrived")
+	g.Expect(k8s.Delete(quiet, old)).To(Succeed())
+	inFlight, _ := calls(simulator.PathSuiteAccessToken, s.key)
+	g.Expect(inFlight).To(Equal(before), "the Secret was deleted before DingTalk answered")
+
+	eventually(t, latency+30*time.Second, func(g Gomega) {
+		sec := targetSecret(g, ns, "tok")
+		g.Expect(sec.UID).NotTo(Equal(old.UID), "a new Secret")
+		g.Expect(string(sec.Data[v1alpha1.DefaultTargetKey])).NotTo(Equal(first), "holding the refreshed token")
+		tok = getToken(g, ns, "tok")
+		g.Expect(condition(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid))
+	})
+	sec := targetSecret(g, ns, "tok")
+	live, _ := simValidate(t, string(sec.Data[v1alpha1.DefaultTargetKey]))
+	g.Expect(live).To(BeTrue())
+	owner := metav1.GetControllerOf(sec)
+	g.Expect(owner).NotTo(BeNil())
+	g.Expect(owner.UID).To(Equal(tok.UID))
+	g.Expect(owner.BlockOwnerDeletion).To(HaveValue(BeTrue()))
+	g.Expect(sec.Labels).To(HaveKeyWithValue(v1alpha1.ManagedByLabel, v1alpha1.ManagedByValue))
+	after, _ := calls(simulator.PathSuiteAccessToken, s.key)
+	g.Expect(after-before).To(BeEquivalentTo(1), "the deletion did not cause another DingTalk call")
+	g.Expect(condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
+}

@@ -1,0 +1,156 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package reliability
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+)
+
+// testManyTokensWithFailingSubset: 200 DingTalkTokens, 180 healthy over 18 credential sets and
+// 20 failing over four sets that fail differently (5xx, timeouts that hold reconcile workers,
+// 429 with Retry-After, rejected credentials). The healthy ones are all Ready, refresh on
+// their due time without ever turning not Ready, and share one DingTalk call per set and
+// refresh; the failing ones say why.
+func testManyTokensWithFailingSubset(t *testing.T) {
+	const (
+		healthySets   = 18
+		perSet        = 10
+		lifetime      = 45 * time.Second
+		failingPerSet = 5
+	)
+	ns := newNamespace(t, "many")
+	type set struct {
+		app    app
+		reason string // "" for a healthy set
+	}
+	var sets []set
+	for i := range healthySets {
+		sets = append(sets, set{app: newApp(t, ns, fmt.Sprintf("healthy-%02d", i), lifetime)})
+	}
+	failing := []struct {
+		fault  simulator.Fault
+		reason string
+	}{
+		{simulator.Fault{Status: http.StatusBadGateway}, v1alpha1.ReasonProviderUnavailable},
+		{simulator.Fault{Latency: simulator.Duration(dingtalkTimeout + 3*time.Second)}, v1alpha1.ReasonProviderUnavailable},
+		{simulator.Fault{RetryAfter: 5}, v1alpha1.ReasonRateLimited},
+		{simulator.Fault{}, v1alpha1.ReasonCredentialsRejected}, // wrong secret, below
+	}
+	for i, f := range failing {
+		a := newApp(t, ns, fmt.Sprintf("failing-%d", i), lifetime)
+		if f.reason == v1alpha1.ReasonCredentialsRejected {
+			// The simulator knows the app under another secret from now on.
+			if err := sim.AddApp(simulator.App{AppKey: a.key, AppSecret: secretValue("appSecret"), TokenLifetime: simulator.Duration(lifetime)}); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			f.fault.Credential = a.key
+			setFault(t, f.fault) // for good: Count 0
+		}
+		sets = append(sets, set{app: a, reason: f.reason})
+	}
+	tr := track(t, ns)
+	startManager(t, managerOptions{name: ns, namespaces: []string{ns}})
+	created := time.Now()
+	type member struct {
+		name string
+		set  set
+	}
+	var members []member
+	for _, s := range sets {
+		n := perSet
+		if s.reason != "" {
+			n = failingPerSet
+		}
+		for j := range n {
+			m := member{name: fmt.Sprintf("%s-%d", s.app.secretName, j), set: s}
+			createToken(t, newToken(ns, m.name, v1alpha1.TokenTypeInternalApp, s.app.secretName))
+			members = append(members, m)
+		}
+	}
+	g := NewWithT(t)
+	g.Expect(members).To(HaveLen(200))
+
+	// All healthy ones Ready; the failing ones say why.
+	first := map[string]*v1alpha1.DingTalkToken{}
+	eventually(t, 90*time.Second, func(g Gomega) {
+		var list v1alpha1.DingTalkTokenList
+		g.Expect(k8s.List(quiet, &list, client.InNamespace(ns))).To(Succeed())
+		byName := map[string]*v1alpha1.DingTalkToken{}
+		for i := range list.Items {
+			byName[list.Items[i].Name] = &list.Items[i]
+		}
+		for _, m := range members {
+			tok := byName[m.name]
+			g.Expect(tok).NotTo(BeNil())
+			ready := condition(tok, v1alpha1.ConditionReady)
+			if m.set.reason == "" {
+				g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), m.name)
+				first[m.name] = tok
+			} else {
+				g.Expect(ready.Status).To(Equal(metav1.ConditionFalse), m.name)
+				g.Expect(ready.Reason).To(Equal(m.set.reason), m.name)
+			}
+		}
+	})
+	t.Logf("180 healthy tokens Ready %s after creation began", time.Since(created).Round(time.Millisecond))
+
+	// Every healthy one refreshes on its due time (status.refreshTime), never turning not Ready.
+	eventually(t, lifetime+60*time.Second, func(g Gomega) {
+		for _, m := range members {
+			if m.set.reason != "" {
+				continue
+			}
+			tok := getToken(g, ns, m.name)
+			g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally(">", first[m.name].Status.LastRefreshTime.Time), m.name)
+		}
+	})
+	for _, m := range members {
+		if m.set.reason != "" {
+			continue
+		}
+		due := first[m.name].Status.RefreshTime.Time
+		var refreshed time.Time
+		for _, o := range tr.history(m.name) {
+			if c := condition(&v1alpha1.DingTalkToken{Status: o.status}, v1alpha1.ConditionReady); c.Status == metav1.ConditionFalse &&
+				o.status.LastRefreshTime != nil {
+				t.Errorf("%s was not Ready at %s (%s) after its first token", m.name, o.at.Format(time.TimeOnly), c.Reason)
+			}
+			if lr := o.status.LastRefreshTime; refreshed.IsZero() && lr != nil && lr.After(first[m.name].Status.LastRefreshTime.Time) {
+				refreshed = o.at
+			}
+		}
+		// Written into status no later than lateness after its due time. A token of the set
+		// whose due time comes later takes the token another one of the set fetched.
+		g.Expect(refreshed).To(BeTemporally("<=", due.Add(lateness)), "%s refreshed late (due %s)", m.name, due.Format(time.TimeOnly))
+		g.Expect(refreshed).To(BeTemporally(">=", due.Add(-time.Duration(lifetime)/3)), m.name)
+	}
+	for i, s := range sets[:healthySets] {
+		total, _ := calls(simulator.PathAppAccessToken, s.app.key)
+		g.Expect(total).To(BeEquivalentTo(2), "healthy set %d: one call to issue, one to refresh, shared by its %d tokens", i, perSet)
+	}
+}
