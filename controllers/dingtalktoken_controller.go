@@ -160,19 +160,23 @@ func newCredentialsCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, er
 		Scheme:            mgr.GetScheme(),
 		Mapper:            mgr.GetRESTMapper(),
 		DefaultNamespaces: namespaceConfig(namespaces),
-		DefaultTransform: func(in any) (any, error) {
-			m, ok := in.(*metav1.PartialObjectMetadata)
-			if !ok {
-				return in, nil
-			}
-			return &metav1.PartialObjectMetadata{
-				TypeMeta: m.TypeMeta,
-				ObjectMeta: metav1.ObjectMeta{
-					Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
-				},
-			}, nil
-		},
+		DefaultTransform:  identityOnly,
 	})
+}
+
+// identityOnly keeps a credentials Secret's name, namespace, uid and resourceVersion: enough to
+// map it to DingTalkTokens and to see it change, nothing of its labels, annotations or data.
+func identityOnly(in any) (any, error) {
+	m, ok := in.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return in, nil
+	}
+	return &metav1.PartialObjectMetadata{
+		TypeMeta: m.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		},
+	}, nil
 }
 
 // tokensForCredentials maps a Secret to the DingTalkTokens naming it as credentials.
@@ -222,6 +226,7 @@ func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		p.suspend()
 		return ctrl.Result{}, nil
 	}
+	p.resume()
 	// Another owner's Secret is never written: report it before spending a DingTalk call.
 	if target.conflict {
 		p.fail(v1alpha1.ReasonTargetConflict, target.message)

@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
@@ -147,6 +148,15 @@ func testIssuesInternalApp(t *testing.T, ns string) {
 	g.Consistently(func() int64 { return calls(simulator.PathAppAccessToken, a.key) }).
 		Within(3 * time.Second).Should(BeEquivalentTo(1))
 	g.Expect(getToken(t, ns, "crm-bot").Status).To(Equal(st), "status changed without a refresh")
+
+	// The operator's cache holds its own Secrets only: not the credentials, not unrelated ones.
+	var cached corev1.SecretList
+	must(t, env.mainCache.List(ctxT(t), &cached, client.InNamespace(ns)))
+	names := []string{}
+	for _, s := range cached.Items {
+		names = append(names, s.Name)
+	}
+	g.Expect(names).To(ConsistOf("crm-token"))
 }
 
 // testIssuesEveryType: each type issues a token the simulator says is valid; custom keys; the
@@ -170,15 +180,20 @@ func testIssuesEveryType(t *testing.T, ns string) {
 	app := newApp(t, ns, "app-credentials", 60*time.Second)
 	create(t, newToken(ns, "app", v1alpha1.TokenTypeInternalApp, "app-credentials"))
 
-	credentials := []string{su.secret, su.ticket, u.secret, u.bootstrap, app.secret}
 	for _, name := range []string{"corp", "suite", "user", "app"} {
-		tok := waitReady(t, ns, name)
+		waitReady(t, ns, name)
+	}
+	rt := env.sim.CurrentRefreshToken(u.clientID)
+	g.Expect(rt).NotTo(BeEmpty())
+	credentials := []string{su.key, su.secret, su.ticket, u.clientID, u.secret, u.bootstrap, app.key, app.secret, rt}
+	for _, name := range []string{"corp", "suite", "user", "app"} {
+		tok := getToken(t, ns, name)
 		s := secretOf(t, ns, name)
 		token := string(s.Data[v1alpha1.DefaultTargetKey])
 		g.Expect(env.sim.Valid(token)).To(BeTrue(), "%s: the simulator does not know the token", name)
 		ownedBy(g, s, tok)
 		for k, v := range s.Data {
-			for _, c := range append(credentials, env.sim.CurrentRefreshToken(u.clientID)) {
+			for _, c := range credentials {
 				g.Expect(string(v)).NotTo(ContainSubstring(c), "%s: key %s holds a credential or refresh token", name, k)
 			}
 		}

@@ -184,6 +184,21 @@ func (p *pass) suspend() {
 		"spec.suspend is true: no calls to DingTalk; the target Secret keeps what it has")
 }
 
+// resume ends a Suspended Refreshed condition once spec.suspend is false: the held token is what
+// the last attempt left (a refresh follows when due).
+func (p *pass) resume() {
+	c := refreshedCondition(&p.tok.Status)
+	if c == nil || c.Reason != v1alpha1.ReasonSuspended {
+		return
+	}
+	if p.held != nil && p.now.Before(p.held.ExpiresAt) {
+		p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued,
+			"Resumed; the token is valid until "+rfc3339(p.held.ExpiresAt))
+		return
+	}
+	p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionUnknown, v1alpha1.ReasonPending, "Resumed; refreshing")
+}
+
 // safeText keeps the characters of DingTalk codes and request ids; anything else is dropped, so an
 // unexpected answer cannot smuggle text into a message.
 var safeText = regexp.MustCompile(`[^A-Za-z0-9._:/-]`)

@@ -30,6 +30,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -89,6 +90,8 @@ type suite struct {
 	logs   *syncBuffer
 	log    logr.Logger
 	runID  string
+	// mainCache is the main manager's cache (what the operator holds in memory).
+	mainCache crcache.Cache
 
 	// sensitive holds every credential and token value the tests used, for the leak scan.
 	sensitive sync.Map
@@ -214,7 +217,7 @@ func setupSuite(t *testing.T) *suite {
 	}
 	stop := s.startManager(t, mainNamespaces, func(r *DingTalkTokenReconciler) {
 		r.Client = faultyWrites{Client: r.Client, s: s}
-	})
+	}, &s.mainCache)
 	t.Cleanup(stop)
 	return s
 }
@@ -235,7 +238,7 @@ func (s *suite) namespace(scenario string) string {
 
 // startManager runs a manager with the reconciler for namespaces; mutate adjusts the reconciler
 // before setup. The returned function stops it and waits.
-func (s *suite) startManager(t *testing.T, namespaces []string, mutate func(*DingTalkTokenReconciler)) func() {
+func (s *suite) startManager(t *testing.T, namespaces []string, mutate func(*DingTalkTokenReconciler), cache ...*crcache.Cache) func() {
 	mgr, err := ctrl.NewManager(s.cfg, ctrl.Options{
 		Scheme:                 s.scheme,
 		Logger:                 s.log,
@@ -267,6 +270,9 @@ func (s *suite) startManager(t *testing.T, namespaces []string, mutate func(*Din
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
+	}
+	for _, c := range cache {
+		*c = mgr.GetCache()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

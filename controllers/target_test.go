@@ -134,6 +134,13 @@ func testSuspend(t *testing.T, ns string) {
 	st := waitReady(t, ns, "suite").Status
 	s := secretOf(t, ns, "suite")
 
+	// Suspended and resumed while the token is valid: Refreshed goes back to True, no call.
+	updateToken(t, ns, "suite", func(d *v1alpha1.DingTalkToken) { d.Spec.Suspend = true })
+	waitFor(t, ns, "suite", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonSuspended, 10*time.Second)
+	updateToken(t, ns, "suite", func(d *v1alpha1.DingTalkToken) { d.Spec.Suspend = false })
+	waitFor(t, ns, "suite", v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, 10*time.Second)
+	g.Expect(calls(simulator.PathSuiteAccessToken, su.key)).To(BeEquivalentTo(1))
+
 	updateToken(t, ns, "suite", func(d *v1alpha1.DingTalkToken) { d.Spec.Suspend = true })
 	tok := waitFor(t, ns, "suite", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonSuspended, 10*time.Second)
 	g.Expect(cond(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid))
