@@ -327,8 +327,16 @@ func (d *demo) startOperator(ctx context.Context, cfg *rest.Config) error {
 	defer cancelSync()
 	if !mgr.GetCache().WaitForCacheSync(syncCtx) {
 		d.printf("FAILED\n")
-		return &stepError{step: "starting the operator", err: errors.New("its caches did not sync within a minute"),
-			fix: "see the operator log " + d.rel(d.cfg.logFile)}
+		err := errors.New("its caches did not sync within a minute")
+		select {
+		case err = <-d.opDone:
+			d.opDone <- err // for cleanup
+		default:
+			if ctx.Err() != nil {
+				err = errors.New("interrupted")
+			}
+		}
+		return &stepError{step: "starting the operator", err: err, fix: "see the operator log " + d.rel(d.cfg.logFile)}
 	}
 	d.done(t0, "; its log: %s", d.rel(d.cfg.logFile))
 	return nil
