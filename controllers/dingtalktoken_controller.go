@@ -198,7 +198,7 @@ func (r *DingTalkTokenReconciler) tokensForCredentials(ctx context.Context, s *m
 func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
 	r.init()
 	// Libraries called with ctx (client-go) log request bodies, Secrets included, at V(8) and up.
-	ctx = logr.NewContext(ctx, capVerbosity(ctrl.LoggerFrom(ctx), maxClientVerbosity))
+	ctx = logr.NewContext(ctx, CapLogVerbosity(ctrl.LoggerFrom(ctx)))
 	// Load the object; when it is gone only memory and metrics are left (its Secrets go with it
 	// through their ownerReferences).
 	tok, err := r.load(ctx, req.NamespacedName)
