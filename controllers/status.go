@@ -203,6 +203,9 @@ func (p *pass) resume() {
 // unexpected answer cannot smuggle text into a message.
 var safeText = regexp.MustCompile(`[^A-Za-z0-9._:/-]`)
 
+// safeReason keeps the characters of the client's fixed reasons ("malformed answer", ...).
+var safeReason = regexp.MustCompile(`[^A-Za-z0-9 ,.:/()-]`)
+
 func safe(s string) string {
 	s = safeText.ReplaceAllString(s, "")
 	if len(s) > 64 {
@@ -233,7 +236,7 @@ func describe(err error) string {
 		msg += ")"
 	}
 	if de.Reason != "" {
-		msg += ": " + regexp.MustCompile(`[^A-Za-z0-9 ,.:/()-]`).ReplaceAllString(de.Reason, "")
+		msg += ": " + safeReason.ReplaceAllString(de.Reason, "")
 	}
 	if de.RetryAfter > 0 {
 		msg += fmt.Sprintf("; Retry-After %s", min(de.RetryAfter, maxRetryAfter))
