@@ -28,6 +28,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
 )
 
@@ -42,7 +43,9 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		return 2
 	}
-	logger := zap.New(zap.UseFlagOptions(&opts.Zap))
+	// Capped below the V-levels at which client-go logs request and response bodies (Secrets among
+	// them), whatever --zap-log-level says; also for the caches' own calls outside reconciles.
+	logger := controllers.CapLogVerbosity(zap.New(zap.UseFlagOptions(&opts.Zap)))
 	ctrl.SetLogger(logger)
 	klog.SetLogger(logger) // client-go's own messages, in the same format
 	log := ctrl.Log.WithName("setup")
