@@ -96,7 +96,7 @@ uninstall: manifests ## Remove the CRD from the cluster.
 
 .PHONY: deploy
 deploy: manifests ## Deploy the operator (cluster-wide) with image IMG.
-	kubectl apply -k config/default
+	kubectl kustomize config/default | sed 's|image: dingtalk-token-operator:latest|image: $(IMG)|' | kubectl apply -f -
 
 .PHONY: undeploy
 undeploy: ## Remove the operator.

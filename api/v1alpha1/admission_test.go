@@ -28,6 +28,7 @@ func TestMain(m *testing.M) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
+		_ = env.Stop() // a control plane that started but refused the CRD must not outlive the test
 		fmt.Fprintf(os.Stderr, "starting envtest (KUBEBUILDER_ASSETS=%q; run `make envtest`): %v\n", os.Getenv("KUBEBUILDER_ASSETS"), err)
 		os.Exit(1)
 	}
