@@ -147,9 +147,10 @@ func testOutage(t *testing.T, ns string) {
 	g.Expect(secretOf(t, ns, "app").Data).To(Equal(before.Data), "the last good token stays")
 	// Bounded: the second attempt ~5s later, not sooner.
 	g.Consistently(func() int64 { return calls(simulator.PathAppAccessToken, a.key) }).
-		Within(3 * time.Second).Should(BeEquivalentTo(2))
+		Within(2 * time.Second).Should(BeEquivalentTo(2))
 	tok = waitFor(t, ns, "app", v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, 30*time.Second)
-	g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally(">=", firstFailure.Add(14*time.Second)), "5s then 10s of backoff")
+	// 5s then 10s of backoff (+-10%; status times have second precision).
+	g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally(">=", firstFailure.Add(13*time.Second)))
 	g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally("<", st.ExpiresAt.Time))
 	g.Expect(tok.Status.FailedAttempts).To(BeZero())
 	g.Expect(cond(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))

@@ -107,7 +107,8 @@ func (f *fetcher) fetch(ctx context.Context, key string, share bool, accept func
 		tok, err := call(callCtx)
 		if err != nil {
 			if ra := dingtalk.RetryAfterOf(err); ra > 0 {
-				f.setFloor(key, sentAt.Add(min(ra, maxRetryAfter)))
+				// Counted from the answer, to the nanosecond: never a call before DingTalk allows it.
+				f.setFloor(key, f.clock.Now().Add(min(ra, maxRetryAfter)))
 			}
 			return nil, err
 		}
