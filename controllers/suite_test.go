@@ -25,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
@@ -97,6 +98,8 @@ type suite struct {
 	sensitive sync.Map
 	// failRefreshWrites: namespace -> *atomic.Int32, writes of refresh-token Secrets to fail.
 	failRefreshWrites sync.Map
+	// writeLog: namespace -> *writeLog, the order of successful Secret writes.
+	writeLog sync.Map
 }
 
 var env *suite
@@ -204,6 +207,10 @@ func setupSuite(t *testing.T) *suite {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.sim.Close() })
+
+	// The in-pass retry of a refresh-token write gives up after ~1s here (minutes in production),
+	// so a scenario can also prove that a write failing longer stays pending and is never dropped.
+	refreshTokenWriteBackoff = wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Steps: 5}
 
 	var mainNamespaces []string
 	for _, sc := range scenarios {
@@ -313,14 +320,52 @@ func (c faultyWrites) Create(ctx context.Context, obj client.Object, opts ...cli
 	if err := c.inject(obj); err != nil {
 		return err
 	}
-	return c.Client.Create(ctx, obj, opts...)
+	return c.record(obj, c.Client.Create(ctx, obj, opts...))
 }
 
 func (c faultyWrites) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
 	if err := c.inject(obj); err != nil {
 		return err
 	}
-	return c.Client.Update(ctx, obj, opts...)
+	return c.record(obj, c.Client.Update(ctx, obj, opts...))
+}
+
+func (c faultyWrites) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	return c.record(obj, c.Client.Patch(ctx, obj, patch, opts...))
+}
+
+// record appends a successful Secret write to its namespace's write log: "R" for a refresh-token
+// Secret, "T" for any other (a target).
+func (c faultyWrites) record(obj client.Object, err error) error {
+	if _, ok := obj.(*corev1.Secret); ok && err == nil {
+		kind := "T"
+		if strings.HasSuffix(obj.GetName(), v1alpha1.RefreshTokenSecretSuffix) {
+			kind = "R"
+		}
+		v, _ := c.s.writeLog.LoadOrStore(obj.GetNamespace(), &writeLog{})
+		l := v.(*writeLog)
+		l.mu.Lock()
+		l.seq += kind
+		l.mu.Unlock()
+	}
+	return err
+}
+
+// writeLog is the order of a namespace's successful Secret writes.
+type writeLog struct {
+	mu  sync.Mutex
+	seq string
+}
+
+func (s *suite) writes(ns string) string {
+	v, ok := s.writeLog.Load(ns)
+	if !ok {
+		return ""
+	}
+	l := v.(*writeLog)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seq
 }
 
 // failRefreshWrites makes the next n writes of refresh-token Secrets in ns fail.

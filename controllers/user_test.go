@@ -59,12 +59,17 @@ func testUserRotation(t *testing.T, ns string) {
 	checkRefreshSecret(t, g, ns, "user", u)
 
 	for cycle := range 3 {
-		failures = env.failNextRefreshWrites(ns, 2)
+		// Two failures are overcome by the in-pass retry; eight outlast it (five tries here): the
+		// record stays pending in memory, the pass fails, and the next pass writes it first.
+		failures = env.failNextRefreshWrites(ns, []int32{2, 8, 2}[cycle])
 		tok = waitRefreshedAfter(t, ns, "user", tok.Status.LastRefreshTime.Time, 40*time.Second)
 		g.Eventually(func(g Gomega) {
 			checkRefreshSecret(t, g, ns, "user", u)
 		}).WithTimeout(10*time.Second).Should(Succeed(), "cycle %d", cycle)
 		g.Expect(failures.Load()).To(BeNumerically("<=", 0), "cycle %d: the injected failures were not hit", cycle)
+		if cycle == 1 {
+			g.Expect(loggedFor(ns, "Refresh-token Secret not written yet")).To(BeTrue(), "the write outlasting the retry did not stay pending")
+		}
 		tok = waitReady(t, ns, "user")
 		target := secretOf(t, ns, "user")
 		g.Expect(env.sim.Valid(string(target.Data["accessToken"]))).To(BeTrue())
@@ -72,6 +77,10 @@ func testUserRotation(t *testing.T, ns string) {
 			g.Expect(string(v)).NotTo(Equal(env.sim.CurrentRefreshToken(u.clientID)), "key %s holds the refresh token", k)
 		}
 	}
+	// Each rotation stored the refresh token before the target was written: every target write (T)
+	// follows a refresh-token write (R), failed writes injected or not.
+	g.Expect(env.writes(ns)).To(MatchRegexp(`^(R+T)+$`), "the order of Secret writes")
+
 	// The bootstrap refresh token is still in the credentials Secret and was never replayed: the
 	// simulator refused nothing.
 	g.Expect(results(simulator.PathUserAccessToken, u.clientID)).To(Equal(map[string]int64{"success": 4}))
@@ -120,4 +129,14 @@ func testUserReauthorization(t *testing.T, ns string) {
 	updateSecret(t, ns, "user-credentials", map[string]string{"authCode": code})
 	waitFor(t, ns, "user", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonTokenValid, 10*time.Second)
 	g.Eventually(func(g Gomega) { checkRefreshSecret(t, g, ns, "user", u) }).Should(Succeed())
+}
+
+// loggedFor reports whether a manager logged msg for a DingTalkToken in ns.
+func loggedFor(ns, msg string) bool {
+	for _, line := range strings.Split(env.logs.String(), "\n") {
+		if strings.Contains(line, msg) && strings.Contains(line, `"namespace":"`+ns+`"`) {
+			return true
+		}
+	}
+	return false
 }
