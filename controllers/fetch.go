@@ -118,15 +118,14 @@ func (f *fetcher) fetch(ctx context.Context, key string, share bool, accept func
 		}
 		return t, nil
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return issued{}, false, res.Err
-		}
-		return res.Val.(issued), !res.Shared, nil
-	case <-ctx.Done():
-		return issued{}, false, ctx.Err()
+	// The answer is awaited even when ctx ends (the manager stopping): the call runs on its own
+	// bounded context, and a User answer carries a rotated refresh token that must be stored, not
+	// dropped (DingTalk has already invalidated the old one).
+	res := <-ch
+	if res.Err != nil {
+		return issued{}, false, res.Err
 	}
+	return res.Val.(issued), !res.Shared, nil
 }
 
 func (f *fetcher) setFloor(key string, t time.Time) {

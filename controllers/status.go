@@ -297,7 +297,10 @@ func (p *pass) finish(ctx context.Context, err error) (ctrl.Result, error) {
 	}
 	p.emitEvents()
 	if !equality.Semantic.DeepEqual(p.before.Status, *st) {
-		perr := p.r.Status().Patch(ctx, p.tok, client.MergeFrom(p.before))
+		// Detached: a pass cut short by a stopping manager still records what it did.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		perr := p.r.Status().Patch(wctx, p.tok, client.MergeFrom(p.before))
+		cancel()
 		switch {
 		case perr == nil:
 			p.r.memory.wrote(p.key, "DingTalkToken", p.tok)

@@ -199,3 +199,22 @@ func TestIdentityOnly(t *testing.T) {
 		t.Errorf("identityOnly kept %+v, want %+v", out, want)
 	}
 }
+
+// TestFetchOutlivesItsCaller: a caller whose context ends (the manager stopping) still gets the
+// answer of the call it started: a rotated user refresh token is never dropped on the floor.
+func TestFetchOutlivesItsCaller(t *testing.T) {
+	f := newFetcher(clocktesting.NewFakeClock(t0))
+	ctx, cancel := context.WithCancel(context.Background())
+	call := func(callCtx context.Context) (dingtalk.Token, error) {
+		cancel() // the caller's context ends while DingTalk is answering
+		time.Sleep(20 * time.Millisecond)
+		if callCtx.Err() != nil {
+			return dingtalk.Token{}, callCtx.Err()
+		}
+		return dingtalk.Token{AccessToken: "t", RefreshToken: "rotated", ExpireIn: time.Minute}, nil
+	}
+	got, _, err := f.fetch(ctx, "user-key", false, nil, call)
+	if err != nil || got.RefreshToken != "rotated" {
+		t.Fatalf("fetch = %+v, %v; want the answer with the rotated refresh token", got, err)
+	}
+}
