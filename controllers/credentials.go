@@ -7,7 +7,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
@@ -31,12 +33,24 @@ type credentialsError struct{ msg string }
 func (e *credentialsError) Error() string { return e.msg }
 
 // loadCredentials reads the credentials Secret through the uncached API reader (the cache holds
-// only the operator's own Secrets). A missing Secret or key is a *credentialsError; any other error
-// is the API server's.
+// only the operator's own Secrets). The values read are kept in memory with the Secret's
+// resourceVersion: while the metadata cache shows the same resourceVersion, a pass reuses them
+// instead of reading the Secret again. A missing Secret or key is a *credentialsError; any other
+// error is the API server's.
 func (r *DingTalkTokenReconciler) loadCredentials(ctx context.Context, tok *v1alpha1.DingTalkToken) (*credentials, error) {
 	name := tok.Spec.CredentialsRef.Name
+	key := types.NamespacedName{Namespace: tok.Namespace, Name: name}
+	if r.credentialsCache != nil {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		if err := r.credentialsCache.Get(ctx, key, m); err == nil {
+			if c := r.memory.credentials(client.ObjectKeyFromObject(tok), tok.UID, name, m.ResourceVersion); c != nil {
+				return c, nil
+			}
+		}
+	}
 	s := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: tok.Namespace, Name: name}, s); err != nil {
+	if err := r.APIReader.Get(ctx, key, s); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, &credentialsError{fmt.Sprintf("credentials Secret %q not found", name)}
 		}
@@ -75,6 +89,7 @@ func (r *DingTalkTokenReconciler) loadCredentials(ctx context.Context, tok *v1al
 	if len(missing) > 0 {
 		return nil, &credentialsError{fmt.Sprintf("credentials Secret %q has no value for key(s) %s", name, strings.Join(missing, ", "))}
 	}
+	r.memory.setCredentials(client.ObjectKeyFromObject(tok), tok.UID, name, s.ResourceVersion, c)
 	return c, nil
 }
 

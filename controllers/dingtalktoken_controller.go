@@ -77,6 +77,8 @@ type DingTalkTokenReconciler struct {
 	initOnce sync.Once
 	fetcher  *fetcher
 	memory   *memory
+	// credentialsCache is the metadata-only cache of credentials Secrets.
+	credentialsCache cache.Cache
 }
 
 // CacheOptions returns the manager's cache options: Secrets are cached only when labelled
@@ -140,6 +142,7 @@ func (r *DingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(credentialsCache); err != nil {
 		return err
 	}
+	r.credentialsCache = credentialsCache
 	secretMeta := &metav1.PartialObjectMetadata{}
 	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	return ctrl.NewControllerManagedBy(mgr).

@@ -49,6 +49,16 @@ type memory struct {
 	// (the DingTalkToken's status, its Secrets): a cached copy with another resourceVersion may
 	// be older than our own write, so it is read again from the API server.
 	written map[types.NamespacedName]map[string]string
+	// creds holds the credentials last read for a DingTalkToken, with the Secret's name and
+	// resourceVersion: the values the process used anyway, kept so that unchanged Secrets are
+	// not read again on every pass.
+	creds map[types.NamespacedName]credentialsRead
+}
+
+type credentialsRead struct {
+	uid      types.UID
+	name, rv string
+	values   *credentials
 }
 
 func newMemory() *memory {
@@ -57,7 +67,25 @@ func newMemory() *memory {
 		users:   map[types.NamespacedName]userRecord{},
 		claims:  map[string]claim{},
 		written: map[types.NamespacedName]map[string]string{},
+		creds:   map[types.NamespacedName]credentialsRead{},
 	}
+}
+
+// credentials returns the values read from Secret name at resourceVersion rv, if those are known.
+func (m *memory) credentials(key types.NamespacedName, uid types.UID, name, rv string) *credentials {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.creds[key]
+	if !ok || c.uid != uid || c.name != name || c.rv != rv || rv == "" {
+		return nil
+	}
+	return c.values
+}
+
+func (m *memory) setCredentials(key types.NamespacedName, uid types.UID, name, rv string, c *credentials) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.creds[key] = credentialsRead{uid: uid, name: name, rv: rv, values: c}
 }
 
 // wrote records the resourceVersion of an object written for the DingTalkToken key.
@@ -138,6 +166,7 @@ func (m *memory) forget(key types.NamespacedName) {
 	delete(m.tokens, key)
 	delete(m.users, key)
 	delete(m.written, key)
+	delete(m.creds, key)
 	for k, c := range m.claims {
 		if c.key == key {
 			delete(m.claims, k)

@@ -100,6 +100,8 @@ type suite struct {
 	failRefreshWrites sync.Map
 	// writeLog: namespace -> *writeLog, the order of successful Secret writes.
 	writeLog sync.Map
+	// secretReads: "namespace/name" -> *atomic.Int32, uncached Secret reads by the main manager.
+	secretReads sync.Map
 }
 
 var env *suite
@@ -224,6 +226,7 @@ func setupSuite(t *testing.T) *suite {
 	}
 	stop := s.startManager(t, mainNamespaces, func(r *DingTalkTokenReconciler) {
 		r.Client = faultyWrites{Client: r.Client, s: s}
+		r.APIReader = countingReader{Reader: r.APIReader, s: s}
 	}, &s.mainCache)
 	t.Cleanup(stop)
 	return s
@@ -293,6 +296,29 @@ func (s *suite) startManager(t *testing.T, namespaces []string, mutate func(*Din
 		cancel()
 		<-done
 	}
+}
+
+// countingReader counts the reconciler's uncached Secret reads, per namespace/name.
+type countingReader struct {
+	client.Reader
+	s *suite
+}
+
+func (c countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*corev1.Secret); ok {
+		v, _ := c.s.secretReads.LoadOrStore(key.String(), &atomic.Int32{})
+		v.(*atomic.Int32).Add(1)
+	}
+	return c.Reader.Get(ctx, key, obj, opts...)
+}
+
+// secretGets is how often the main manager read a Secret uncached.
+func (s *suite) secretGets(ns, name string) int32 {
+	v, ok := s.secretReads.Load(keyOf(ns, name).String())
+	if !ok {
+		return 0
+	}
+	return v.(*atomic.Int32).Load()
 }
 
 // faultyWrites fails writes of refresh-token Secrets in namespaces that asked for it: an API

@@ -122,6 +122,9 @@ func testDriftRepair(t *testing.T, ns string) {
 	g.Eventually(restored).WithTimeout(10 * time.Second).Should(Succeed())
 
 	g.Expect(calls(simulator.PathAppAccessToken, a.key)).To(BeEquivalentTo(1), "drift repair called DingTalk")
+	// The credentials Secret was read once: unchanged (same resourceVersion in the metadata
+	// cache), it is not read again on passes that are about something else.
+	g.Expect(env.secretGets(ns, "app-credentials")).To(BeEquivalentTo(1))
 	g.Expect(cond(getToken(t, ns, "app"), v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
 }
 
