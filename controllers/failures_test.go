@@ -5,6 +5,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -98,7 +99,7 @@ func testCredentialsRejected(t *testing.T, ns string) {
 	g.Expect(tok.Status.LastFailureTime).NotTo(BeNil())
 	g.Expect(tok.Status.RefreshTime.Time).To(BeTemporally("~", tok.Status.LastFailureTime.Add(time.Hour), time.Second))
 	g.Expect(results(simulator.PathAppAccessToken, a.key)).To(HaveKeyWithValue("invalidClientIdOrSecret", BeEquivalentTo(1)))
-	err := env.k8s.Get(ctxT(t), keyOf(ns, "bad"), &corev1Secret{})
+	err := env.k8s.Get(ctxT(t), keyOf(ns, "bad"), &corev1.Secret{})
 	g.Expect(err).To(HaveOccurred(), "no target Secret without a token")
 	g.Consistently(func() int64 { return calls(simulator.PathAppAccessToken, a.key) }).
 		Within(4 * time.Second).Should(BeEquivalentTo(2))

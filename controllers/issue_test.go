@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -364,14 +363,4 @@ func updateSecretLabels(t *testing.T, ns, name string, labels map[string]string)
 		s.Labels = labels
 		return env.k8s.Update(ctxT(t), s)
 	}).Should(Succeed())
-}
-
-// hasPrefixAny reports whether s starts with one of the prefixes.
-func hasPrefixAny(s string, prefixes ...string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
-	}
-	return false
 }

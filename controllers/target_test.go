@@ -13,8 +13,6 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
 )
 
-type corev1Secret = corev1.Secret
-
 // testTemplateInvalid: a refused template is reported before any DingTalk call; fixing the spec
 // makes the token Ready.
 func testTemplateInvalid(t *testing.T, ns string) {
