@@ -161,30 +161,37 @@ func waitLatency(r *http.Request, d time.Duration) bool {
 	}
 }
 
-// serveFault writes the fault's answer and returns the result to count and the HTTP status.
-func (s *Simulator) serveFault(w http.ResponseWriter, r *http.Request, f Fault) (string, int) {
+// serveFault writes the fault's answer, calling count with the result and HTTP status just
+// before the answer leaves (so a client holding the answer finds it in the stats).
+func (s *Simulator) serveFault(w http.ResponseWriter, f Fault, count func(result string, status int)) {
 	switch {
 	case f.Close:
+		count("fault:close", 0)
 		closeConnection(w)
-		return "fault:close", 0
 	case f.Malformed:
+		count("fault:malformed", http.StatusOK)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte(`{"accessToken":"`))
-		return "fault:malformed", http.StatusOK
 	case f.ErrCode200 != 0:
+		count("fault:errcode:"+strconv.Itoa(f.ErrCode200), http.StatusOK)
 		writeJSON(w, http.StatusOK, map[string]any{"errcode": f.ErrCode200, "errmsg": "simulated fault"})
-		return "fault:errcode:" + strconv.Itoa(f.ErrCode200), http.StatusOK
 	case f.Body != "":
 		status := f.Status
 		if status == 0 {
 			status = http.StatusOK
 		}
+		count("fault:body", status)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
 		_, _ = w.Write([]byte(f.Body))
-		return "fault:body", status
+	default:
+		s.serveFaultError(w, f, count)
 	}
+}
+
+// serveFaultError writes a fault's DingTalk error answer (status, code, Retry-After).
+func (s *Simulator) serveFaultError(w http.ResponseWriter, f Fault, count func(result string, status int)) {
 	status, code, msg := f.Status, f.Code, f.Message
 	switch {
 	case status != 0:
@@ -208,8 +215,8 @@ func (s *Simulator) serveFault(w http.ResponseWriter, r *http.Request, f Fault) 
 		}
 		w.Header().Set("Retry-After", v)
 	}
+	count("fault:"+code, status)
 	writeJSON(w, status, map[string]string{"requestid": w.Header().Get("x-acs-request-id"), "code": code, "message": msg})
-	return "fault:" + code, status
 }
 
 // defaultCode is the code of a fault answer that names none.

@@ -114,8 +114,7 @@ func (s *Simulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if f.answers() {
-			result, status := s.serveFault(w, r, f)
-			s.finish(ep.path, credID, result, status)
+			s.serveFault(w, f, func(result string, status int) { s.finish(ep.path, credID, result, status) })
 			return
 		}
 	}
@@ -128,8 +127,8 @@ func (s *Simulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, ep.path, credID, apiErr)
 		return
 	}
-	writeJSON(w, http.StatusOK, ans)
 	s.finish(ep.path, credID, "success", http.StatusOK)
+	writeJSON(w, http.StatusOK, ans)
 }
 
 // serveUnknown answers a path that is not a token endpoint: a token path without the /v1.0 prefix
@@ -293,15 +292,16 @@ func (s *Simulator) userToken(req tokenRequest) (tokenAnswer, *apiError) {
 
 // writeError writes a new-API error answer and counts it under its code.
 func (s *Simulator) writeError(w http.ResponseWriter, path, credID string, e *apiError) {
+	s.finish(path, credID, e.Code, e.Status)
 	writeJSON(w, e.Status, map[string]string{
 		"requestid": w.Header().Get("x-acs-request-id"),
 		"code":      e.Code,
 		"message":   e.Message,
 	})
-	s.finish(path, credID, e.Code, e.Status)
 }
 
-// finish counts and logs one call. credID is a known credential id or "".
+// finish counts and logs one call. credID is a known credential id or "". It runs before the
+// answer is written, so a client that has its answer always finds the call in the stats.
 func (s *Simulator) finish(path, credID, result string, status int) {
 	s.mu.Lock()
 	s.stats.record(path, credID, result)
