@@ -146,29 +146,29 @@ func runMain(m *testing.M) int {
 	return code
 }
 
-// TestReliability runs every case in parallel (each in its own namespace, with its own manager
-// and its own simulator credentials), then scans everything the managers produced for leaks.
+// TestReliability runs every case at once (each in its own namespace, with its own manager and
+// its own simulator credentials), then scans everything the managers produced for leaks.
+//
+// The cases are started from goroutines rather than with t.Parallel: go test runs at most
+// -parallel (GOMAXPROCS, 2 on CI) parallel subtests at a time, and the cases mostly wait for
+// token lifetimes to pass, so running them all together bounds the suite by its longest case.
 func TestReliability(t *testing.T) {
+	cases := map[string]func(*testing.T){
+		"FaultRateLimitedWithRetryAfter": testRateLimitedWithRetryAfter,
+		"TargetUpdateConflict":           testTargetUpdateConflict,
+		"TargetDeletedMidRefresh":        testTargetDeletedMidRefresh,
+		"UserRefreshTokenRotations":      testUserRefreshTokenRotations,
+		"ManyTokensWithFailingSubset":    testManyTokensWithFailingSubset,
+	}
+	for _, fc := range faultCases() {
+		cases["Fault"+fc.name] = func(t *testing.T) { runFaultCase(t, fc) }
+	}
 	t.Run("cases", func(t *testing.T) {
-		for _, fc := range faultCases() {
-			t.Run("Fault"+fc.name, func(t *testing.T) {
-				t.Parallel()
-				runFaultCase(t, fc)
-			})
+		var wg sync.WaitGroup
+		for name, f := range cases {
+			wg.Go(func() { t.Run(name, f) })
 		}
-		parallel := map[string]func(*testing.T){
-			"FaultRateLimitedWithRetryAfter": testRateLimitedWithRetryAfter,
-			"TargetUpdateConflict":           testTargetUpdateConflict,
-			"TargetDeletedMidRefresh":        testTargetDeletedMidRefresh,
-			"UserRefreshTokenRotations":      testUserRefreshTokenRotations,
-			"ManyTokensWithFailingSubset":    testManyTokensWithFailingSubset,
-		}
-		for name, f := range parallel {
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				f(t)
-			})
-		}
+		wg.Wait()
 	})
 	t.Run("LeakScan", testLeakScan)
 }
