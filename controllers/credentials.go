@@ -34,8 +34,9 @@ func (e *credentialsError) Error() string { return e.msg }
 
 // loadCredentials reads the credentials Secret through the uncached API reader (the cache holds
 // only the operator's own Secrets). The values read are kept in memory with the Secret's
-// resourceVersion: while the metadata cache shows the same resourceVersion, a pass reuses them
-// instead of reading the Secret again. A missing Secret or key is a *credentialsError; any other
+// resourceVersion and the DingTalkToken's generation (they depend on spec.corpId and
+// spec.credentialsRef.keys): while both are unchanged, a pass reuses them instead of reading the
+// Secret again. A missing Secret or key is a *credentialsError; any other
 // error is the API server's.
 func (r *DingTalkTokenReconciler) loadCredentials(ctx context.Context, tok *v1alpha1.DingTalkToken) (*credentials, error) {
 	name := tok.Spec.CredentialsRef.Name
@@ -44,7 +45,7 @@ func (r *DingTalkTokenReconciler) loadCredentials(ctx context.Context, tok *v1al
 		m := &metav1.PartialObjectMetadata{}
 		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 		if err := r.credentialsCache.Get(ctx, key, m); err == nil {
-			if c := r.memory.credentials(client.ObjectKeyFromObject(tok), tok.UID, name, m.ResourceVersion); c != nil {
+			if c := r.memory.credentials(client.ObjectKeyFromObject(tok), tok.UID, tok.Generation, name, m.ResourceVersion); c != nil {
 				return c, nil
 			}
 		}
@@ -89,7 +90,7 @@ func (r *DingTalkTokenReconciler) loadCredentials(ctx context.Context, tok *v1al
 	if len(missing) > 0 {
 		return nil, &credentialsError{fmt.Sprintf("credentials Secret %q has no value for key(s) %s", name, strings.Join(missing, ", "))}
 	}
-	r.memory.setCredentials(client.ObjectKeyFromObject(tok), tok.UID, name, s.ResourceVersion, c)
+	r.memory.setCredentials(client.ObjectKeyFromObject(tok), tok.UID, tok.Generation, name, s.ResourceVersion, c)
 	return c, nil
 }
 

@@ -42,6 +42,29 @@ func testCredentialsChange(t *testing.T, ns string) {
 		return string(secretOf(t, ns, "app").Data[v1alpha1.DefaultTargetKey])
 	}).ShouldNot(Equal(oldToken))
 	waitReady(t, ns, "app")
+
+	// A spec change of what is read (spec.corpId) counts as a credentials change too: refreshed
+	// within seconds, with the new corp. The first new corp never authorized the suite, so only a
+	// call that used it is refused.
+	su := newSuite(t, ns, "suite-credentials", 60*time.Second)
+	corp := newToken(ns, "corp", v1alpha1.TokenTypeThirdPartyApp, "suite-credentials")
+	corp.Spec.CorpID = su.corp
+	create(t, corp)
+	corpBefore := waitReady(t, ns, "corp").Status
+	unauthorized := "dingcorp" + randHex(4)
+	updateToken(t, ns, "corp", func(d *v1alpha1.DingTalkToken) { d.Spec.CorpID = unauthorized })
+	tok := waitFor(t, ns, "corp", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonCredentialsRejected, 10*time.Second)
+	g.Expect(tok.Status.CredentialsDigest).NotTo(Equal(corpBefore.CredentialsDigest))
+	g.Expect(cond(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue), "the old corp's token is still valid")
+	g.Expect(calls(simulator.PathCorpAccessToken, su.key)).To(BeEquivalentTo(2))
+	// An authorized corp: a token for it, at once (the digest changed again).
+	other := "dingcorp" + randHex(4)
+	must(t, env.sim.AuthorizeCorp(su.key, other))
+	updateToken(t, ns, "corp", func(d *v1alpha1.DingTalkToken) { d.Spec.CorpID = other })
+	tok = waitFor(t, ns, "corp", v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, 10*time.Second)
+	g.Expect(tok.Status.TokenDigest).NotTo(Equal(corpBefore.TokenDigest))
+	g.Expect(results(simulator.PathCorpAccessToken, su.key)).To(HaveKeyWithValue("success", BeEquivalentTo(2)))
+	waitReady(t, ns, "corp")
 }
 
 // testSuiteTicket: a new suite ticket alone waits for the due refresh; after a failed attempt it

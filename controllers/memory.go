@@ -50,15 +50,17 @@ type memory struct {
 	// be older than our own write, so it is read again from the API server.
 	written map[types.NamespacedName]map[string]string
 	// creds holds the credentials last read for a DingTalkToken, with the Secret's name and
-	// resourceVersion: the values the process used anyway, kept so that unchanged Secrets are
-	// not read again on every pass.
+	// resourceVersion and the DingTalkToken's generation: the values the process used anyway,
+	// kept so that unchanged Secrets are not read again on every pass. The generation is part of
+	// the key because the values depend on the spec too (corpId, credentialsRef.keys).
 	creds map[types.NamespacedName]credentialsRead
 }
 
 type credentialsRead struct {
-	uid      types.UID
-	name, rv string
-	values   *credentials
+	uid        types.UID
+	generation int64
+	name, rv   string
+	values     *credentials
 }
 
 func newMemory() *memory {
@@ -71,21 +73,22 @@ func newMemory() *memory {
 	}
 }
 
-// credentials returns the values read from Secret name at resourceVersion rv, if those are known.
-func (m *memory) credentials(key types.NamespacedName, uid types.UID, name, rv string) *credentials {
+// credentials returns the values read from Secret name at resourceVersion rv for the
+// DingTalkToken's spec at generation, if those are known.
+func (m *memory) credentials(key types.NamespacedName, uid types.UID, generation int64, name, rv string) *credentials {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c, ok := m.creds[key]
-	if !ok || c.uid != uid || c.name != name || c.rv != rv || rv == "" {
+	if !ok || c.uid != uid || c.generation != generation || c.name != name || c.rv != rv || rv == "" {
 		return nil
 	}
 	return c.values
 }
 
-func (m *memory) setCredentials(key types.NamespacedName, uid types.UID, name, rv string, c *credentials) {
+func (m *memory) setCredentials(key types.NamespacedName, uid types.UID, generation int64, name, rv string, c *credentials) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.creds[key] = credentialsRead{uid: uid, name: name, rv: rv, values: c}
+	m.creds[key] = credentialsRead{uid: uid, generation: generation, name: name, rv: rv, values: c}
 }
 
 // wrote records the resourceVersion of an object written for the DingTalkToken key.
