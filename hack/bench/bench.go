@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -59,6 +60,7 @@ type bench struct {
 	apps       []simulator.App
 	extra      []string
 	managers   int
+	source     string // the commit the manager was built from
 	r          results
 }
 
@@ -100,7 +102,9 @@ func run(ctx context.Context, p params) (string, error) {
 
 	bin := p.managerBin
 	built := make(chan error, 1)
+	b.source = "the binary " + bin
 	if bin == "" {
+		b.source = sourceRevision(p.root)
 		bin = filepath.Join(dir, "manager")
 		go func() { built <- buildManager(p.root, bin) }()
 	} else {
@@ -493,6 +497,30 @@ func (b *bench) settle(ctx context.Context, m *manager, ready time.Duration) err
 		}
 	}
 	return nil
+}
+
+// sourceRevision names the commit the working tree is at, and the files that differ from it
+// where the manager's code lives.
+func sourceRevision(root string) string {
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown (not a git checkout)"
+	}
+	rev := "commit " + strings.TrimSpace(string(out))
+	st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--", "cmd", "controllers", "internal", "api", "go.mod").Output()
+	if err != nil {
+		return rev
+	}
+	var dirty []string
+	for _, l := range strings.Split(strings.TrimSpace(string(st)), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && !strings.HasSuffix(f[1], "_test.go") {
+			dirty = append(dirty, f[1])
+		}
+	}
+	if len(dirty) == 0 {
+		return rev + ", clean"
+	}
+	return rev + " with uncommitted changes to " + strings.Join(dirty, ", ")
 }
 
 // parallel runs f(0..n-1) on workers goroutines and returns the first error.
