@@ -286,6 +286,10 @@ func (r *DingTalkTokenReconciler) load(ctx context.Context, key types.Namespaced
 
 // refresh fetches a token for creds (shared for every type but User) and records the outcome.
 func (r *DingTalkTokenReconciler) refresh(ctx context.Context, p *pass, creds *credentials) error {
+	if err := ctx.Err(); err != nil {
+		// The manager is stopping: no new DingTalk call (its answer could outlive ShutdownBudget).
+		return err
+	}
 	if creds.typ == v1alpha1.TokenTypeUser {
 		return r.refreshUser(ctx, p, creds)
 	}

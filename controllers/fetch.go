@@ -21,6 +21,14 @@ const (
 	maxRetryAfter = time.Hour
 )
 
+// ShutdownBudget is the longest a pass already running can still take once the manager stops: a
+// DingTalk call in flight (fetchTimeout), storing the refresh token it rotated
+// (refreshTokenStoreTimeout) and the status write (statusWriteTimeout), plus a margin. The
+// manager's graceful shutdown timeout must be at least this: the leader lease is released only
+// after it, so a new leader never uses a refresh token the old process is still storing. A pass
+// whose context has ended starts no DingTalk call.
+const ShutdownBudget = fetchTimeout + refreshTokenStoreTimeout + statusWriteTimeout + 5*time.Second
+
 // issued is a token DingTalk answered, with the time the request was sent (expiresAt = sentAt +
 // expireIn, SPEC "Timing").
 type issued struct {

@@ -23,6 +23,9 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/metrics"
 )
 
+// statusWriteTimeout bounds a pass's status write (on a context detached from the reconcile's).
+const statusWriteTimeout = 10 * time.Second
+
 // pass is the state of one reconcile of one DingTalkToken. Steps record outcomes in it; finish
 // turns them into one status write, the events of the transitions, the metrics and RequeueAfter.
 type pass struct {
@@ -298,7 +301,7 @@ func (p *pass) finish(ctx context.Context, err error) (ctrl.Result, error) {
 	p.emitEvents()
 	if !equality.Semantic.DeepEqual(p.before.Status, *st) {
 		// Detached: a pass cut short by a stopping manager still records what it did.
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
 		perr := p.r.Status().Patch(wctx, p.tok, client.MergeFrom(p.before))
 		cancel()
 		switch {

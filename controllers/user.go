@@ -25,9 +25,14 @@ import (
 // context independent of the reconcile, retried in-process. The only loss window left is a crash
 // between DingTalk's answer and that write.
 
-// refreshTokenWriteBackoff retries the refresh-token write for about two minutes within a pass;
-// after that the record stays pending in memory and the next pass writes it first.
-var refreshTokenWriteBackoff = wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 16, Cap: 10 * time.Second}
+// refreshTokenWriteBackoff retries the refresh-token write within a pass, for at most
+// refreshTokenStoreTimeout; after that the record stays pending in memory and the next pass writes
+// it first (flushRefreshToken).
+var refreshTokenWriteBackoff = wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 10, Cap: 5 * time.Second}
+
+// refreshTokenStoreTimeout bounds the in-pass retry of a refresh-token write: short, so that a
+// worker is not held for minutes and a stopping manager (ShutdownBudget) still sees it end.
+const refreshTokenStoreTimeout = 20 * time.Second
 
 // maxUsedBootstraps bounds the list of used bootstrap HMACs.
 const maxUsedBootstraps = 16
@@ -159,12 +164,12 @@ func (r *DingTalkTokenReconciler) flushRefreshToken(ctx context.Context, p *pass
 	return r.storeRefreshToken(ctx, p, *rec)
 }
 
-// storeRefreshToken writes rec into <name>-refresh-token, retried with backoff on a context that
-// outlives the reconcile's. Each try reads the Secret uncached and updates it under that
+// storeRefreshToken writes rec into <name>-refresh-token, retried with backoff for at most
+// refreshTokenStoreTimeout on a context that outlives the reconcile's. Each try reads the Secret uncached and updates it under that
 // resourceVersion (a conflict re-reads and retries: the record in hand is the newest DingTalk
 // answered). On giving up, rec stays pending in memory and the error is returned.
 func (r *DingTalkTokenReconciler) storeRefreshToken(ctx context.Context, p *pass, rec userRecord) error {
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTokenStoreTimeout)
 	defer cancel()
 	var last error
 	err := wait.ExponentialBackoffWithContext(wctx, refreshTokenWriteBackoff, func(ctx context.Context) (bool, error) {

@@ -44,10 +44,12 @@ import (
 // EventSource is the reporting controller of the operator's events.
 const EventSource = "dingtalk-token-operator"
 
-// gracefulShutdownTimeout bounds the wait for running reconciles (for example a User token's
-// refresh token being stored) after SIGTERM. The Deployment's terminationGracePeriodSeconds is
-// longer.
-const gracefulShutdownTimeout = 25 * time.Second
+// gracefulShutdownTimeout bounds the wait for running reconciles after SIGTERM. It covers the
+// longest a running pass can still take (a DingTalk call in flight, then storing a User token's
+// rotated refresh token, then the status write): the leader lease is released only after it, so a
+// new leader never uses a refresh token this process is still storing. The Deployment's
+// terminationGracePeriodSeconds is longer.
+const gracefulShutdownTimeout = controllers.ShutdownBudget
 
 // Scheme holds the kinds the operator reads and writes.
 func Scheme() *runtime.Scheme {

@@ -1,0 +1,45 @@
+package controllers
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// TestShutdownBudget: a stopping manager waits for the longest pass still running (a DingTalk call
+// in flight, the refresh-token store after it, the status write) before it releases the leader
+// lease, and the kubelet waits longer than the manager. A shorter wait lets a new leader use a
+// User refresh token the old process is still storing.
+func TestShutdownBudget(t *testing.T) {
+	if need := fetchTimeout + refreshTokenStoreTimeout + statusWriteTimeout; ShutdownBudget < need {
+		t.Errorf("ShutdownBudget = %s, want at least %s (fetch + store + status write)", ShutdownBudget, need)
+	}
+	// The in-pass store retry is short: a worker is not held for minutes; the record stays pending.
+	if refreshTokenStoreTimeout > 30*time.Second {
+		t.Errorf("refreshTokenStoreTimeout = %s, want at most 30s", refreshTokenStoreTimeout)
+	}
+	raw, err := os.ReadFile(filepath.Join("..", "config", "manager", "manager.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var d appsv1.Deployment
+		if err := yaml.Unmarshal([]byte(doc), &d); err != nil || d.Kind != "Deployment" {
+			continue
+		}
+		found = true
+		g := d.Spec.Template.Spec.TerminationGracePeriodSeconds
+		if g == nil || time.Duration(*g)*time.Second <= ShutdownBudget {
+			t.Errorf("terminationGracePeriodSeconds = %v, want more than the manager's graceful shutdown (%s)", g, ShutdownBudget)
+		}
+	}
+	if !found {
+		t.Fatal("no Deployment in config/manager/manager.yaml")
+	}
+}
