@@ -181,10 +181,12 @@ func testRateLimitedWithRetryAfter(t *testing.T) {
 		createToken(t, newToken(ns, name, v1alpha1.TokenTypeInternalApp, "creds"))
 	}
 	issued := map[string]time.Time{}
+	good := map[string]string{}
+	g := NewWithT(t)
 	for _, name := range names {
 		issued[name] = waitReady(t, ns, name, 30*time.Second).Status.LastRefreshTime.Time
+		good[name] = targetToken(g, ns, name)
 	}
-	g := NewWithT(t)
 	totalBefore, _ := calls(simulator.PathAppAccessToken, a.key)
 	g.Expect(totalBefore).To(BeEquivalentTo(1), "one call served both tokens")
 	setFault(t, simulator.Fault{Credential: a.key, RetryAfter: int(retryAfter / time.Second), Count: 1})
@@ -204,6 +206,12 @@ func testRateLimitedWithRetryAfter(t *testing.T) {
 		}
 		g.Expect(failedAt.IsZero()).To(BeFalse())
 	})
+	// While DingTalk asks to wait, the last good tokens stay, live at the simulator.
+	for _, name := range names {
+		g.Expect(targetToken(g, ns, name)).To(Equal(good[name]), name)
+		live, _ := simValidate(t, good[name])
+		g.Expect(live).To(BeTrue(), name)
+	}
 	eventually(t, retryAfter+30*time.Second, func(g Gomega) {
 		for _, name := range names {
 			tok := getToken(g, ns, name)
