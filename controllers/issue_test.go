@@ -317,12 +317,16 @@ func testRestart(t *testing.T, ns string) {
 	suite := newToken(ns, "suite", v1alpha1.TokenTypeThirdPartySuite, "suite-credentials")
 	suite.Spec.RolloutRestartTargets = []v1alpha1.RolloutRestartTarget{{Kind: v1alpha1.WorkloadKindDeployment, Name: "web"}}
 	create(t, suite)
+	u := newUser(t, ns, "user-credentials", 30*time.Second, "refreshToken")
+	create(t, newToken(ns, "user", v1alpha1.TokenTypeUser, "user-credentials"))
 	before := map[string]v1alpha1.DingTalkTokenStatus{}
-	for _, n := range []string{"app", "suite"} {
+	for _, n := range []string{"app", "suite", "user"} {
 		before[n] = waitReady(t, ns, n).Status
 	}
 	secretBefore := secretOf(t, ns, "suite")
 	stop1()
+	// The user's refresh-token Secret is deleted while the operator is down: memory is empty too.
+	must(t, env.k8s.Delete(ctxT(t), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "user-refresh-token"}}))
 
 	stop2 := env.startManager(t, []string{ns}, func(r *DingTalkTokenReconciler) { r.EnableRolloutRestart = false })
 	defer stop2()
@@ -350,6 +354,19 @@ func testRestart(t *testing.T, ns string) {
 	var d appsv1.Deployment
 	must(t, env.k8s.Get(ctxT(t), keyOf(ns, "web"), &d))
 	g.Expect(d.Spec.Template.Annotations).NotTo(HaveKey(v1alpha1.TokenDigestAnnotation))
+
+	// The user's record is lost: the used bootstrap refresh token left in the credentials Secret
+	// is not replayed at the due refresh (the simulator saw one call, a success); a new authCode
+	// re-authorizes.
+	tok = waitFor(t, ns, "user", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonReauthorizationRequired, 40*time.Second)
+	g.Expect(tok.Status.LastFailureTime.Time).To(BeTemporally(">=", before["user"].RefreshTime.Time))
+	g.Expect(results(simulator.PathUserAccessToken, u.clientID)).To(Equal(map[string]int64{"success": 1}), "the used bootstrap value was replayed")
+	code := env.secret("code-")
+	must(t, env.sim.AddAuthCode(u.clientID, code))
+	updateSecret(t, ns, "user-credentials", map[string]string{"authCode": code})
+	waitFor(t, ns, "user", v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, 10*time.Second)
+	g.Eventually(func(g Gomega) { checkRefreshSecret(t, g, ns, "user", u) }).WithTimeout(10 * time.Second).Should(Succeed())
+	waitReady(t, ns, "user")
 }
 
 // updateSecretLabels sets labels on a Secret (no data change).

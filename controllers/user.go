@@ -44,6 +44,7 @@ func (r *DingTalkTokenReconciler) refreshUser(ctx context.Context, p *pass, cred
 	if err != nil || rec == nil {
 		return err
 	}
+	rec.recoverUsed(p.tok, creds)
 	grant := dingtalk.UserCredentials{ClientID: creds.user.ClientID, ClientSecret: creds.user.ClientSecret}
 	bootstrap := ""
 	switch {
@@ -118,6 +119,24 @@ func (r *DingTalkTokenReconciler) loadUserRecord(ctx context.Context, p *pass) (
 	rec := recordOf(p.tok.UID, s)
 	r.memory.setUser(p.key, rec)
 	return &rec, nil
+}
+
+// recoverUsed rebuilds the used-bootstrap list of a record that was lost: the refresh-token
+// Secret is gone and memory holds nothing (deleted while the operator was down, or after a
+// restart), yet status shows a token was issued. When the credentials are those of the last
+// attempt (status.credentialsDigest covers the bootstrap values), the bootstrap values in the
+// Secret were already used by then (an unused one always wins), so they are marked used and not
+// replayed: ReauthorizationRequired follows. A new value there (re-authorization) still wins.
+func (rec *userRecord) recoverUsed(tok *v1alpha1.DingTalkToken, creds *credentials) {
+	if rec.Stored || rec.RefreshToken != "" || len(rec.Used) > 0 || tok.Status.TokenDigest == "" ||
+		tok.Status.CredentialsDigest != creds.digest(tok.UID) {
+		return
+	}
+	for _, b := range []string{creds.user.AuthCode, creds.user.RefreshToken} {
+		if b != "" {
+			rec.Used = append(rec.Used, uidDigest(tok.UID, "bootstrap", b))
+		}
+	}
 }
 
 func recordOf(uid types.UID, s *corev1.Secret) userRecord {
