@@ -84,7 +84,7 @@ type results struct {
 
 	rssNone, rssLive, rssNoise int64 // KiB, max of the samples
 	rssNoneAll, rssNoiseAll    []int64
-	heapNone, heapNoise        int64 // KiB, Go heap in use (max of the samples)
+	heapNone, heapNoise        int64 // KiB, Go heap live after the last GC (max of the samples)
 	noiseCreate                time.Duration
 	noiseRestartCalls          int64
 	noiseRestartReady          time.Duration
@@ -463,7 +463,7 @@ func (b *bench) phaseMemory(ctx context.Context, bin string, m *manager) error {
 }
 
 // sampleRSS reads the manager's RSS --rss-samples times and returns the maximum and all samples,
-// and the most Go heap in use it reported at the same moments.
+// and the most live Go heap (as of the last GC) it reported at the same moments.
 func (b *bench) sampleRSS(ctx context.Context, m *manager) (int64, []int64, int64, error) {
 	var all []int64
 	var heap int64
@@ -478,7 +478,7 @@ func (b *bench) sampleRSS(ctx context.Context, m *manager) (int64, []int64, int6
 			return 0, nil, 0, err
 		}
 		all = append(all, v)
-		if h, err := m.gauge("go_memstats_heap_inuse_bytes"); err == nil {
+		if h, err := m.gauge("go_gc_heap_live_bytes"); err == nil {
 			heap = max(heap, int64(h)/1024)
 		}
 	}

@@ -80,9 +80,10 @@ func (b *bench) report() string {
 	w("3. Two freshly started manager processes, each with the %d tokens Ready and left alone for %s,", p.tokens, p.settle)
 	w("   differ only in the %d unrelated Secrets (in their own namespaces; created in %s). VmRSS from", p.noise, sec(r.noiseCreate))
 	w("   `/proc/<pid>/status`, %d samples %s apart, the maximum: without %s, with %s.", p.rssSamples, p.rssInterval, kibList(r.rssNoneAll), kibList(r.rssNoiseAll))
-	w("   The process that was running while the Secrets were created read %s afterwards. The Go heap in", mib(r.rssLive))
-	w("   use (`go_memstats_heap_inuse_bytes` from the manager's metrics, same samples): %s without, %s with", mib(r.heapNone), mib(r.heapNoise))
-	w("   (%.3f).", float64(r.heapNoise)/float64(max(r.heapNone, 1)))
+	w("   The process that was running while the Secrets were created read %s afterwards. The live Go", mib(r.rssLive))
+	w("   heap as of the last GC (`go_gc_heap_live_bytes` from the manager's metrics, same samples): %s", mib(r.heapNone))
+	w("   without, %s with (%.3f; %+.0f bytes per unrelated Secret).", mib(r.heapNoise),
+		float64(r.heapNoise)/float64(max(r.heapNone, 1)), float64(r.heapNoise-r.heapNone)*1024/float64(max(p.noise, 1)))
 	w("4. After SIGKILL, a new process: DingTalk calls (simulator) during the first %s after its start,", p.restartWindow)
 	w("   and the time until its `dingtalk_token_ready_status{condition=\"True\"}` is 1 for all %d tokens", p.tokens)
 	w("   (the metric is set when that process reconciles a token). Before the restart the simulator was")
