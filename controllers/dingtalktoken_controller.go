@@ -215,13 +215,15 @@ func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	// One status write, the events of its transitions and the metrics, however the pass ends.
 	defer func() { res, err = p.finish(ctx, err) }()
 
-	// A rotated user refresh token not yet stored (or a deleted refresh-token Secret) comes first.
-	if err := r.flushRefreshToken(ctx, p); err != nil {
-		return ctrl.Result{}, err
-	}
-	// See what the target Secret holds and recover the last good token (memory, else the target).
+	// See what the target Secret holds and recover the last good token (memory, else the target):
+	// a read only, so that Ready reflects the Secret however the pass ends.
 	target, err := r.observeTarget(ctx, p)
 	if err != nil {
+		return ctrl.Result{}, err
+	}
+	// A rotated user refresh token not yet stored (or a deleted refresh-token Secret) is written
+	// before anything else.
+	if err := r.flushRefreshToken(ctx, p); err != nil {
 		return ctrl.Result{}, err
 	}
 	// Suspended: no DingTalk call and no write; status reports what the Secret holds.

@@ -43,6 +43,9 @@ type claim struct {
 type memory struct {
 	mu     sync.Mutex
 	tokens map[types.NamespacedName]heldToken
+	// shown is, per DingTalkToken, the token its target Secret was last written or verified to
+	// hold: it may be older than tokens' (a refresh whose target write has not happened yet).
+	shown  map[types.NamespacedName]heldToken
 	users  map[types.NamespacedName]userRecord
 	claims map[string]claim
 	// written holds, per DingTalkToken, the resourceVersion of each object this process last wrote
@@ -66,6 +69,7 @@ type credentialsRead struct {
 func newMemory() *memory {
 	return &memory{
 		tokens:  map[types.NamespacedName]heldToken{},
+		shown:   map[types.NamespacedName]heldToken{},
 		users:   map[types.NamespacedName]userRecord{},
 		claims:  map[string]claim{},
 		written: map[types.NamespacedName]map[string]string{},
@@ -131,6 +135,23 @@ func (m *memory) setToken(key types.NamespacedName, t heldToken) {
 	m.tokens[key] = t
 }
 
+// shownToken is the token the DingTalkToken's target Secret was last written or verified to hold.
+func (m *memory) shownToken(key types.NamespacedName, uid types.UID) *heldToken {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.shown[key]
+	if !ok || t.UID != uid {
+		return nil
+	}
+	return &t
+}
+
+func (m *memory) setShown(key types.NamespacedName, t heldToken) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.shown[key] = t
+}
+
 func (m *memory) user(key types.NamespacedName, uid types.UID) *userRecord {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -167,6 +188,7 @@ func (m *memory) forget(key types.NamespacedName) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.tokens, key)
+	delete(m.shown, key)
 	delete(m.users, key)
 	delete(m.written, key)
 	delete(m.creds, key)

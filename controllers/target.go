@@ -54,10 +54,16 @@ func (r *DingTalkTokenReconciler) observeTarget(ctx context.Context, p *pass) (t
 		p.held = recoverHeld(p.tok, state.secret)
 		if p.held != nil {
 			r.memory.setToken(p.key, *p.held)
+			r.memory.setShown(p.key, *p.held)
 		}
 	}
 	if state.secret != nil {
+		// Ready follows what the Secret holds: the held token, or the one written before it when
+		// a newer token has not reached the Secret yet (its refresh-token store failed, say).
 		p.targetExpiry = heldExpiry(p.tok, state.secret, p.held)
+		if p.targetExpiry.IsZero() {
+			p.targetExpiry = heldExpiry(p.tok, state.secret, r.memory.shownToken(p.key, p.tok.UID))
+		}
 	}
 	return state, nil
 }
@@ -161,6 +167,7 @@ func (r *DingTalkTokenReconciler) writeTarget(ctx context.Context, p *pass, stat
 		}
 	}
 	p.targetExpiry = h.ExpiresAt
+	r.memory.setShown(p.key, *h)
 	p.clearLocalFailure()
 	return nil
 }

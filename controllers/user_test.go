@@ -1,7 +1,9 @@
 package controllers
 
 import (
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,10 +60,14 @@ func testUserRotation(t *testing.T, ns string) {
 	g.Expect(failures.Load()).To(BeNumerically("<=", 0), "the injected failures were not hit")
 	checkRefreshSecret(t, g, ns, "user", u)
 
+	// Ready follows what the target Secret holds: a refresh whose refresh-token store failed leaves
+	// the old, still valid token there, so Ready stays True throughout.
+	notReady := watchNotReady(t, ns, "user")
 	for cycle := range 3 {
-		// Two failures are overcome by the in-pass retry; eight outlast it (five tries here): the
-		// record stays pending in memory, the pass fails, and the next pass writes it first.
-		failures = env.failNextRefreshWrites(ns, []int32{2, 8, 2}[cycle])
+		// Two failures are overcome by the in-pass retry; twelve outlast it (five tries here) in
+		// two passes: the record stays pending in memory, the passes fail, and a later pass writes
+		// it first.
+		failures = env.failNextRefreshWrites(ns, []int32{2, 12, 2}[cycle])
 		tok = waitRefreshedAfter(t, ns, "user", tok.Status.LastRefreshTime.Time, 40*time.Second)
 		g.Eventually(func(g Gomega) {
 			checkRefreshSecret(t, g, ns, "user", u)
@@ -77,6 +83,7 @@ func testUserRotation(t *testing.T, ns string) {
 			g.Expect(string(v)).NotTo(Equal(env.sim.CurrentRefreshToken(u.clientID)), "key %s holds the refresh token", k)
 		}
 	}
+	g.Expect(notReady()).To(BeEmpty(), "Ready was not True while the target held a valid token")
 	// Each rotation stored the refresh token before the target was written: every target write (T)
 	// follows a refresh-token write (R), failed writes injected or not.
 	g.Expect(env.writes(ns)).To(MatchRegexp(`^(R+T)+$`), "the order of Secret writes")
@@ -129,6 +136,32 @@ func testUserReauthorization(t *testing.T, ns string) {
 	updateSecret(t, ns, "user-credentials", map[string]string{"authCode": code})
 	waitFor(t, ns, "user", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonTokenValid, 10*time.Second)
 	g.Eventually(func(g Gomega) { checkRefreshSecret(t, g, ns, "user", u) }).Should(Succeed())
+}
+
+// watchNotReady polls the DingTalkToken's Ready condition until the test ends; the returned
+// function lists the non-True observations so far.
+func watchNotReady(t *testing.T, ns, name string) func() []string {
+	var mu sync.Mutex
+	var seen []string
+	ctx := ctxT(t)
+	go func() {
+		for ctx.Err() == nil {
+			tok := &v1alpha1.DingTalkToken{}
+			if err := env.k8s.Get(ctx, keyOf(ns, name), tok); err == nil {
+				if c := cond(tok, v1alpha1.ConditionReady); c.Status != metav1.ConditionTrue {
+					mu.Lock()
+					seen = append(seen, c.Reason+": "+c.Message)
+					mu.Unlock()
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
 }
 
 // loggedFor reports whether a manager logged msg for a DingTalkToken in ns.
