@@ -60,10 +60,7 @@ func (r *DingTalkTokenReconciler) observeTarget(ctx context.Context, p *pass) (t
 	if state.secret != nil {
 		// Ready follows what the Secret holds: the held token, or the one written before it when
 		// a newer token has not reached the Secret yet (its refresh-token store failed, say).
-		p.targetExpiry = heldExpiry(p.tok, state.secret, p.held)
-		if p.targetExpiry.IsZero() {
-			p.targetExpiry = heldExpiry(p.tok, state.secret, r.memory.shownToken(p.key, p.tok.UID))
-		}
+		p.targetExpiry = shownExpiry(p.tok, state.secret, p.held, r.memory.shownToken(p.key, p.tok.UID))
 	}
 	return state, nil
 }
@@ -89,6 +86,15 @@ func heldExpiry(tok *v1alpha1.DingTalkToken, s *corev1.Secret, held *heldToken) 
 		return time.Time{}
 	}
 	return held.ExpiresAt
+}
+
+// shownExpiry is the expiry of the token the owned Secret holds: the held token's, else that of the
+// token last written there (shown), when the held one has not reached the Secret yet.
+func shownExpiry(tok *v1alpha1.DingTalkToken, s *corev1.Secret, held, shown *heldToken) time.Time {
+	if exp := heldExpiry(tok, s, held); !exp.IsZero() {
+		return exp
+	}
+	return heldExpiry(tok, s, shown)
 }
 
 // targetData renders the target Secret's data for the held token.

@@ -185,3 +185,30 @@ func testDeletion(t *testing.T, ns string) {
 		g.Expect(metricValue(t, "dingtalk_token_ready_status", ns, n, nil)).To(BeNil())
 	}
 }
+
+// TestShownExpiry: Ready follows the token the target Secret holds. A newer held token that has
+// not reached the Secret (its refresh-token store failed, so the pass ended before the target
+// write) leaves the Secret's token, still valid, in force.
+func TestShownExpiry(t *testing.T) {
+	old := &heldToken{AccessToken: "old", ExpiresAt: t0.Add(time.Hour)}
+	fresh := &heldToken{AccessToken: "new", ExpiresAt: t0.Add(2 * time.Hour)}
+	tests := map[string]struct {
+		inSecret    string     // the token value in the target Secret
+		held, shown *heldToken // the held token; the token last written to the Secret
+		want        time.Time
+	}{
+		"the Secret holds the held token":          {inSecret: "new", held: fresh, shown: fresh, want: fresh.ExpiresAt},
+		"a newer token is not written yet":         {inSecret: "old", held: fresh, shown: old, want: old.ExpiresAt},
+		"the Secret holds something else":          {inSecret: "tampered", held: fresh, shown: old},
+		"nothing known (after a restart, no held)": {inSecret: "old"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			tok := &v1alpha1.DingTalkToken{}
+			s := &corev1.Secret{Data: map[string][]byte{tok.TargetKey(): []byte(tc.inSecret)}}
+			if got := shownExpiry(tok, s, tc.held, tc.shown); !got.Equal(tc.want) {
+				t.Errorf("shownExpiry() = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
