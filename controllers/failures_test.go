@@ -215,7 +215,8 @@ func testRetryAfter(t *testing.T, ns string) {
 	// A second DingTalkToken of the same set waits too: Pending, no call.
 	createSecret(t, ns, "same-credentials", map[string]string{"appKey": a.key, "appSecret": a.secret})
 	create(t, newToken(ns, "second", v1alpha1.TokenTypeInternalApp, "same-credentials"))
-	waitFor(t, ns, "second", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonPending, 10*time.Second)
+	second := waitFor(t, ns, "second", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonPending, 10*time.Second)
+	g.Expect(cond(second, v1alpha1.ConditionRefreshed).Type).To(BeEmpty(), "Refreshed before any attempt")
 	g.Consistently(func() int64 { return calls(simulator.PathAppAccessToken, a.key) }).
 		Within(time.Until(limitedAt.Add(8 * time.Second))).Should(BeEquivalentTo(1))
 

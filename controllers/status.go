@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -180,26 +181,50 @@ func (p *pass) failDingTalk(err error) {
 	p.fail(reason, describe(err))
 }
 
-// suspend records that spec.suspend stopped the pass.
+// suspendedMessage is the Refreshed message while spec.suspend is true; lastAttemptMarker follows
+// it with the Refreshed condition from before the suspension ("<reason>: <message>"), kept in
+// status so that resuming restores it across restarts too.
+const (
+	suspendedMessage  = "spec.suspend is true: no calls to DingTalk; the target Secret keeps what it has"
+	lastAttemptMarker = "; before the suspension: "
+)
+
+// suspend records that spec.suspend stopped the pass, keeping the outcome of the last attempt in
+// the Suspended condition's message.
 func (p *pass) suspend() {
 	p.suspended = true
-	p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonSuspended,
-		"spec.suspend is true: no calls to DingTalk; the target Secret keeps what it has")
+	c := refreshedCondition(&p.tok.Status)
+	if c != nil && c.Reason == v1alpha1.ReasonSuspended {
+		return
+	}
+	msg := suspendedMessage
+	if c != nil {
+		msg += lastAttemptMarker + c.Reason + ": " + c.Message
+	}
+	p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonSuspended, msg)
 }
 
-// resume ends a Suspended Refreshed condition once spec.suspend is false: the held token is what
-// the last attempt left (a refresh follows when due).
+// resume ends a Suspended Refreshed condition once spec.suspend is false: the condition from before
+// the suspension comes back (with its failure reason, so the backoff and the hourly gate of
+// CredentialsRejected, QuotaExceeded and ReauthorizationRequired still hold); without one there
+// was no attempt and Refreshed is left absent. A refresh follows when due.
 func (p *pass) resume() {
-	c := refreshedCondition(&p.tok.Status)
+	st := &p.tok.Status
+	c := refreshedCondition(st)
 	if c == nil || c.Reason != v1alpha1.ReasonSuspended {
 		return
 	}
-	if p.held != nil && p.now.Before(p.held.ExpiresAt) {
-		p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued,
-			"Resumed; the token is valid until "+rfc3339(p.held.ExpiresAt))
+	_, last, _ := strings.Cut(c.Message, lastAttemptMarker)
+	reason, msg, _ := strings.Cut(last, ": ")
+	if reason == "" {
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionRefreshed)
 		return
 	}
-	p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionUnknown, v1alpha1.ReasonPending, "Resumed; refreshing")
+	status := metav1.ConditionFalse
+	if reason == v1alpha1.ReasonTokenIssued {
+		status = metav1.ConditionTrue
+	}
+	p.setCondition(v1alpha1.ConditionRefreshed, status, reason, msg)
 }
 
 // safeText keeps the characters of DingTalk codes and request ids; anything else is dropped, so an
@@ -287,9 +312,7 @@ func (p *pass) finish(ctx context.Context, err error) (ctrl.Result, error) {
 	}
 	status, reason, msg := p.readyCondition()
 	p.setCondition(v1alpha1.ConditionReady, status, reason, msg)
-	if refreshedCondition(st) == nil {
-		p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionUnknown, v1alpha1.ReasonPending, "No attempt yet")
-	}
+	// Before any attempt Refreshed stays absent: it is the outcome of the last attempt.
 	for i := range st.Conditions {
 		st.Conditions[i].ObservedGeneration = p.tok.Generation
 	}
