@@ -318,6 +318,10 @@ func (r *DingTalkTokenReconciler) refresh(ctx context.Context, p *pass, creds *c
 		p.failDingTalk(err)
 		return nil
 	}
+	if t.CorpID == "" && creds.typ == v1alpha1.TokenTypeThirdPartyApp {
+		// corpAccessToken answers no corpId: the token is the one of the org it was asked for.
+		t.CorpID = creds.corpID
+	}
 	p.issue(t, called)
 	return nil
 }

@@ -49,14 +49,18 @@ func testCredentialsChange(t *testing.T, ns string) {
 	su := newSuite(t, ns, "suite-credentials", 60*time.Second)
 	corp := newToken(ns, "corp", v1alpha1.TokenTypeThirdPartyApp, "suite-credentials")
 	corp.Spec.CorpID = su.corp
+	corp.Spec.Target = &v1alpha1.Target{Template: &v1alpha1.TargetTemplate{Data: map[string]string{"corp": "{{ .CorpID }}"}}}
 	create(t, corp)
 	corpBefore := waitReady(t, ns, "corp").Status
+	g.Expect(string(secretOf(t, ns, "corp").Data["corp"])).To(Equal(su.corp), ".CorpID of a ThirdPartyApp token")
 	unauthorized := "dingcorp" + randHex(4)
 	updateToken(t, ns, "corp", func(d *v1alpha1.DingTalkToken) { d.Spec.CorpID = unauthorized })
 	tok := waitFor(t, ns, "corp", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonCredentialsRejected, 10*time.Second)
 	g.Expect(tok.Status.CredentialsDigest).NotTo(Equal(corpBefore.CredentialsDigest))
 	g.Expect(cond(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue), "the old corp's token is still valid")
 	g.Expect(calls(simulator.PathCorpAccessToken, su.key)).To(BeEquivalentTo(2))
+	g.Consistently(func() string { return string(secretOf(t, ns, "corp").Data["corp"]) }).
+		Within(2*time.Second).Should(Equal(su.corp), "the old corp's token is shown with the old corp")
 	// An authorized corp: a token for it, at once (the digest changed again).
 	other := "dingcorp" + randHex(4)
 	must(t, env.sim.AuthorizeCorp(su.key, other))
@@ -65,6 +69,7 @@ func testCredentialsChange(t *testing.T, ns string) {
 	g.Expect(tok.Status.TokenDigest).NotTo(Equal(corpBefore.TokenDigest))
 	g.Expect(results(simulator.PathCorpAccessToken, su.key)).To(HaveKeyWithValue("success", BeEquivalentTo(2)))
 	waitReady(t, ns, "corp")
+	g.Eventually(func() string { return string(secretOf(t, ns, "corp").Data["corp"]) }).Should(Equal(other))
 }
 
 // testSuiteTicket: a new suite ticket alone waits for the due refresh; after a failed attempt it

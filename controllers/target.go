@@ -104,8 +104,14 @@ func targetData(tok *v1alpha1.DingTalkToken, h *heldToken) (map[string][]byte, e
 		return nil, err
 	}
 	expires := rfc3339(h.ExpiresAt)
+	corpID := h.CorpID
+	if corpID == "" {
+		// A ThirdPartyApp token recovered from its target after a restart: the answer had no
+		// corpId, the org is the spec's.
+		corpID = tok.Spec.CorpID
+	}
 	rendered, err := renderTemplates(tmpls, templateFields{
-		AccessToken: h.AccessToken, ExpiresAt: expires, Type: string(tok.Spec.Type), CorpID: h.CorpID,
+		AccessToken: h.AccessToken, ExpiresAt: expires, Type: string(tok.Spec.Type), CorpID: corpID,
 	})
 	if err != nil {
 		return nil, err

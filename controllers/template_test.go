@@ -218,3 +218,32 @@ func TestFetchOutlivesItsCaller(t *testing.T) {
 		t.Fatalf("fetch = %+v, %v; want the answer with the rotated refresh token", got, err)
 	}
 }
+
+// TestTargetDataCorpID: .CorpID is the org of the token: DingTalk's answer (User), else, for a
+// ThirdPartyApp token (corpAccessToken answers no corpId), spec.corpId.
+func TestTargetDataCorpID(t *testing.T) {
+	tests := map[string]struct {
+		typ      v1alpha1.TokenType // spec.type
+		specCorp string             // spec.corpId
+		heldCorp string             // the corpId held with the token
+		want     string             // the rendered .CorpID
+	}{
+		"third-party app recovered after a restart": {typ: v1alpha1.TokenTypeThirdPartyApp, specCorp: "dingspec", want: "dingspec"},
+		"third-party app as issued":                 {typ: v1alpha1.TokenTypeThirdPartyApp, specCorp: "dingnew", heldCorp: "dingissued", want: "dingissued"},
+		"user: DingTalk's answer":                   {typ: v1alpha1.TokenTypeUser, heldCorp: "dinguser", want: "dinguser"},
+		"internal app: none":                        {typ: v1alpha1.TokenTypeInternalApp, want: ""},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			tok := withTemplate(map[string]string{"corp": "{{ .CorpID }}"})
+			tok.Spec.Type, tok.Spec.CorpID = tc.typ, tc.specCorp
+			data, err := targetData(tok, &heldToken{AccessToken: "tok", CorpID: tc.heldCorp, ExpiresAt: t0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := string(data["corp"]); got != tc.want {
+				t.Errorf(".CorpID = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
