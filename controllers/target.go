@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -157,7 +159,7 @@ func (r *DingTalkTokenReconciler) writeTarget(ctx context.Context, p *pass, stat
 	if s == nil {
 		s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: p.tok.Namespace, Name: p.tok.TargetName()}}
 		if err := r.createOwned(ctx, p, s, data, labels, annotations); err != nil || s.UID == "" {
-			return err
+			return p.refusedTarget(err)
 		}
 	} else if !targetUpToDate(p.tok, s, data, labels, annotations) {
 		restored := string(s.Data[p.tok.TargetKey()]) != h.AccessToken && p.targetExpiry.IsZero()
@@ -169,7 +171,7 @@ func (r *DingTalkTokenReconciler) writeTarget(ctx context.Context, p *pass, stat
 			return err
 		}
 		if err := r.Patch(ctx, upd, client.MergeFromWithOptions(s, client.MergeFromWithOptimisticLock{})); err != nil {
-			return err
+			return p.refusedTarget(err)
 		}
 		r.memory.wrote(p.key, "Secret", upd)
 		if restored && p.tok.Status.TokenDigest == p.before.Status.TokenDigest {
@@ -182,6 +184,48 @@ func (r *DingTalkTokenReconciler) writeTarget(ctx context.Context, p *pass, stat
 	r.memory.setShown(p.key, *h)
 	p.clearLocalFailure()
 	return nil
+}
+
+// refusedTarget turns the API server refusing the target Secret as invalid into TemplateInvalid
+// (the copied template metadata is the only input it can refuse: label or annotation syntax); the
+// message names the fields, never their values. Any other API error is returned with its reason
+// and code only (its message may quote what was written).
+func (p *pass) refusedTarget(err error) error {
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsInvalid(err) {
+		if _, ok := err.(apierrors.APIStatus); ok {
+			return fmt.Errorf("writing the target Secret %s: %w", p.tok.TargetName(), errorWithoutDetails(err))
+		}
+		return err
+	}
+	var fields []string
+	if st, ok := err.(apierrors.APIStatus); ok && st.Status().Details != nil {
+		for _, c := range st.Status().Details.Causes {
+			if f := templateField(c.Field); f != "" && !slices.Contains(fields, f) {
+				fields = append(fields, f)
+			}
+		}
+	}
+	if len(fields) == 0 {
+		fields = []string{"spec.target.template.metadata"}
+	}
+	p.fail(v1alpha1.ReasonTemplateInvalid, fmt.Sprintf(
+		"the API server refused the target Secret %s: invalid %s (label and annotation keys and values must be valid Kubernetes metadata)",
+		p.tok.TargetName(), strings.Join(fields, ", ")))
+	return nil
+}
+
+// templateField maps a refused field of the target Secret to the spec field it was copied from
+// (the map key at most, never a value).
+func templateField(field string) string {
+	for _, m := range []string{"labels", "annotations"} {
+		if field == "metadata."+m || strings.HasPrefix(field, "metadata."+m+"[") || strings.HasPrefix(field, "metadata."+m+".") {
+			return "spec.target.template.metadata." + m
+		}
+	}
+	return ""
 }
 
 // createOwned creates s owned by the DingTalkToken. When the name turns out to exist, an owned

@@ -43,6 +43,28 @@ func testTemplateInvalid(t *testing.T, ns string) {
 	tok = waitFor(t, ns, "app", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonTemplateInvalid, 10*time.Second)
 	g.Expect(cond(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
 	g.Expect(secretOf(t, ns, "app").Data).To(Equal(s.Data))
+
+	// Metadata the API server refuses (a label value with spaces): TemplateInvalid naming the
+	// field, not the value; no returned error; the Secret keeps its token.
+	const badValue = "not a valid label value"
+	updateToken(t, ns, "app", func(d *v1alpha1.DingTalkToken) {
+		d.Spec.Target.Template.Data["config"] = `token={{ .AccessToken | quote }}`
+		d.Spec.Target.Template.Metadata = &v1alpha1.TargetTemplateMetadata{Labels: map[string]string{"team": badValue}}
+	})
+	g.Eventually(func(g Gomega) {
+		tok := getToken(t, ns, "app")
+		c := cond(tok, v1alpha1.ConditionRefreshed)
+		g.Expect(c.Reason).To(Equal(v1alpha1.ReasonTemplateInvalid))
+		g.Expect(c.ObservedGeneration).To(Equal(tok.Generation))
+		g.Expect(c.Message).To(ContainSubstring("spec.target.template.metadata.labels"))
+		g.Expect(c.Message).NotTo(ContainSubstring(badValue))
+		g.Expect(cond(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Expect(secretOf(t, ns, "app").Data).To(Equal(s.Data))
+	g.Expect(loggedFor(ns, "is invalid")).To(BeFalse(), "a refused template is a condition, not a returned error")
+	updateToken(t, ns, "app", func(d *v1alpha1.DingTalkToken) { d.Spec.Target.Template.Metadata.Labels["team"] = "crm" })
+	waitFor(t, ns, "app", v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, 10*time.Second)
+	g.Expect(secretOf(t, ns, "app").Labels).To(HaveKeyWithValue("team", "crm"))
 }
 
 // testTargetConflict: a Secret this DingTalkToken does not own is never written; two

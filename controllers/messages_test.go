@@ -1,0 +1,60 @@
+package controllers
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+)
+
+// TestRefusedTarget: an invalid target Secret (template metadata the API server refuses) is
+// TemplateInvalid naming the field, never the value; any other API error is returned without its
+// message (which may quote what was written).
+func TestRefusedTarget(t *testing.T) {
+	const value = "not a valid label value"
+	invalid := apierrors.NewInvalid(corev1.SchemeGroupVersion.WithKind("Secret").GroupKind(), "app", field.ErrorList{
+		field.Invalid(field.NewPath("metadata", "labels"), value, "a valid label must be ..."),
+	})
+	tests := map[string]struct {
+		err        error  // what the API server answered
+		wantReason string // the Refreshed reason recorded ("": none)
+		wantErr    bool   // whether an error is returned
+	}{
+		"invalid metadata is TemplateInvalid":    {err: invalid, wantReason: v1alpha1.ReasonTemplateInvalid},
+		"other API errors are returned, trimmed": {err: apierrors.NewInternalError(errors.New(value)), wantErr: true},
+		"no error":                               {},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			tok := &v1alpha1.DingTalkToken{}
+			tok.Name = "app"
+			p := &pass{tok: tok, now: t0, log: logr.Discard()}
+			err := p.refusedTarget(tc.err)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("refusedTarget() = %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), value) {
+				t.Errorf("returned error quotes the API server's message: %v", err)
+			}
+			c := refreshedCondition(&tok.Status)
+			if tc.wantReason == "" {
+				if c != nil {
+					t.Errorf("Refreshed = %+v, want none", c)
+				}
+				return
+			}
+			if c == nil || c.Reason != tc.wantReason {
+				t.Fatalf("Refreshed = %+v, want %s", c, tc.wantReason)
+			}
+			if !strings.Contains(c.Message, "spec.target.template.metadata.labels") || strings.Contains(c.Message, value) {
+				t.Errorf("message %q: want the field named and no value", c.Message)
+			}
+		})
+	}
+}
