@@ -8,6 +8,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
@@ -56,5 +57,17 @@ func TestRefusedTarget(t *testing.T) {
 				t.Errorf("message %q: want the field named and no value", c.Message)
 			}
 		})
+	}
+}
+
+// TestConflictMessage: another namespace's DingTalkToken is never named.
+func TestConflictMessage(t *testing.T) {
+	same := conflictMessage("apps", types.NamespacedName{Namespace: "apps", Name: "user"})
+	if !strings.Contains(same, "apps/user") {
+		t.Errorf("same namespace: %q does not name apps/user", same)
+	}
+	other := conflictMessage("apps", types.NamespacedName{Namespace: "secret-team", Name: "payroll-bot"})
+	if strings.Contains(other, "secret-team") || strings.Contains(other, "payroll-bot") {
+		t.Errorf("other namespace: %q names it", other)
 	}
 }

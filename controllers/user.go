@@ -65,10 +65,9 @@ func (r *DingTalkTokenReconciler) refreshUser(ctx context.Context, p *pass, cred
 		return nil
 	}
 	if bootstrap != "" {
-		if other, err := r.bootstrapClaimedBy(ctx, p, bootstrap); err != nil || other != "" {
+		if other, err := r.bootstrapClaimedBy(ctx, p, bootstrap); err != nil || other.Name != "" {
 			if err == nil {
-				p.fail(v1alpha1.ReasonCredentialsConflict, fmt.Sprintf(
-					"DingTalkToken %s already uses this user's authCode/refreshToken: user tokens are never shared", other))
+				p.fail(v1alpha1.ReasonCredentialsConflict, conflictMessage(p.tok.Namespace, other))
 			}
 			return err
 		}
@@ -270,16 +269,26 @@ func errorWithoutDetails(err error) error {
 	return err
 }
 
+// conflictMessage is CredentialsConflict's message: it names the other DingTalkToken only when it
+// is in the same namespace (another namespace's objects are not this user's to know of).
+func conflictMessage(ns string, other types.NamespacedName) string {
+	who := "another DingTalkToken in another namespace"
+	if other.Namespace == ns {
+		who = "DingTalkToken " + other.String()
+	}
+	return who + " already uses this user's authCode/refreshToken: user tokens are never shared"
+}
+
 // bootstrapClaimedBy names another DingTalkToken already using the bootstrap value: in this
 // process (a claim), or on record (its refresh-token Secret lists the value's HMAC keyed by its
-// UID). "" when the value is free; it is then claimed for p.
-func (r *DingTalkTokenReconciler) bootstrapClaimedBy(ctx context.Context, p *pass, bootstrap string) (string, error) {
+// UID). Empty when the value is free; it is then claimed for p.
+func (r *DingTalkTokenReconciler) bootstrapClaimedBy(ctx context.Context, p *pass, bootstrap string) (types.NamespacedName, error) {
 	if c := r.memory.claim(r.fetcher.setKey("bootstrap", bootstrap), p.key, p.tok.UID); c.key != p.key {
-		return c.key.String(), nil
+		return c.key, nil
 	}
 	var list corev1.SecretList
 	if err := r.List(ctx, &list, client.MatchingLabels{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue}); err != nil {
-		return "", err
+		return types.NamespacedName{}, err
 	}
 	for i := range list.Items {
 		s := &list.Items[i]
@@ -288,8 +297,8 @@ func (r *DingTalkTokenReconciler) bootstrapClaimedBy(ctx context.Context, p *pas
 			continue
 		}
 		if recordOf(owner.UID, s).used(uidDigest(owner.UID, "bootstrap", bootstrap)) {
-			return types.NamespacedName{Namespace: s.Namespace, Name: owner.Name}.String(), nil
+			return types.NamespacedName{Namespace: s.Namespace, Name: owner.Name}, nil
 		}
 	}
-	return "", nil
+	return types.NamespacedName{}, nil
 }
