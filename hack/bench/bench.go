@@ -104,9 +104,9 @@ func run(ctx context.Context, p params) (string, error) {
 	built := make(chan error, 1)
 	b.source = "the binary " + bin
 	if bin == "" {
-		b.source = sourceRevision(p.root)
+		b.source = sourceRevision(p.root, p.rev)
 		bin = filepath.Join(dir, "manager")
-		go func() { built <- buildManager(p.root, bin) }()
+		go func() { built <- buildManager(p.root, p.rev, bin) }()
 	} else {
 		built <- nil
 	}
@@ -499,17 +499,24 @@ func (b *bench) settle(ctx context.Context, m *manager, ready time.Duration) err
 	return nil
 }
 
-// sourceRevision names the commit the working tree is at, and the files that differ from it
-// where the manager's code lives.
-func sourceRevision(root string) string {
-	out, err := exec.Command("git", "-C", root, "rev-parse", "--short=12", "HEAD").Output()
+// sourceRevision names the commit the manager is built from: rev (exported as committed), or
+// the working tree's HEAD and the files that differ from it where the manager's code lives.
+func sourceRevision(root, rev string) string {
+	at := rev
+	if at == "" {
+		at = "HEAD"
+	}
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--short=12", at).Output()
 	if err != nil {
 		return "unknown (not a git checkout)"
 	}
-	rev := "commit " + strings.TrimSpace(string(out))
+	desc := "commit " + strings.TrimSpace(string(out))
+	if rev != "" {
+		return desc + " (built from `git archive`)"
+	}
 	st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--", "cmd", "controllers", "internal", "api", "go.mod").Output()
 	if err != nil {
-		return rev
+		return desc
 	}
 	var dirty []string
 	for _, l := range strings.Split(strings.TrimSpace(string(st)), "\n") {
@@ -518,9 +525,9 @@ func sourceRevision(root string) string {
 		}
 	}
 	if len(dirty) == 0 {
-		return rev + ", clean"
+		return desc + ", clean working tree"
 	}
-	return rev + " with uncommitted changes to " + strings.Join(dirty, ", ")
+	return desc + " with uncommitted changes to " + strings.Join(dirty, ", ")
 }
 
 // parallel runs f(0..n-1) on workers goroutines and returns the first error.

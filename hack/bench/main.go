@@ -58,6 +58,7 @@ type params struct {
 	rssInterval              time.Duration
 	readyTimeout             time.Duration
 	managerBin               string
+	rev                      string
 	managerArgs              string
 	root                     string
 	out                      string
@@ -79,6 +80,7 @@ func main() {
 	flag.DurationVar(&p.rssInterval, "rss-interval", 2*time.Second, "time between RSS samples")
 	flag.DurationVar(&p.readyTimeout, "ready-timeout", 5*time.Minute, "give up waiting for tokens after this long")
 	flag.StringVar(&p.managerBin, "manager-bin", "", "manager binary to run (default: built from ./cmd into a temporary directory)")
+	flag.StringVar(&p.rev, "rev", "", "build the manager from this git revision (e.g. HEAD) instead of the working tree")
 	flag.StringVar(&p.managerArgs, "manager-args", "", "extra manager flags, space-separated (e.g. --max-concurrent-reconciles=8)")
 	flag.StringVar(&p.root, "root", ".", "repository root (for config/crd/bases and ./cmd)")
 	flag.StringVar(&p.out, "out", "", "also write the report to this Markdown file")
@@ -123,10 +125,22 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
-// buildManager builds ./cmd like `make build`.
-func buildManager(root, out string) error {
+// buildManager builds ./cmd like `make build`: from the working tree at root, or, when rev is
+// set, from that revision exported into a directory of its own.
+func buildManager(root, rev, out string) error {
+	dir := root
+	if rev != "" {
+		dir = filepath.Join(filepath.Dir(out), "src")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		export := exec.Command("sh", "-c", `git -C "$1" archive "$2" | tar -x -C "$3"`, "sh", root, rev, dir)
+		if b, err := export.CombinedOutput(); err != nil {
+			return fmt.Errorf("exporting %s: %v: %s", rev, err, b)
+		}
+	}
 	cmd := exec.Command("go", "build", "-o", out, "./cmd")
-	cmd.Dir = root
+	cmd.Dir = dir
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd: %v: %s", err, b)
 	}
