@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -128,17 +129,67 @@ func targetData(tok *v1alpha1.DingTalkToken, h *heldToken) (map[string][]byte, e
 	return data, nil
 }
 
+// templateKeysAnnotation records on the target Secret which label and annotation keys the operator
+// copied from spec.target.template.metadata (JSON: {"labels":[...],"annotations":[...]}), so that a
+// key removed from the template is removed from the Secret too, and keys others set are left alone.
+const templateKeysAnnotation = "dingtalk.tokens.dev/template-keys"
+
+// templateKeys is the content of templateKeysAnnotation.
+type templateKeys struct {
+	Labels      []string `json:"labels,omitempty"`
+	Annotations []string `json:"annotations,omitempty"`
+}
+
+// copiedKeys reads templateKeysAnnotation (empty when absent or unreadable).
+func copiedKeys(s *corev1.Secret) templateKeys {
+	var k templateKeys
+	if v := s.Annotations[templateKeysAnnotation]; v != "" {
+		_ = json.Unmarshal([]byte(v), &k)
+	}
+	return k
+}
+
 // targetMetadata is the labels and annotations the operator sets on the target Secret: the
-// template's, copied, plus managed-by and the expiry annotation.
+// template's, copied, plus managed-by, the expiry annotation and the record of the copied keys.
 func targetMetadata(tok *v1alpha1.DingTalkToken, h *heldToken) (labels, annotations map[string]string) {
 	labels, annotations = map[string]string{}, map[string]string{}
 	if t := tok.Spec.Target; t != nil && t.Template != nil && t.Template.Metadata != nil {
 		maps.Copy(labels, t.Template.Metadata.Labels)
 		maps.Copy(annotations, t.Template.Metadata.Annotations)
 	}
+	if len(labels)+len(annotations) > 0 {
+		rec, _ := json.Marshal(templateKeys{Labels: slices.Sorted(maps.Keys(labels)), Annotations: slices.Sorted(maps.Keys(annotations))})
+		annotations[templateKeysAnnotation] = string(rec)
+	}
 	labels[v1alpha1.ManagedByLabel] = v1alpha1.ManagedByValue
 	annotations[v1alpha1.ExpiresAtAnnotation] = rfc3339(h.ExpiresAt)
 	return labels, annotations
+}
+
+// staleKeys lists the label and annotation keys the operator copied onto s earlier that the
+// template no longer has (the record annotation itself included, when nothing is copied now).
+func staleKeys(s *corev1.Secret, labels, annotations map[string]string) (staleLabels, staleAnnotations []string) {
+	k := copiedKeys(s)
+	for _, l := range k.Labels {
+		if _, ok := labels[l]; !ok {
+			if _, there := s.Labels[l]; there {
+				staleLabels = append(staleLabels, l)
+			}
+		}
+	}
+	for _, a := range k.Annotations {
+		if _, ok := annotations[a]; !ok {
+			if _, there := s.Annotations[a]; there {
+				staleAnnotations = append(staleAnnotations, a)
+			}
+		}
+	}
+	if _, ok := annotations[templateKeysAnnotation]; !ok {
+		if _, there := s.Annotations[templateKeysAnnotation]; there {
+			staleAnnotations = append(staleAnnotations, templateKeysAnnotation)
+		}
+	}
+	return staleLabels, staleAnnotations
 }
 
 // writeTarget makes the target Secret hold the held token: the first write is a create (an existing
@@ -167,6 +218,13 @@ func (r *DingTalkTokenReconciler) writeTarget(ctx context.Context, p *pass, stat
 		upd.Data, upd.StringData = data, nil
 		upd.Labels = mergeInto(upd.Labels, labels)
 		upd.Annotations = mergeInto(upd.Annotations, annotations)
+		staleLabels, staleAnnotations := staleKeys(s, labels, annotations)
+		for _, k := range staleLabels {
+			delete(upd.Labels, k)
+		}
+		for _, k := range staleAnnotations {
+			delete(upd.Annotations, k)
+		}
 		if err := controllerutil.SetControllerReference(p.tok, upd, r.Scheme); err != nil {
 			return err
 		}
@@ -262,8 +320,10 @@ func (r *DingTalkTokenReconciler) createOwned(ctx context.Context, p *pass, s *c
 // targetUpToDate reports whether the owned Secret already holds exactly the desired data, labels,
 // annotations and controller reference.
 func targetUpToDate(tok *v1alpha1.DingTalkToken, s *corev1.Secret, data map[string][]byte, labels, annotations map[string]string) bool {
+	staleLabels, staleAnnotations := staleKeys(s, labels, annotations)
 	return metav1.IsControlledBy(s, tok) && equality.Semantic.DeepEqual(s.Data, data) &&
-		contains(s.Labels, labels) && contains(s.Annotations, annotations) && blocksOwnerDeletion(s, tok)
+		contains(s.Labels, labels) && contains(s.Annotations, annotations) && blocksOwnerDeletion(s, tok) &&
+		len(staleLabels)+len(staleAnnotations) == 0
 }
 
 func blocksOwnerDeletion(s *corev1.Secret, tok *v1alpha1.DingTalkToken) bool {

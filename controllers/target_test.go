@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"maps"
 	"testing"
 	"time"
 
@@ -146,6 +147,28 @@ func testDriftRepair(t *testing.T, ns string) {
 	// cache), it is not read again on passes that are about something else.
 	g.Expect(env.secretGets(ns, "app-credentials")).To(BeEquivalentTo(1))
 	g.Expect(cond(getToken(t, ns, "app"), v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+
+	// A label removed from the template is removed from the Secret; one someone else set stays.
+	updateSecretLabels(t, ns, "app", mergeInto(maps.Clone(want.Labels), map[string]string{"theirs": "x"}))
+	updateToken(t, ns, "app", func(d *v1alpha1.DingTalkToken) {
+		d.Spec.Target.Template.Metadata.Labels = map[string]string{"tier": "b"}
+	})
+	g.Eventually(func(g Gomega) {
+		s := secretOf(t, ns, "app")
+		g.Expect(s.Labels).NotTo(HaveKey("team"))
+		g.Expect(s.Labels).To(HaveKeyWithValue("tier", "b"))
+		g.Expect(s.Labels).To(HaveKeyWithValue("theirs", "x"))
+		g.Expect(s.Labels).To(HaveKeyWithValue(v1alpha1.ManagedByLabel, v1alpha1.ManagedByValue))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	updateToken(t, ns, "app", func(d *v1alpha1.DingTalkToken) { d.Spec.Target.Template = nil })
+	g.Eventually(func(g Gomega) {
+		s := secretOf(t, ns, "app")
+		g.Expect(s.Labels).NotTo(HaveKey("tier"))
+		g.Expect(s.Labels).To(HaveKeyWithValue("theirs", "x"))
+		g.Expect(s.Annotations).NotTo(HaveKey(templateKeysAnnotation))
+		g.Expect(s.Data).To(Equal(want.Data))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Expect(calls(simulator.PathAppAccessToken, a.key)).To(BeEquivalentTo(1), "a metadata change called DingTalk")
 }
 
 // testSuspend: no DingTalk call while suspended; Ready stays True while the Secret's token is
