@@ -93,7 +93,8 @@ func (f *fetcher) cached(key string, accept func(issued) bool) (issued, bool) {
 
 // fetch returns a token for the set key: from the cache when share is set and accept takes the
 // cached one, else from one DingTalk call shared with concurrent callers of the same key.
-// The second result tells whether this caller's own call (rather than a cache) answered.
+// The second result tells whether this caller's own call answered (not a cache, not a call
+// another caller made and this one joined).
 func (f *fetcher) fetch(ctx context.Context, key string, share bool, accept func(issued) bool,
 	call func(context.Context) (dingtalk.Token, error)) (issued, bool, error) {
 	if share {
@@ -101,6 +102,9 @@ func (f *fetcher) fetch(ctx context.Context, key string, share bool, accept func
 			return t, false, nil
 		}
 	}
+	// ran is set when this caller's own function made the call: singleflight's Shared is true for
+	// every caller of a flight that had joiners, the one that made the call included.
+	ran := false
 	ch := f.group.DoChan(key, func() (any, error) {
 		if share {
 			// A flight that landed between the check above and this one already answered.
@@ -112,6 +116,7 @@ func (f *fetcher) fetch(ctx context.Context, key string, share bool, accept func
 		defer cancel()
 		// Whole seconds: status times have second precision, so memory and status agree after a restart.
 		sentAt := f.clock.Now().Truncate(time.Second)
+		ran = true
 		tok, err := call(callCtx)
 		if err != nil {
 			if ra := dingtalk.RetryAfterOf(err); ra > 0 {
@@ -133,7 +138,8 @@ func (f *fetcher) fetch(ctx context.Context, key string, share bool, accept func
 	if res.Err != nil {
 		return issued{}, false, res.Err
 	}
-	return res.Val.(issued), !res.Shared, nil
+	// Reading ran is safe: the flight's function returned before its result was sent.
+	return res.Val.(issued), ran, nil
 }
 
 func (f *fetcher) setFloor(key string, t time.Time) {

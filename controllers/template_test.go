@@ -114,12 +114,17 @@ func TestFetcherShares(t *testing.T) {
 	key := f.setKey("InternalApp", "app", "secret", "", "http://x")
 	accept := func(issued) bool { return true }
 	var wg sync.WaitGroup
+	var callers atomic.Int32 // fetches that report their own call (not a shared one)
 	for range 5 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, _, err := f.fetch(context.Background(), key, true, accept, call); err != nil {
+			_, called, err := f.fetch(context.Background(), key, true, accept, call)
+			if err != nil {
 				t.Error(err)
+			}
+			if called {
+				callers.Add(1)
 			}
 		}()
 	}
@@ -128,6 +133,9 @@ func TestFetcherShares(t *testing.T) {
 	wg.Wait()
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("5 concurrent fetches made %d calls, want 1", n)
+	}
+	if n := callers.Load(); n != 1 {
+		t.Fatalf("%d of 5 concurrent fetches reported their own call, want 1 (the others joined it)", n)
 	}
 	if _, called, _ := f.fetch(context.Background(), key, true, accept, call); called || calls.Load() != 1 {
 		t.Fatalf("a fresh cached token was not served from the cache")
