@@ -147,9 +147,16 @@ func testCredentialsRejected(t *testing.T, ns string) {
 func testCredentialsNotFound(t *testing.T, ns string) {
 	g := NewWithT(t)
 	a := newApp(t, ns, "", 60*time.Second)
+	// The first two status writes fail: the failure's event is emitted once, after the write that
+	// records the transition, not once per pass that tried.
+	statusFailures := env.failNextStatusWrites(ns, 2)
 	create(t, newToken(ns, "app", v1alpha1.TokenTypeInternalApp, "later"))
 	tok := waitFor(t, ns, "app", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCredentialsNotFound, 30*time.Second)
 	g.Expect(cond(tok, v1alpha1.ConditionReady).Message).To(ContainSubstring(`"later" not found`))
+	g.Expect(statusFailures.Load()).To(BeNumerically("<=", 0), "the injected status write failures were not hit")
+	g.Eventually(func() map[string]int { return eventCounts(t, ns, "app") }).Should(HaveKeyWithValue("RefreshFailed", 1))
+	g.Consistently(func() map[string]int { return eventCounts(t, ns, "app") }).
+		Within(2 * time.Second).Should(HaveKeyWithValue("RefreshFailed", 1))
 
 	createSecret(t, ns, "later", map[string]string{"appKey": a.key})
 	g.Eventually(func() string {

@@ -321,7 +321,8 @@ func (p *pass) finish(ctx context.Context, err error) (ctrl.Result, error) {
 	if !next.IsZero() {
 		st.RefreshTime = stamp(next)
 	}
-	p.emitEvents()
+	// Events follow the status write that records their transition: a pass whose write fails is
+	// repeated, and would emit them again.
 	if !equality.Semantic.DeepEqual(p.before.Status, *st) {
 		// Detached: a pass cut short by a stopping manager still records what it did.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
@@ -330,6 +331,7 @@ func (p *pass) finish(ctx context.Context, err error) (ctrl.Result, error) {
 		switch {
 		case perr == nil:
 			p.r.memory.wrote(p.key, "DingTalkToken", p.tok)
+			p.emitEvents()
 		case !apierrors.IsNotFound(perr) && err == nil:
 			err = perr
 		}

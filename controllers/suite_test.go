@@ -98,6 +98,8 @@ type suite struct {
 	sensitive sync.Map
 	// failRefreshWrites: namespace -> *atomic.Int32, writes of refresh-token Secrets to fail.
 	failRefreshWrites sync.Map
+	// failStatusWrites: namespace -> *atomic.Int32, DingTalkToken status writes to fail.
+	failStatusWrites sync.Map
 	// writeLog: namespace -> *writeLog, the order of successful Secret writes.
 	writeLog sync.Map
 	// secretReads: "namespace/name" -> *atomic.Int32, uncached Secret reads by the main manager.
@@ -367,6 +369,45 @@ func (c faultyWrites) Update(ctx context.Context, obj client.Object, opts ...cli
 
 func (c faultyWrites) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
 	return c.record(obj, c.Client.Patch(ctx, obj, patch, opts...))
+}
+
+// Status fails status writes in namespaces that asked for it (failNextStatusWrites).
+func (c faultyWrites) Status() client.SubResourceWriter {
+	return faultyStatus{SubResourceWriter: c.Client.Status(), s: c.s}
+}
+
+type faultyStatus struct {
+	client.SubResourceWriter
+	s *suite
+}
+
+func (c faultyStatus) inject(obj client.Object) error {
+	if v, ok := c.s.failStatusWrites.Load(obj.GetNamespace()); ok && v.(*atomic.Int32).Add(-1) >= 0 {
+		return apierrors.NewServiceUnavailable("injected status write failure")
+	}
+	return nil
+}
+
+func (c faultyStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	if err := c.inject(obj); err != nil {
+		return err
+	}
+	return c.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+}
+
+func (c faultyStatus) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+	if err := c.inject(obj); err != nil {
+		return err
+	}
+	return c.SubResourceWriter.Update(ctx, obj, opts...)
+}
+
+// failNextStatusWrites makes the next n DingTalkToken status writes in ns fail.
+func (s *suite) failNextStatusWrites(ns string, n int32) *atomic.Int32 {
+	v, _ := s.failStatusWrites.LoadOrStore(ns, &atomic.Int32{})
+	c := v.(*atomic.Int32)
+	c.Store(n)
+	return c
 }
 
 // record appends a successful Secret write to its namespace's write log: "R" for a refresh-token
