@@ -191,6 +191,9 @@ func testSuspend(t *testing.T, ns string) {
 	tok := waitFor(t, ns, "suite", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonSuspended, 10*time.Second)
 	g.Expect(cond(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid))
 	g.Expect(tok.Status.RefreshTime).To(BeNil(), "nothing is planned while suspended")
+	g.Eventually(func() *float64 {
+		return metricValue(t, "dingtalk_token_refresh_timestamp_seconds", ns, "suite", nil)
+	}).Should(BeNil(), "a stale refresh time is exported while suspended")
 	// Past the due time and the expiry: no call, the Secret keeps what it has.
 	waitFor(t, ns, "suite", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSuspended, 40*time.Second)
 	g.Expect(time.Now()).To(BeTemporally("~", st.ExpiresAt.Time, 3*time.Second), "Ready turned False at the expiry")
@@ -201,6 +204,9 @@ func testSuspend(t *testing.T, ns string) {
 	updateToken(t, ns, "suite", func(d *v1alpha1.DingTalkToken) { d.Spec.Suspend = false })
 	waitFor(t, ns, "suite", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonTokenValid, 10*time.Second)
 	g.Expect(calls(simulator.PathSuiteAccessToken, su.key)).To(BeEquivalentTo(2))
+	g.Eventually(func() *float64 {
+		return metricValue(t, "dingtalk_token_refresh_timestamp_seconds", ns, "suite", nil)
+	}).ShouldNot(BeNil(), "the refresh time is exported again once resumed")
 }
 
 // testDeletion: the operator's Secrets carry the controller ownerReference (UID,

@@ -54,13 +54,16 @@ func ObserveAPIRequest(endpoint, result string, took time.Duration) {
 }
 
 // SetToken records a DingTalkToken's expiry, next refresh and Ready status.
-// A zero time leaves that series unset.
+// A zero expiry leaves that series unset; a zero refresh time (none planned: suspended) deletes
+// that series, so it never shows a stale time.
 func SetToken(namespace, name, tokenType string, expiresAt, refreshAt time.Time, ready string) {
 	if !expiresAt.IsZero() {
 		TokenExpiration.WithLabelValues(namespace, name, tokenType).Set(float64(expiresAt.Unix()))
 	}
 	if !refreshAt.IsZero() {
 		TokenRefresh.WithLabelValues(namespace, name, tokenType).Set(float64(refreshAt.Unix()))
+	} else {
+		TokenRefresh.DeleteLabelValues(namespace, name, tokenType)
 	}
 	for _, c := range []string{"True", "False", "Unknown"} {
 		v := 0.0
