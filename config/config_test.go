@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -38,6 +39,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	dingtalkv1alpha1 "github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
 )
 
 const (
@@ -106,9 +108,10 @@ func TestDefaultHardening(t *testing.T) {
 		}
 	}
 
-	// The manager waits up to 25 s for running reconciles on SIGTERM; the kubelet must wait longer.
-	if g := dep.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g <= 25 {
-		t.Errorf("terminationGracePeriodSeconds = %v, want more than the manager's 25 s graceful shutdown", g)
+	// The manager waits up to controllers.ShutdownBudget for running reconciles on SIGTERM; the
+	// kubelet must wait longer.
+	if g := dep.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= controllers.ShutdownBudget {
+		t.Errorf("terminationGracePeriodSeconds = %v, want more than the manager's %s graceful shutdown", g, controllers.ShutdownBudget)
 	}
 
 	ns := find[corev1.Namespace](t, objs, "Namespace", "", operatorNamespace)
