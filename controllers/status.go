@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -88,8 +87,10 @@ func (p *pass) refreshInput(creds *credentials) refreshInput {
 	if st.LastFailureTime != nil {
 		in.LastFailure = st.LastFailureTime.Time
 	}
-	if c := refreshedCondition(st); c != nil && c.Status == metav1.ConditionFalse {
-		in.FailureReason = c.Reason
+	if st.FailedAttempts > 0 {
+		// The failure reason is kept in its own field, so that a Refreshed condition replaced
+		// meanwhile (Suspended, RolloutRestartFailed) does not lift the backoff or the hourly gate.
+		in.FailureReason = st.LastFailureReason
 	}
 	if p.held != nil {
 		in.IssuedAt, in.ExpiresAt = p.held.IssuedAt, p.held.ExpiresAt
@@ -139,6 +140,7 @@ func (p *pass) issue(t issued, called bool) {
 	st.LastRefreshTime = stamp(t.IssuedAt)
 	st.FailedAttempts = 0
 	st.LastFailureTime = nil
+	st.LastFailureReason = ""
 	if prev == "" || !p.r.EnableRolloutRestart || len(p.tok.Spec.RolloutRestartTargets) == 0 {
 		// The first token and tokens nobody restarts for need no rollout.
 		st.RolloutRestartDigest = digest
@@ -161,6 +163,7 @@ func (p *pass) fail(reason, msg string) {
 	prev := refreshedCondition(st)
 	st.FailedAttempts++
 	st.LastFailureTime = stamp(p.now)
+	st.LastFailureReason = reason
 	p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionFalse, reason, msg)
 	if prev == nil || prev.Status != metav1.ConditionFalse || prev.Reason != reason {
 		p.log.Info("Refresh failed", "reason", reason, "message", msg, "failedAttempts", st.FailedAttempts)
@@ -181,50 +184,42 @@ func (p *pass) failDingTalk(err error) {
 	p.fail(reason, describe(err))
 }
 
-// suspendedMessage is the Refreshed message while spec.suspend is true; lastAttemptMarker follows
-// it with the Refreshed condition from before the suspension ("<reason>: <message>"), kept in
-// status so that resuming restores it across restarts too.
-const (
-	suspendedMessage  = "spec.suspend is true: no calls to DingTalk; the target Secret keeps what it has"
-	lastAttemptMarker = "; before the suspension: "
-)
+// suspendedMessage is the Refreshed message while spec.suspend is true.
+const suspendedMessage = "spec.suspend is true: no calls to DingTalk; the target Secret keeps what it has"
 
-// suspend records that spec.suspend stopped the pass, keeping the outcome of the last attempt in
-// the Suspended condition's message.
+// suspend records that spec.suspend stopped the pass. The outcome of the last attempt stays in
+// status.lastFailureReason, lastFailureTime, failedAttempts and lastRefreshTime, which resume reads.
 func (p *pass) suspend() {
 	p.suspended = true
 	c := refreshedCondition(&p.tok.Status)
 	if c != nil && c.Reason == v1alpha1.ReasonSuspended {
 		return
 	}
-	msg := suspendedMessage
-	if c != nil {
-		msg += lastAttemptMarker + c.Reason + ": " + c.Message
-	}
-	p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonSuspended, msg)
+	p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonSuspended, suspendedMessage)
 }
 
-// resume ends a Suspended Refreshed condition once spec.suspend is false: the condition from before
-// the suspension comes back (with its failure reason, so the backoff and the hourly gate of
-// CredentialsRejected, QuotaExceeded and ReauthorizationRequired still hold); without one there
-// was no attempt and Refreshed is left absent. A refresh follows when due.
+// resume ends a Suspended Refreshed condition once spec.suspend is false, from the status fields
+// (so across restarts too): a failure before the suspension comes back as False with its reason
+// (status.lastFailureReason, which also keeps the backoff and the hourly gate of
+// CredentialsRejected, QuotaExceeded and ReauthorizationRequired); else a token issued before it
+// comes back as True TokenIssued; without either there was no attempt and Refreshed is left
+// absent. A refresh follows when due.
 func (p *pass) resume() {
 	st := &p.tok.Status
 	c := refreshedCondition(st)
 	if c == nil || c.Reason != v1alpha1.ReasonSuspended {
 		return
 	}
-	_, last, _ := strings.Cut(c.Message, lastAttemptMarker)
-	reason, msg, _ := strings.Cut(last, ": ")
-	if reason == "" {
+	switch {
+	case st.LastFailureReason != "":
+		p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionFalse, st.LastFailureReason,
+			fmt.Sprintf("the last attempt before the suspension failed (%s)", st.LastFailureReason))
+	case st.LastRefreshTime != nil:
+		p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued,
+			"the last attempt before the suspension issued a token")
+	default:
 		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionRefreshed)
-		return
 	}
-	status := metav1.ConditionFalse
-	if reason == v1alpha1.ReasonTokenIssued {
-		status = metav1.ConditionTrue
-	}
-	p.setCondition(v1alpha1.ConditionRefreshed, status, reason, msg)
 }
 
 // safeText keeps the characters of DingTalk codes and request ids; anything else is dropped, so an

@@ -364,6 +364,7 @@ func (p *pass) clearLocalFailure() {
 	}
 	p.tok.Status.FailedAttempts = 0
 	p.tok.Status.LastFailureTime = nil
+	p.tok.Status.LastFailureReason = ""
 	p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued,
 		fmt.Sprintf("Token written, valid until %s", rfc3339(p.held.ExpiresAt)))
 }

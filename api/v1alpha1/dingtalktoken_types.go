@@ -329,6 +329,11 @@ type DingTalkTokenStatus struct {
 	// +optional
 	FailedAttempts int32 `json:"failedAttempts,omitempty"`
 
+	// lastFailureReason is the reason of the last failed attempt (one of the Refreshed reasons); cleared on success.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	LastFailureReason string `json:"lastFailureReason,omitempty"`
+
 	// tokenDigest is an HMAC of the token keyed by this object's UID: it shows a change, never the token.
 	// +optional
 	TokenDigest string `json:"tokenDigest,omitempty"`
