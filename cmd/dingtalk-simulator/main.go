@@ -41,6 +41,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
 )
 
@@ -119,7 +120,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("fault: %w", err)
 		}
 	}
-	if host, _, err := net.SplitHostPort(*listen); err == nil && !isLoopback(host) {
+	if host, _, err := net.SplitHostPort(*listen); err == nil && !dingtalk.IsLoopback(host) {
 		log.Warn("Listening beyond loopback: anyone who reaches this address can mint simulated tokens and change faults", "listen", *listen)
 	}
 
@@ -139,13 +140,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return nil
-}
-
-// isLoopback reports whether host is localhost or a loopback IP; "" (all interfaces) is not.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -160,7 +160,7 @@ func ValidateBaseURL(raw string) (string, error) {
 	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
 		return "", errors.New("dingtalk: endpoint must not contain a query or fragment")
 	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http" && IsLoopback(u.Hostname()):
 	case u.Scheme == "http":
 		return "", fmt.Errorf("dingtalk: endpoint %q must use https (http is allowed only for loopback hosts)", u.Host)
 	default:
@@ -169,8 +169,8 @@ func ValidateBaseURL(raw string) (string, error) {
 	return strings.TrimRight(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"), nil
 }
 
-// isLoopback reports whether host is localhost or a loopback IP address.
-func isLoopback(host string) bool {
+// IsLoopback reports whether host is localhost or a loopback IP address; "" (all interfaces) is not.
+func IsLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
