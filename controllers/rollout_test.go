@@ -79,7 +79,7 @@ func testRolloutRestart(t *testing.T, ns string) {
 	g.Expect(templateAnnotations(t, web)).NotTo(HaveKey(v1alpha1.TokenDigestAnnotation))
 
 	// The suite token's value changes at its refresh: both workloads get the new digest.
-	second := waitRefreshedAfter(t, ns, "suite", first.LastRefreshTime.Time, 30*time.Second).Status
+	second := waitRefreshedAfter(t, ns, "suite", first.LastRefreshTime.Time, 45*time.Second).Status
 	g.Expect(second.TokenDigest).NotTo(Equal(first.TokenDigest))
 	for _, obj := range []client.Object{web, db} {
 		g.Eventually(func() map[string]string { return templateAnnotations(t, obj) }).
@@ -89,19 +89,19 @@ func testRolloutRestart(t *testing.T, ns string) {
 	g.Eventually(func() string { return getToken(t, ns, "suite").Status.RolloutRestartDigest }).Should(Equal(second.TokenDigest))
 
 	// The internal app's renewal keeps the value: nothing restarts.
-	appTok := waitRefreshedAfter(t, ns, "app", getToken(t, ns, "app").Status.LastRefreshTime.Time, 30*time.Second)
+	appTok := waitRefreshedAfter(t, ns, "app", getToken(t, ns, "app").Status.LastRefreshTime.Time, 45*time.Second)
 	g.Expect(templateAnnotations(t, appWeb)).NotTo(HaveKey(v1alpha1.TokenDigestAnnotation))
 	g.Expect(appTok.Status.RolloutRestartDigest).To(Equal(appTok.Status.TokenDigest))
 
 	// A missing workload: RolloutRestartFailed on Refreshed, the token written, Ready True.
-	tok := waitFor(t, ns, "missing", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonRolloutRestartFailed, 30*time.Second)
+	tok := waitFor(t, ns, "missing", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonRolloutRestartFailed, 45*time.Second)
 	g.Expect(cond(tok, v1alpha1.ConditionRefreshed).Message).To(ContainSubstring("DaemonSet nowhere: not found"))
 	g.Expect(cond(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
 	g.Expect(secretOf(t, ns, "missing-token").Data["accessToken"]).NotTo(BeEmpty())
 	g.Expect(tokenDigest(tok.UID, string(secretOf(t, ns, "missing-token").Data["accessToken"]))).To(Equal(tok.Status.TokenDigest))
 
 	// The next value change comes within 10 minutes of the restart: held back.
-	third := waitRefreshedAfter(t, ns, "suite", second.LastRefreshTime.Time, 30*time.Second).Status
+	third := waitRefreshedAfter(t, ns, "suite", second.LastRefreshTime.Time, 45*time.Second).Status
 	g.Expect(third.TokenDigest).NotTo(Equal(second.TokenDigest))
 	g.Consistently(func() map[string]string { return templateAnnotations(t, web) }).Within(2 * time.Second).
 		Should(HaveKeyWithValue(v1alpha1.TokenDigestAnnotation, second.TokenDigest))
