@@ -11,6 +11,7 @@ import (
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
 
 func keyOf(ns, name string) types.NamespacedName {
@@ -53,7 +54,7 @@ func testCredentialsChange(t *testing.T, ns string) {
 	create(t, corp)
 	corpBefore := waitReady(t, ns, "corp").Status
 	g.Expect(string(secretOf(t, ns, "corp").Data["corp"])).To(Equal(su.corp), ".CorpID of a ThirdPartyApp token")
-	unauthorized := "dingcorp" + randHex(4)
+	unauthorized := "dingcorp" + testutil.RandHex(4)
 	updateToken(t, ns, "corp", func(d *v1alpha1.DingTalkToken) { d.Spec.CorpID = unauthorized })
 	tok := waitFor(t, ns, "corp", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonCredentialsRejected, 10*time.Second)
 	g.Expect(tok.Status.CredentialsDigest).NotTo(Equal(corpBefore.CredentialsDigest))
@@ -62,7 +63,7 @@ func testCredentialsChange(t *testing.T, ns string) {
 	g.Consistently(func() string { return string(secretOf(t, ns, "corp").Data["corp"]) }).
 		Within(2*time.Second).Should(Equal(su.corp), "the old corp's token is shown with the old corp")
 	// An authorized corp: a token for it, at once (the digest changed again).
-	other := "dingcorp" + randHex(4)
+	other := "dingcorp" + testutil.RandHex(4)
 	must(t, env.sim.AuthorizeCorp(su.key, other))
 	updateToken(t, ns, "corp", func(d *v1alpha1.DingTalkToken) { d.Spec.CorpID = other })
 	tok = waitFor(t, ns, "corp", v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, 10*time.Second)

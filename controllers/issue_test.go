@@ -14,6 +14,7 @@ import (
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
 
 // app is an internal app known to the simulator.
@@ -35,7 +36,7 @@ type suiteCreds struct{ key, secret, ticket, corp string }
 
 func newSuite(t *testing.T, ns, secretName string, life time.Duration) suiteCreds {
 	t.Helper()
-	s := suiteCreds{key: env.secret("suite"), secret: env.secret("suitesecret-"), ticket: env.secret("ticket-"), corp: "dingcorp" + randHex(4)}
+	s := suiteCreds{key: env.secret("suite"), secret: env.secret("suitesecret-"), ticket: env.secret("ticket-"), corp: "dingcorp" + testutil.RandHex(4)}
 	must(t, env.sim.AddSuite(simulator.Suite{SuiteKey: s.key, SuiteSecret: s.secret, SuiteTicket: s.ticket,
 		AuthorizedCorps: []string{s.corp}, TokenLifetime: lifetime(life)}))
 	if secretName != "" {

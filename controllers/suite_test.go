@@ -1,10 +1,7 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -41,6 +38,7 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
 
 // The envtest suite: a real kube-apiserver and etcd, the DingTalk simulator over real HTTP, and the
@@ -88,7 +86,7 @@ type suite struct {
 	k8s    client.Client // uncached, straight to the API server
 	scheme *runtime.Scheme
 	sim    *simulator.Server
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 	log    logr.Logger
 	runID  string
 	// mainCache is the main manager's cache (what the operator holds in memory).
@@ -107,24 +105,6 @@ type suite struct {
 }
 
 var env *suite
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func TestEnvtest(t *testing.T) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
@@ -173,7 +153,7 @@ func TestEnvtest(t *testing.T) {
 }
 
 func setupSuite(t *testing.T) *suite {
-	s := &suite{logs: &syncBuffer{}, runID: randHex(3)}
+	s := &suite{logs: &testutil.SyncBuffer{}, runID: testutil.RandHex(3)}
 	var sink = zapcore.AddSync(s.logs)
 	if os.Getenv("TEST_LOGS") != "" {
 		sink = zapcore.AddSync(ioMulti{s.logs, os.Stderr})
@@ -454,15 +434,9 @@ func (s *suite) failNextRefreshWrites(ns string, n int32) *atomic.Int32 {
 
 // --- helpers -------------------------------------------------------------------------------
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // secret returns a fresh random credential value and remembers it for the leak scan.
 func (s *suite) secret(prefix string) string {
-	v := prefix + randHex(12)
+	v := prefix + testutil.RandHex(12)
 	s.sensitive.Store(v, true)
 	return v
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
 
 // user is a DingTalk user authorized for an OAuth2 client in the simulator.
@@ -22,7 +23,7 @@ type user struct{ clientID, secret, bootstrap, corp string }
 // when secretName is set, its credentials Secret.
 func newUser(t *testing.T, ns, secretName string, life time.Duration, kind string) user {
 	t.Helper()
-	u := user{clientID: env.secret("dinguser"), secret: env.secret("usersecret-"), bootstrap: env.secret(kind + "-"), corp: "dingcorp" + randHex(4)}
+	u := user{clientID: env.secret("dinguser"), secret: env.secret("usersecret-"), bootstrap: env.secret(kind + "-"), corp: "dingcorp" + testutil.RandHex(4)}
 	su := simulator.User{ClientID: u.clientID, ClientSecret: u.secret, CorpID: u.corp, TokenLifetime: lifetime(life)}
 	if kind == "authCode" {
 		su.AuthCodes = []string{u.bootstrap}

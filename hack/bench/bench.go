@@ -19,7 +19,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -43,6 +42,7 @@ import (
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
 
 // longLifetime is DingTalk's real token lifetime, used once the steady state is measured: the
@@ -194,7 +194,7 @@ func (b *bench) startWorld(ctx context.Context) (func(), error) {
 	for i := range b.p.sets {
 		b.apps = append(b.apps, simulator.App{
 			AppKey:        fmt.Sprintf("benchapp%03d", i),
-			AppSecret:     "bench-secret-" + randHex(8),
+			AppSecret:     "bench-secret-" + testutil.RandHex(8),
 			TokenLifetime: simulator.Duration(b.p.lifetime),
 		})
 	}
@@ -589,10 +589,4 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 	}
 	i := (len(sorted)*p + 99) / 100
 	return sorted[min(max(i-1, 0), len(sorted)-1)]
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

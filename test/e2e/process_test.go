@@ -17,7 +17,6 @@ limitations under the License.
 package e2e
 
 import (
-	"bytes"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -25,7 +24,6 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,13 +31,15 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
 
 // managerProcess is the manager binary running as a child process.
 type managerProcess struct {
 	name        string
 	cmd         *exec.Cmd
-	out         *syncBuffer
+	out         *testutil.SyncBuffer
 	done        chan struct{}
 	err         error // the exit error, once done is closed
 	metricsAddr string
@@ -50,7 +50,7 @@ type managerProcess struct {
 // and, when the test failed, prints the end of its log.
 func startManager(t *testing.T, name, kubeconfig string, args ...string) *managerProcess {
 	t.Helper()
-	p := &managerProcess{name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &managerProcess{name: name, out: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	for _, a := range args {
 		if v, ok := strings.CutPrefix(a, "--metrics-bind-address="); ok {
 			p.metricsAddr = v
@@ -72,7 +72,7 @@ func startManager(t *testing.T, name, kubeconfig string, args ...string) *manage
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
-			t.Logf("--- end of manager %s's log ---\n%s", name, p.out.tail(80))
+			t.Logf("--- end of manager %s's log ---\n%s", name, p.out.Tail(80))
 		}
 	})
 	return p
@@ -109,32 +109,6 @@ func (p *managerProcess) terminate(timeout time.Duration) error {
 	case <-time.After(timeout):
 		return fmt.Errorf("manager %s still running %s after SIGTERM", p.name, timeout)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writes and the test's reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) tail(n int) string {
-	lines := strings.Split(b.String(), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // freeAddr returns a 127.0.0.1 address with a port free right now.

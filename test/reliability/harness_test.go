@@ -45,6 +45,7 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
 
 // dingtalkTimeout is the managers' --dingtalk-timeout: shorter than the operator's default so
@@ -153,7 +154,7 @@ type app struct {
 // credentials Secret into ns.
 func newApp(t *testing.T, ns, secretName string, lifetime time.Duration) app {
 	t.Helper()
-	a := app{key: "relapp" + randHex(6), secret: secretValue("appSecret"), secretName: secretName}
+	a := app{key: "relapp" + testutil.RandHex(6), secret: secretValue("appSecret"), secretName: secretName}
 	leaks.add("appKey", a.key)
 	if err := sim.AddApp(simulator.App{AppKey: a.key, AppSecret: a.secret, TokenLifetime: simulator.Duration(lifetime)}); err != nil {
 		t.Fatal(err)
@@ -171,7 +172,7 @@ type suite struct {
 
 func newSuite(t *testing.T, ns, secretName string, lifetime time.Duration) suite {
 	t.Helper()
-	s := suite{key: "relsuite" + randHex(6), secret: secretValue("suiteSecret"), ticket: secretValue("suiteTicket"), secretName: secretName}
+	s := suite{key: "relsuite" + testutil.RandHex(6), secret: secretValue("suiteSecret"), ticket: secretValue("suiteTicket"), secretName: secretName}
 	leaks.add("suiteKey", s.key)
 	if err := sim.AddSuite(simulator.Suite{SuiteKey: s.key, SuiteSecret: s.secret, SuiteTicket: s.ticket,
 		TokenLifetime: simulator.Duration(lifetime)}); err != nil {

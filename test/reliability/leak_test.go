@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
 
 // simTokenShape matches the simulator's token values (16 random bytes, hex): it catches a token
@@ -55,7 +56,7 @@ func testLeakScan(t *testing.T) {
 	}
 	ctx := quiet
 	// The scanner itself: a value inside a body client-go would dump is found.
-	planted := "rel-canary-" + randHex(9)
+	planted := "rel-canary-" + testutil.RandHex(9)
 	line, _ := json.Marshal(map[string]string{"msg": "Response Body", "body": hex.Dump([]byte(`{"data":{"k":"` + planted + `"}}`))})
 	if found := false; !found {
 		for _, v := range decodedLogViews(line) {

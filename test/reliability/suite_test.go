@@ -30,10 +30,7 @@ limitations under the License.
 package reliability
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"os"
@@ -59,6 +56,7 @@ import (
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
 
 var (
@@ -69,7 +67,7 @@ var (
 	// sim is the DingTalk simulator every case shares; each case adds its own credentials.
 	sim *simulator.Server
 	// logs receives every manager's log at the highest verbosity, plus client-go's (klog).
-	logs syncBuffer
+	logs testutil.SyncBuffer
 	// logger writes into logs.
 	logger logr.Logger
 	// leaks collects every credential and token value the suite handles: none may appear in a
@@ -173,25 +171,6 @@ func TestReliability(t *testing.T) {
 	t.Run("LeakScan", testLeakScan)
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// Bytes returns a copy of what was written.
-func (b *syncBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
-}
-
 // secretSet holds values that must never leak, each with a description of what it is.
 type secretSet struct {
 	mu     sync.Mutex
@@ -219,19 +198,10 @@ func (s *secretSet) snapshot() map[string]string {
 	return out
 }
 
-// randHex returns n random bytes, hex-encoded.
-func randHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
-}
-
 // secretValue returns a fresh credential value (recorded as one that must never leak). Its
 // shape differs from the simulator's 32-hex-digit tokens so that the scan can tell them apart.
 func secretValue(what string) string {
-	v := "rel-" + what + "-" + randHex(9)
+	v := "rel-" + what + "-" + testutil.RandHex(9)
 	leaks.add(what, v)
 	return v
 }
@@ -251,7 +221,7 @@ func testContext(t *testing.T) context.Context {
 // newNamespace creates a namespace with a unique name (envtest never finishes deleting one).
 func newNamespace(t *testing.T, prefix string) string {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "rel-" + prefix + "-" + randHex(3)}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "rel-" + prefix + "-" + testutil.RandHex(3)}}
 	if err := k8s.Create(quiet, ns); err != nil {
 		t.Fatalf("creating namespace: %v", err)
 	}

@@ -32,6 +32,7 @@ import (
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
 
 // writeFaults makes a fraction of the manager's writes fail, on top of the real client.
@@ -123,11 +124,11 @@ func testUserRefreshTokenRotations(t *testing.T) {
 	type user struct{ clientID, name string }
 	var all []user
 	for i := range users {
-		u := user{clientID: "reluser" + randHex(6), name: "user-" + string(rune('a'+i))}
+		u := user{clientID: "reluser" + testutil.RandHex(6), name: "user-" + string(rune('a'+i))}
 		leaks.add("clientId", u.clientID)
 		secret, bootstrap := secretValue("clientSecret"), secretValue("refreshToken")
 		if err := sim.AddUser(simulator.User{ClientID: u.clientID, ClientSecret: secret, RefreshTokens: []string{bootstrap},
-			CorpID: "dingcorp" + randHex(4), TokenLifetime: simulator.Duration(lifetime)}); err != nil {
+			CorpID: "dingcorp" + testutil.RandHex(4), TokenLifetime: simulator.Duration(lifetime)}); err != nil {
 			t.Fatal(err)
 		}
 		// Each call waits a little: a stop then often finds one in flight.
