@@ -120,36 +120,34 @@ func (m *memory) stale(key types.NamespacedName, kind string, obj metav1.Object)
 }
 
 func (m *memory) token(key types.NamespacedName, uid types.UID) *heldToken {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	t, ok := m.tokens[key]
-	if !ok || t.UID != uid {
-		return nil
-	}
-	return &t
+	return m.held(m.tokens, key, uid)
 }
 
-func (m *memory) setToken(key types.NamespacedName, t heldToken) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.tokens[key] = t
-}
+func (m *memory) setToken(key types.NamespacedName, t heldToken) { m.setHeld(m.tokens, key, t) }
 
 // shownToken is the token the DingTalkToken's target Secret was last written or verified to hold.
 func (m *memory) shownToken(key types.NamespacedName, uid types.UID) *heldToken {
+	return m.held(m.shown, key, uid)
+}
+
+func (m *memory) setShown(key types.NamespacedName, t heldToken) { m.setHeld(m.shown, key, t) }
+
+// held looks key up in one of memory's token maps; a token of another UID (an older object of
+// the same name) is not returned.
+func (m *memory) held(from map[types.NamespacedName]heldToken, key types.NamespacedName, uid types.UID) *heldToken {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t, ok := m.shown[key]
+	t, ok := from[key]
 	if !ok || t.UID != uid {
 		return nil
 	}
 	return &t
 }
 
-func (m *memory) setShown(key types.NamespacedName, t heldToken) {
+func (m *memory) setHeld(to map[types.NamespacedName]heldToken, key types.NamespacedName, t heldToken) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.shown[key] = t
+	to[key] = t
 }
 
 func (m *memory) user(key types.NamespacedName, uid types.UID) *userRecord {
