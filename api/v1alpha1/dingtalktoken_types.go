@@ -61,6 +61,10 @@ const (
 	// RestartedAtAnnotation is set beside TokenDigestAnnotation on a rollout restart target's pod
 	// template to the time of the restart (RFC 3339, UTC); it enforces one restart per 10 minutes.
 	RestartedAtAnnotation = "dingtalk.tokens.dev/restarted-at"
+	// RefreshRequestedAtAnnotation on a DingTalkToken asks for one refresh: when its value (an
+	// RFC 3339 time) is newer than status.lastRefreshTime, the next pass refreshes the token,
+	// within the call budget and the backoff. `kubectl dingtalk refresh` sets it to the current time.
+	RefreshRequestedAtAnnotation = "dingtalk.tokens.dev/refresh-requested-at"
 	// UsedBootstrapKey is the key of the <name>-refresh-token Secret listing HMACs (keyed by the
 	// DingTalkToken's UID) of the bootstrap refreshToken/authCode values already used, one a line.
 	UsedBootstrapKey = "usedBootstrap"
