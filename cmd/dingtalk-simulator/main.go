@@ -43,6 +43,7 @@ import (
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/version"
 )
 
 func main() {
@@ -77,6 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:8089", "address to listen on (host:port); keep it on loopback unless you mean otherwise")
 	configPath := fs.String("config", "", "YAML credentials file (apps, suites, users); empty starts with none")
 	verbose := fs.Bool("v", false, "log every answered call (endpoint, credential id, result; never a secret)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	var faults faultList
 	fs.Var(&faults, "fault", `a fault as JSON, e.g. '{"status":503,"rate":0.1}' (repeatable)`)
 	var f simulator.Fault
@@ -94,6 +96,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&f.ErrCode200, "fault-errcode200", 0, "fault flags: answer HTTP 200 with this errcode")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "dingtalk-simulator", version.String())
+		return nil
 	}
 	f.Latency = simulator.Duration(latency)
 	if f != (simulator.Fault{}) {

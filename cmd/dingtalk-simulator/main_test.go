@@ -23,6 +23,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/version"
 )
 
 func TestRunServesAndStops(t *testing.T) {
@@ -85,5 +87,16 @@ func TestRunRefusesBadFlags(t *testing.T) {
 				t.Error("accepted")
 			}
 		})
+	}
+}
+
+func TestRunPrintsVersion(t *testing.T) {
+	var stdout strings.Builder
+	// --version returns at once: it neither listens nor waits for the context.
+	if err := run(t.Context(), []string{"--version"}, &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if want := "dingtalk-simulator " + version.String() + "\n"; stdout.String() != want {
+		t.Errorf("--version printed %q, want %q", stdout.String(), want)
 	}
 }
