@@ -258,33 +258,43 @@ func require(endpoint string, kv ...string) error {
 	return nil
 }
 
-// post sends one JSON POST to path and classifies the outcome. It never retries.
+// post sends one JSON POST to a token endpoint and classifies the outcome. It never retries.
 func (c *HTTPClient) post(ctx context.Context, path string, body any) (Token, error) {
+	return call(ctx, c, path, body, func(status int, header http.Header, data []byte) (Token, error) {
+		return parseAnswer(path, status, header, data, c.clock.Now())
+	})
+}
+
+// call sends one JSON POST to path under the rate limit, records the metrics and lets parse read
+// the answer. It never retries.
+func call[T any](ctx context.Context, c *HTTPClient, path string, body any, parse func(int, http.Header, []byte) (T, error)) (T, error) {
+	var zero T
 	if err := c.limiter.Wait(ctx); err != nil {
 		// Nothing was sent: no metric. The reconciler sees a classified error.
 		if ctx.Err() != nil {
-			return Token{}, contextError(ctx, path)
+			return zero, contextError(ctx, path)
 		}
-		return Token{}, &Error{Class: ClassRateLimited, Endpoint: path, Reason: "client-side rate limit"}
+		return zero, &Error{Class: ClassRateLimited, Endpoint: path, Reason: "client-side rate limit"}
 	}
 	start := c.clock.Now()
-	tok, err := c.do(ctx, path, body)
+	out, err := do(ctx, c, path, body, parse)
 	result := "success"
 	if err != nil {
 		result = string(ClassOf(err))
 	}
 	metrics.ObserveAPIRequest(path, result, c.clock.Since(start))
-	return tok, err
+	return out, err
 }
 
-func (c *HTTPClient) do(ctx context.Context, path string, body any) (Token, error) {
+func do[T any](ctx context.Context, c *HTTPClient, path string, body any, parse func(int, http.Header, []byte) (T, error)) (T, error) {
+	var zero T
 	payload, err := json.Marshal(body)
 	if err != nil {
-		return Token{}, &Error{Class: ClassUnavailable, Endpoint: path, Reason: "encoding request failed"}
+		return zero, &Error{Class: ClassUnavailable, Endpoint: path, Reason: "encoding request failed"}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(payload))
 	if err != nil {
-		return Token{}, &Error{Class: ClassUnavailable, Endpoint: path, Reason: "building request failed"}
+		return zero, &Error{Class: ClassUnavailable, Endpoint: path, Reason: "building request failed"}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
@@ -292,17 +302,17 @@ func (c *HTTPClient) do(ctx context.Context, path string, body any) (Token, erro
 
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return Token{}, transportError(ctx, path, 0, err)
+		return zero, transportError(ctx, path, 0, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBytes+1))
 	if err != nil {
-		return Token{}, transportError(ctx, path, resp.StatusCode, err)
+		return zero, transportError(ctx, path, resp.StatusCode, err)
 	}
 	if int64(len(data)) > c.maxBytes {
-		return Token{}, &Error{Class: ClassUnavailable, Endpoint: path, HTTPStatus: resp.StatusCode, Reason: "oversized answer"}
+		return zero, &Error{Class: ClassUnavailable, Endpoint: path, HTTPStatus: resp.StatusCode, Reason: "oversized answer"}
 	}
-	return parseAnswer(path, resp.StatusCode, resp.Header, data, c.clock.Now())
+	return parse(resp.StatusCode, resp.Header, data)
 }
 
 // transportError classifies a failure to send the request or read the answer.
