@@ -24,12 +24,15 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -59,10 +62,34 @@ func Scheme() *runtime.Scheme {
 	return s
 }
 
+// Hooks change how NewManager wires what no flag sets, for programs that embed the manager (the
+// test harness internal/testenv, the demo): the shipped binary uses none, so every embedder runs
+// the same manager and reconciler with, at most, these seams changed.
+type Hooks struct {
+	// Logger replaces controller-runtime's global logger for this manager (zero: the global one).
+	Logger logr.Logger
+	// Clock is the reconciler's clock (nil: the real clock).
+	Clock clock.Clock
+	// WrapClient wraps the client the reconciler reads and writes with: fault injection.
+	WrapClient func(client.Client) client.Client
+	// WrapAPIReader wraps the reconciler's uncached reader (credentials Secrets): read counting.
+	WrapAPIReader func(client.Reader) client.Reader
+	// SkipNameValidation lets several managers with the operator's controller run in one process.
+	SkipNameValidation bool
+}
+
 // NewManager builds the manager from validated options: caches restricted to managed Secrets
 // and the watched namespaces, the DingTalkToken reconciler, metrics, probes and leader election.
 // Start it with mgr.Start(ctx); it returns when ctx ends and the running reconciles finish.
-func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+// Hooks, at most one, change the seams an embedding program needs (see Hooks).
+func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, error) {
+	var h Hooks
+	if len(hooks) > 1 {
+		return nil, errors.New("NewManager takes at most one Hooks")
+	}
+	if len(hooks) == 1 {
+		h = hooks[0]
+	}
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -92,6 +119,8 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		LeaderElectionNamespace:       o.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true, // safe: the process exits as soon as the manager stops
 		GracefulShutdownTimeout:       ptrTo(gracefulShutdownTimeout),
+		Logger:                        h.Logger,
+		Controller:                    config.Controller{SkipNameValidation: ptrTo(h.SkipNameValidation)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
@@ -107,11 +136,11 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("--dingtalk-endpoint: %w", err)
 	}
 	r := &controllers.DingTalkTokenReconciler{
-		Client:                  mgr.GetClient(),
-		APIReader:               mgr.GetAPIReader(),
+		Client:                  h.wrapClient(mgr.GetClient()),
+		APIReader:               h.wrapAPIReader(mgr.GetAPIReader()),
 		Scheme:                  mgr.GetScheme(),
 		Recorder:                mgr.GetEventRecorder(EventSource),
-		Clock:                   clock.RealClock{},
+		Clock:                   h.clock(),
 		DingTalk:                dt,
 		Endpoint:                o.DingTalkEndpoint,
 		WatchNamespaces:         o.WatchNamespaces,
@@ -142,6 +171,27 @@ func cachesSynced(mgr ctrl.Manager) healthz.Checker {
 		}
 		return nil
 	}
+}
+
+func (h Hooks) clock() clock.Clock {
+	if h.Clock == nil {
+		return clock.RealClock{}
+	}
+	return h.Clock
+}
+
+func (h Hooks) wrapClient(c client.Client) client.Client {
+	if h.WrapClient == nil {
+		return c
+	}
+	return h.WrapClient(c)
+}
+
+func (h Hooks) wrapAPIReader(r client.Reader) client.Reader {
+	if h.WrapAPIReader == nil {
+		return r
+	}
+	return h.WrapAPIReader(r)
 }
 
 func ptrTo[T any](v T) *T { return &v }
