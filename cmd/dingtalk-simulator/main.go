@@ -21,9 +21,11 @@ limitations under the License.
 //	dingtalk-simulator --config config/simulator/credentials.yaml
 //	dingtalk-simulator --fault-status 503 --fault-rate 0.2 --fault-endpoint /v1.0/oauth2/accessToken
 //	dingtalk-simulator --fault '{"retryAfter":30,"count":3}' --fault '{"latency":"2s"}'
+//	dingtalk-simulator --push-interval 5m --push-on-connect --ticket-grace 2m
 //
-// Control endpoints: /_sim/faults, /_sim/stats, /_sim/validate and /_sim/credentials (see package
-// internal/simulator).
+// It also serves DingTalk Stream mode's gateway (connections/open and a websocket endpoint) that
+// pushes suite tickets. Control endpoints: /_sim/faults, /_sim/stats, /_sim/validate,
+// /_sim/credentials, /_sim/push and /_sim/stream (see package internal/simulator).
 package main
 
 import (
@@ -94,6 +96,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&f.Malformed, "fault-malformed", false, "fault flags: answer HTTP 200 with malformed JSON")
 	fs.BoolVar(&f.Close, "fault-close", false, "fault flags: close the connection without answering")
 	fs.IntVar(&f.ErrCode200, "fault-errcode200", 0, "fault flags: answer HTTP 200 with this errcode")
+	var stream streamFlags
+	stream.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -119,6 +123,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	stream.apply(fs, &cfg.Stream)
+	if err := cfg.Stream.Validate(); err != nil {
+		return err
+	}
 	sim := simulator.New(cfg, nil)
 	sim.SetLogger(log)
 	for _, f := range faults {
@@ -136,7 +144,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, srv.URL())
 	log.Info("Started DingTalk simulator", "url", srv.URL(), "apps", len(cfg.Apps), "suites", len(cfg.Suites),
-		"users", len(cfg.Users), "faults", len(faults))
+		"users", len(cfg.Users), "faults", len(faults), "pushInterval", time.Duration(cfg.Stream.PushInterval),
+		"ticketGrace", time.Duration(cfg.Stream.TicketGrace))
 
 	<-ctx.Done()
 	log.Info("Stopping DingTalk simulator")
@@ -146,4 +155,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// streamFlags are the Stream gateway's settings; each one given overrides the credentials file's
+// stream section.
+type streamFlags struct {
+	pushInterval, ticketGrace, pingInterval, redeliverInterval time.Duration
+	pushOnConnect                                              bool
+}
+
+func (sf *streamFlags) register(fs *flag.FlagSet) {
+	fs.DurationVar(&sf.pushInterval, "push-interval", 0, "stream: push a new suite ticket to each connected suite every interval (0 = never)")
+	fs.BoolVar(&sf.pushOnConnect, "push-on-connect", false, "stream: push the suite's current ticket when a connection of it opens")
+	fs.DurationVar(&sf.ticketGrace, "ticket-grace", 0, "stream: how long the ticket a push replaced stays valid (0 = refused at once)")
+	fs.DurationVar(&sf.pingInterval, "ping-interval", simulator.DefaultPingInterval, "stream: interval of SYSTEM pings on each connection")
+	fs.DurationVar(&sf.redeliverInterval, "redeliver-interval", simulator.DefaultRedeliverInterval, "stream: resend an event not acked SUCCESS after this")
+}
+
+// apply copies the flags given on the command line into sc.
+func (sf *streamFlags) apply(fs *flag.FlagSet, sc *simulator.StreamConfig) {
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "push-interval":
+			sc.PushInterval = simulator.Duration(sf.pushInterval)
+		case "push-on-connect":
+			sc.PushOnConnect = sf.pushOnConnect
+		case "ticket-grace":
+			sc.TicketGrace = simulator.Duration(sf.ticketGrace)
+		case "ping-interval":
+			sc.PingInterval = simulator.Duration(sf.pingInterval)
+		case "redeliver-interval":
+			sc.RedeliverInterval = simulator.Duration(sf.redeliverInterval)
+		}
+	})
 }

@@ -19,10 +19,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/version"
 )
@@ -81,6 +86,7 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		"invalid fault":   {"--fault-rate", "2"},
 		"missing config":  {"--config", "/nonexistent/credentials.yaml"},
 		"bad listen addr": {"--listen", "256.0.0.1:bad"},
+		"negative grace":  {"--ticket-grace", "-1s"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if err := run(t.Context(), args, io.Discard, io.Discard); err == nil {
@@ -98,5 +104,90 @@ func TestRunPrintsVersion(t *testing.T) {
 	}
 	if want := "dingtalk-simulator " + version.String() + "\n"; stdout.String() != want {
 		t.Errorf("--version printed %q, want %q", stdout.String(), want)
+	}
+}
+
+func TestRunServesTheStreamGateway(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out, stdout := io.Pipe()
+	var stderr strings.Builder
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--config", "../../config/simulator/credentials.yaml", "-v",
+			"--push-on-connect", "--ticket-grace", "1m", "--redeliver-interval", "50ms"}, stdout, &stderr)
+		_ = stdout.Close()
+	}()
+	base, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no URL printed: %v", err)
+	}
+	base = strings.TrimSpace(base)
+	post := func(path, body string) (int, []byte) {
+		resp, err := http.Post(base+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+
+	status, body := post("/v1.0/gateway/connections/open",
+		`{"clientId":"suitedemo","clientSecret":"demo-suite-secret","subscriptions":[{"type":"EVENT","topic":"*"}]}`)
+	var opened struct{ Endpoint, Ticket string }
+	if status != http.StatusOK || json.Unmarshal(body, &opened) != nil {
+		t.Fatalf("connections/open: HTTP %d", status)
+	}
+	ws, _, err := websocket.DefaultDialer.DialContext(ctx, opened.Endpoint+"?ticket="+url.QueryEscape(opened.Ticket), nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer func() { _ = ws.Close() }()
+	nextTicket := func() string {
+		t.Helper()
+		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			var f struct {
+				Type    string
+				Headers map[string]string
+				Data    string
+			}
+			if err := ws.ReadJSON(&f); err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			var d struct{ SuiteTicket string }
+			if f.Type == "EVENT" && json.Unmarshal([]byte(f.Data), &d) == nil {
+				ack, _ := json.Marshal(map[string]any{"code": 200, "headers": map[string]string{"messageId": f.Headers["messageId"]},
+					"message": "OK", "data": `{"status":"SUCCESS"}`})
+				_ = ws.WriteMessage(websocket.TextMessage, ack)
+				return d.SuiteTicket
+			}
+		}
+	}
+	if got := nextTicket(); got != "demo-ticket" {
+		t.Errorf("--push-on-connect pushed another ticket")
+	}
+	if status, body := post("/_sim/push", `{"suiteKey":"suitedemo","ticket":"pushed-ticket"}`); status != http.StatusOK {
+		t.Fatalf("/_sim/push: HTTP %d %s", status, body)
+	}
+	if got := nextTicket(); got != "pushed-ticket" {
+		t.Errorf("/_sim/push delivered another ticket")
+	}
+	for _, ticket := range []string{"demo-ticket", "pushed-ticket"} { // the old one within --ticket-grace
+		if status, _ := post("/v1.0/oauth2/suiteAccessToken",
+			`{"suiteKey":"suitedemo","suiteSecret":"demo-suite-secret","suiteTicket":"`+ticket+`"}`); status != http.StatusOK {
+			t.Errorf("suiteAccessToken with a valid ticket: HTTP %d", status)
+		}
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for _, secret := range []string{"demo-suite-secret", "demo-ticket", "pushed-ticket", opened.Ticket} {
+		if strings.Contains(stderr.String(), secret) {
+			t.Errorf("the log contains %q", secret)
+		}
 	}
 }

@@ -47,7 +47,9 @@ type StreamOpenRequest struct {
 }
 
 // String names the client without its secret, so that printing a request leaks nothing.
-func (r StreamOpenRequest) String() string { return fmt.Sprintf("stream open request for %q", r.ClientID) }
+func (r StreamOpenRequest) String() string {
+	return fmt.Sprintf("stream open request for %q", r.ClientID)
+}
 
 // StreamTicket is DingTalk's answer to connections/open: the websocket endpoint (wss, or ws on a
 // loopback host) and the ticket that opens one connection to it, once, within 90 seconds.

@@ -39,10 +39,13 @@ const DefaultTokenLifetime = 7200 * time.Second
 //	users:
 //	- {clientId: dingdemouser, clientSecret: demo-user-secret, refreshTokens: [demo-refresh-token],
 //	   authCodes: [demo-auth-code], corpId: dingcorpdemo1, tokenLifetime: 60s}
+//
+// An optional `stream:` section (StreamConfig) sets the Stream gateway's intervals.
 type Config struct {
-	Apps   []App   `json:"apps,omitempty"`
-	Suites []Suite `json:"suites,omitempty"`
-	Users  []User  `json:"users,omitempty"`
+	Apps   []App        `json:"apps,omitempty"`
+	Suites []Suite      `json:"suites,omitempty"`
+	Users  []User       `json:"users,omitempty"`
+	Stream StreamConfig `json:"stream,omitempty"`
 }
 
 // App is an internal app.
@@ -151,6 +154,7 @@ func (c Config) Validate() error {
 		errs = append(errs, u.validate(fmt.Sprintf("users[%d]", i)))
 		unique("clientId", u.ClientID)
 	}
+	errs = append(errs, c.Stream.Validate())
 	return errors.Join(errs...)
 }
 

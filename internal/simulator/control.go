@@ -47,6 +47,8 @@ type ValidateAnswer struct {
 //	DELETE /_sim/stats      reset them; 204
 //	POST /_sim/validate     ValidateRequest -> ValidateAnswer
 //	POST /_sim/credentials  add apps, suites and users: a Config document in JSON or YAML; 204
+//
+// and the Stream gateway's (serveStreamControl).
 func (s *Simulator) serveControl(w http.ResponseWriter, r *http.Request) {
 	switch route := r.Method + " " + r.URL.Path; route {
 	case "GET /_sim/faults":
@@ -98,6 +100,9 @@ func (s *Simulator) serveControl(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	default:
+		if s.serveStreamControl(w, r) {
+			return
+		}
 		controlError(w, http.StatusNotFound, errors.New("no such control endpoint or method"))
 	}
 }

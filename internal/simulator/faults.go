@@ -25,7 +25,7 @@ import (
 	"time"
 )
 
-// Fault changes the answer to matching token calls. Faults are tried in the order they were set;
+// Fault changes the answer to matching token calls (and connections/open calls). Faults are tried in the order they were set;
 // the first that matches and fires applies (and uses up one of its Count).
 //
 // What it does, by precedence: Close, Malformed, ErrCode200, Body, then an error answer when
@@ -67,8 +67,8 @@ type Fault struct {
 // Validate checks a fault's ranges and that it names a known endpoint.
 func (f Fault) Validate() error {
 	var errs []error
-	if _, ok := endpoints[f.Endpoint]; f.Endpoint != "" && !ok {
-		errs = append(errs, fmt.Errorf("endpoint %q is not a token endpoint", f.Endpoint))
+	if _, ok := endpoints[f.Endpoint]; f.Endpoint != "" && f.Endpoint != PathOpenConnection && !ok {
+		errs = append(errs, fmt.Errorf("endpoint %q is neither a token endpoint nor connections/open", f.Endpoint))
 	}
 	if f.Rate < 0 || f.Rate > 1 {
 		errs = append(errs, errors.New("rate must be within 0..1"))

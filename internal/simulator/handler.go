@@ -100,6 +100,14 @@ func (s *Simulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveControl(w, r)
 		return
 	}
+	switch {
+	case r.URL.Path == PathOpenConnection && r.Method == http.MethodPost:
+		s.serveOpen(w, r)
+		return
+	case r.URL.Path == PathStreamConnect && r.Method == http.MethodGet:
+		s.serveConnect(w, r)
+		return
+	}
 	ep, ok := endpoints[r.URL.Path]
 	if !ok || r.Method != http.MethodPost {
 		s.serveUnknown(w, r)
@@ -239,7 +247,7 @@ func (s *Simulator) checkSuiteLocked(req tokenRequest) (*suiteState, *apiError) 
 		return nil, errorf(http.StatusBadRequest, "invalidSuiteKey", "无效的suiteKey")
 	case !secretEqual(su.SuiteSecret, req.SuiteSecret):
 		return nil, errorf(http.StatusBadRequest, "invalidClientIdOrSecret", "无效的suiteKey或者suiteSecret")
-	case !secretEqual(su.SuiteTicket, req.SuiteTicket):
+	case !su.ticketOK(req.SuiteTicket, s.clk.Now()):
 		return nil, errorf(http.StatusBadRequest, "invalidSuiteTicket", "无效的suiteTicket")
 	}
 	return su, nil

@@ -73,15 +73,18 @@ func Listen(addr string, sim *Simulator) (*Server, error) {
 // URL is the server's base URL, e.g. http://127.0.0.1:41234.
 func (s *Server) URL() string { return s.url }
 
-// Close stops the server at once, closing open connections.
+// Close stops the server at once, closing open connections (stream connections too).
 func (s *Server) Close() error {
+	s.gw.close()
 	err := s.srv.Close()
 	<-s.done
 	return err
 }
 
 // Shutdown stops the server gracefully: no new connections, open calls finish until ctx ends.
+// Stream connections are closed at once (with a going-away close frame).
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.gw.close()
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		_ = s.srv.Close()

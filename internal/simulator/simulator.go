@@ -27,6 +27,11 @@ limitations under the License.
 //   - a suite ticket must be the suite's current one (400 invalidSuiteTicket);
 //   - a corp token needs the org to have authorized the suite (400 invalidAuthInfo).
 //
+// It also serves DingTalk Stream mode's gateway (connections/open and the websocket endpoint, see
+// gateway.go): pings, suite_ticket pushes (periodic, on connect or on demand) that replace the
+// suite's ticket while the old one stays valid for a grace period, redelivery of unacked events,
+// and fault hooks (disconnect, drop, oversized and garbage frames, refused opens).
+//
 // Faults can be injected (Fault), calls are counted (Stats) and tokens validated (Valid), from Go
 // or over HTTP under /_sim/. Token values come from crypto/rand. Nothing secret is logged, counted
 // or answered back.
@@ -62,6 +67,8 @@ type Simulator struct {
 	nextSweep int                  // len(tokens) at which expired tokens are dropped
 	faults    []Fault
 	stats     Stats
+
+	gw *gateway // Stream mode; its own lock
 }
 
 type appState struct {
@@ -72,6 +79,15 @@ type appState struct {
 type suiteState struct {
 	Suite
 	corps map[string]bool
+	// graceTicket is the ticket a push replaced, still accepted until graceUntil.
+	graceTicket string
+	graceUntil  time.Time
+}
+
+// ticketOK reports whether ticket is the current one, or the replaced one within its grace.
+func (su *suiteState) ticketOK(ticket string, now time.Time) bool {
+	return secretEqual(su.SuiteTicket, ticket) ||
+		su.graceTicket != "" && now.Before(su.graceUntil) && secretEqual(su.graceTicket, ticket)
 }
 
 type userState struct {
@@ -100,6 +116,7 @@ func New(cfg Config, clk clock.PassiveClock) *Simulator {
 		tokens: map[string]time.Time{},
 		stats:  newStats(),
 	}
+	s.gw = newGateway(s, cfg.Stream)
 	s.add(cfg)
 	return s
 }
@@ -118,7 +135,8 @@ func (s *Simulator) logger() *slog.Logger {
 	return s.log
 }
 
-// AddCredentials validates cfg and adds (or replaces) its apps, suites and users.
+// AddCredentials validates cfg and adds (or replaces) its apps, suites and users. cfg.Stream is
+// read by New only.
 func (s *Simulator) AddCredentials(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
