@@ -77,9 +77,10 @@ demo: envtest ## Start a local control plane, the DingTalk simulator and the ope
 ##@ Build
 
 .PHONY: build
-build: manifests generate fmt vet ## Build the manager and simulator binaries.
+build: manifests generate fmt vet ## Build the manager, simulator and kubectl-dingtalk binaries.
 	go build -o bin/manager ./cmd
 	go build -o bin/dingtalk-simulator ./cmd/dingtalk-simulator
+	go build -o bin/kubectl-dingtalk ./cmd/kubectl-dingtalk
 
 .PHONY: run
 run: manifests generate fmt vet ## Run the operator against the current kubeconfig.
