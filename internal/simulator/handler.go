@@ -91,7 +91,8 @@ var endpoints = map[string]endpoint{
 	PathUserAccessToken:  {PathUserAccessToken, func(r tokenRequest) string { return r.ClientID }, (*Simulator).userToken},
 }
 
-// Handler returns the HTTP handler: the token endpoints and the /_sim/ control endpoints.
+// Handler returns the HTTP handler: the token endpoints, the sign-in page, the Stream gateway and
+// the /_sim/ control endpoints.
 func (s *Simulator) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 func (s *Simulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -106,6 +107,9 @@ func (s *Simulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case r.URL.Path == PathStreamConnect && r.Method == http.MethodGet:
 		s.serveConnect(w, r)
+		return
+	case r.URL.Path == PathSignIn && r.Method == http.MethodGet:
+		s.serveSignIn(w, r)
 		return
 	}
 	ep, ok := endpoints[r.URL.Path]

@@ -32,6 +32,9 @@ limitations under the License.
 // suite's ticket while the old one stays valid for a grace period, redelivery of unacked events,
 // and fault hooks (disconnect, drop, oversized and garbage frames, refused opens).
 //
+// Its sign-in page, GET /oauth2/auth (see signin.go), signs a configured user in at once and
+// redirects to a loopback redirect_uri with a new one-time authCode, as DingTalk's login page does.
+//
 // Faults can be injected (Fault), calls are counted (Stats) and tokens validated (Valid), from Go
 // or over HTTP under /_sim/. Token values come from crypto/rand. Nothing secret is logged, counted
 // or answered back.
