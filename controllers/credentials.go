@@ -9,7 +9,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
@@ -27,37 +26,41 @@ type credentials struct {
 	user dingtalk.UserCredentials
 }
 
-// credentialsError is a credentials Secret that is missing or lacks a key: reason CredentialsNotFound.
-type credentialsError struct{ msg string }
+// readCredentials reads what the pass needs of the credentials: their values, through the
+// uncached API reader (the cache holds only the operator's own Secrets), the credential set's
+// sharing key and its Retry-After floor. The values read are kept in memory with the Secret's
+// resourceVersion and the object's generation (they depend on the spec too: corpId and
+// credentialsRef.keys): while both are unchanged, a pass reuses them instead of reading the
+// Secret again. A missing Secret or key is a failure (CredentialsNotFound); an error is the
+// API server's.
+func (sh *tokens) readCredentials(ctx context.Context, p *tokenPass) (credentialsRead, error) {
+	c, missing, err := sh.credentialValues(ctx, p)
+	if err != nil || missing != nil {
+		return credentialsRead{missing: missing}, err
+	}
+	key := sh.fetchKey(p.uid, c)
+	return credentialsRead{values: c, setKey: key, floor: sh.fetcher.floor(key)}, nil
+}
 
-func (e *credentialsError) Error() string { return e.msg }
-
-// loadCredentials reads the credentials Secret through the uncached API reader (the cache holds
-// only the operator's own Secrets). The values read are kept in memory with the Secret's
-// resourceVersion and the DingTalkToken's generation (they depend on spec.corpId and
-// spec.credentialsRef.keys): while both are unchanged, a pass reuses them instead of reading the
-// Secret again. A missing Secret or key is a *credentialsError; any other
-// error is the API server's.
-func (r *DingTalkTokenReconciler) loadCredentials(ctx context.Context, tok *v1alpha1.DingTalkToken) (*credentials, error) {
-	name := tok.Spec.CredentialsRef.Name
-	key := types.NamespacedName{Namespace: tok.Namespace, Name: name}
-	if r.credentialsCache != nil {
+func (sh *tokens) credentialValues(ctx context.Context, p *tokenPass) (*credentials, *failure, error) {
+	key := p.spec.Credentials
+	if sh.credentialsCache != nil {
 		m := &metav1.PartialObjectMetadata{}
 		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		if err := r.credentialsCache.Get(ctx, key, m); err == nil {
-			if c := r.memory.credentials(client.ObjectKeyFromObject(tok), tok.UID, tok.Generation, name, m.ResourceVersion); c != nil {
-				return c, nil
+		if err := sh.credentialsCache.Get(ctx, key, m); err == nil {
+			if c := sh.memory.credentials(p.key, p.uid, p.generation, key.Name, m.ResourceVersion); c != nil {
+				return c, nil, nil
 			}
 		}
 	}
 	s := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, key, s); err != nil {
+	if err := sh.apiReader.Get(ctx, key, s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, &credentialsError{fmt.Sprintf("credentials Secret %q not found", name)}
+			return nil, &failure{reason: v1alpha1.ReasonCredentialsNotFound, message: fmt.Sprintf("credentials Secret %q not found", key.Name)}, nil
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	keys := tok.Spec.CredentialsRef.Keys.WithDefaults()
+	keys := p.spec.Keys
 	var missing []string
 	value := func(key string, required bool) string {
 		v := strings.TrimSpace(string(s.Data[key]))
@@ -66,8 +69,8 @@ func (r *DingTalkTokenReconciler) loadCredentials(ctx context.Context, tok *v1al
 		}
 		return v
 	}
-	c := &credentials{typ: tok.Spec.Type, corpID: tok.Spec.CorpID}
-	switch tok.Spec.Type {
+	c := &credentials{typ: p.spec.Type, corpID: p.spec.CorpID}
+	switch p.spec.Type {
 	case v1alpha1.TokenTypeInternalApp:
 		c.app = dingtalk.AppCredentials{AppKey: value(keys.AppKey, true), AppSecret: value(keys.AppSecret, true)}
 	case v1alpha1.TokenTypeThirdPartyApp, v1alpha1.TokenTypeThirdPartySuite:
@@ -85,13 +88,24 @@ func (r *DingTalkTokenReconciler) loadCredentials(ctx context.Context, tok *v1al
 			RefreshToken: value(keys.RefreshToken, false),
 		}
 	default:
-		return nil, &credentialsError{fmt.Sprintf("unknown token type %q", tok.Spec.Type)}
+		return nil, &failure{reason: v1alpha1.ReasonCredentialsNotFound, message: fmt.Sprintf("unknown token type %q", p.spec.Type)}, nil
 	}
 	if len(missing) > 0 {
-		return nil, &credentialsError{fmt.Sprintf("credentials Secret %q has no value for key(s) %s", name, strings.Join(missing, ", "))}
+		return nil, &failure{reason: v1alpha1.ReasonCredentialsNotFound, message: fmt.Sprintf(
+			"credentials Secret %q has no value for key(s) %s", key.Name, strings.Join(missing, ", "))}, nil
 	}
-	r.memory.setCredentials(client.ObjectKeyFromObject(tok), tok.UID, tok.Generation, name, s.ResourceVersion, c)
-	return c, nil
+	sh.memory.setCredentials(p.key, p.uid, p.generation, key.Name, s.ResourceVersion, c)
+	return c, nil, nil
+}
+
+// fetchKey is the shared-fetch key of creds: the whole credential set and the endpoint. User
+// tokens are never shared, so theirs includes the object's UID.
+func (sh *tokens) fetchKey(uid types.UID, creds *credentials) string {
+	parts := creds.setParts(sh.endpoint)
+	if !creds.shared() {
+		parts = append(parts, string(uid))
+	}
+	return sh.fetcher.setKey(parts...)
 }
 
 // values lists every credential value except the suite ticket, prefixed by the type and corpId.

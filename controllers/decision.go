@@ -1,3 +1,19 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
 package controllers
 
 import (
@@ -11,7 +27,11 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 )
 
-// Timing constants of the refresh policy (SPEC.md "Behaviour").
+// This file is the refresh policy: every rule that says WHEN DingTalk is called. Each rule is a
+// named, pure function of refreshInput (no clock, no I/O), so that the whole policy is tested
+// as a table with a fake clock. docs/design.md ("The refresh decision") explains them.
+
+// Timing constants of the refresh policy.
 const (
 	// minRefreshBefore is the lower clamp of spec.refreshBefore (admission enforces it too).
 	minRefreshBefore = 2 * time.Minute
@@ -27,6 +47,9 @@ const (
 	stickyRetry = time.Hour
 	// minRequeue is the shortest RequeueAfter ever returned: never zero or negative.
 	minRequeue = time.Second
+	// requestSkew is how far in the future a refresh request (the refresh-requested-at
+	// annotation) may lie and still count: the clock of whoever set it may run ahead of ours.
+	requestSkew = time.Minute
 )
 
 // failureKind tells how a failed attempt gates the next DingTalk call.
@@ -58,8 +81,8 @@ func kindOf(reason string) failureKind {
 	}
 }
 
-// refreshInput is everything the refresh decision depends on. It is built from the clock, the
-// status, the spec, the credentials just read and the token the target Secret holds; nothing in it
+// refreshInput is everything the refresh decision depends on. inputOf builds it from the pass
+// (clock, status, spec, the token the target holds) and the credentials just read; nothing in it
 // is a secret.
 type refreshInput struct {
 	// Now is the clock's time for this pass.
@@ -84,12 +107,96 @@ type refreshInput struct {
 	SpecChanged bool
 	// RetryAfterFloor is the earliest call DingTalk allows for this credential set (zero: none).
 	RetryAfterFloor time.Time
+	// RefreshRequestedAt is the time of a refresh requested with the refresh-requested-at
+	// annotation, at most Now (zero: none, or not a valid time).
+	RefreshRequestedAt time.Time
 }
 
 // refreshDecision says whether this pass calls DingTalk, and why (for the logs).
 type refreshDecision struct {
 	Fetch bool
 	Why   string
+}
+
+// policy is one rule of the refresh decision: it decides (ok) or leaves it to the next rule.
+type policy func(in refreshInput) (d refreshDecision, ok bool)
+
+// refreshPolicies are the rules in order; the first that decides wins. A pass triggered by
+// anything but a due time, a spec or credentials change or a refresh request finds nothing due
+// and makes no call.
+var refreshPolicies = []policy{
+	waitForRetryAfter,
+	refreshOnCredentialsChange,
+	refreshOnTicketAfterFailure,
+	refreshOnRequest,
+	holdWhileValid,
+	holdForBackoff,
+	fetchFirstToken,
+	refreshWhenDue,
+}
+
+// decide is the refresh policy: whether this pass calls DingTalk.
+func decide(in refreshInput) refreshDecision {
+	for _, p := range refreshPolicies {
+		if d, ok := p(in); ok {
+			return d
+		}
+	}
+	return refreshDecision{Why: "no rule applies"}
+}
+
+// waitForRetryAfter: DingTalk's Retry-After for the credential set holds back every call.
+func waitForRetryAfter(in refreshInput) (refreshDecision, bool) {
+	return refreshDecision{Why: "DingTalk asked to retry later"}, in.Now.Before(in.RetryAfterFloor)
+}
+
+// refreshOnCredentialsChange: new credentials (other than the suite ticket) refresh at once,
+// even past a backoff or the hourly retry of a rejected credential.
+func refreshOnCredentialsChange(in refreshInput) (refreshDecision, bool) {
+	return refreshDecision{Fetch: true, Why: "credentials changed"}, in.credentialsChanged() && in.LastCredentialsDigest != ""
+}
+
+// refreshOnTicketAfterFailure: a new suite ticket alone waits for the due time (DingTalk pushes
+// one every few hours), unless the last attempt failed: then it may be the fix.
+func refreshOnTicketAfterFailure(in refreshInput) (refreshDecision, bool) {
+	return refreshDecision{Fetch: true, Why: "suite ticket changed after a failed attempt"}, in.ticketChanged() && in.FailedAttempts > 0
+}
+
+// refreshOnRequest: a refresh requested after the held token was issued refreshes once, when the
+// backoff allows.
+func refreshOnRequest(in refreshInput) (refreshDecision, bool) {
+	return refreshDecision{Fetch: true, Why: "refresh requested"}, in.requestPending() && !in.Now.Before(in.gate())
+}
+
+// holdWhileValid: a token that is not due yet is kept.
+func holdWhileValid(in refreshInput) (refreshDecision, bool) {
+	return refreshDecision{Why: "not due"}, in.hasToken() && in.Now.Before(in.dueAt())
+}
+
+// holdForBackoff: after a failure, the next call waits for the backoff (or the hourly retry).
+func holdForBackoff(in refreshInput) (refreshDecision, bool) {
+	return refreshDecision{Why: "backing off"}, in.Now.Before(in.gate())
+}
+
+// fetchFirstToken: without a token, fetch one.
+func fetchFirstToken(in refreshInput) (refreshDecision, bool) {
+	return refreshDecision{Fetch: true, Why: "no token"}, !in.hasToken()
+}
+
+// refreshWhenDue: the held token is due.
+func refreshWhenDue(refreshInput) (refreshDecision, bool) {
+	return refreshDecision{Fetch: true, Why: "refresh due"}, true
+}
+
+// acceptShared is the policy for a token another object of the same credential set fetched
+// moments ago: it is taken instead of a call when it is newer than the held one, not itself due
+// for this object, and issued after a refresh this object's owner requested. One call per
+// refresh window then serves the whole set.
+func acceptShared(in refreshInput, t issued) bool {
+	newer := !in.hasToken() || t.ExpiresAt.After(in.ExpiresAt)
+	notDue := in.Now.Before(refreshAt(in.UID, t.IssuedAt, t.ExpiresAt, in.RefreshBefore))
+	servesRequest := !in.requestPending() || !t.IssuedAt.Before(in.RefreshRequestedAt)
+	return newer && notDue && servesRequest
 }
 
 // hasToken reports whether a last good token exists (expired or not).
@@ -101,6 +208,11 @@ func (in refreshInput) dueAt() time.Time {
 		return time.Time{}
 	}
 	return refreshAt(in.UID, in.IssuedAt, in.ExpiresAt, in.RefreshBefore)
+}
+
+// requestPending reports whether a refresh was requested after the held token was issued.
+func (in refreshInput) requestPending() bool {
+	return !in.RefreshRequestedAt.IsZero() && in.RefreshRequestedAt.After(in.IssuedAt)
 }
 
 // credentialsChanged reports whether the credentials (other than the suite ticket) differ from those
@@ -138,32 +250,12 @@ func (in refreshInput) gate() time.Time {
 	}
 }
 
-// decide is the refresh policy: whether this pass calls DingTalk. A pass triggered by anything but
-// a due time, a spec change or a credentials change finds nothing due and makes no call.
-func decide(in refreshInput) refreshDecision {
-	switch {
-	case in.Now.Before(in.RetryAfterFloor):
-		return refreshDecision{Why: "DingTalk asked to retry later"}
-	case in.credentialsChanged() && in.LastCredentialsDigest != "":
-		return refreshDecision{Fetch: true, Why: "credentials changed"}
-	case in.ticketChanged() && in.FailedAttempts > 0:
-		return refreshDecision{Fetch: true, Why: "suite ticket changed after a failed attempt"}
-	case in.hasToken() && in.Now.Before(in.dueAt()):
-		return refreshDecision{Why: "not due"}
-	case in.Now.Before(in.gate()):
-		return refreshDecision{Why: "backing off"}
-	case !in.hasToken():
-		return refreshDecision{Fetch: true, Why: "no token"}
-	default:
-		return refreshDecision{Fetch: true, Why: "refresh due"}
-	}
-}
-
-// nextAttempt is when the next refresh attempt will happen if nothing else changes: the due time,
-// held back by the backoff and by DingTalk's Retry-After. It is what status.refreshTime shows.
+// nextAttempt is when the next refresh attempt will happen if nothing else changes: the due time
+// (now, while a requested refresh is pending), held back by the backoff and by DingTalk's
+// Retry-After. It is what status.refreshTime shows.
 func nextAttempt(in refreshInput) time.Time {
 	next := in.dueAt()
-	if next.IsZero() {
+	if next.IsZero() || in.requestPending() {
 		next = in.Now
 	}
 	gate := in.gate()

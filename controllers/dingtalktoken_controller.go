@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -40,7 +41,7 @@ import (
 // credentialsRefIndex indexes DingTalkTokens by spec.credentialsRef.name.
 const credentialsRefIndex = ".spec.credentialsRef.name"
 
-// controllerName names the controller, its event reporter and its field owner.
+// controllerName names the controller and the field owner of every write (fieldOwner).
 const controllerName = "dingtalktoken"
 
 // DingTalkTokenReconciler keeps each DingTalkToken's target Secret holding a valid token.
@@ -75,10 +76,8 @@ type DingTalkTokenReconciler struct {
 	MaxConcurrentReconciles int
 
 	initOnce sync.Once
-	fetcher  *fetcher
-	memory   *memory
-	// credentialsCache is the metadata-only cache of credentials Secrets.
-	credentialsCache cache.Cache
+	// tokens is the machinery every token kind shares.
+	*tokens
 }
 
 // CacheOptions returns the manager's cache options: Secrets are cached only when labelled
@@ -109,8 +108,8 @@ func (r *DingTalkTokenReconciler) init() {
 		if r.Clock == nil {
 			r.Clock = clock.RealClock{}
 		}
-		r.fetcher = newFetcher(r.Clock)
-		r.memory = newMemory()
+		r.tokens = &tokens{clock: r.Clock, dingtalk: r.DingTalk, endpoint: r.Endpoint,
+			fetcher: newFetcher(r.Clock), memory: newMemory()}
 	})
 }
 
@@ -122,6 +121,7 @@ func (r *DingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
+	r.apiReader = r.APIReader
 	if r.Scheme == nil {
 		r.Scheme = mgr.GetScheme()
 	}
@@ -147,7 +147,7 @@ func (r *DingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(controllerName).
-		For(&v1alpha1.DingTalkToken{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&v1alpha1.DingTalkToken{}, builder.WithPredicates(specOrRequestChanged())).
 		Owns(&corev1.Secret{}).
 		WatchesRawSource(source.Kind(credentialsCache, secretMeta,
 			handler.TypedEnqueueRequestsFromMapFunc(r.tokensForCredentials))).
@@ -205,65 +205,61 @@ func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	// Load the object; when it is gone only memory and metrics are left (its Secrets go with it
 	// through their ownerReferences).
 	tok, err := r.load(ctx, req.NamespacedName)
-	if err != nil || tok == nil {
+	if err != nil || tok == nil || !tok.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, err
-	}
-	if !tok.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
 	}
 	p := r.startPass(ctx, tok)
 	// One status write, the events of its transitions and the metrics, however the pass ends.
 	defer func() { res, err = p.finish(ctx, err) }()
 
-	// See what the target Secret holds and recover the last good token (memory, else the target):
-	// a read only, so that Ready reflects the Secret however the pass ends.
-	target, err := r.observeTarget(ctx, p)
+	// See what the target Secret holds and recover the last good token: a read only, so that
+	// Ready reflects the Secret however the pass ends.
+	targetKey := types.NamespacedName{Namespace: tok.Namespace, Name: tok.TargetName()}
+	target, err := r.readTarget(ctx, p.key, targetKey, tok, "DingTalkToken")
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	p.observeTarget(target)
 	// A rotated user refresh token not yet stored (or a deleted refresh-token Secret) is written
 	// before anything else.
 	if err := r.flushRefreshToken(ctx, p); err != nil {
 		return ctrl.Result{}, err
 	}
 	// Suspended: no DingTalk call and no write; status reports what the Secret holds.
-	if tok.Spec.Suspend {
+	if p.spec.Suspend {
 		p.suspend()
 		return ctrl.Result{}, nil
 	}
 	p.resume()
-	// Another owner's Secret is never written: report it before spending a DingTalk call.
-	if target.conflict {
-		p.fail(v1alpha1.ReasonTargetConflict, target.message)
-		return ctrl.Result{}, nil
-	}
-	// A template that cannot render blocks every write: report it before fetching too.
-	if err := dryRunTemplates(tok); err != nil {
-		p.fail(v1alpha1.ReasonTemplateInvalid, err.Error())
+	// Another owner's Secret is never written, and a template that cannot render blocks every
+	// write: report them before spending a DingTalk call.
+	if f := firstFailure(target.conflict, dryRunTemplates(p.spec)); f != nil {
+		p.fail(*f)
 		return ctrl.Result{}, nil
 	}
 	// Read the credentials (uncached) and decide whether this pass calls DingTalk.
-	creds, credErr := r.loadCredentials(ctx, tok)
-	var notFound *credentialsError
-	if credErr != nil && !errors.As(credErr, &notFound) {
-		return ctrl.Result{}, credErr
+	if p.creds, err = r.readCredentials(ctx, &p.tokenPass); err != nil {
+		return ctrl.Result{}, err
 	}
-	if d := decide(p.refreshInput(creds)); d.Fetch {
+	in := p.input()
+	if d := decide(in); d.Fetch {
 		p.log.V(1).Info("Refreshing token", "why", d.Why)
-		if notFound != nil {
-			p.fail(v1alpha1.ReasonCredentialsNotFound, notFound.msg)
-		} else if err := r.refresh(ctx, p, creds); err != nil {
+		a, err := r.refresh(ctx, p, in)
+		p.recordAttempt(a)
+		if err != nil {
 			return ctrl.Result{}, err
 		}
 	} else {
 		p.log.V(1).Info("No refresh", "why", d.Why)
 	}
 	// Write the last good token into the target: create it, restore drift, or leave it as it is.
-	if err := r.writeTarget(ctx, p, target); err != nil {
+	w, err := r.writeTarget(ctx, tok, "DingTalkToken", p.spec, p.held, p.now, targetKey, target)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
+	p.recordTarget(w)
 	// Restart the rollout targets when the token's value changed.
-	r.rolloutRestart(ctx, p)
+	p.recordRollout(r.rolloutRestart(ctx, p))
 	return ctrl.Result{}, nil
 }
 
@@ -286,48 +282,37 @@ func (r *DingTalkTokenReconciler) load(ctx context.Context, key types.Namespaced
 	return tok, nil
 }
 
-// refresh fetches a token for creds (shared for every type but User) and records the outcome.
-func (r *DingTalkTokenReconciler) refresh(ctx context.Context, p *pass, creds *credentials) error {
+// refresh fetches a token (shared for every type but User) and returns the attempt. Missing
+// credentials are a failed attempt that never reached DingTalk.
+func (r *DingTalkTokenReconciler) refresh(ctx context.Context, p *pass, in refreshInput) (attempt, error) {
 	if err := ctx.Err(); err != nil {
 		// The manager is stopping: no new DingTalk call (its answer could outlive ShutdownBudget).
-		return err
+		return attempt{}, err
+	}
+	creds := p.creds.values
+	if creds == nil {
+		return attempt{failure: p.creds.missing}, nil
 	}
 	if creds.typ == v1alpha1.TokenTypeUser {
 		return r.refreshUser(ctx, p, creds)
 	}
-	key := r.fetcher.setKey(creds.setParts(r.Endpoint)...)
-	held := p.held
-	accept := func(t issued) bool {
-		// A token another DingTalkToken just fetched is taken when it is newer than ours and not
-		// itself due for this DingTalkToken: one call per refresh window for the whole set.
-		newer := held == nil || t.ExpiresAt.After(held.ExpiresAt)
-		return newer && p.now.Before(refreshAt(p.tok.UID, t.IssuedAt, t.ExpiresAt, p.tok.Spec.RefreshBefore))
-	}
-	t, called, err := r.fetcher.fetch(ctx, key, true, accept, func(ctx context.Context) (dingtalk.Token, error) {
-		switch creds.typ {
-		case v1alpha1.TokenTypeInternalApp:
-			return r.DingTalk.AppAccessToken(ctx, creds.app)
-		case v1alpha1.TokenTypeThirdPartyApp:
-			return r.DingTalk.CorpAccessToken(ctx, creds.suite, creds.corpID)
-		default:
-			return r.DingTalk.SuiteAccessToken(ctx, creds.suite)
-		}
-	})
-	p.attempted(creds)
-	if err != nil {
-		p.failDingTalk(err)
-		return nil
-	}
-	if t.CorpID == "" && creds.typ == v1alpha1.TokenTypeThirdPartyApp {
-		// corpAccessToken answers no corpId: the token is the one of the org it was asked for.
-		t.CorpID = creds.corpID
-	}
-	p.issue(t, called)
-	return nil
+	return r.fetchShared(ctx, p.creds.setKey, in, creds), nil
 }
 
 // forget drops what memory holds for a deleted DingTalkToken, and its metrics series.
 func (r *DingTalkTokenReconciler) forget(key types.NamespacedName) {
 	r.memory.forget(key)
 	metrics.DeleteToken(key.Namespace, key.Name)
+}
+
+// specOrRequestChanged lets an update of a DingTalkToken through when its spec changed (the
+// generation moved) or its refresh-requested-at annotation did: status writes and other
+// metadata edits start no pass.
+func specOrRequestChanged() predicate.Predicate {
+	return predicate.Or(predicate.GenerationChangedPredicate{}, predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			const a = v1alpha1.RefreshRequestedAtAnnotation
+			return e.ObjectOld.GetAnnotations()[a] != e.ObjectNew.GetAnnotations()[a]
+		},
+	})
 }

@@ -30,7 +30,7 @@ const (
 const ShutdownBudget = fetchTimeout + refreshTokenStoreTimeout + statusWriteTimeout + 5*time.Second
 
 // issued is a token DingTalk answered, with the time the request was sent (expiresAt = sentAt +
-// expireIn, SPEC "Timing").
+// expireIn: the clock starts before the answer, never after).
 type issued struct {
 	dingtalk.Token
 	IssuedAt  time.Time
@@ -85,18 +85,20 @@ func (f *fetcher) cached(key string, accept func(issued) bool) (issued, bool) {
 	f.mu.Lock()
 	t, ok := f.tokens[key]
 	f.mu.Unlock()
-	if !ok || !f.clock.Now().Before(t.ExpiresAt) || accept == nil || !accept(t) {
+	if !ok || !f.clock.Now().Before(t.ExpiresAt) || !accept(t) {
 		return issued{}, false
 	}
 	return t, true
 }
 
-// fetch returns a token for the set key: from the cache when share is set and accept takes the
-// cached one, else from one DingTalk call shared with concurrent callers of the same key.
+// fetch returns a token for the set key: from the cache when accept (the acceptShared policy; nil:
+// never shared) takes the cached one, else from one DingTalk call shared with concurrent callers
+// of the same key.
 // The second result tells whether this caller's own call answered (not a cache, not a call
 // another caller made and this one joined).
-func (f *fetcher) fetch(ctx context.Context, key string, share bool, accept func(issued) bool,
+func (f *fetcher) fetch(ctx context.Context, key string, accept func(issued) bool,
 	call func(context.Context) (dingtalk.Token, error)) (issued, bool, error) {
+	share := accept != nil
 	if share {
 		if t, ok := f.cached(key, accept); ok {
 			return t, false, nil

@@ -56,10 +56,17 @@ type memory struct {
 	// resourceVersion and the DingTalkToken's generation: the values the process used anyway,
 	// kept so that unchanged Secrets are not read again on every pass. The generation is part of
 	// the key because the values depend on the spec too (corpId, credentialsRef.keys).
-	creds map[types.NamespacedName]credentialsRead
+	creds map[types.NamespacedName]credentialsMemo
+	// requests is, per object, the last refresh-requested-at value seen.
+	requests map[types.NamespacedName]requestSeen
 }
 
-type credentialsRead struct {
+type requestSeen struct {
+	uid   types.UID
+	value string
+}
+
+type credentialsMemo struct {
 	uid        types.UID
 	generation int64
 	name, rv   string
@@ -68,12 +75,13 @@ type credentialsRead struct {
 
 func newMemory() *memory {
 	return &memory{
-		tokens:  map[types.NamespacedName]heldToken{},
-		shown:   map[types.NamespacedName]heldToken{},
-		users:   map[types.NamespacedName]userRecord{},
-		claims:  map[string]claim{},
-		written: map[types.NamespacedName]map[string]string{},
-		creds:   map[types.NamespacedName]credentialsRead{},
+		tokens:   map[types.NamespacedName]heldToken{},
+		shown:    map[types.NamespacedName]heldToken{},
+		users:    map[types.NamespacedName]userRecord{},
+		claims:   map[string]claim{},
+		written:  map[types.NamespacedName]map[string]string{},
+		creds:    map[types.NamespacedName]credentialsMemo{},
+		requests: map[types.NamespacedName]requestSeen{},
 	}
 }
 
@@ -92,7 +100,7 @@ func (m *memory) credentials(key types.NamespacedName, uid types.UID, generation
 func (m *memory) setCredentials(key types.NamespacedName, uid types.UID, generation int64, name, rv string, c *credentials) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.creds[key] = credentialsRead{uid: uid, generation: generation, name: name, rv: rv, values: c}
+	m.creds[key] = credentialsMemo{uid: uid, generation: generation, name: name, rv: rv, values: c}
 }
 
 // wrote records the resourceVersion of an object written for the DingTalkToken key.
@@ -190,9 +198,23 @@ func (m *memory) forget(key types.NamespacedName) {
 	delete(m.users, key)
 	delete(m.written, key)
 	delete(m.creds, key)
+	delete(m.requests, key)
 	for k, c := range m.claims {
 		if c.key == key {
 			delete(m.claims, k)
 		}
 	}
+}
+
+// firstSight reports whether value is new for the object key (uid): the refresh-requested-at
+// annotation's events are emitted once per value.
+func (m *memory) firstSight(key types.NamespacedName, uid types.UID, value string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen, ok := m.requests[key]
+	if ok && seen.uid == uid && seen.value == value {
+		return false
+	}
+	m.requests[key] = requestSeen{uid: uid, value: value}
+	return true
 }

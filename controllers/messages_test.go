@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -33,28 +32,28 @@ func TestRefusedTarget(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			tok := &v1alpha1.DingTalkToken{}
-			tok.Name = "app"
-			p := &pass{tok: tok, now: t0, log: logr.Discard()}
-			err := p.refusedTarget(tc.err)
+			w, err := targetWrite{}, error(nil)
+			if tc.err != nil {
+				w, err = refusedTarget("app", tc.err)
+			}
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("refusedTarget() = %v, want error %v", err, tc.wantErr)
 			}
 			if err != nil && strings.Contains(err.Error(), value) {
 				t.Errorf("returned error quotes the API server's message: %v", err)
 			}
-			c := refreshedCondition(&tok.Status)
+			c := w.failure
 			if tc.wantReason == "" {
 				if c != nil {
-					t.Errorf("Refreshed = %+v, want none", c)
+					t.Errorf("failure = %+v, want none", c)
 				}
 				return
 			}
-			if c == nil || c.Reason != tc.wantReason {
-				t.Fatalf("Refreshed = %+v, want %s", c, tc.wantReason)
+			if c == nil || c.reason != tc.wantReason {
+				t.Fatalf("failure = %+v, want %s", c, tc.wantReason)
 			}
-			if !strings.Contains(c.Message, "spec.target.template.metadata.labels") || strings.Contains(c.Message, value) {
-				t.Errorf("message %q: want the field named and no value", c.Message)
+			if !strings.Contains(c.message, "spec.target.template.metadata.labels") || strings.Contains(c.message, value) {
+				t.Errorf("message %q: want the field named and no value", c.message)
 			}
 		})
 	}

@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -44,48 +42,51 @@ func workload(kind v1alpha1.WorkloadKind) (client.Object, func() *corev1.PodTemp
 	}
 }
 
+// rolloutOutcome is the outcome of restarting spec.rolloutRestartTargets.
+type rolloutOutcome struct {
+	// done is set when every target carries the token's digest (or none needs it).
+	done bool
+	// failed lists the targets that could not be restarted, each with a short reason.
+	failed []string
+	// wakeups are when restarts held back by the 10-minute limit, or a retry, are due.
+	wakeups []time.Time
+}
+
 // rolloutRestart restarts spec.rolloutRestartTargets when the token's value changed (status
 // tokenDigest differs from rolloutRestartDigest): it sets their pod-template annotation
 // dingtalk.tokens.dev/token-digest to the tokenDigest, at most once per 10 minutes per workload
 // (the time is kept in the pod template too, so several DingTalkTokens share the limit). Failures
 // are reported as Refreshed=False RolloutRestartFailed; the token is written regardless.
-func (r *DingTalkTokenReconciler) rolloutRestart(ctx context.Context, p *pass) {
+// It returns nil when nothing was due.
+func (r *DingTalkTokenReconciler) rolloutRestart(ctx context.Context, p *pass) *rolloutOutcome {
 	st := &p.tok.Status
 	if st.TokenDigest == "" || st.RolloutRestartDigest == st.TokenDigest || !p.now.Before(p.targetExpiry) {
-		return
+		return nil
 	}
-	if !r.EnableRolloutRestart || len(p.tok.Spec.RolloutRestartTargets) == 0 {
-		st.RolloutRestartDigest = st.TokenDigest
-		return
+	if !p.rolloutWanted() {
+		return &rolloutOutcome{done: true}
 	}
-	var failed []string
-	pending := false
+	out := &rolloutOutcome{done: true}
 	for _, t := range p.tok.Spec.RolloutRestartTargets {
 		done, wait, err := r.restartWorkload(ctx, p, t)
 		switch {
 		case err != nil:
-			failed = append(failed, fmt.Sprintf("%s %s: %s", t.Kind, t.Name, err))
+			out.failed = append(out.failed, fmt.Sprintf("%s %s: %s", t.Kind, t.Name, err))
+			out.done = false
 		case !done:
-			pending = true
-			p.wakeups = append(p.wakeups, wait)
+			out.done = false
+			out.wakeups = append(out.wakeups, wait)
 		}
 	}
-	if len(failed) > 0 {
-		msg := "Token written, but restarting failed for " + strings.Join(failed, "; ")
-		if c := refreshedCondition(st); c == nil || c.Reason != v1alpha1.ReasonRolloutRestartFailed || c.Message != msg {
-			p.log.Info("Rollout restart failed", "workloads", len(failed))
-		}
-		p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonRolloutRestartFailed, msg)
-		p.wakeups = append(p.wakeups, p.now.Add(rolloutRetry))
-		return
+	if len(out.failed) > 0 {
+		out.wakeups = append(out.wakeups, p.now.Add(rolloutRetry))
 	}
-	if c := refreshedCondition(st); c != nil && c.Reason == v1alpha1.ReasonRolloutRestartFailed {
-		p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued,
-			fmt.Sprintf("Token valid until %s; workloads restarted", rfc3339(p.held.ExpiresAt)))
-	}
-	if !pending {
-		st.RolloutRestartDigest = st.TokenDigest
-	}
+	return out
+}
+
+// rolloutWanted reports whether this DingTalkToken restarts workloads when its token changes.
+func (p *pass) rolloutWanted() bool {
+	return p.r.EnableRolloutRestart && len(p.tok.Spec.RolloutRestartTargets) > 0
 }
 
 // restartWorkload patches one workload's pod template, unless it already carries the digest; when

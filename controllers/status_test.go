@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -65,10 +66,10 @@ func TestSuspendResume(t *testing.T) {
 				c.Type, c.ObservedGeneration, c.LastTransitionTime = v1alpha1.ConditionRefreshed, 1, *stamp(t0)
 				tok.Status.Conditions = []metav1.Condition{c}
 			}
-			p := &pass{tok: tok, now: t0.Add(time.Minute)}
+			p := testPass(tok, t0.Add(time.Minute))
 			for range 2 { // two suspended passes: the second keeps what the first recorded
 				p.suspend()
-				c := refreshedCondition(&tok.Status)
+				c := refreshedCondition(&tok.Status.TokenStatus)
 				if c == nil || c.Reason != v1alpha1.ReasonSuspended {
 					t.Fatalf("suspended: Refreshed = %+v, want False Suspended", c)
 				}
@@ -76,7 +77,7 @@ func TestSuspendResume(t *testing.T) {
 					t.Fatalf("suspended: Refreshed = %+v, want False Suspended %q", c, suspendedMessage)
 				}
 				// The gate reads the status fields, not the Suspended condition.
-				if in := p.refreshInput(nil); in.FailureReason != tc.reason {
+				if in := p.input(); in.FailureReason != tc.reason {
 					t.Fatalf("suspended: failure reason = %q, want %q", in.FailureReason, tc.reason)
 				}
 			}
@@ -89,7 +90,7 @@ func TestSuspendResume(t *testing.T) {
 			case tc.before != nil && (got == nil || got.Status != tc.before.Status || got.Reason != tc.before.Reason || got.Message != tc.wantMsg):
 				t.Fatalf("resumed: Refreshed = %+v, want %s %s %q", got, tc.before.Status, tc.before.Reason, tc.wantMsg)
 			}
-			in := p.refreshInput(nil)
+			in := p.input()
 			if gated := p.now.Before(in.gate()); gated != tc.gate {
 				t.Errorf("next call gated = %v (gate %s), want %v", gated, in.gate(), tc.gate)
 			}
@@ -102,20 +103,26 @@ func TestSuspendResume(t *testing.T) {
 func TestFailureReasonField(t *testing.T) {
 	tok := &v1alpha1.DingTalkToken{}
 	tok.UID, tok.Generation = "uid-1", 1
-	p := &pass{tok: tok, now: t0, log: logr.Discard()}
-	p.fail(v1alpha1.ReasonQuotaExceeded, "quota")
+	p := testPass(tok, t0)
+	p.fail(failure{reason: v1alpha1.ReasonQuotaExceeded, message: "quota"})
 	if tok.Status.LastFailureReason != v1alpha1.ReasonQuotaExceeded || tok.Status.FailedAttempts != 1 {
 		t.Fatalf("after fail: lastFailureReason %q, failedAttempts %d", tok.Status.LastFailureReason, tok.Status.FailedAttempts)
 	}
 	// Another writer replaces Refreshed: the hourly gate still holds.
 	p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonRolloutRestartFailed, "x")
 	p.now = t0.Add(time.Minute)
-	if in := p.refreshInput(nil); in.FailureReason != v1alpha1.ReasonQuotaExceeded || !in.gate().Equal(t0.Add(time.Hour)) {
+	if in := p.input(); in.FailureReason != v1alpha1.ReasonQuotaExceeded || !in.gate().Equal(t0.Add(time.Hour)) {
 		t.Fatalf("failure reason %q, gate %s; want %s, %s", in.FailureReason, in.gate(), v1alpha1.ReasonQuotaExceeded, t0.Add(time.Hour))
 	}
 	// With no failed attempt the field is not read.
 	tok.Status.FailedAttempts = 0
-	if in := p.refreshInput(nil); in.FailureReason != "" {
+	if in := p.input(); in.FailureReason != "" {
 		t.Fatalf("no failed attempt: failure reason %q, want none", in.FailureReason)
 	}
+}
+
+// testPass is a pass over tok at now, with nothing gathered yet.
+func testPass(tok *v1alpha1.DingTalkToken, now time.Time) *pass {
+	sh := &tokens{clock: clocktesting.NewFakeClock(now), memory: newMemory()}
+	return &pass{tokenPass: sh.startTokenPass(logr.Discard(), tok, specOfDingTalkToken(tok), &tok.Status.TokenStatus), tok: tok, before: tok.DeepCopy()}
 }

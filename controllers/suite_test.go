@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
@@ -349,6 +350,19 @@ func (c faultyWrites) Update(ctx context.Context, obj client.Object, opts ...cli
 
 func (c faultyWrites) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
 	return c.record(obj, c.Client.Patch(ctx, obj, patch, opts...))
+}
+
+// Apply injects and records server-side applies of Secrets like the other writes.
+func (c faultyWrites) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+	ac, ok := obj.(*corev1ac.SecretApplyConfiguration)
+	if !ok {
+		return c.Client.Apply(ctx, obj, opts...)
+	}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ptr.Deref(ac.Namespace, ""), Name: ptr.Deref(ac.Name, "")}}
+	if err := c.inject(s); err != nil {
+		return err
+	}
+	return c.record(s, c.Client.Apply(ctx, obj, opts...))
 }
 
 // Status fails status writes in namespaces that asked for it (failNextStatusWrites).

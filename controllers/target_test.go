@@ -149,7 +149,9 @@ func testDriftRepair(t *testing.T, ns string) {
 	g.Expect(cond(getToken(t, ns, "app"), v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
 
 	// A label removed from the template is removed from the Secret; one someone else set stays.
-	updateSecretLabels(t, ns, "app", mergeInto(maps.Clone(want.Labels), map[string]string{"theirs": "x"}))
+	theirs := maps.Clone(want.Labels)
+	theirs["theirs"] = "x"
+	updateSecretLabels(t, ns, "app", theirs)
 	updateToken(t, ns, "app", func(d *v1alpha1.DingTalkToken) {
 		d.Spec.Target.Template.Metadata.Labels = map[string]string{"tier": "b"}
 	})
@@ -165,7 +167,7 @@ func testDriftRepair(t *testing.T, ns string) {
 		s := secretOf(t, ns, "app")
 		g.Expect(s.Labels).NotTo(HaveKey("tier"))
 		g.Expect(s.Labels).To(HaveKeyWithValue("theirs", "x"))
-		g.Expect(s.Annotations).NotTo(HaveKey(templateKeysAnnotation))
+		g.Expect(s.Annotations).NotTo(HaveKey("dingtalk.tokens.dev/template-keys"))
 		g.Expect(s.Data).To(Equal(want.Data))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 	g.Expect(calls(simulator.PathAppAccessToken, a.key)).To(BeEquivalentTo(1), "a metadata change called DingTalk")
@@ -257,7 +259,7 @@ func TestShownExpiry(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			tok := &v1alpha1.DingTalkToken{}
 			s := &corev1.Secret{Data: map[string][]byte{tok.TargetKey(): []byte(tc.inSecret)}}
-			if got := shownExpiry(tok, s, tc.held, tc.shown); !got.Equal(tc.want) {
+			if got := shownExpiry(tok.TargetKey(), s, tc.held, tc.shown); !got.Equal(tc.want) {
 				t.Errorf("shownExpiry() = %s, want %s", got, tc.want)
 			}
 		})

@@ -18,7 +18,7 @@ import (
 // maxTemplateOutput caps what the templates of one DingTalkToken render, all keys together.
 const maxTemplateOutput = 64 << 10
 
-// templateFields are the fields a template may use (SPEC "Templates").
+// templateFields are the fields a template may use (docs/token-types.md, "Templates").
 type templateFields struct {
 	AccessToken string
 	ExpiresAt   string
@@ -41,11 +41,11 @@ var templateFuncs = template.FuncMap{
 // parseTemplates parses and checks every spec.target.template.data value: only text, field actions
 // ({{ .AccessToken }}) and the functions quote, b64enc and toJson; no range, with, if, define,
 // template or block, no variables. The error names the key.
-func parseTemplates(tok *v1alpha1.DingTalkToken) (map[string]*template.Template, error) {
-	if tok.Spec.Target == nil || tok.Spec.Target.Template == nil || len(tok.Spec.Target.Template.Data) == 0 {
+func parseTemplates(tt *v1alpha1.TargetTemplate) (map[string]*template.Template, error) {
+	if tt == nil || len(tt.Data) == 0 {
 		return nil, nil
 	}
-	data := tok.Spec.Target.Template.Data
+	data := tt.Data
 	keys := make([]string, 0, len(data))
 	for k := range data {
 		keys = append(keys, k)
@@ -187,16 +187,18 @@ func renderTemplates(tmpls map[string]*template.Template, f templateFields) (map
 
 // dryRunTemplates parses the templates and renders them over placeholder values, so that a bad
 // template is reported before a DingTalk call is spent on a token that could not be written.
-func dryRunTemplates(tok *v1alpha1.DingTalkToken) error {
-	tmpls, err := parseTemplates(tok)
-	if err != nil {
-		return err
+func dryRunTemplates(spec tokenSpec) *failure {
+	tmpls, err := parseTemplates(spec.Template)
+	if err == nil {
+		_, err = renderTemplates(tmpls, templateFields{
+			AccessToken: strings.Repeat("x", 64),
+			ExpiresAt:   "2006-01-02T15:04:05Z",
+			Type:        string(spec.Type),
+			CorpID:      "dingplaceholdercorp",
+		})
 	}
-	_, err = renderTemplates(tmpls, templateFields{
-		AccessToken: strings.Repeat("x", 64),
-		ExpiresAt:   "2006-01-02T15:04:05Z",
-		Type:        string(tok.Spec.Type),
-		CorpID:      "dingplaceholdercorp",
-	})
-	return err
+	if err != nil {
+		return &failure{reason: v1alpha1.ReasonTemplateInvalid, message: err.Error()}
+	}
+	return nil
 }

@@ -12,17 +12,18 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 )
 
-func withTemplate(data map[string]string) *v1alpha1.DingTalkToken {
-	return &v1alpha1.DingTalkToken{Spec: v1alpha1.DingTalkTokenSpec{
+func withTemplate(data map[string]string) tokenSpec {
+	return specOfDingTalkToken(&v1alpha1.DingTalkToken{Spec: v1alpha1.DingTalkTokenSpec{
 		Type:   v1alpha1.TokenTypeUser,
 		Target: &v1alpha1.Target{Template: &v1alpha1.TargetTemplate{Data: data}},
-	}}
+	}})
 }
 
 func TestTemplates(t *testing.T) {
@@ -55,7 +56,7 @@ func TestTemplates(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			tmpls, err := parseTemplates(withTemplate(map[string]string{"k": tc.tmpl}))
+			tmpls, err := parseTemplates(withTemplate(map[string]string{"k": tc.tmpl}).Template)
 			var out map[string][]byte
 			if err == nil {
 				out, err = renderTemplates(tmpls, fields)
@@ -83,8 +84,8 @@ func TestTemplateOutputLimit(t *testing.T) {
 	for i := range 16 {
 		data["k"+string(rune('a'+i))] = strings.Repeat("x", 8000)
 	}
-	if err := dryRunTemplates(withTemplate(data)); err == nil || !strings.Contains(err.Error(), "64 KiB") {
-		t.Fatalf("dry run = %v, want the 64 KiB limit", err)
+	if f := dryRunTemplates(withTemplate(data)); f == nil || !strings.Contains(f.message, "64 KiB") || f.reason != v1alpha1.ReasonTemplateInvalid {
+		t.Fatalf("dry run = %v, want TemplateInvalid naming the 64 KiB limit", f)
 	}
 	delete(data, "ka")
 	for k := range data {
@@ -93,8 +94,8 @@ func TestTemplateOutputLimit(t *testing.T) {
 		}
 		delete(data, k)
 	}
-	if err := dryRunTemplates(withTemplate(data)); err != nil {
-		t.Fatalf("8 keys of 8,000 characters: %v", err)
+	if f := dryRunTemplates(withTemplate(data)); f != nil {
+		t.Fatalf("8 keys of 8,000 characters: %v", f)
 	}
 }
 
@@ -119,7 +120,7 @@ func TestFetcherShares(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, called, err := f.fetch(context.Background(), key, true, accept, call)
+			_, called, err := f.fetch(context.Background(), key, accept, call)
 			if err != nil {
 				t.Error(err)
 			}
@@ -137,14 +138,14 @@ func TestFetcherShares(t *testing.T) {
 	if n := callers.Load(); n != 1 {
 		t.Fatalf("%d of 5 concurrent fetches reported their own call, want 1 (the others joined it)", n)
 	}
-	if _, called, _ := f.fetch(context.Background(), key, true, accept, call); called || calls.Load() != 1 {
+	if _, called, _ := f.fetch(context.Background(), key, accept, call); called || calls.Load() != 1 {
 		t.Fatalf("a fresh cached token was not served from the cache")
 	}
-	if _, called, _ := f.fetch(context.Background(), key, true, func(issued) bool { return false }, call); !called || calls.Load() != 2 {
+	if _, called, _ := f.fetch(context.Background(), key, func(issued) bool { return false }, call); !called || calls.Load() != 2 {
 		t.Fatalf("an unacceptable cached token was served")
 	}
 	other := f.setKey("InternalApp", "app", "wrong-secret", "", "http://x")
-	if _, called, _ := f.fetch(context.Background(), other, true, accept, call); !called || calls.Load() != 3 {
+	if _, called, _ := f.fetch(context.Background(), other, accept, call); !called || calls.Load() != 3 {
 		t.Fatalf("a different secret was served the cached token")
 	}
 	if other == key || strings.Contains(key, "secret") {
@@ -155,7 +156,7 @@ func TestFetcherShares(t *testing.T) {
 		return dingtalk.Token{}, &dingtalk.Error{Class: dingtalk.ClassRateLimited, RetryAfter: 2 * time.Hour}
 	}
 	third := f.setKey("ThirdPartySuite", "suite", "secret", "ticket", "http://x")
-	if _, _, err := f.fetch(context.Background(), third, true, accept, limited); dingtalk.ClassOf(err) != dingtalk.ClassRateLimited {
+	if _, _, err := f.fetch(context.Background(), third, accept, limited); dingtalk.ClassOf(err) != dingtalk.ClassRateLimited {
 		t.Fatalf("err = %v", err)
 	}
 	if got := f.floor(third); !got.Equal(t0.Add(time.Hour)) {
@@ -221,7 +222,7 @@ func TestFetchOutlivesItsCaller(t *testing.T) {
 		}
 		return dingtalk.Token{AccessToken: "t", RefreshToken: "rotated", ExpireIn: time.Minute}, nil
 	}
-	got, _, err := f.fetch(ctx, "user-key", false, nil, call)
+	got, _, err := f.fetch(ctx, "user-key", nil, call)
 	if err != nil || got.RefreshToken != "rotated" {
 		t.Fatalf("fetch = %+v, %v; want the answer with the rotated refresh token", got, err)
 	}
@@ -243,13 +244,13 @@ func TestTargetDataCorpID(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			tok := withTemplate(map[string]string{"corp": "{{ .CorpID }}"})
-			tok.Spec.Type, tok.Spec.CorpID = tc.typ, tc.specCorp
-			data, err := targetData(tok, &heldToken{AccessToken: "tok", CorpID: tc.heldCorp, ExpiresAt: t0})
+			spec := withTemplate(map[string]string{"corp": "{{ .CorpID }}"})
+			spec.Type, spec.CorpID = tc.typ, tc.specCorp
+			d, err := targetSecret(spec, &heldToken{AccessToken: "tok", CorpID: tc.heldCorp, ExpiresAt: t0}, types.NamespacedName{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := string(data["corp"]); got != tc.want {
+			if got := string(d.Data["corp"]); got != tc.want {
 				t.Errorf(".CorpID = %q, want %q", got, tc.want)
 			}
 		})

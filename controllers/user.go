@@ -1,3 +1,19 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
 package controllers
 
 import (
@@ -13,7 +29,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
@@ -39,85 +54,81 @@ const maxUsedBootstraps = 16
 
 // refreshUser fetches a User token with the right grant: a new (unused) bootstrap authCode or
 // refreshToken from the credentials Secret wins (re-authorization); else the stored refresh token.
-func (r *DingTalkTokenReconciler) refreshUser(ctx context.Context, p *pass, creds *credentials) error {
-	rec, err := r.loadUserRecord(ctx, p)
-	if err != nil || rec == nil {
-		return err
+// The rotated refresh token is stored before it returns; an error is a store that failed (the
+// attempt is still returned, to be recorded).
+func (r *DingTalkTokenReconciler) refreshUser(ctx context.Context, p *pass, creds *credentials) (attempt, error) {
+	rec, refused, err := r.loadUserRecord(ctx, p)
+	if err != nil || refused != nil {
+		return attempt{failure: refused}, err
 	}
-	rec.recoverUsed(p.tok, creds)
+	rec.recoverUsed(p.uid, &p.tok.Status.TokenStatus, creds)
 	grant := dingtalk.UserCredentials{ClientID: creds.user.ClientID, ClientSecret: creds.user.ClientSecret}
 	bootstrap := ""
 	switch {
-	case creds.user.AuthCode != "" && !rec.used(uidDigest(p.tok.UID, "bootstrap", creds.user.AuthCode)):
+	case creds.user.AuthCode != "" && !rec.used(uidDigest(p.uid, "bootstrap", creds.user.AuthCode)):
 		bootstrap, grant.AuthCode = creds.user.AuthCode, creds.user.AuthCode
-	case creds.user.RefreshToken != "" && !rec.used(uidDigest(p.tok.UID, "bootstrap", creds.user.RefreshToken)):
+	case creds.user.RefreshToken != "" && !rec.used(uidDigest(p.uid, "bootstrap", creds.user.RefreshToken)):
 		bootstrap, grant.RefreshToken = creds.user.RefreshToken, creds.user.RefreshToken
 	case rec.RefreshToken != "":
 		grant.RefreshToken = rec.RefreshToken
 	case creds.user.AuthCode == "" && creds.user.RefreshToken == "":
-		p.fail(v1alpha1.ReasonCredentialsNotFound, fmt.Sprintf(
-			"credentials Secret %q has neither a refreshToken nor an authCode, and no refresh token is stored", p.tok.Spec.CredentialsRef.Name))
-		return nil
+		return attempt{failure: &failure{reason: v1alpha1.ReasonCredentialsNotFound, message: fmt.Sprintf(
+			"credentials Secret %q has neither a refreshToken nor an authCode, and no refresh token is stored", p.spec.Credentials.Name)}}, nil
 	default:
-		p.attempted(creds)
-		p.fail(v1alpha1.ReasonReauthorizationRequired,
-			"the authCode/refreshToken in the credentials Secret was already used and no refresh token is stored: authorize again")
-		return nil
+		return attempt{creds: creds, failure: &failure{reason: v1alpha1.ReasonReauthorizationRequired,
+			message: "the authCode/refreshToken in the credentials Secret was already used and no refresh token is stored: authorize again"}}, nil
 	}
 	if bootstrap != "" {
-		if other, err := r.bootstrapClaimedBy(ctx, p, bootstrap); err != nil || other.Name != "" {
-			if err == nil {
-				p.fail(v1alpha1.ReasonCredentialsConflict, conflictMessage(p.tok.Namespace, other))
-			}
-			return err
+		other, err := r.bootstrapClaimedBy(ctx, p, bootstrap)
+		if err != nil {
+			return attempt{}, err
+		}
+		if other.Name != "" {
+			return attempt{failure: &failure{reason: v1alpha1.ReasonCredentialsConflict, message: conflictMessage(p.tok.Namespace, other)}}, nil
 		}
 	}
-	t, _, err := r.fetcher.fetch(ctx, r.fetchKey(p, creds), false, nil, func(ctx context.Context) (dingtalk.Token, error) {
+	t, _, err := r.fetcher.fetch(ctx, p.creds.setKey, nil, func(ctx context.Context) (dingtalk.Token, error) {
 		return r.DingTalk.UserAccessToken(ctx, grant)
 	})
-	p.attempted(creds)
 	if err != nil {
-		p.failDingTalk(err)
-		return nil
+		return attempt{creds: creds, failure: dingTalkFailure(err)}, nil
 	}
 	// The rotated refresh token is stored before anything else happens.
 	if t.RefreshToken != "" {
 		rec.RefreshToken = t.RefreshToken
 	}
 	if bootstrap != "" {
-		rec.Used = append(rec.Used, uidDigest(p.tok.UID, "bootstrap", bootstrap))
+		rec.Used = append(rec.Used, uidDigest(p.uid, "bootstrap", bootstrap))
 		if len(rec.Used) > maxUsedBootstraps {
 			rec.Used = rec.Used[len(rec.Used)-maxUsedBootstraps:]
 		}
 	}
 	rec.Stored = false
 	r.memory.setUser(p.key, *rec)
-	p.issue(t, true)
-	return r.storeRefreshToken(ctx, p, *rec)
+	return attempt{creds: creds, token: &t, called: true}, r.storeRefreshToken(ctx, p, *rec)
 }
 
 // loadUserRecord returns the newest refresh-token record: memory, else the Secret read uncached
 // (the cache may be a rotation behind, and a stale refresh token is a refused one). A Secret of
-// that name not owned by this DingTalkToken is a TargetConflict (nil record).
-func (r *DingTalkTokenReconciler) loadUserRecord(ctx context.Context, p *pass) (*userRecord, error) {
-	if rec := r.memory.user(p.key, p.tok.UID); rec != nil {
-		return rec, nil
+// that name not owned by this DingTalkToken is a TargetConflict.
+func (r *DingTalkTokenReconciler) loadUserRecord(ctx context.Context, p *pass) (*userRecord, *failure, error) {
+	if rec := r.memory.user(p.key, p.uid); rec != nil {
+		return rec, nil, nil
 	}
 	s := &corev1.Secret{}
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: p.tok.Namespace, Name: p.tok.RefreshTokenSecretName()}, s)
 	switch {
 	case apierrors.IsNotFound(err):
-		return &userRecord{UID: p.tok.UID}, nil
+		return &userRecord{UID: p.uid}, nil, nil
 	case err != nil:
-		return nil, err
+		return nil, nil, err
 	case !metav1.IsControlledBy(s, p.tok):
-		p.fail(v1alpha1.ReasonTargetConflict, fmt.Sprintf(
-			"Secret %s exists and is not owned by this DingTalkToken: the refresh token cannot be kept", s.Name))
-		return nil, nil
+		return nil, &failure{reason: v1alpha1.ReasonTargetConflict, message: fmt.Sprintf(
+			"Secret %s exists and is not owned by this DingTalkToken: the refresh token cannot be kept", s.Name)}, nil
 	}
-	rec := recordOf(p.tok.UID, s)
+	rec := recordOf(p.uid, s)
 	r.memory.setUser(p.key, rec)
-	return &rec, nil
+	return &rec, nil, nil
 }
 
 // recoverUsed rebuilds the used-bootstrap list of a record that was lost: the refresh-token
@@ -126,14 +137,14 @@ func (r *DingTalkTokenReconciler) loadUserRecord(ctx context.Context, p *pass) (
 // attempt (status.credentialsDigest covers the bootstrap values), the bootstrap values in the
 // Secret were already used by then (an unused one always wins), so they are marked used and not
 // replayed: ReauthorizationRequired follows. A new value there (re-authorization) still wins.
-func (rec *userRecord) recoverUsed(tok *v1alpha1.DingTalkToken, creds *credentials) {
-	if rec.Stored || rec.RefreshToken != "" || len(rec.Used) > 0 || tok.Status.TokenDigest == "" ||
-		tok.Status.CredentialsDigest != creds.digest(tok.UID) {
+func (rec *userRecord) recoverUsed(uid types.UID, st *v1alpha1.TokenStatus, creds *credentials) {
+	if rec.Stored || rec.RefreshToken != "" || len(rec.Used) > 0 || st.TokenDigest == "" ||
+		st.CredentialsDigest != creds.digest(uid) {
 		return
 	}
 	for _, b := range []string{creds.user.AuthCode, creds.user.RefreshToken} {
 		if b != "" {
-			rec.Used = append(rec.Used, uidDigest(tok.UID, "bootstrap", b))
+			rec.Used = append(rec.Used, uidDigest(uid, "bootstrap", b))
 		}
 	}
 }
@@ -152,27 +163,32 @@ func (rec userRecord) equal(o userRecord) bool {
 	return rec.RefreshToken == o.RefreshToken && slices.Equal(rec.Used, o.Used)
 }
 
-func (rec userRecord) data() map[string][]byte {
-	return map[string][]byte{
-		v1alpha1.RefreshTokenKey:  []byte(rec.RefreshToken),
-		v1alpha1.UsedBootstrapKey: []byte(strings.Join(rec.Used, "\n")),
+// secret is the refresh-token Secret's desired content.
+func (rec userRecord) secret(tok *v1alpha1.DingTalkToken) desiredSecret {
+	return desiredSecret{
+		Namespace: tok.Namespace, Name: tok.RefreshTokenSecretName(),
+		Labels: managedLabels(nil),
+		Data: map[string][]byte{
+			v1alpha1.RefreshTokenKey:  []byte(rec.RefreshToken),
+			v1alpha1.UsedBootstrapKey: []byte(strings.Join(rec.Used, "\n")),
+		},
 	}
 }
 
 // flushRefreshToken writes a record still pending from an earlier pass, and restores a
 // refresh-token Secret that was deleted or edited, from memory; it runs first in every pass.
 func (r *DingTalkTokenReconciler) flushRefreshToken(ctx context.Context, p *pass) error {
-	if p.tok.Spec.Type != v1alpha1.TokenTypeUser {
+	if p.spec.Type != v1alpha1.TokenTypeUser {
 		return nil
 	}
-	rec := r.memory.user(p.key, p.tok.UID)
+	rec := r.memory.user(p.key, p.uid)
 	if rec == nil {
 		return nil
 	}
 	if rec.Stored {
 		s := &corev1.Secret{}
 		err := r.Get(ctx, types.NamespacedName{Namespace: p.tok.Namespace, Name: p.tok.RefreshTokenSecretName()}, s)
-		if err == nil && metav1.IsControlledBy(s, p.tok) && recordOf(p.tok.UID, s).equal(*rec) {
+		if err == nil && metav1.IsControlledBy(s, p.tok) && recordOf(p.uid, s).equal(*rec) {
 			return nil
 		}
 		if err != nil && !apierrors.IsNotFound(err) {
@@ -183,9 +199,10 @@ func (r *DingTalkTokenReconciler) flushRefreshToken(ctx context.Context, p *pass
 }
 
 // storeRefreshToken writes rec into <name>-refresh-token, retried with backoff for at most
-// refreshTokenStoreTimeout on a context that outlives the reconcile's. Each try reads the Secret uncached and updates it under that
-// resourceVersion (a conflict re-reads and retries: the record in hand is the newest DingTalk
-// answered). On giving up, rec stays pending in memory and the error is returned.
+// refreshTokenStoreTimeout on a context that outlives the reconcile's. Each try reads the Secret
+// uncached and writes under that resourceVersion (a conflict re-reads and retries: the record in
+// hand is the newest DingTalk answered). On giving up, rec stays pending in memory and the error
+// is returned.
 func (r *DingTalkTokenReconciler) storeRefreshToken(ctx context.Context, p *pass, rec userRecord) error {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTokenStoreTimeout)
 	defer cancel()
@@ -213,77 +230,43 @@ func (r *DingTalkTokenReconciler) storeRefreshToken(ctx context.Context, p *pass
 	return nil
 }
 
-// writeRefreshSecret creates or updates the refresh-token Secret with rec, under the
+// writeRefreshSecret creates or applies the refresh-token Secret with rec, under the
 // resourceVersion just read.
 func (r *DingTalkTokenReconciler) writeRefreshSecret(ctx context.Context, p *pass, rec userRecord) error {
-	key := types.NamespacedName{Namespace: p.tok.Namespace, Name: p.tok.RefreshTokenSecretName()}
+	d := rec.secret(p.tok)
+	key := types.NamespacedName{Namespace: d.Namespace, Name: d.Name}
+	w := secretWriter{client: r.Client, scheme: r.Scheme}
 	s := &corev1.Secret{}
 	err := r.APIReader.Get(ctx, key, s)
-	if apierrors.IsNotFound(err) {
-		s = &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name,
-				Labels: map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue}},
-			Type: corev1.SecretTypeOpaque,
-			Data: rec.data(),
-		}
-		if err := controllerutil.SetControllerReference(p.tok, s, r.Scheme); err != nil {
+	switch {
+	case apierrors.IsNotFound(err):
+		created, err := w.create(ctx, p.tok, d)
+		if err != nil {
 			return err
 		}
-		if err := r.Create(ctx, s); err != nil {
-			return err
-		}
-		r.memory.wrote(p.key, "Secret", s)
+		r.memory.wrote(p.key, "Secret", created)
 		return nil
-	}
-	if err != nil {
+	case err != nil:
 		return err
-	}
-	if !metav1.IsControlledBy(s, p.tok) {
+	case !metav1.IsControlledBy(s, p.tok):
 		return apierrors.NewConflict(corev1.Resource("secrets"), key.Name, fmt.Errorf("not owned by the DingTalkToken"))
-	}
-	if recordOf(p.tok.UID, s).equal(rec) && s.Labels[v1alpha1.ManagedByLabel] == v1alpha1.ManagedByValue {
+	case upToDate(p.tok, s, d):
 		r.memory.wrote(p.key, "Secret", s)
 		return nil // already stored (the cache was behind)
 	}
-	upd := s.DeepCopy() // carries the resourceVersion just read: the precondition
-	upd.Data, upd.StringData = rec.data(), nil
-	upd.Labels = mergeInto(upd.Labels, map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue})
-	if err := controllerutil.SetControllerReference(p.tok, upd, r.Scheme); err != nil {
+	rv, err := w.apply(ctx, p.tok, s, d)
+	if err != nil {
 		return err
 	}
-	if upd.ResourceVersion == "" {
-		return fmt.Errorf("no resourceVersion to write under")
-	}
-	if err := r.Update(ctx, upd); err != nil {
-		return err
-	}
-	r.memory.wrote(p.key, "Secret", upd)
+	r.memory.wrote(p.key, "Secret", &metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, ResourceVersion: rv})
 	return nil
-}
-
-// errorWithoutDetails keeps an API error's reason and code only.
-func errorWithoutDetails(err error) error {
-	if st, ok := err.(apierrors.APIStatus); ok {
-		return fmt.Errorf("%s (HTTP %d)", st.Status().Reason, st.Status().Code)
-	}
-	return err
-}
-
-// conflictMessage is CredentialsConflict's message: it names the other DingTalkToken only when it
-// is in the same namespace (another namespace's objects are not this user's to know of).
-func conflictMessage(ns string, other types.NamespacedName) string {
-	who := "another DingTalkToken in another namespace"
-	if other.Namespace == ns {
-		who = "DingTalkToken " + other.String()
-	}
-	return who + " already uses this user's authCode/refreshToken: user tokens are never shared"
 }
 
 // bootstrapClaimedBy names another DingTalkToken already using the bootstrap value: in this
 // process (a claim), or on record (its refresh-token Secret lists the value's HMAC keyed by its
 // UID). Empty when the value is free; it is then claimed for p.
 func (r *DingTalkTokenReconciler) bootstrapClaimedBy(ctx context.Context, p *pass, bootstrap string) (types.NamespacedName, error) {
-	if c := r.memory.claim(r.fetcher.setKey("bootstrap", bootstrap), p.key, p.tok.UID); c.key != p.key {
+	if c := r.memory.claim(r.fetcher.setKey("bootstrap", bootstrap), p.key, p.uid); c.key != p.key {
 		return c.key, nil
 	}
 	var list corev1.SecretList
@@ -293,7 +276,7 @@ func (r *DingTalkTokenReconciler) bootstrapClaimedBy(ctx context.Context, p *pas
 	for i := range list.Items {
 		s := &list.Items[i]
 		owner := metav1.GetControllerOf(s)
-		if owner == nil || owner.UID == p.tok.UID || len(s.Data[v1alpha1.UsedBootstrapKey]) == 0 {
+		if owner == nil || owner.UID == p.uid || len(s.Data[v1alpha1.UsedBootstrapKey]) == 0 {
 			continue
 		}
 		if recordOf(owner.UID, s).used(uidDigest(owner.UID, "bootstrap", bootstrap)) {

@@ -299,8 +299,9 @@ type DingTalkTokenSpec struct {
 	RolloutRestartTargets []RolloutRestartTarget `json:"rolloutRestartTargets,omitempty"`
 }
 
-// DingTalkTokenStatus is the observed state of a DingTalkToken. It never holds a token or a credential.
-type DingTalkTokenStatus struct {
+// TokenStatus is the part of the status every token kind shares: the state of the token and of the
+// attempts to refresh it. It never holds a token or a credential.
+type TokenStatus struct {
 	// observedGeneration is the metadata.generation this status reflects.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -351,6 +352,11 @@ type DingTalkTokenStatus struct {
 	// attempt (ThirdPartyApp and ThirdPartySuite).
 	// +optional
 	SuiteTicketDigest string `json:"suiteTicketDigest,omitempty"`
+}
+
+// DingTalkTokenStatus is the observed state of a DingTalkToken. It never holds a token or a credential.
+type DingTalkTokenStatus struct {
+	TokenStatus `json:",inline"`
 
 	// rolloutRestartDigest is the tokenDigest last rolled out to every rolloutRestartTarget; while
 	// it differs from tokenDigest, restarts are pending (for example held back by the limit of one

@@ -27,6 +27,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
@@ -87,6 +90,10 @@ func testTargetUpdateConflict(t *testing.T) {
 		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
 			bump(ctx, obj)
 			return observe(c.Patch(ctx, obj, patch, opts...))
+		},
+		Apply: func(ctx context.Context, c client.WithWatch, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+			bump(ctx, appliedSecret(obj))
+			return observe(c.Apply(ctx, obj, opts...))
 		},
 	}
 	startManager(t, managerOptions{name: ns, namespaces: []string{ns}, funcs: funcs})
@@ -168,4 +175,14 @@ func testTargetDeletedMidRefresh(t *testing.T) {
 	after, _ := calls(simulator.PathSuiteAccessToken, s.key)
 	g.Expect(after-before).To(BeEquivalentTo(1), "the deletion did not cause another DingTalk call")
 	g.Expect(condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
+}
+
+// appliedSecret is the Secret a server-side apply configuration names (an empty ConfigMap for
+// anything else, which no fault matches).
+func appliedSecret(obj runtime.ApplyConfiguration) client.Object {
+	ac, ok := obj.(*corev1ac.SecretApplyConfiguration)
+	if !ok {
+		return &corev1.ConfigMap{}
+	}
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ptr.Deref(ac.Namespace, ""), Name: ptr.Deref(ac.Name, "")}}
 }

@@ -1,0 +1,364 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+)
+
+// The pass: steps gather what the world holds and act on it (call DingTalk, write Secrets) and
+// return what happened as outcomes (an attempt, a failure, a write); only the pass records
+// outcomes in status, and writes status once, when it ends. docs/design.md ("One pass") draws it.
+
+// failure is the outcome of a step that failed: a Refreshed reason and a message that holds no
+// secret.
+type failure struct {
+	reason, message string
+}
+
+// attempt is the outcome of a refresh attempt.
+type attempt struct {
+	// creds are the credentials DingTalk was called with (nil: it was not called).
+	creds *credentials
+	// token is the token answered (nil: none).
+	token *issued
+	// called is set when this object's own call answered (not a token shared by another object).
+	called bool
+	// failure is why no token came (nil: one did).
+	failure *failure
+}
+
+// tokenPass is the part of a pass every token kind shares: the refresh state of one object.
+type tokenPass struct {
+	shared *tokens
+	// key names the object in memory; uid and generation are its own.
+	key        types.NamespacedName
+	uid        types.UID
+	generation int64
+	spec       tokenSpec
+	// st is the object's status, changed only by the record methods below.
+	st  *v1alpha1.TokenStatus
+	now time.Time
+	log logr.Logger
+
+	// held is the last good token (memory, a target Secret, or this pass's fetch).
+	held *heldToken
+	// creds is what the pass read of the credentials (zero before they are read).
+	creds credentialsRead
+	// requestedAt is a pending refresh request's time (zero: none); requestIgnored says why the
+	// refresh-requested-at annotation was ignored ("": it was not).
+	requestedAt    time.Time
+	requestIgnored string
+	// suspended is set when spec.suspend stopped the pass.
+	suspended bool
+}
+
+// credentialsRead is what a pass read of the credentials.
+type credentialsRead struct {
+	// values are the credentials (nil: not read, or missing).
+	values *credentials
+	// missing says why they could not be used (nil: they could).
+	missing *failure
+	// setKey names their credential set in the shared fetch (User tokens: never shared).
+	setKey string
+	// floor is DingTalk's Retry-After for the set, when one is in force.
+	floor time.Time
+}
+
+func (sh *tokens) startTokenPass(log logr.Logger, obj metav1.Object, spec tokenSpec, st *v1alpha1.TokenStatus) tokenPass {
+	p := tokenPass{
+		shared:     sh,
+		key:        types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()},
+		uid:        obj.GetUID(),
+		generation: obj.GetGeneration(),
+		spec:       spec,
+		st:         st,
+		now:        sh.clock.Now(),
+		log:        log,
+	}
+	p.requestedAt, p.requestIgnored = refreshRequestedAt(spec.RefreshRequest, p.now)
+	return p
+}
+
+// input is the refresh decision's input, built from the pass alone: a pure function of what the
+// pass has gathered so far and of its status.
+func (p *tokenPass) input() refreshInput {
+	st := p.st
+	in := refreshInput{
+		Now:                   p.now,
+		UID:                   p.uid,
+		RefreshBefore:         p.spec.RefreshBefore,
+		FailedAttempts:        st.FailedAttempts,
+		LastCredentialsDigest: st.CredentialsDigest,
+		LastSuiteTicketDigest: st.SuiteTicketDigest,
+		SpecChanged:           p.generation != st.ObservedGeneration,
+		RetryAfterFloor:       p.creds.floor,
+		RefreshRequestedAt:    p.requestedAt,
+	}
+	if st.LastFailureTime != nil {
+		in.LastFailure = st.LastFailureTime.Time
+	}
+	if st.FailedAttempts > 0 {
+		// The failure reason is kept in its own field, so that a Refreshed condition replaced
+		// meanwhile (Suspended, RolloutRestartFailed) does not lift the backoff or the hourly gate.
+		in.FailureReason = st.LastFailureReason
+	}
+	if p.held != nil {
+		in.IssuedAt, in.ExpiresAt = p.held.IssuedAt, p.held.ExpiresAt
+	}
+	if c := p.creds.values; c != nil {
+		in.CredentialsDigest = c.digest(p.uid)
+		in.SuiteTicketDigest = c.ticketDigest(p.uid)
+	}
+	return in
+}
+
+// stamp is a status time: API times have second precision, so memory and status agree.
+func stamp(t time.Time) *metav1.Time {
+	mt := metav1.NewTime(t.UTC().Truncate(time.Second))
+	return &mt
+}
+
+func tokenDigest(uid types.UID, token string) string { return uidDigest(uid, "token", token) }
+
+func refreshedCondition(st *v1alpha1.TokenStatus) *metav1.Condition {
+	return meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionRefreshed)
+}
+
+// setCondition sets a condition with this pass's generation and time.
+func (p *tokenPass) setCondition(typ string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&p.st.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: msg,
+		ObservedGeneration: p.generation, LastTransitionTime: *stamp(p.now),
+	})
+}
+
+// recordAttempt records the outcome of a refresh attempt.
+func (p *tokenPass) recordAttempt(a attempt) {
+	if a.creds != nil {
+		p.st.CredentialsDigest = a.creds.digest(p.uid)
+		p.st.SuiteTicketDigest = a.creds.ticketDigest(p.uid)
+	}
+	switch {
+	case a.failure != nil:
+		p.fail(*a.failure)
+	case a.token != nil:
+		p.issue(*a.token, a.called)
+	}
+}
+
+// issue records a token DingTalk answered (called: by this object's own call, not a shared one).
+func (p *tokenPass) issue(t issued, called bool) {
+	st := p.st
+	prev := st.TokenDigest
+	h := heldToken{UID: p.uid, AccessToken: t.AccessToken, CorpID: t.CorpID, IssuedAt: t.IssuedAt, ExpiresAt: t.ExpiresAt}
+	p.held = &h
+	p.shared.memory.setToken(p.key, h)
+	digest := tokenDigest(p.uid, t.AccessToken)
+	st.TokenDigest = digest
+	st.ExpiresAt = stamp(t.ExpiresAt)
+	st.LastRefreshTime = stamp(t.IssuedAt)
+	st.FailedAttempts = 0
+	st.LastFailureTime = nil
+	st.LastFailureReason = ""
+	msg := fmt.Sprintf("Token issued at %s, valid until %s", rfc3339(t.IssuedAt), rfc3339(t.ExpiresAt))
+	if !called {
+		msg += " (shared with objects using the same credentials)"
+	}
+	p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, msg)
+	if digest != prev {
+		p.log.Info("Issued token", "expiresAt", rfc3339(t.ExpiresAt), "shared", !called)
+	} else {
+		p.log.V(1).Info("Renewed token", "expiresAt", rfc3339(t.ExpiresAt), "shared", !called)
+	}
+}
+
+// fail records a failed attempt.
+func (p *tokenPass) fail(f failure) {
+	st := p.st
+	prev := refreshedCondition(st)
+	st.FailedAttempts++
+	st.LastFailureTime = stamp(p.now)
+	st.LastFailureReason = f.reason
+	p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionFalse, f.reason, f.message)
+	if prev == nil || prev.Status != metav1.ConditionFalse || prev.Reason != f.reason {
+		p.log.Info("Refresh failed", "reason", f.reason, "message", f.message, "failedAttempts", st.FailedAttempts)
+	} else {
+		p.log.V(1).Info("Refresh failed again", "reason", f.reason, "failedAttempts", st.FailedAttempts)
+	}
+}
+
+// recordWritten records that every target holds the held token again: a TemplateInvalid or
+// TargetConflict from an earlier pass is then over.
+func (p *tokenPass) recordWritten() {
+	p.shared.memory.setShown(p.key, *p.held)
+	c := refreshedCondition(p.st)
+	if c == nil || c.Status != metav1.ConditionFalse {
+		return
+	}
+	if c.Reason != v1alpha1.ReasonTemplateInvalid && c.Reason != v1alpha1.ReasonTargetConflict {
+		return
+	}
+	p.st.FailedAttempts = 0
+	p.st.LastFailureTime = nil
+	p.st.LastFailureReason = ""
+	p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued,
+		fmt.Sprintf("Token written, valid until %s", rfc3339(p.held.ExpiresAt)))
+}
+
+// suspendedMessage is the Refreshed message while spec.suspend is true.
+const suspendedMessage = "spec.suspend is true: no calls to DingTalk; the target Secret keeps what it has"
+
+// suspend records that spec.suspend stopped the pass. The outcome of the last attempt stays in
+// status.lastFailureReason, lastFailureTime, failedAttempts and lastRefreshTime, which resume reads.
+func (p *tokenPass) suspend() {
+	p.suspended = true
+	c := refreshedCondition(p.st)
+	if c != nil && c.Reason == v1alpha1.ReasonSuspended {
+		return
+	}
+	p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonSuspended, suspendedMessage)
+}
+
+// resume ends a Suspended Refreshed condition once spec.suspend is false, from the status fields
+// (so across restarts too): a failure before the suspension comes back as False with its reason
+// (status.lastFailureReason, which also keeps the backoff and the hourly gate of
+// CredentialsRejected, QuotaExceeded and ReauthorizationRequired); else a token issued before it
+// comes back as True TokenIssued; without either there was no attempt and Refreshed is left
+// absent. A refresh follows when due.
+func (p *tokenPass) resume() {
+	st := p.st
+	c := refreshedCondition(st)
+	if c == nil || c.Reason != v1alpha1.ReasonSuspended {
+		return
+	}
+	switch {
+	case st.LastFailureReason != "":
+		p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionFalse, st.LastFailureReason,
+			fmt.Sprintf("the last attempt before the suspension failed (%s)", st.LastFailureReason))
+	case st.LastRefreshTime != nil:
+		p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued,
+			"the last attempt before the suspension issued a token")
+	default:
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionRefreshed)
+	}
+}
+
+// readyCondition is Ready: True while the targets hold an unexpired token (validUntil, held by
+// holder: "Secret x" or "every matched namespace"), else the last failure, Suspended or Pending.
+func (p *tokenPass) readyCondition(validUntil time.Time, holder string) (metav1.ConditionStatus, string, string) {
+	if p.now.Before(validUntil) {
+		return metav1.ConditionTrue, v1alpha1.ReasonTokenValid,
+			fmt.Sprintf("%s holds a token valid until %s", holder, rfc3339(validUntil))
+	}
+	if p.suspended {
+		return metav1.ConditionFalse, v1alpha1.ReasonSuspended, "spec.suspend is true and the target Secret holds no valid token"
+	}
+	if c := refreshedCondition(p.st); c != nil && c.Status == metav1.ConditionFalse && kindOf(c.Reason) != failureNone {
+		return metav1.ConditionFalse, c.Reason, c.Message
+	}
+	if !p.creds.floor.IsZero() {
+		return metav1.ConditionFalse, v1alpha1.ReasonPending, "Waiting for DingTalk's Retry-After until " + rfc3339(p.creds.floor)
+	}
+	if !validUntil.IsZero() {
+		return metav1.ConditionFalse, v1alpha1.ReasonPending, "The token expired; a refresh is pending"
+	}
+	return metav1.ConditionFalse, v1alpha1.ReasonPending, "No token yet"
+}
+
+// settle brings the status in line with the end of the pass, before its one write: the held
+// token's times (memory may be ahead of status when an earlier status write failed), Ready, the
+// next attempt (returned; zero while suspended) and the observed generation.
+func (p *tokenPass) settle(validUntil time.Time, holder string) (next time.Time, ready metav1.ConditionStatus) {
+	st := p.st
+	if p.held != nil {
+		st.TokenDigest = tokenDigest(p.uid, p.held.AccessToken)
+		st.ExpiresAt = stamp(p.held.ExpiresAt)
+		st.LastRefreshTime = stamp(p.held.IssuedAt)
+	}
+	if !p.suspended {
+		next = nextAttempt(p.input())
+	}
+	status, reason, msg := p.readyCondition(validUntil, holder)
+	p.setCondition(v1alpha1.ConditionReady, status, reason, msg)
+	// Before any attempt Refreshed stays absent: it is the outcome of the last attempt.
+	for i := range st.Conditions {
+		st.Conditions[i].ObservedGeneration = p.generation
+	}
+	st.ObservedGeneration = p.generation
+	st.RefreshTime = nil
+	if !next.IsZero() {
+		st.RefreshTime = stamp(next)
+	}
+	return next, status
+}
+
+// emitEvents emits, after the status write that recorded them, the events of the transitions
+// from before to the pass's status: TokenIssued, RefreshFailed and RefreshRecovered; and once
+// per annotation value, why a refresh request was ignored.
+func (p *tokenPass) emitEvents(rec events.EventRecorder, obj runtime.Object, before *v1alpha1.TokenStatus) {
+	a := p.st
+	if a.TokenDigest != "" && a.TokenDigest != before.TokenDigest {
+		rec.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonTokenIssued, "Refresh",
+			"Issued a new token, valid until %s", rfc3339(a.ExpiresAt.Time))
+	}
+	failed := func(c *metav1.Condition) bool {
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason != v1alpha1.ReasonSuspended
+	}
+	bc, ac := refreshedCondition(before), refreshedCondition(a)
+	switch {
+	case failed(ac) && !failed(bc):
+		rec.Eventf(obj, nil, corev1.EventTypeWarning, "RefreshFailed", "Refresh", "%s: %s", ac.Reason, ac.Message)
+	case failed(bc) && ac != nil && ac.Status == metav1.ConditionTrue:
+		rec.Eventf(obj, nil, corev1.EventTypeNormal, "RefreshRecovered", "Refresh",
+			"Refreshed again after %s", bc.Reason)
+		p.log.Info("Refresh recovered", "after", bc.Reason)
+	}
+	p.emitRequestEvent(rec, obj, before)
+}
+
+// emitRequestEvent tells, once per value, what became of a refresh-requested-at annotation
+// that is not honoured: malformed, in the future, or not newer than the last refresh.
+func (p *tokenPass) emitRequestEvent(rec events.EventRecorder, obj runtime.Object, before *v1alpha1.TokenStatus) {
+	v := p.spec.RefreshRequest
+	if v == "" || !p.shared.memory.firstSight(p.key, p.uid, v) {
+		return
+	}
+	why := p.requestIgnored
+	if last := before.LastRefreshTime; why == "" && last != nil && !p.requestedAt.After(last.Time) {
+		why = "is not newer than the last refresh (" + rfc3339(last.Time) + ")"
+	}
+	if why == "" {
+		return
+	}
+	if len(v) > 64 {
+		v = v[:64] + "..."
+	}
+	rec.Eventf(obj, nil, corev1.EventTypeWarning, "RefreshRequestIgnored", "Refresh",
+		"Annotation %s=%q %s: it is ignored", v1alpha1.RefreshRequestedAtAnnotation, v, why)
+}

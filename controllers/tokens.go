@@ -1,0 +1,80 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
+)
+
+// tokens is the machinery every token kind's reconciler shares: the clock, the DingTalk client
+// and its endpoint, the shared fetches and the in-process memory, and the uncached reads of
+// credentials. One instance serves all reconcilers of a manager, so that objects of any kind
+// with equal credential sets share one DingTalk call per refresh.
+type tokens struct {
+	clock    clock.Clock
+	dingtalk dingtalk.Client
+	endpoint string
+	fetcher  *fetcher
+	memory   *memory
+	// apiReader reads uncached (credentials Secrets).
+	apiReader client.Reader
+	// credentialsCache is the metadata-only cache of credentials Secrets: a changed
+	// resourceVersion there tells that the credentials must be read again.
+	credentialsCache cache.Cache
+}
+
+// fetchShared fetches a token of a shareable type for the credential set setKey: a token another
+// object of the set fetched moments ago when the acceptShared policy takes it, else one DingTalk
+// call shared with every concurrent caller of the set.
+func (sh *tokens) fetchShared(ctx context.Context, setKey string, in refreshInput, creds *credentials) attempt {
+	t, called, err := sh.fetcher.fetch(ctx, setKey, func(t issued) bool { return acceptShared(in, t) },
+		func(ctx context.Context) (dingtalk.Token, error) {
+			switch creds.typ {
+			case v1alpha1.TokenTypeInternalApp:
+				return sh.dingtalk.AppAccessToken(ctx, creds.app)
+			case v1alpha1.TokenTypeThirdPartyApp:
+				return sh.dingtalk.CorpAccessToken(ctx, creds.suite, creds.corpID)
+			default:
+				return sh.dingtalk.SuiteAccessToken(ctx, creds.suite)
+			}
+		})
+	if err != nil {
+		return attempt{creds: creds, failure: dingTalkFailure(err)}
+	}
+	if t.CorpID == "" && creds.typ == v1alpha1.TokenTypeThirdPartyApp {
+		// corpAccessToken answers no corpId: the token is the one of the org it was asked for.
+		t.CorpID = creds.corpID
+	}
+	return attempt{creds: creds, token: &t, called: called}
+}
+
+// firstFailure returns the first non-nil failure.
+func firstFailure(fs ...*failure) *failure {
+	for _, f := range fs {
+		if f != nil {
+			return f
+		}
+	}
+	return nil
+}
