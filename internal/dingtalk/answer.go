@@ -40,6 +40,10 @@ var legacyRateLimitCodes = map[string]bool{"90002": true, "90006": true, "90018"
 // maxExpireIn bounds a plausible token lifetime; a larger expireIn is treated as a broken answer.
 const maxExpireIn = 366 * 24 * time.Hour
 
+// MinExpireIn is the shortest lifetime a token may have: one that expires before anyone can use it
+// is no token, and accepting it would make its holder call DingTalk again at once, forever.
+const MinExpireIn = 10 * time.Second
+
 // maxIDLength bounds the code and request id an Error keeps.
 const maxIDLength = 128
 
@@ -83,10 +87,12 @@ func decodeAnswer(body []byte) (answer, error) {
 //	2xx: empty or malformed JSON, not an object                ProviderUnavailable
 //	2xx: non-zero errcode (other than the rate-limit ones)     ProviderUnavailable
 //	2xx: missing or empty accessToken                          ProviderUnavailable
-//	2xx: missing, non-numeric, non-positive or > 1 y expireIn  ProviderUnavailable
+//	2xx: missing, non-numeric, < 10 s or > 1 y expireIn        ProviderUnavailable
 //
 // Codes are matched case-insensitively. Retry-After (seconds or HTTP date, capped at
-// MaxRetryAfter) is kept on every error answer except a redirect.
+// MaxRetryAfter) is kept on every error answer except a redirect. A 2xx answer that carries a
+// refreshToken returns it beside the error when another field is invalid: DingTalk has rotated
+// the user's refresh token either way, and the caller must keep the new one.
 func parseAnswer(endpoint string, status int, header http.Header, body []byte, now time.Time) (Token, error) {
 	a, decodeErr := decodeAnswer(body)
 	code := scalar(a.Code)
@@ -122,7 +128,17 @@ func parseAnswer(endpoint string, status int, header http.Header, body []byte, n
 		}
 		return Token{AccessToken: a.AccessToken, ExpireIn: expireIn, RefreshToken: a.RefreshToken, CorpID: a.CorpID}, nil
 	}
+	if status >= 200 && status < 300 && a.RefreshToken != "" && fieldsRead(decodeErr) {
+		return Token{RefreshToken: a.RefreshToken}, e
+	}
 	return Token{}, e
+}
+
+// fieldsRead reports whether decodeAnswer read the answer's fields: it did unless the body is not
+// a JSON object (a field of the wrong type leaves the others read).
+func fieldsRead(decodeErr error) bool {
+	var typeErr *json.UnmarshalTypeError
+	return decodeErr == nil || errors.As(decodeErr, &typeErr)
 }
 
 // classifyFailure classifies a non-2xx, non-3xx answer.
@@ -171,16 +187,12 @@ func parseExpireIn(raw json.RawMessage) (time.Duration, string) {
 	switch {
 	case err != nil || math.IsNaN(secs):
 		return 0, "malformed expireIn"
-	case secs <= 0:
-		return 0, "non-positive expireIn"
+	case secs < MinExpireIn.Seconds():
+		return 0, "expireIn too short"
 	case secs > maxExpireIn.Seconds():
 		return 0, "expireIn out of range"
 	}
-	d := time.Duration(secs * float64(time.Second))
-	if d <= 0 {
-		return 0, "non-positive expireIn"
-	}
-	return d, ""
+	return time.Duration(secs * float64(time.Second)), ""
 }
 
 // parseRetryAfter reads a Retry-After header in seconds or as an HTTP date, capped at MaxRetryAfter.

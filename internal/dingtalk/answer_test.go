@@ -69,7 +69,13 @@ func TestParseAnswer(t *testing.T) {
 		"success": {endpoint: PathAppAccessToken, status: 200,
 			body: `{"accessToken":"t","expireIn":7200}`, expireIn: 2 * time.Hour},
 		"success, fractional expireIn": {endpoint: PathAppAccessToken, status: 200,
-			body: `{"accessToken":"t","expireIn":1.5}`, expireIn: 1500 * time.Millisecond},
+			body: `{"accessToken":"t","expireIn":10.5}`, expireIn: 10500 * time.Millisecond},
+		"expireIn of 10 s is enough": {endpoint: PathAppAccessToken, status: 200,
+			body: `{"accessToken":"t","expireIn":10}`, expireIn: 10 * time.Second},
+		"expireIn under 10 s": {endpoint: PathAppAccessToken, status: 200,
+			body: `{"accessToken":"t","expireIn":1}`, class: ClassUnavailable},
+		"expireIn 9.9 s": {endpoint: PathAppAccessToken, status: 200,
+			body: `{"accessToken":"t","expireIn":9.9}`, class: ClassUnavailable},
 		"success, errcode 0": {endpoint: PathAppAccessToken, status: 200,
 			body: `{"errcode":0,"accessToken":"t","expireIn":60}`, expireIn: time.Minute},
 		"expireIn too large": {endpoint: PathAppAccessToken, status: 200,
@@ -125,6 +131,39 @@ func TestParseAnswer(t *testing.T) {
 	}
 }
 
+// TestRotatedRefreshTokenSurvivesABadAnswer: DingTalk rotates a user's refresh token on every
+// 2xx answer, so a 2xx answer carrying one returns it beside the error when another field is
+// invalid; error answers and bodies that are not JSON objects return none.
+func TestRotatedRefreshTokenSurvivesABadAnswer(t *testing.T) {
+	tests := map[string]struct {
+		status int    // HTTP status
+		body   string // answer body
+		want   string // the refresh token returned with the error
+	}{
+		"expireIn too short":       {200, `{"accessToken":"a","refreshToken":"r2","expireIn":1}`, "r2"},
+		"expireIn missing":         {200, `{"accessToken":"a","refreshToken":"r2"}`, "r2"},
+		"accessToken missing":      {200, `{"refreshToken":"r2","expireIn":7200}`, "r2"},
+		"accessToken not a string": {200, `{"accessToken":7,"refreshToken":"r2","expireIn":7200}`, "r2"},
+		"errcode in a 2xx":         {200, `{"errcode":40001,"refreshToken":"r2"}`, "r2"},
+		"no refresh token":         {200, `{"accessToken":"a","expireIn":1}`, ""},
+		"truncated JSON":           {200, `{"accessToken":"a","refreshToken":"r2","expireIn":`, ""},
+		"4xx with a refresh token": {400, `{"code":"invalidRefreshToken","refreshToken":"r2"}`, ""},
+		"5xx with a refresh token": {500, `{"refreshToken":"r2"}`, ""},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			tok, err := parseAnswer(PathUserAccessToken, tc.status, http.Header{}, []byte(tc.body), now)
+			if err == nil {
+				t.Fatalf("accepted %s", tc.body)
+			}
+			if tok.RefreshToken != tc.want || tok.AccessToken != "" || tok.ExpireIn != 0 {
+				t.Errorf("got refresh token %q access token %q expireIn %v, want only %q",
+					tok.RefreshToken, tok.AccessToken, tok.ExpireIn, tc.want)
+			}
+		})
+	}
+}
+
 // FuzzParseAnswer checks that any answer yields a usable token or a well-formed, bounded,
 // classified error. Seed corpus: testdata/fuzz/FuzzParseAnswer.
 func FuzzParseAnswer(f *testing.F) {
@@ -139,7 +178,7 @@ func FuzzParseAnswer(f *testing.F) {
 		h.Set("Retry-After", retryAfter)
 		tok, err := parseAnswer(endpoint, status, h, body, now)
 		if err == nil {
-			if status < 200 || status > 299 || tok.AccessToken == "" || tok.ExpireIn <= 0 || tok.ExpireIn > maxExpireIn {
+			if status < 200 || status > 299 || tok.AccessToken == "" || tok.ExpireIn < MinExpireIn || tok.ExpireIn > maxExpireIn {
 				t.Fatalf("accepted status %d token %v expireIn %v", status, tok.AccessToken != "", tok.ExpireIn)
 			}
 			return

@@ -341,7 +341,7 @@ func TestOversizedAnswer(t *testing.T) {
 		"over the default cap": {body: big, wantErr: true},
 		"under a larger cap":   {body: big, maxBytes: 1 << 20},
 		"over a small cap":     {body: `{"accessToken":"abc","expireIn":7200}`, maxBytes: 16, wantErr: true},
-		"within a small cap":   {body: `{"accessToken":"a","expireIn":1}`, maxBytes: 64},
+		"within a small cap":   {body: `{"accessToken":"a","expireIn":60}`, maxBytes: 64},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

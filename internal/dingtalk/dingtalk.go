@@ -77,7 +77,7 @@ const (
 	// ClassQuotaExceeded: Forbidden.AccessDenied.ApiCountLimitForOrg (monthly quota).
 	ClassQuotaExceeded Class = "QuotaExceeded"
 	// ClassUnavailable: 5xx, timeouts, resets, redirects, oversized, malformed or empty answers,
-	// HTTP 200 with a non-zero errcode, a missing accessToken, a non-positive expireIn, 404 and
+	// HTTP 200 with a non-zero errcode, a missing accessToken, an expireIn under MinExpireIn, 404 and
 	// other 4xx answers that blame neither the credentials nor the rate.
 	ClassUnavailable Class = "ProviderUnavailable"
 )
