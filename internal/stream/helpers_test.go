@@ -192,7 +192,9 @@ func eventually(t *testing.T, f any) gomega.AsyncAssertion {
 	return gomega.NewWithT(t).Eventually(f).WithTimeout(10 * time.Second).WithPolling(5 * time.Millisecond)
 }
 
-func phaseOf(c *stream.Client) func() stream.Phase { return func() stream.Phase { return c.State().Phase } }
+func phaseOf(c *stream.Client) func() stream.Phase {
+	return func() stream.Phase { return c.State().Phase }
+}
 
 func suiteStats(srv *simulator.Server, key string) func() simulator.SuiteStreamStats {
 	return func() simulator.SuiteStreamStats { return srv.StreamStats().Suites[key] }

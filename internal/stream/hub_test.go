@@ -1,0 +1,288 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package stream_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/stream"
+)
+
+var (
+	tokenA = types.NamespacedName{Namespace: "team-a", Name: "crm"}
+	tokenB = types.NamespacedName{Namespace: "team-b", Name: "crm"}
+	tokenC = types.NamespacedName{Namespace: "team-a", Name: "other-suite"}
+)
+
+// startHub runs a hub with the fast backoff until the test ends; stop ends it earlier and waits.
+func startHub(t *testing.T, h *stream.Hub) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Start(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Start: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func newHub(t *testing.T, s stream.TicketSink, mod func(*stream.HubOptions)) *stream.Hub {
+	o := stream.HubOptions{Client: captureLogs(t).options(stream.Options{Backoff: fast})}
+	if mod != nil {
+		mod(&o)
+	}
+	return stream.NewHub(s, o)
+}
+
+func TestHubKeepsOneConnectionPerSuite(t *testing.T) {
+	srv := startSim(t, simulator.StreamConfig{})
+	s := newSink()
+	h := newHub(t, s, nil)
+	if !h.NeedLeaderElection() {
+		t.Error("the hub must run on the leader only")
+	}
+	startHub(t, h)
+
+	for _, holder := range []types.NamespacedName{tokenA, tokenB, tokenA} { // tokenA twice: idempotent
+		if err := h.Acquire(holder, creds(srv)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := stream.Credentials{SuiteKey: otherKey, SuiteSecret: otherSecret, Endpoint: srv.URL()}
+	if err := h.Acquire(tokenC, other); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() [2]int { return [2]int{srv.OpenStreams(suiteKey), srv.OpenStreams(otherKey)} }).Should(Equal([2]int{1, 1}))
+	eventually(t, func() stream.Phase { st, _ := h.State(tokenB); return st.Phase }).Should(Equal(stream.Connected))
+	if st := srv.StreamStats(); st.Suites[suiteKey].Connections != 1 || st.Suites[otherKey].Connections != 1 || h.Connections() != 2 {
+		t.Errorf("connections: %d and %d at the simulator, %d in the hub; want 1, 1, 2",
+			st.Suites[suiteKey].Connections, st.Suites[otherKey].Connections, h.Connections())
+	}
+	suite := creds(srv).ID()
+	if got := h.Holders(suite); fmt.Sprint(got) != fmt.Sprint([]types.NamespacedName{tokenA, tokenB}) {
+		t.Errorf("holders of %v: %v", suite, got)
+	}
+
+	// A push reaches the sink once, with the suite to fan out to.
+	ticket, _ := srv.Push(suiteKey)
+	if got := s.next(t); got.ticket != ticket || got.suite != suite {
+		t.Errorf("stored for %v", got.suite)
+	}
+	if _, ok := h.State(types.NamespacedName{Namespace: "x", Name: "none"}); ok {
+		t.Error("a state for a holder that holds nothing")
+	}
+}
+
+func TestHubLastReleaseCloses(t *testing.T) {
+	srv := startSim(t, simulator.StreamConfig{})
+	h := newHub(t, newSink(), nil)
+	startHub(t, h)
+	before := connections(t)
+	for _, holder := range []types.NamespacedName{tokenA, tokenB} {
+		if err := h.Acquire(holder, creds(srv)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, func() float64 { return connections(t) - before }).Should(BeNumerically("==", 1))
+
+	h.Release(tokenA)
+	h.Release(tokenA) // again: nothing
+	if _, ok := h.State(tokenA); ok || h.Connections() != 1 {
+		t.Errorf("after one Release: tokenA still holds, or %d connections", h.Connections())
+	}
+	if st, ok := h.State(tokenB); !ok || st.Phase != stream.Connected {
+		t.Errorf("tokenB: %v %v", st.Phase, ok)
+	}
+	if n := srv.OpenStreams(suiteKey); n != 1 {
+		t.Errorf("%d open connections with one holder left", n)
+	}
+
+	h.Release(tokenB)
+	eventually(t, func() int { return srv.OpenStreams(suiteKey) }).Should(Equal(0))
+	eventually(t, func() float64 { return connections(t) - before }).Should(BeNumerically("==", 0))
+	if h.Connections() != 0 || len(h.Holders(creds(srv).ID())) != 0 {
+		t.Errorf("the hub keeps %d connections", h.Connections())
+	}
+	if st := srv.StreamStats().Suites[suiteKey]; st.Connections != 1 {
+		t.Errorf("%d connections in total, want 1", st.Connections)
+	}
+}
+
+func TestHubConnectsOnlyWhileStarted(t *testing.T) {
+	srv := startSim(t, simulator.StreamConfig{})
+	h := newHub(t, newSink(), nil)
+	if err := h.Acquire(tokenA, creds(srv)); err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := h.State(tokenA); !ok || st.Phase != stream.Connecting {
+		t.Errorf("before Start: %v %v", st.Phase, ok)
+	}
+	if n := openCalls(srv, suiteKey); n != 0 {
+		t.Fatalf("%d connections/open calls before Start (not the leader yet)", n)
+	}
+
+	stop := startHub(t, h)
+	eventually(t, func() int { return srv.OpenStreams(suiteKey) }).Should(Equal(1))
+	stop() // losing leadership or shutting down: Start returns once every connection is closed
+	eventually(t, func() int { return srv.OpenStreams(suiteKey) }).Should(Equal(0))
+	if err := h.Start(context.Background()); err == nil {
+		t.Error("a second Start was accepted")
+	}
+}
+
+func TestHubMovesAHolderWhoseSecretChanged(t *testing.T) {
+	srv := startSim(t, simulator.StreamConfig{})
+	rec := &hubRecorder{}
+	h := newHub(t, newSink(), func(o *stream.HubOptions) { o.OnState = rec.record })
+	startHub(t, h)
+
+	wrong := creds(srv)
+	wrong.SuiteSecret = "wrong-secret-e0a7"
+	if err := h.Acquire(tokenA, wrong); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() stream.Phase { st, _ := h.State(tokenA); return st.Phase }).Should(Equal(stream.CredentialsRejected))
+	if got := rec.last(); got.st.Phase != stream.CredentialsRejected || fmt.Sprint(got.holders) != fmt.Sprint([]types.NamespacedName{tokenA}) {
+		t.Errorf("OnState: %v for %v", got.st.Phase, got.holders)
+	}
+
+	if err := h.Acquire(tokenA, creds(srv)); err != nil { // the Secret was fixed
+		t.Fatal(err)
+	}
+	eventually(t, func() stream.Phase { st, _ := h.State(tokenA); return st.Phase }).Should(Equal(stream.Connected))
+	if h.Connections() != 1 {
+		t.Errorf("%d connections: the refused one was not closed", h.Connections())
+	}
+	if n := openCalls(srv, suiteKey); n != 2 {
+		t.Errorf("%d connections/open calls, want 2 (refused, then accepted at once)", n)
+	}
+	if err := h.Acquire(tokenB, stream.Credentials{SuiteKey: suiteKey}); dingtalk.ClassOf(err) != dingtalk.ClassCredentialsRejected {
+		t.Errorf("empty secret: %v", err)
+	}
+	if _, ok := h.State(tokenB); ok {
+		t.Error("a refused Acquire registered its holder")
+	}
+}
+
+func TestHubIsSafeForConcurrentUse(t *testing.T) {
+	srv := startSim(t, simulator.StreamConfig{})
+	h := newHub(t, newSink(), nil)
+	startHub(t, h)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			holder := types.NamespacedName{Namespace: "ns", Name: fmt.Sprint("token-", i)}
+			for range 20 {
+				if err := h.Acquire(holder, creds(srv)); err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = h.State(holder)
+				_ = h.Holders(creds(srv).ID())
+				h.Release(holder)
+			}
+			_ = h.Acquire(holder, creds(srv))
+		}()
+	}
+	wg.Wait()
+	if h.Connections() != 1 || len(h.Holders(creds(srv).ID())) != 8 {
+		t.Errorf("%d connections, %d holders; want 1 and 8", h.Connections(), len(h.Holders(creds(srv).ID())))
+	}
+	eventually(t, func() int { return srv.OpenStreams(suiteKey) }).Should(Equal(1))
+	for i := range 8 {
+		h.Release(types.NamespacedName{Namespace: "ns", Name: fmt.Sprint("token-", i)})
+	}
+	eventually(t, func() int { return srv.OpenStreams(suiteKey) }).Should(Equal(0))
+}
+
+// hubRecorder records the hub's OnState calls.
+type hubRecorder struct {
+	mu    sync.Mutex
+	calls []hubState
+}
+
+type hubState struct {
+	suite   stream.SuiteID
+	holders []types.NamespacedName
+	st      stream.State
+}
+
+func (r *hubRecorder) record(suite stream.SuiteID, holders []types.NamespacedName, st stream.State) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, hubState{suite, holders, st})
+}
+
+func (r *hubRecorder) last() hubState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.calls) == 0 {
+		return hubState{}
+	}
+	return r.calls[len(r.calls)-1]
+}
+
+// TestStreamMetrics checks dingtalk_stream_connections and dingtalk_stream_events_total{type}
+// on controller-runtime's registry, as the manager serves them.
+func TestStreamMetrics(t *testing.T) {
+	srv := startSim(t, simulator.StreamConfig{PingInterval: simulator.Duration(20 * time.Millisecond)})
+	s := newSink()
+	h := newHub(t, s, nil)
+	startHub(t, h)
+	conns := connections(t)
+	tickets, pings := events(t, "suite_ticket"), events(t, "ping")
+
+	if err := h.Acquire(tokenA, creds(srv)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Acquire(tokenC, stream.Credentials{SuiteKey: otherKey, SuiteSecret: otherSecret, Endpoint: srv.URL()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() float64 { return connections(t) - conns }).Should(BeNumerically("==", 2))
+	if _, err := srv.Push(suiteKey); err != nil {
+		t.Fatal(err)
+	}
+	s.next(t)
+	eventually(t, func() float64 { return events(t, "suite_ticket") - tickets }).Should(BeNumerically("==", 1))
+	eventually(t, func() float64 { return events(t, "ping") - pings }).Should(BeNumerically(">=", 2))
+
+	h.Release(tokenA)
+	eventually(t, func() float64 { return connections(t) - conns }).Should(BeNumerically("==", 1))
+	h.Release(tokenC)
+	eventually(t, func() float64 { return connections(t) - conns }).Should(BeNumerically("==", 0))
+	if got := events(t, "suite_ticket") - tickets; got != 1 {
+		t.Errorf("suite_ticket counted %v after the connections closed, want 1", got)
+	}
+}
