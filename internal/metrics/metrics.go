@@ -1,6 +1,6 @@
 // Package metrics defines the operator's Prometheus metrics on controller-runtime's registry.
-// Labels are bounded: namespace/name/type of a DingTalkToken, a condition type, an endpoint path
-// and a result class. No token or credential ever becomes a label value.
+// Labels are bounded: namespace/name/type of a DingTalkToken, a condition type, an endpoint path,
+// a result class and a Stream frame kind. No token or credential ever becomes a label value.
 package metrics
 
 import (
