@@ -11,12 +11,29 @@ import (
 	"strings"
 	"text/template"
 	"text/template/parse"
+	"unicode/utf8"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 )
 
-// maxTemplateOutput caps what the templates of one DingTalkToken render, all keys together.
-const maxTemplateOutput = 64 << 10
+// Template bounds. A template is written by any namespace editor and rendered by the one process
+// that serves every namespace: every function refuses an input over maxFuncInput and an output it
+// could never write, a pipeline has at most maxPipelineCommands commands, a template at most
+// maxTemplateActions actions (nested pipelines count), and the functions of one render allocate at
+// most maxRenderAlloc in total. Evaluation stops at the first step over a bound: TemplateInvalid.
+const (
+	// maxTemplateOutput caps what the templates of one object render, all keys together.
+	maxTemplateOutput = 64 << 10
+	// maxFuncInput is the largest string quote, b64enc and toJson accept.
+	maxFuncInput = 64 << 10
+	// maxPipelineCommands bounds the commands of one pipeline ({{ .A | quote | b64enc }} has 3).
+	maxPipelineCommands = 4
+	// maxTemplateActions bounds the actions of one template: each {{ }} and each parenthesised
+	// pipeline inside one counts.
+	maxTemplateActions = 32
+	// maxRenderAlloc bounds the bytes the functions of one render may produce, all keys together.
+	maxRenderAlloc = 1 << 20
+)
 
 // templateFields are the fields a template may use (docs/token-types.md, "Templates").
 type templateFields struct {
@@ -28,14 +45,115 @@ type templateFields struct {
 
 var allowedFields = []string{"AccessToken", "ExpiresAt", "Type", "CorpID"}
 
-// templateFuncs are the only functions a template may call.
-var templateFuncs = template.FuncMap{
-	"quote":  strconv.Quote,
-	"b64enc": func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
-	"toJson": func(v any) (string, error) {
-		b, err := json.Marshal(v)
-		return string(b), err
-	},
+// templateFuncs names the only functions a template may call, for parsing and checking. Rendering
+// binds the bounded implementations of a renderBudget in their place.
+var templateFuncs = (&renderBudget{}).funcs()
+
+// boundError is a template step over a bound; its message names the bound, never a value.
+type boundError struct{ msg string }
+
+func (e *boundError) Error() string { return e.msg }
+
+// renderBudget is what the functions of one render may still allocate.
+type renderBudget struct{ left int }
+
+func newRenderBudget() *renderBudget { return &renderBudget{left: maxRenderAlloc} }
+
+// funcs are quote, b64enc and toJson charged to b: each knows its output's exact length before
+// it allocates, and refuses what is over a bound.
+func (b *renderBudget) funcs() template.FuncMap {
+	return template.FuncMap{
+		"quote": func(s string) (string, error) {
+			if err := b.charge("quote", s, quotedLen(s)); err != nil {
+				return "", err
+			}
+			return strconv.Quote(s), nil
+		},
+		"b64enc": func(s string) (string, error) {
+			if err := b.charge("b64enc", s, base64.StdEncoding.EncodedLen(len(s))); err != nil {
+				return "", err
+			}
+			return base64.StdEncoding.EncodeToString([]byte(s)), nil
+		},
+		"toJson": func(s string) (string, error) {
+			if err := b.charge("toJson", s, jsonStringLen(s)); err != nil {
+				return "", err
+			}
+			out, err := json.Marshal(s)
+			return string(out), err
+		},
+	}
+}
+
+// charge admits one call of fn on in producing out bytes, or says which bound it is over.
+func (b *renderBudget) charge(fn, in string, out int) error {
+	switch {
+	case len(in) > maxFuncInput:
+		return &boundError{fmt.Sprintf("%s refuses an input over %d KiB", fn, maxFuncInput>>10)}
+	case out > maxTemplateOutput:
+		return &boundError{fmt.Sprintf("%s would produce more than %d KiB", fn, maxTemplateOutput>>10)}
+	case out > b.left:
+		return &boundError{fmt.Sprintf("the template functions would produce more than %d KiB in all", maxRenderAlloc>>10)}
+	}
+	b.left -= out
+	return nil
+}
+
+// quotedLen is len(strconv.Quote(s)), computed without allocating.
+func quotedLen(s string) int {
+	n := 2
+	for len(s) > 0 {
+		r, width := rune(s[0]), 1
+		if r >= utf8.RuneSelf {
+			r, width = utf8.DecodeRuneInString(s)
+		}
+		s = s[width:]
+		switch {
+		case width == 1 && r == utf8.RuneError:
+			n += 4 // \xNN
+		case r == '"' || r == '\\':
+			n += 2
+		case strconv.IsPrint(r):
+			n += utf8.RuneLen(r)
+		case r == '\a' || r == '\b' || r == '\f' || r == '\n' || r == '\r' || r == '\t' || r == '\v':
+			n += 2
+		case r < ' ' || r == 0x7f:
+			n += 4 // \xNN
+		case r < 0x10000:
+			n += 6 // \uNNNN
+		default:
+			n += 10 // \UNNNNNNNN
+		}
+	}
+	return n
+}
+
+// jsonStringLen is len(json.Marshal(s)) (which escapes HTML), computed without allocating.
+func jsonStringLen(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t':
+				n += 2
+			case c < ' ' || c == '<' || c == '>' || c == '&':
+				n += 6 // \u00NN
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1, r == '\u2028', r == '\u2029':
+			n += 6 // \ufffd, \u2028, \u2029
+		default:
+			n += size
+		}
+		i += size
+	}
+	return n
 }
 
 // parseTemplates parses and checks every spec.target.template.data value: only text, field actions
@@ -65,7 +183,8 @@ func parseTemplates(tt *v1alpha1.TargetTemplate) (map[string]*template.Template,
 	return out, nil
 }
 
-// checkTemplate refuses everything but text and field actions.
+// checkTemplate refuses everything but text and field actions, and templates over the action and
+// pipeline bounds.
 func checkTemplate(t *template.Template) error {
 	if len(t.Templates()) > 1 {
 		return errors.New("define and block are not allowed")
@@ -73,11 +192,12 @@ func checkTemplate(t *template.Template) error {
 	if t.Tree == nil || t.Root == nil {
 		return nil
 	}
+	actions := 0
 	for _, n := range t.Root.Nodes {
 		switch n := n.(type) {
 		case *parse.TextNode:
 		case *parse.ActionNode:
-			if err := checkPipe(n.Pipe); err != nil {
+			if err := checkPipe(n.Pipe, &actions); err != nil {
 				return err
 			}
 		default:
@@ -87,9 +207,16 @@ func checkTemplate(t *template.Template) error {
 	return nil
 }
 
-func checkPipe(p *parse.PipeNode) error {
+// checkPipe checks one pipeline and those nested in it, counting each as an action.
+func checkPipe(p *parse.PipeNode, actions *int) error {
 	if p == nil {
 		return nil
+	}
+	if *actions++; *actions > maxTemplateActions {
+		return fmt.Errorf("more than %d actions (each {{ }} and each parenthesised pipeline counts)", maxTemplateActions)
+	}
+	if len(p.Cmds) > maxPipelineCommands {
+		return fmt.Errorf("a pipeline has more than %d commands", maxPipelineCommands)
 	}
 	if len(p.Decl) > 0 || p.IsAssign {
 		return errors.New("variables are not allowed")
@@ -106,7 +233,7 @@ func checkPipe(p *parse.PipeNode) error {
 					return fmt.Errorf("function %s is not allowed: only quote, b64enc and toJson", a.Ident)
 				}
 			case *parse.PipeNode:
-				if err := checkPipe(a); err != nil {
+				if err := checkPipe(a, actions); err != nil {
 					return err
 				}
 			default:
@@ -159,12 +286,14 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 	return b.Buffer.Write(p)
 }
 
-// renderTemplates executes the templates over f; the output of all keys together is at most 64 KiB.
-// Errors never quote the rendered output (it holds the token).
+// renderTemplates executes the templates over f; the output of all keys together is at most 64 KiB
+// and the functions of all keys together produce at most 1 MiB. Errors never quote the rendered
+// output (it holds the token).
 func renderTemplates(tmpls map[string]*template.Template, f templateFields) (map[string][]byte, error) {
 	if len(tmpls) == 0 {
 		return nil, nil
 	}
+	budget := newRenderBudget()
 	left := maxTemplateOutput
 	out := make(map[string][]byte, len(tmpls))
 	keys := make([]string, 0, len(tmpls))
@@ -174,9 +303,13 @@ func renderTemplates(tmpls map[string]*template.Template, f templateFields) (map
 	slices.Sort(keys)
 	for _, k := range keys {
 		buf := &limitedBuffer{left: &left}
-		if err := tmpls[k].Execute(buf, f); err != nil {
-			if errors.Is(err, errOutputTooLarge) {
+		if err := tmpls[k].Funcs(budget.funcs()).Execute(buf, f); err != nil {
+			var be *boundError
+			switch {
+			case errors.Is(err, errOutputTooLarge):
 				return nil, fmt.Errorf("spec.target.template.data[%s]: the rendered templates exceed %d KiB", k, maxTemplateOutput>>10)
+			case errors.As(err, &be):
+				return nil, fmt.Errorf("spec.target.template.data[%s]: %s", k, be.msg)
 			}
 			return nil, fmt.Errorf("spec.target.template.data[%s]: the template failed to render", k)
 		}
