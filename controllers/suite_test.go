@@ -1,10 +1,10 @@
-package controllers
+package controllers_test
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -12,33 +12,31 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/utils/ptr"
+
 	. "github.com/onsi/gomega"
+
+	"github.com/go-logr/logr"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
-	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv/envtesting"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
 
@@ -81,20 +79,16 @@ var scenarios = []scenario{
 	{name: "Restart", ownManager: true, run: testRestart},
 }
 
-// suite is the shared test environment.
+// suite is the shared test environment: a control plane and the simulator (envtesting.Env),
+// the managers' logs, and the faults and counts the main manager's reconciler is wired with.
 type suite struct {
-	cfg    *rest.Config
-	k8s    client.Client // uncached, straight to the API server
-	scheme *runtime.Scheme
-	sim    *simulator.Server
-	logs   *testutil.SyncBuffer
-	log    logr.Logger
-	runID  string
+	*envtesting.Env
+	logs  *testutil.SyncBuffer
+	log   logr.Logger
+	runID string
 	// mainCache is the main manager's cache (what the operator holds in memory).
 	mainCache crcache.Cache
 
-	// sensitive holds every credential and token value the tests used, for the leak scan.
-	sensitive sync.Map
 	// failRefreshWrites: namespace -> *atomic.Int32, writes of refresh-token Secrets to fail.
 	failRefreshWrites sync.Map
 	// failStatusWrites: namespace -> *atomic.Int32, DingTalkToken status writes to fail.
@@ -108,14 +102,6 @@ type suite struct {
 var env *suite
 
 func TestEnvtest(t *testing.T) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		def := filepath.Join("..", "bin", "k8s", "1.37.2")
-		if _, err := os.Stat(filepath.Join(def, "kube-apiserver")); err != nil {
-			t.Skip("KUBEBUILDER_ASSETS unset and bin/k8s not built: run `make envtest`")
-		}
-		abs, _ := filepath.Abs(def)
-		t.Setenv("KUBEBUILDER_ASSETS", abs)
-	}
 	// SCENARIOS=regexp runs some scenarios (and the leak scan over them): a focused run.
 	if f := os.Getenv("SCENARIOS"); f != "" {
 		re := regexp.MustCompile(f)
@@ -133,11 +119,7 @@ func TestEnvtest(t *testing.T) {
 		// from goroutines (t.Parallel would cap them at -test.parallel, i.e. GOMAXPROCS).
 		var wg sync.WaitGroup
 		for _, sc := range scenarios {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				t.Run(sc.name, func(t *testing.T) { sc.run(t, env.namespace(sc.name)) })
-			}()
+			wg.Go(func() { t.Run(sc.name, func(t *testing.T) { sc.run(t, env.namespace(sc.name)) }) })
 		}
 		wg.Wait()
 	})
@@ -153,56 +135,37 @@ func TestEnvtest(t *testing.T) {
 	}
 }
 
+// testLeakScan runs after every scenario: everything the managers logged at the highest verbosity,
+// every event, every DingTalkToken status and the metrics must hold none of the credential, token
+// and refresh-token values the scenarios used (see testenv.LeakScan for every rule).
+func testLeakScan(t *testing.T) {
+	// The scan is only meaningful if the managers did log at debug level: V(1) and V(5) messages.
+	env.ScanLeaks(t, env.logs.Bytes(), `"No refresh"`, `"Reconciling"`)
+	if n := env.Sensitive.Len(); n < 3*len(scenarios) {
+		t.Errorf("only %d values scanned: the scenarios did not record what they used", n)
+	}
+}
+
 func setupSuite(t *testing.T) *suite {
 	s := &suite{logs: &testutil.SyncBuffer{}, runID: testutil.RandHex(3)}
 	var sink = zapcore.AddSync(s.logs)
 	if os.Getenv("TEST_LOGS") != "" {
-		sink = zapcore.AddSync(ioMulti{s.logs, os.Stderr})
+		sink = zapcore.AddSync(io.MultiWriter(s.logs, os.Stderr))
 	}
 	// The highest verbosity: every V-level the code and controller-runtime have.
 	s.log = zap.New(zap.WriteTo(sink), zap.Level(zapcore.Level(-127)))
 	ctrl.SetLogger(s.log)
 	klog.SetLogger(s.log)
-
-	testEnv := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := testEnv.Start()
-	if err != nil {
-		t.Fatalf("starting envtest: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := testEnv.Stop(); err != nil {
-			t.Logf("stopping envtest: %v", err)
-		}
-	})
-	s.cfg = cfg
-	s.scheme = runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s.scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(s.scheme); err != nil {
-		t.Fatal(err)
-	}
-	if s.k8s, err = client.New(cfg, client.Options{Scheme: s.scheme}); err != nil {
-		t.Fatal(err)
-	}
-	if s.sim, err = simulator.Start(simulator.Config{}, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.sim.Close() })
+	s.Env = envtesting.Start(t, testenv.Options{Simulator: &simulator.Config{}})
 
 	// The in-pass retry of a refresh-token write gives up after ~1s here (minutes in production),
 	// so a scenario can also prove that a write failing longer stays pending and is never dropped.
-	refreshTokenWriteBackoff = wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Steps: 5}
+	controllers.SetRefreshTokenWriteBackoff(wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Steps: 5})
 
 	var mainNamespaces []string
 	for _, sc := range scenarios {
 		ns := s.namespace(sc.name)
-		if err := s.k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
+		s.Create(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 		if !sc.ownManager {
 			mainNamespaces = append(mainNamespaces, ns)
 		}
@@ -211,26 +174,15 @@ func setupSuite(t *testing.T) *suite {
 		// A focused run of own-manager scenarios only: an empty list would mean every namespace,
 		// and the main manager would reconcile theirs too.
 		idle := s.namespace("idle")
-		if err := s.k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: idle}}); err != nil {
-			t.Fatal(err)
-		}
+		s.Create(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: idle}})
 		mainNamespaces = []string{idle}
 	}
-	stop := s.startManager(t, mainNamespaces, func(r *DingTalkTokenReconciler) {
-		r.Client = faultyWrites{Client: r.Client, s: s}
-		r.APIReader = countingReader{Reader: r.APIReader, s: s}
-	}, &s.mainCache)
-	t.Cleanup(stop)
+	m := s.startManager(t, mainNamespaces, true, operator.Hooks{
+		WrapClient:    func(c client.Client) client.Client { return faultyWrites{Client: c, s: s} },
+		WrapAPIReader: func(r client.Reader) client.Reader { return countingReader{Reader: r, s: s} },
+	})
+	s.mainCache = m.GetCache()
 	return s
-}
-
-type ioMulti []interface{ Write([]byte) (int, error) }
-
-func (m ioMulti) Write(p []byte) (int, error) {
-	for _, w := range m {
-		_, _ = w.Write(p)
-	}
-	return len(p), nil
 }
 
 // namespace is the scenario's namespace: unique per run (envtest namespaces never finish deleting).
@@ -238,56 +190,15 @@ func (s *suite) namespace(scenario string) string {
 	return strings.ToLower(scenario) + "-" + s.runID
 }
 
-// startManager runs a manager with the reconciler for namespaces; mutate adjusts the reconciler
-// before setup. The returned function stops it and waits.
-func (s *suite) startManager(t *testing.T, namespaces []string, mutate func(*DingTalkTokenReconciler), cache ...*crcache.Cache) func() {
-	mgr, err := ctrl.NewManager(s.cfg, ctrl.Options{
-		Scheme:                 s.scheme,
-		Logger:                 s.log,
-		Cache:                  CacheOptions(namespaces),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dt, err := dingtalk.New(dingtalk.Options{BaseURL: s.sim.URL(), Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &DingTalkTokenReconciler{
-		Client:                  mgr.GetClient(),
-		APIReader:               mgr.GetAPIReader(),
-		Scheme:                  mgr.GetScheme(),
-		Recorder:                mgr.GetEventRecorder("dingtalk-token-operator"),
-		DingTalk:                dt,
-		Endpoint:                s.sim.URL(),
-		WatchNamespaces:         namespaces,
-		EnableRolloutRestart:    true,
-		MaxConcurrentReconciles: 4,
-	}
-	if mutate != nil {
-		mutate(r)
-	}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range cache {
-		*c = mgr.GetCache()
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-	return func() {
-		cancel()
-		<-done
-	}
+// startManager runs a manager built by internal/operator for namespaces, with
+// --enable-rollout-restart set to rollout, a 5s --dingtalk-timeout and hooks; it stops when the
+// test ends (or earlier, with Stop).
+func (s *suite) startManager(t *testing.T, namespaces []string, rollout bool, hooks operator.Hooks) *testenv.Manager {
+	o := s.ManagerOptions(namespaces...)
+	o.EnableRolloutRestart = rollout
+	o.DingTalkTimeout = 5 * time.Second
+	hooks.Logger = s.log
+	return s.StartManager(t, o, hooks)
 }
 
 // countingReader counts the reconciler's uncached Secret reads, per namespace/name.
@@ -446,219 +357,33 @@ func (s *suite) failNextRefreshWrites(ns string, n int32) *atomic.Int32 {
 	return c
 }
 
-// --- helpers -------------------------------------------------------------------------------
+// secret returns a fresh random credential value and records it for the leak scan.
+func (s *suite) secret(prefix string) string { return s.Sensitive.New(testenv.Credential, prefix) }
 
-// secret returns a fresh random credential value and remembers it for the leak scan.
-func (s *suite) secret(prefix string) string {
-	v := prefix + testutil.RandHex(12)
-	s.sensitive.Store(v, true)
-	return v
+func keyOf(ns, name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: ns, Name: name}
 }
 
-// remember adds a token or credential seen in the tests to the leak scan.
-func (s *suite) remember(vs ...string) {
-	for _, v := range vs {
-		if len(v) >= 8 {
-			s.sensitive.Store(v, true)
-		}
-	}
-}
-
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// createSecret creates a credentials Secret.
-func createSecret(t *testing.T, ns, name string, data map[string]string) *corev1.Secret {
-	t.Helper()
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data}
-	if err := env.k8s.Create(ctxT(t), s); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// updateSecret sets keys of a Secret (a value of "" deletes the key).
-func updateSecret(t *testing.T, ns, name string, data map[string]string) {
-	t.Helper()
-	g := NewWithT(t)
-	g.Eventually(func() error {
-		s := &corev1.Secret{}
-		if err := env.k8s.Get(ctxT(t), types.NamespacedName{Namespace: ns, Name: name}, s); err != nil {
-			return err
-		}
-		if s.Data == nil {
-			s.Data = map[string][]byte{}
-		}
-		for k, v := range data {
-			if v == "" {
-				delete(s.Data, k)
-			} else {
-				s.Data[k] = []byte(v)
-			}
-		}
-		return env.k8s.Update(ctxT(t), s)
-	}).Should(Succeed())
-}
-
-// newToken builds a DingTalkToken.
-func newToken(ns, name string, typ v1alpha1.TokenType, credentials string) *v1alpha1.DingTalkToken {
-	return &v1alpha1.DingTalkToken{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: v1alpha1.DingTalkTokenSpec{
-			Type:           typ,
-			CredentialsRef: v1alpha1.CredentialsReference{Name: credentials},
-		},
-	}
-}
-
-func create(t *testing.T, obj client.Object) {
-	t.Helper()
-	if err := env.k8s.Create(ctxT(t), obj); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func getToken(t *testing.T, ns, name string) *v1alpha1.DingTalkToken {
-	t.Helper()
-	tok := &v1alpha1.DingTalkToken{}
-	if err := env.k8s.Get(ctxT(t), types.NamespacedName{Namespace: ns, Name: name}, tok); err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-// updateToken changes a DingTalkToken's spec, retrying on conflicts.
-func updateToken(t *testing.T, ns, name string, change func(*v1alpha1.DingTalkToken)) {
-	t.Helper()
-	NewWithT(t).Eventually(func() error {
-		tok := &v1alpha1.DingTalkToken{}
-		if err := env.k8s.Get(ctxT(t), types.NamespacedName{Namespace: ns, Name: name}, tok); err != nil {
-			return err
-		}
-		change(tok)
-		return env.k8s.Update(ctxT(t), tok)
-	}).Should(Succeed())
-}
-
-// cond returns a condition of the DingTalkToken, or an empty one.
-func cond(tok *v1alpha1.DingTalkToken, typ string) metav1.Condition {
-	if c := meta.FindStatusCondition(tok.Status.Conditions, typ); c != nil {
-		return *c
-	}
-	return metav1.Condition{}
-}
-
-// waitFor waits until the DingTalkToken's condition has status and reason, and returns it.
-func waitFor(t *testing.T, ns, name, typ string, status metav1.ConditionStatus, reason string, timeout time.Duration) *v1alpha1.DingTalkToken {
+// tokenAndSecret reads a DingTalkToken and its target Secret as one pass wrote them. A pass writes
+// the Secret, then the status: two reads with a pass between them (a refresh of another
+// DingTalkToken sharing the credentials, say) disagree. It reads both until status.tokenDigest and
+// status.expiresAt describe the Secret's token.
+func tokenAndSecret(t *testing.T, ns, name, secret, key string) (*v1alpha1.DingTalkToken, *corev1.Secret) {
 	t.Helper()
 	var tok *v1alpha1.DingTalkToken
+	var s *corev1.Secret
 	NewWithT(t).Eventually(func(g Gomega) {
-		tok = &v1alpha1.DingTalkToken{}
-		g.Expect(env.k8s.Get(ctxT(t), types.NamespacedName{Namespace: ns, Name: name}, tok)).To(Succeed())
-		c := cond(tok, typ)
-		g.Expect(c.Status).To(Equal(status), "%s/%s %s: %s %s", ns, name, typ, c.Reason, c.Message)
-		g.Expect(c.Reason).To(Equal(reason), "%s/%s %s: %s", ns, name, typ, c.Message)
-		g.Expect(c.ObservedGeneration).To(Equal(tok.Generation))
-	}).WithTimeout(timeout).WithPolling(100 * time.Millisecond).Should(Succeed())
-	return tok
+		tok, s = env.GetToken(g, ns, name), env.Secret(g, ns, secret)
+		g.Expect(tok.Status.ExpiresAt).NotTo(BeNil())
+		g.Expect(controllers.TokenDigest(tok.UID, string(s.Data[key]))).To(Equal(tok.Status.TokenDigest), "status.tokenDigest")
+		g.Expect(string(s.Data[v1alpha1.ExpiresAtKey])).To(Equal(tok.Status.ExpiresAt.UTC().Format(time.RFC3339)), "status.expiresAt")
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	return tok, s
 }
-
-func waitReady(t *testing.T, ns, name string) *v1alpha1.DingTalkToken {
-	t.Helper()
-	return waitFor(t, ns, name, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonTokenValid, 30*time.Second)
-}
-
-// waitRefreshedAfter waits until status.lastRefreshTime is after since and returns the token.
-func waitRefreshedAfter(t *testing.T, ns, name string, since time.Time, timeout time.Duration) *v1alpha1.DingTalkToken {
-	t.Helper()
-	var tok *v1alpha1.DingTalkToken
-	NewWithT(t).Eventually(func(g Gomega) {
-		tok = getToken(t, ns, name)
-		g.Expect(tok.Status.LastRefreshTime).NotTo(BeNil())
-		g.Expect(tok.Status.LastRefreshTime.Time.After(since)).To(BeTrue(), "last refresh %s", tok.Status.LastRefreshTime)
-	}).WithTimeout(timeout).WithPolling(200 * time.Millisecond).Should(Succeed())
-	return tok
-}
-
-// secretOf reads a Secret uncached; every value in it joins the leak scan.
-func secretOf(t *testing.T, ns, name string) *corev1.Secret {
-	t.Helper()
-	s := &corev1.Secret{}
-	if err := env.k8s.Get(ctxT(t), types.NamespacedName{Namespace: ns, Name: name}, s); err != nil {
-		t.Fatal(err)
-	}
-	rememberSecret(s)
-	return s
-}
-
-func rememberSecret(s *corev1.Secret) {
-	for k, v := range s.Data {
-		if k == v1alpha1.ExpiresAtKey || k == v1alpha1.CorpIDKey || k == v1alpha1.UsedBootstrapKey {
-			continue
-		}
-		env.remember(string(v))
-	}
-}
-
-// calls is the number of simulator calls on path for the credential id.
-func calls(path, id string) int64 {
-	return env.sim.Stats().Endpoints[path].Credentials[id].Total
-}
-
-// results is the simulator's per-result count on path for the credential id.
-func results(path, id string) map[string]int64 {
-	return env.sim.Stats().Endpoints[path].Credentials[id].Results
-}
-
-// events lists the events about one DingTalkToken, by reason.
-func eventCounts(t *testing.T, ns, name string) map[string]int {
-	t.Helper()
-	var list eventsv1.EventList
-	if err := env.k8s.List(ctxT(t), &list, client.InNamespace(ns)); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int{}
-	for _, e := range list.Items {
-		if e.Regarding.Name == name && e.Regarding.Kind == "DingTalkToken" {
-			n := int32(1)
-			if e.Series != nil {
-				n = e.Series.Count
-			}
-			out[e.Reason] += int(n)
-		}
-	}
-	return out
-}
-
-// ownedBy asserts the controller ownerReference that lets the garbage collector delete obj with
-// the DingTalkToken (envtest has no garbage collector: the reference is what can be checked).
-func ownedBy(g Gomega, obj metav1.Object, tok *v1alpha1.DingTalkToken) {
-	refs := obj.GetOwnerReferences()
-	g.Expect(refs).To(HaveLen(1))
-	ref := refs[0]
-	g.Expect(ref.UID).To(Equal(tok.UID))
-	g.Expect(ref.Kind).To(Equal("DingTalkToken"))
-	g.Expect(ref.APIVersion).To(Equal(v1alpha1.GroupVersion.String()))
-	g.Expect(ref.Controller).To(Equal(ptr.To(true)))
-	g.Expect(ref.BlockOwnerDeletion).To(Equal(ptr.To(true)))
-}
-
-// lifetime is a simulator token lifetime.
-func lifetime(d time.Duration) simulator.Duration { return simulator.Duration(d) }
 
 // rfc3339UTC matches what the operator writes for expiresAt.
 var rfc3339UTC = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$`)
 
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 func fmtCalls(path, id string) string {
-	return fmt.Sprintf("%d calls (%v)", calls(path, id), results(path, id))
+	return fmt.Sprintf("%d calls (%v)", env.Calls(path, id), env.Results(path, id))
 }

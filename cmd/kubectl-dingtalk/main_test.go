@@ -339,8 +339,8 @@ func (s *suite) testStatus(t *testing.T) {
 		s.env.WaitFor(t, ns, name, v1alpha1.ConditionReady, w.status, w.reason, envtesting.ReadyTimeout)
 	}
 	// The ready token's event is there before its status is shown.
-	g.Eventually(func() map[string]int { return s.env.EventCounts(t, ns, "ready") }, 10*time.Second).Should(HaveKey(v1alpha1.ReasonTokenIssued))
-	g.Eventually(func() map[string]int { return s.env.EventCounts(t, ns, "rejected") }, 10*time.Second).Should(HaveKey("RefreshFailed"))
+	g.Eventually(func() map[string]int { return s.env.EventCounts(g, ns, "ready") }, 10*time.Second).Should(HaveKey(v1alpha1.ReasonTokenIssued))
+	g.Eventually(func() map[string]int { return s.env.EventCounts(g, ns, "rejected") }, 10*time.Second).Should(HaveKey("RefreshFailed"))
 
 	for name, w := range want {
 		r := s.plugin(t, "status", name, "-n", ns)
@@ -387,7 +387,7 @@ func (s *suite) testRefresh(t *testing.T) {
 	moved := func(names ...string) {
 		t.Helper()
 		for _, name := range []string{"a", "b", "c"} {
-			tok := s.env.GetToken(t, ns, name)
+			tok := s.env.GetToken(g, ns, name)
 			lr := tok.Status.LastRefreshTime.Time
 			if strings.Contains(strings.Join(names, ","), name) {
 				g.Expect(lr.After(last[name])).To(BeTrue(), "%s: lastRefreshTime %s, before %s", name, lr, last[name])
@@ -423,7 +423,7 @@ func (s *suite) testRefresh(t *testing.T) {
 	r = s.plugin(t, "refresh", "c", "-n", ns, "--wait=false")
 	g.Expect(r.code).To(BeZero())
 	g.Expect(r.stdout).To(MatchRegexp(`^dingtalktoken ` + regexp.QuoteMeta(ns) + `/c refresh requested at \S+Z\n$`))
-	g.Eventually(func() time.Time { return s.env.GetToken(t, ns, "c").Status.LastRefreshTime.Time }, time.Minute).Should(BeTemporally(">", last["c"]))
+	g.Eventually(func() time.Time { return s.env.GetToken(g, ns, "c").Status.LastRefreshTime.Time }, time.Minute).Should(BeTemporally(">", last["c"]))
 
 	failsWithOneLine(g, s.plugin(t, "refresh", "nope", "-n", ns), fmt.Sprintf(`dingtalktoken "nope" not found in namespace %q`, ns))
 	failsWithOneLine(g, s.plugin(t, "refresh", "-l", "team=nobody", "-n", ns), `no dingtalktokens in namespace "`+ns+`" matching "team=nobody"`)
@@ -548,10 +548,10 @@ func (s *suite) testAuthorize(t *testing.T) {
 	noCode(g, r, code)
 
 	tok := s.env.WaitReady(t, ns, "alice")
-	target := s.env.Secret(t, ns, "alice")
+	target := s.env.Secret(g, ns, "alice")
 	g.Expect(s.env.Sim.Valid(string(target.Data[v1alpha1.DefaultTargetKey]))).To(BeTrue(), "the target holds a live user token")
 	g.Expect(string(target.Data[v1alpha1.CorpIDKey])).To(Equal("dingcorp1"))
-	envtesting.ExpectOwnedBy(g, s.env.Secret(t, ns, "alice-refresh-token"), tok)
+	envtesting.ExpectOwnedBy(g, s.env.Secret(g, ns, "alice-refresh-token"), tok)
 	g.Expect(s.env.Results(simulator.PathUserAccessToken, clientID)).To(HaveKeyWithValue("success", BeNumerically(">=", 1)))
 
 	// status of the authorized token: the refresh-token Secret is there and owned; key names only.

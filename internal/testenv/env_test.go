@@ -72,18 +72,18 @@ func TestEnvironment(t *testing.T) {
 	})})
 	env.Create(t, testenv.NewToken(ns, "app", v1alpha1.TokenTypeInternalApp, "creds"))
 	tok := env.WaitReady(t, ns, "app")
-	target := env.Secret(t, ns, "app")
+	target := env.Secret(g, ns, "app")
 	g.Expect(env.Sim.Valid(string(target.Data[v1alpha1.DefaultTargetKey]))).To(BeTrue())
 	envtesting.ExpectOwnedBy(g, target, tok)
 	g.Expect(secretWrites.Load()).To(BeNumerically(">=", 1), "the target write went through the hook")
 	g.Expect(env.Calls(simulator.PathAppAccessToken, key)).To(BeEquivalentTo(1))
-	g.Eventually(func() map[string]int { return env.EventCounts(t, ns, "app") }).Should(HaveKey(v1alpha1.ReasonTokenIssued))
+	g.Eventually(func() map[string]int { return env.EventCounts(g, ns, "app") }).Should(HaveKey(v1alpha1.ReasonTokenIssued))
 	m, err := testenv.Gather()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(m.Value("dingtalk_token_ready_status", map[string]string{"namespace": ns, "name": "app", "condition": "True"})).To(Equal(1.0))
 
 	env.UpdateToken(t, ns, "app", func(d *v1alpha1.DingTalkToken) { d.Labels = map[string]string{"touched": "yes"} })
-	g.Expect(env.GetToken(t, ns, "app").Labels).To(HaveKeyWithValue("touched", "yes"))
+	g.Expect(env.GetToken(g, ns, "app").Labels).To(HaveKeyWithValue("touched", "yes"))
 
 	// Another identity: a user without RBAC is refused; a service account's kubeconfig loads.
 	stranger, err := env.UserClient("stranger")

@@ -70,6 +70,25 @@ func TestFindLeaks(t *testing.T) {
 	})
 }
 
+// TestContainsEncoded: a value raw, in hex, or in base64 at any offset of a longer blob.
+func TestContainsEncoded(t *testing.T) {
+	v := "tok-0123456789abcdef0123"
+	for _, text := range []string{
+		"x" + v + "y",
+		hex.EncodeToString([]byte("ab" + v)),
+		base64.StdEncoding.EncodeToString([]byte(v)),
+		base64.StdEncoding.EncodeToString([]byte("a" + v + "b")),
+		base64.StdEncoding.EncodeToString([]byte(`{"token":"` + v + `"}`)),
+	} {
+		if !containsEncoded([]byte(text), v) {
+			t.Errorf("containsEncoded(%q) = false", text)
+		}
+	}
+	if containsEncoded([]byte(base64.StdEncoding.EncodeToString([]byte("something else entirely, long enough"))), v) {
+		t.Error("false positive")
+	}
+}
+
 // TestBodyLines: a logged body is a finding, except an empty one and the event recorder's.
 func TestBodyLines(t *testing.T) {
 	for line, want := range map[string]bool{

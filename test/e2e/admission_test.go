@@ -25,10 +25,9 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	dingtalkv1alpha1 "github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
-	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 )
 
 // TestAdmissionPolicy checks the shipped ValidatingAdmissionPolicy against the real API server:
@@ -38,15 +37,16 @@ import (
 func TestAdmissionPolicy(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	ns := createNamespace(t, "admission")
-	createSecret(t, ns, "creds", map[string]string{"appKey": "k", "appSecret": "s"})
+	ns := env.CreateNamespace(t, "admission")
+	env.CreateSecret(t, ns, "creds", map[string]string{"appKey": "k", "appSecret": "s"})
 
-	alice := userClient(t, "alice")
+	alice, err := env.UserClient("alice")
+	g.Expect(err).NotTo(HaveOccurred())
 	grant(t, ns, "alice", "dtt-author", rbacv1.PolicyRule{
 		APIGroups: []string{dingtalkv1alpha1.GroupVersion.Group}, Resources: []string{"dingtalktokens"},
 		Verbs: []string{"get", "create", "update", "patch"}})
 
-	tok := newToken(ns, "bot", dingtalkv1alpha1.TokenTypeInternalApp, "creds")
+	tok := testenv.NewToken(ns, "bot", dingtalkv1alpha1.TokenTypeInternalApp, "creds")
 	// Dry runs until the last step: the policy is loaded asynchronously after TestMain created it,
 	// and a create admitted before that must not make every later attempt AlreadyExists.
 	create := func() error { return alice.Create(ctx, tok.DeepCopy(), client.DryRunAll) }
@@ -82,7 +82,8 @@ func TestAdmissionPolicy(t *testing.T) {
 
 	// Bob may only relabel DingTalkTokens and write their status, as the operator does: the
 	// policy does not look at writes that keep the spec.
-	bob := userClient(t, "bob")
+	bob, err := env.UserClient("bob")
+	g.Expect(err).NotTo(HaveOccurred())
 	grant(t, ns, "bob", "relabel", rbacv1.PolicyRule{
 		APIGroups: []string{dingtalkv1alpha1.GroupVersion.Group}, Resources: []string{"dingtalktokens", "dingtalktokens/status"},
 		Verbs: []string{"get", "update", "patch"}})
@@ -103,20 +104,6 @@ func TestAdmissionPolicy(t *testing.T) {
 	g.Expect(bob.Update(ctx, cur)).To(MatchError(ContainSubstring("may not get Secret creds")))
 
 	g.Expect(k8s.Delete(ctx, tok)).To(Succeed())
-}
-
-// userClient is a client authenticated as user (a client certificate).
-func userClient(t *testing.T, user string) client.Client {
-	t.Helper()
-	u, err := testEnv.AddUser(envtest.User{Name: user, Groups: []string{"system:authenticated"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(u.Config(), client.Options{Scheme: operator.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // grant gives user one rule in namespace ns through a Role and RoleBinding named name.

@@ -43,6 +43,8 @@ import (
 	dingtalkv1alpha1 "github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv/envtesting"
 )
 
 const (
@@ -105,20 +107,20 @@ func TestManagerFlags(t *testing.T) {
 func TestLeaderElectionFailoverAndMetrics(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	ns := createNamespace(t, "failover")
+	ns := env.CreateNamespace(t, "failover")
 
 	// Credentials known to the simulator, with lifetimes long enough that no refresh falls due.
 	g.Expect(sim.AddApp(simulator.App{AppKey: "failover-app", AppSecret: "failover-app-secret",
 		TokenLifetime: simulator.Duration(time.Hour)})).To(Succeed())
 	g.Expect(sim.AddUser(simulator.User{ClientID: "failover-user", ClientSecret: "failover-user-secret",
 		RefreshTokens: []string{"failover-refresh"}, CorpID: "dingfailover", TokenLifetime: simulator.Duration(time.Hour)})).To(Succeed())
-	createSecret(t, ns, "app-credentials", map[string]string{"appKey": "failover-app", "appSecret": "failover-app-secret"})
-	createSecret(t, ns, "user-credentials", map[string]string{
+	env.CreateSecret(t, ns, "app-credentials", map[string]string{"appKey": "failover-app", "appSecret": "failover-app-secret"})
+	env.CreateSecret(t, ns, "user-credentials", map[string]string{
 		"clientId": "failover-user", "clientSecret": "failover-user-secret", "refreshToken": "failover-refresh"})
 	tokens := []*dingtalkv1alpha1.DingTalkToken{
-		newToken(ns, "app", dingtalkv1alpha1.TokenTypeInternalApp, "app-credentials"),
-		newToken(ns, "app-copy", dingtalkv1alpha1.TokenTypeInternalApp, "app-credentials"),
-		newToken(ns, "user", dingtalkv1alpha1.TokenTypeUser, "user-credentials"),
+		testenv.NewToken(ns, "app", dingtalkv1alpha1.TokenTypeInternalApp, "app-credentials"),
+		testenv.NewToken(ns, "app-copy", dingtalkv1alpha1.TokenTypeInternalApp, "app-credentials"),
+		testenv.NewToken(ns, "user", dingtalkv1alpha1.TokenTypeUser, "user-credentials"),
 	}
 	for _, tok := range tokens {
 		g.Expect(k8s.Create(ctx, tok)).To(Succeed())
@@ -128,18 +130,18 @@ func TestLeaderElectionFailoverAndMetrics(t *testing.T) {
 		return []string{
 			"--leader-elect", "--leader-election-namespace=" + operatorNamespace,
 			"--dingtalk-endpoint=" + sim.URL(),
-			"--metrics-bind-address=" + freeAddr(t),
-			"--health-probe-bind-address=" + freeAddr(t),
+			"--metrics-bind-address=" + envtesting.FreeAddr(t),
+			"--health-probe-bind-address=" + envtesting.FreeAddr(t),
 		}
 	}
 	a := startManager(t, "a", operatorKubeconfig, args()...)
 	b := startManager(t, "b", operatorKubeconfig, args()...)
 
-	var leader, standby *managerProcess
+	var leader, standby *testenv.Process
 	g.Eventually(func() int {
 		n := 0
-		for _, p := range []*managerProcess{a, b} {
-			if p.logged(leaseAcquired) {
+		for _, p := range []*testenv.Process{a, b} {
+			if p.Logged(leaseAcquired) {
 				leader, n = p, n+1
 			}
 		}
@@ -149,7 +151,7 @@ func TestLeaderElectionFailoverAndMetrics(t *testing.T) {
 	if leader == a {
 		standby = b
 	}
-	t.Logf("manager %s leads, %s stands by", leader.name, standby.name)
+	t.Logf("manager %s leads, %s stands by", leader.Name, standby.Name)
 
 	waitReady(g, ns, tokens)
 	fetched := func() int64 {
@@ -161,12 +163,12 @@ func TestLeaderElectionFailoverAndMetrics(t *testing.T) {
 	g.Expect(before).To(BeNumerically(">=", 2), "the leader fetched the app and user tokens")
 
 	// Probes answer on both replicas: the standby is live and ready to take over.
-	for _, p := range []*managerProcess{leader, standby} {
+	for _, p := range []*testenv.Process{leader, standby} {
 		for _, path := range []string{"/healthz", "/readyz"} {
 			g.Eventually(func() (int, error) {
-				code, _, err := get("http://"+p.probeAddr+path, "")
+				code, _, err := get("http://"+p.Flag("health-probe-bind-address")+path, "")
 				return code, err
-			}).WithTimeout(20*time.Second).Should(Equal(http.StatusOK), "%s of manager %s", path, p.name)
+			}).WithTimeout(20*time.Second).Should(Equal(http.StatusOK), "%s of manager %s", path, p.Name)
 		}
 	}
 
@@ -184,7 +186,7 @@ func TestLeaderElectionFailoverAndMetrics(t *testing.T) {
 		{scraper, Equal(http.StatusOK)},
 	} {
 		g.Eventually(func() (int, error) {
-			code, _, err := get("https://"+leader.metricsAddr+"/metrics", tc.token)
+			code, _, err := get("https://"+leader.Flag("metrics-bind-address")+"/metrics", tc.token)
 			return code, err
 		}).WithTimeout(20 * time.Second).WithPolling(500 * time.Millisecond).Should(tc.code)
 	}
@@ -195,35 +197,35 @@ func TestLeaderElectionFailoverAndMetrics(t *testing.T) {
 			cur := &dingtalkv1alpha1.DingTalkToken{}
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(tok), cur)).To(Succeed())
 			id := map[string]string{"namespace": ns, "name": tok.Name}
-			g.Expect(value(fams, "dingtalk_token_ready_status", with(id, "condition", "True"))).To(Equal(1.0), tok.Name)
-			g.Expect(value(fams, "dingtalk_token_ready_status", with(id, "condition", "False"))).To(Equal(0.0), tok.Name)
-			g.Expect(value(fams, "dingtalk_token_expiration_timestamp_seconds", with(id, "type", string(tok.Spec.Type)))).
+			g.Expect(fams.Value("dingtalk_token_ready_status", with(id, "condition", "True"))).To(Equal(1.0), tok.Name)
+			g.Expect(fams.Value("dingtalk_token_ready_status", with(id, "condition", "False"))).To(Equal(0.0), tok.Name)
+			g.Expect(fams.Value("dingtalk_token_expiration_timestamp_seconds", with(id, "type", string(tok.Spec.Type)))).
 				To(Equal(float64(cur.Status.ExpiresAt.Unix())), tok.Name)
-			g.Expect(value(fams, "dingtalk_token_refresh_timestamp_seconds", with(id, "type", string(tok.Spec.Type)))).
+			g.Expect(fams.Value("dingtalk_token_refresh_timestamp_seconds", with(id, "type", string(tok.Spec.Type)))).
 				To(Equal(float64(cur.Status.RefreshTime.Unix())), tok.Name)
 		}
 		// The request counters and histograms agree with what the simulator answered.
 		st := sim.Stats()
-		g.Expect(value(fams, "dingtalk_api_requests_total", map[string]string{"endpoint": appTokenPath, "result": "success"})).
+		g.Expect(fams.Value("dingtalk_api_requests_total", map[string]string{"endpoint": appTokenPath, "result": "success"})).
 			To(BeNumerically(">=", float64(st.Endpoints[appTokenPath].Credentials["failover-app"].Results["success"])))
-		g.Expect(value(fams, "dingtalk_api_requests_total", map[string]string{"endpoint": userTokenPath, "result": "success"})).
+		g.Expect(fams.Value("dingtalk_api_requests_total", map[string]string{"endpoint": userTokenPath, "result": "success"})).
 			To(BeNumerically(">=", 1.0))
-		g.Expect(value(fams, "dingtalk_api_request_duration_seconds", map[string]string{"endpoint": appTokenPath})).
+		g.Expect(fams.Value("dingtalk_api_request_duration_seconds", map[string]string{"endpoint": appTokenPath})).
 			To(BeNumerically(">=", 1.0))
 		// controller-runtime's own metrics are there too.
-		g.Expect(total(fams, "controller_runtime_reconcile_total", map[string]string{"controller": "dingtalktoken"})).To(BeNumerically(">", 0.0))
+		g.Expect(fams.Total("controller_runtime_reconcile_total", map[string]string{"controller": "dingtalktoken"})).To(BeNumerically(">", 0.0))
 	}).WithTimeout(30 * time.Second).WithPolling(time.Second).Should(Succeed())
 
 	// The standby reconciles nothing, so it has no token series.
 	fams, err := scrape(standby, scraper)
 	g.Expect(err).NotTo(HaveOccurred())
-	_, found := sample(fams, "dingtalk_token_ready_status", map[string]string{"namespace": ns})
+	_, found := fams.Sample("dingtalk_token_ready_status", map[string]string{"namespace": ns})
 	g.Expect(found).To(BeFalse(), "the standby reconciled DingTalkTokens")
 
 	// Kill the leader: the standby takes over once the lease expires.
 	before = fetched()
-	leader.kill()
-	g.Eventually(func() bool { return standby.logged(leaseAcquired) }).
+	leader.Kill()
+	g.Eventually(func() bool { return standby.Logged(leaseAcquired) }).
 		WithTimeout(60*time.Second).WithPolling(250*time.Millisecond).Should(BeTrue(), "the standby took over")
 
 	// The new leader reconciles every token (its gauges appear) without fetching any again:
@@ -232,7 +234,7 @@ func TestLeaderElectionFailoverAndMetrics(t *testing.T) {
 		fams, err := scrape(standby, scraper)
 		g.Expect(err).NotTo(HaveOccurred())
 		for _, tok := range tokens {
-			g.Expect(value(fams, "dingtalk_token_ready_status",
+			g.Expect(fams.Value("dingtalk_token_ready_status",
 				map[string]string{"namespace": ns, "name": tok.Name, "condition": "True"})).To(Equal(1.0), tok.Name)
 		}
 	}).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
@@ -245,13 +247,13 @@ func TestLeaderElectionFailoverAndMetrics(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		fams, err := scrape(standby, scraper)
 		g.Expect(err).NotTo(HaveOccurred())
-		_, found := sample(fams, "dingtalk_token_expiration_timestamp_seconds", map[string]string{"namespace": ns, "name": tokens[1].Name})
+		_, found := fams.Sample("dingtalk_token_expiration_timestamp_seconds", map[string]string{"namespace": ns, "name": tokens[1].Name})
 		g.Expect(found).To(BeFalse())
 	}).WithTimeout(20 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
 
 	// SIGTERM: the manager stops cleanly and releases the lease for the next replica.
 	start := time.Now()
-	g.Expect(standby.terminate(30*time.Second)).To(Succeed(), "graceful shutdown exits 0")
+	g.Expect(standby.Terminate(30*time.Second)).To(Succeed(), "graceful shutdown exits 0")
 	t.Logf("graceful shutdown took %s", time.Since(start).Round(10*time.Millisecond))
 	lease := &coordinationv1.Lease{}
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: operator.LeaderElectionID}, lease)).To(Succeed())
@@ -265,7 +267,7 @@ func TestLeaderElectionFailoverAndMetrics(t *testing.T) {
 func TestNamespacedMode(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	served, other := createNamespace(t, "team-a"), createNamespace(t, "team-b")
+	served, other := env.CreateNamespace(t, "team-a"), env.CreateNamespace(t, "team-b")
 
 	// Render config/namespaced for the served namespace and apply its namespaced RBAC.
 	mem := copyConfig(t)
@@ -298,17 +300,17 @@ func TestNamespacedMode(t *testing.T) {
 
 	g.Expect(sim.AddApp(simulator.App{AppKey: "team-app", AppSecret: "team-app-secret", TokenLifetime: simulator.Duration(time.Hour)})).To(Succeed())
 	for _, ns := range []string{served, other} {
-		createSecret(t, ns, "credentials", map[string]string{"appKey": "team-app", "appSecret": "team-app-secret"})
-		g.Expect(k8s.Create(ctx, newToken(ns, "bot", dingtalkv1alpha1.TokenTypeInternalApp, "credentials"))).To(Succeed())
+		env.CreateSecret(t, ns, "credentials", map[string]string{"appKey": "team-app", "appSecret": "team-app-secret"})
+		g.Expect(k8s.Create(ctx, testenv.NewToken(ns, "bot", dingtalkv1alpha1.TokenTypeInternalApp, "credentials"))).To(Succeed())
 	}
-	kubeconfig, err := kubeconfigFor(t.TempDir(), served, operatorSA)
+	kubeconfig, err := env.ServiceAccountKubeconfig(t.TempDir(), served, operatorSA)
 	g.Expect(err).NotTo(HaveOccurred())
 	p := startManager(t, "namespaced", kubeconfig, append(args,
-		"--dingtalk-endpoint="+sim.URL(), "--metrics-bind-address=0", "--health-probe-bind-address="+freeAddr(t))...)
+		"--dingtalk-endpoint="+sim.URL(), "--metrics-bind-address=0", "--health-probe-bind-address="+envtesting.FreeAddr(t))...)
 
-	waitReady(g, served, []*dingtalkv1alpha1.DingTalkToken{newToken(served, "bot", "", "")})
+	waitReady(g, served, []*dingtalkv1alpha1.DingTalkToken{testenv.NewToken(served, "bot", "", "")})
 	g.Eventually(func() (int, error) {
-		code, _, err := get("http://"+p.probeAddr+"/readyz", "")
+		code, _, err := get("http://"+p.Flag("health-probe-bind-address")+"/readyz", "")
 		return code, err
 	}).WithTimeout(20 * time.Second).Should(Equal(http.StatusOK))
 	g.Consistently(func() []metav1.Condition {
@@ -316,8 +318,8 @@ func TestNamespacedMode(t *testing.T) {
 		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: other, Name: "bot"}, tok)).To(Succeed())
 		return tok.Status.Conditions
 	}).WithTimeout(3*time.Second).Should(BeEmpty(), "a DingTalkToken outside --watch-namespaces was reconciled")
-	g.Expect(p.out.String()).NotTo(ContainSubstring("forbidden"), "the namespaced Role lacks a permission the manager used")
-	g.Expect(p.terminate(30 * time.Second)).To(Succeed())
+	g.Expect(p.Output()).NotTo(ContainSubstring("forbidden"), "the namespaced Role lacks a permission the manager used")
+	g.Expect(p.Terminate(30 * time.Second)).To(Succeed())
 }
 
 // waitReady waits until every token is Ready and its target Secret holds a token.
@@ -334,24 +336,6 @@ func waitReady(g *WithT, ns string, tokens []*dingtalkv1alpha1.DingTalkToken) {
 			g.Expect(sec.Data[cur.TargetKey()]).NotTo(BeEmpty())
 		}
 	}).WithTimeout(60 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
-}
-
-func newToken(ns, name string, typ dingtalkv1alpha1.TokenType, credentials string) *dingtalkv1alpha1.DingTalkToken {
-	return &dingtalkv1alpha1.DingTalkToken{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: dingtalkv1alpha1.DingTalkTokenSpec{
-			Type:           typ,
-			CredentialsRef: dingtalkv1alpha1.CredentialsReference{Name: credentials},
-		},
-	}
-}
-
-func createSecret(t *testing.T, ns, name string, data map[string]string) {
-	t.Helper()
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data}
-	if err := k8s.Create(context.Background(), s); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // serviceAccountToken creates a service account and returns a token for it; bound, it may read
@@ -407,7 +391,7 @@ func unstructuredContainerArgs(obj map[string]any) ([]string, bool, error) {
 func copyConfig(t *testing.T) filesys.FileSystem {
 	t.Helper()
 	mem := filesys.MakeFsInMemory()
-	dir := filepath.Join(root, "config")
+	dir := filepath.Join(env.Root, "config")
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
 			return err

@@ -22,29 +22,26 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
-	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv/envtesting"
 )
 
 const (
@@ -54,10 +51,8 @@ const (
 )
 
 var (
-	root       string // repository root
-	testEnv    *envtest.Environment
-	restCfg    *rest.Config
-	k8s        client.Client
+	env        *envtesting.Env
+	k8s        client.Client // env.Client: uncached, straight to the API server
 	clientset  *kubernetes.Clientset
 	sim        *simulator.Server
 	managerBin string // the manager binary built from ./cmd
@@ -71,84 +66,51 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	_, file, _, _ := runtime.Caller(0)
-	root = filepath.Join(filepath.Dir(file), "..", "..")
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run `make test`, or `make envtest` and "+
-			"KUBEBUILDER_ASSETS=$PWD/bin/k8s/<version> go test ./test/e2e/")
-		return 1
-	}
 	tmp, err := os.MkdirTemp("", "dingtalk-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(tmp)
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 
-	// Build the binary while the control plane starts.
+	// Build the binary like `make build` (with -race when the tests run with it, reusing the
+	// packages the test build compiled) while the control plane starts.
 	built := make(chan error, 1)
 	managerBin = filepath.Join(tmp, "manager")
-	go func() { built <- buildManager(managerBin) }()
+	go func() { built <- testenv.Build(root, "./cmd", managerBin, testenv.RaceEnabled) }()
 
-	testEnv = &envtest.Environment{
-		CRDDirectoryPaths:        []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing:    true,
-		Scheme:                   operator.Scheme(),
-		ControlPlaneStartTimeout: 90 * time.Second,
-	}
-	restCfg, err = testEnv.Start()
+	e, err := testenv.Start(testenv.Options{Root: root, Simulator: &simulator.Config{}})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting envtest:", err)
+		fmt.Fprintln(os.Stderr, err)
 		<-built
 		return 1
 	}
-	defer func() { _ = testEnv.Stop() }()
-
+	defer func() { _ = e.Stop() }()
+	env, k8s, sim = envtesting.Wrap(e), e.Client, e.Sim
 	if err := <-built; err != nil {
 		fmt.Fprintln(os.Stderr, "building the manager:", err)
 		return 1
 	}
-	if k8s, err = client.New(restCfg, client.Options{Scheme: operator.Scheme()}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	clientset = kubernetes.NewForConfigOrDie(restCfg)
-	if sim, err = simulator.Start(simulator.Config{}, clock.RealClock{}); err != nil {
-		fmt.Fprintln(os.Stderr, "starting the simulator:", err)
-		return 1
-	}
-	defer sim.Close()
-
-	if err := installDefault(); err != nil {
+	clientset = kubernetes.NewForConfigOrDie(e.Config)
+	if err := installDefault(root); err != nil {
 		fmt.Fprintln(os.Stderr, "installing config/default:", err)
 		return 1
 	}
-	operatorKubeconfig, err = kubeconfigFor(tmp, operatorNamespace, operatorSA)
-	if err != nil {
+	if operatorKubeconfig, err = e.ServiceAccountKubeconfig(tmp, operatorNamespace, operatorSA); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()
 }
 
-// buildManager builds ./cmd like `make build` (with -race when the tests run with it, which
-// reuses the packages the test build compiled).
-func buildManager(out string) error {
-	args := []string{"build", "-o", out}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	cmd := exec.Command("go", append(args, "./cmd")...)
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%v: %s", err, b)
-	}
-	return nil
-}
-
 // installDefault applies what config/default renders except the workload and the CRD (envtest
 // installed it): the namespace, RBAC and the admission policy.
-func installDefault() error {
+func installDefault(root string) error {
 	objs, err := render(filesys.MakeFsOnDisk(), filepath.Join(root, "config", "default"))
 	if err != nil {
 		return err
@@ -176,24 +138,6 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// kubeconfigFor writes a kubeconfig whose client certificate names the service account's user,
-// so RBAC bindings to that service account apply to it.
-func kubeconfigFor(dir, namespace, sa string) (string, error) {
-	user, err := testEnv.AddUser(envtest.User{
-		Name:   "system:serviceaccount:" + namespace + ":" + sa,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
-	}, nil)
-	if err != nil {
-		return "", err
-	}
-	b, err := user.KubeConfig()
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, namespace+"-"+sa+".kubeconfig")
-	return path, os.WriteFile(path, b, 0o600)
-}
-
 func render(fsys filesys.FileSystem, dir string) ([]*unstructured.Unstructured, error) {
 	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fsys, dir)
 	if err != nil {
@@ -210,12 +154,38 @@ func render(fsys filesys.FileSystem, dir string) ([]*unstructured.Unstructured, 
 	return out, nil
 }
 
-// createNamespace creates a namespace named after the test (envtest never deletes namespaces).
-func createNamespace(t *testing.T, prefix string) string {
+// startManager runs the manager binary with --kubeconfig and args; the test's cleanup kills it
+// and, when the test failed, prints the end of its log.
+func startManager(t *testing.T, name, kubeconfig string, args ...string) *testenv.Process {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
-	if err := k8s.Create(context.Background(), ns); err != nil {
-		t.Fatal(err)
+	return envtesting.StartProcess(t, name, managerBin, append([]string{"--kubeconfig=" + kubeconfig}, args...)...)
+}
+
+var insecureHTTP = &http.Client{
+	Timeout: 5 * time.Second,
+	// The metrics server's certificate is self-signed; what is under test is who may read.
+	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec
+}
+
+// get fetches url with an optional bearer token and returns the status and body.
+func get(url, token string) (int, string, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
 	}
-	return ns.Name
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := insecureHTTP.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// scrape reads the metrics endpoint of a manager process with token and parses the exposition.
+func scrape(p *testenv.Process, token string) (testenv.Metrics, error) {
+	return testenv.Scrape(context.Background(), insecureHTTP, "https://"+p.Flag("metrics-bind-address")+"/metrics", token)
 }

@@ -35,6 +35,7 @@ import (
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 )
 
 // bumpAnnotation is what the concurrent writer changes on the target Secret.
@@ -50,7 +51,7 @@ const bumpAnnotation = "reliability.test/bumped"
 // carries a resourceVersion that is no longer current.
 func testTargetUpdateConflict(t *testing.T) {
 	const conflicts = 3
-	ns := newNamespace(t, "conflict")
+	ns := env.CreateNamespace(t, "rel-conflict")
 	s := newSuite(t, ns, "creds", 30*time.Second)
 
 	var mu sync.Mutex
@@ -62,7 +63,7 @@ func testTargetUpdateConflict(t *testing.T) {
 			return
 		}
 		live := &corev1.Secret{}
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), live); err != nil {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), live); err != nil {
 			return
 		}
 		bumps++
@@ -70,7 +71,7 @@ func testTargetUpdateConflict(t *testing.T) {
 			live.Annotations = map[string]string{}
 		}
 		live.Annotations[bumpAnnotation] = strconv.Itoa(bumps)
-		if err := k8s.Update(ctx, live); err == nil {
+		if err := env.Client.Update(ctx, live); err == nil {
 			armed--
 		}
 	}
@@ -96,10 +97,10 @@ func testTargetUpdateConflict(t *testing.T) {
 			return observe(c.Apply(ctx, obj, opts...))
 		},
 	}
-	startManager(t, managerOptions{name: ns, namespaces: []string{ns}, funcs: funcs})
+	startManager(t, ns, funcs)
 	track(t, ns)
-	createToken(t, newToken(ns, "tok", v1alpha1.TokenTypeThirdPartySuite, "creds"))
-	tok := waitReady(t, ns, "tok", 30*time.Second)
+	env.Create(t, testenv.NewToken(ns, "tok", v1alpha1.TokenTypeThirdPartySuite, "creds"))
+	tok := env.WaitReady(t, ns, "tok")
 	g := NewWithT(t)
 	first := targetToken(g, ns, "tok")
 	issued := tok.Status.LastRefreshTime.Time
@@ -109,26 +110,26 @@ func testTargetUpdateConflict(t *testing.T) {
 	armed = conflicts
 	mu.Unlock()
 	eventually(t, time.Until(tok.Status.ExpiresAt.Time)+30*time.Second, func(g Gomega) {
-		tok = getToken(g, ns, "tok")
+		tok = env.GetToken(g, ns, "tok")
 		g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally(">", issued))
-		sec := targetSecret(g, ns, "tok")
+		sec := env.Secret(g, ns, "tok")
 		g.Expect(string(sec.Data[v1alpha1.DefaultTargetKey])).NotTo(Equal(first), "the refreshed token landed")
 		g.Expect(sec.Annotations[v1alpha1.ExpiresAtAnnotation]).To(Equal(tok.Status.ExpiresAt.UTC().Format(time.RFC3339)))
 		g.Expect(string(sec.Data[v1alpha1.ExpiresAtKey])).To(Equal(tok.Status.ExpiresAt.UTC().Format(time.RFC3339)))
-		g.Expect(condition(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid))
+		g.Expect(testenv.Condition(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid))
 	})
 	mu.Lock()
 	g.Expect(armed).To(BeZero(), "every planned concurrent write happened")
 	g.Expect(seen).To(BeNumerically(">=", conflicts), "the operator's writes met real conflicts")
 	mu.Unlock()
-	sec := targetSecret(g, ns, "tok")
+	sec := env.Secret(g, ns, "tok")
 	g.Expect(sec.Annotations).To(HaveKeyWithValue(bumpAnnotation, strconv.Itoa(conflicts)),
 		"the other writer's annotation survives the operator's write")
 	live, _ := simValidate(t, string(sec.Data[v1alpha1.DefaultTargetKey]))
 	g.Expect(live).To(BeTrue())
 	after, _ := calls(simulator.PathSuiteAccessToken, s.key)
 	g.Expect(after-before).To(BeEquivalentTo(1), "a conflicting write does not fetch the token again")
-	g.Expect(condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
+	g.Expect(testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
 }
 
 // testTargetDeletedMidRefresh: the target Secret is deleted while the refresh call is in flight
@@ -137,14 +138,14 @@ func testTargetUpdateConflict(t *testing.T) {
 func testTargetDeletedMidRefresh(t *testing.T) {
 	// Below the client's timeout: the delayed answer is a success.
 	const latency = dingtalkTimeout * 3 / 4
-	ns := newNamespace(t, "deleted")
+	ns := env.CreateNamespace(t, "rel-deleted")
 	s := newSuite(t, ns, "creds", 30*time.Second)
-	startManager(t, managerOptions{name: ns, namespaces: []string{ns}})
+	startManager(t, ns, nil)
 	track(t, ns)
-	createToken(t, newToken(ns, "tok", v1alpha1.TokenTypeThirdPartySuite, "creds"))
-	tok := waitReady(t, ns, "tok", 30*time.Second)
+	env.Create(t, testenv.NewToken(ns, "tok", v1alpha1.TokenTypeThirdPartySuite, "creds"))
+	tok := env.WaitReady(t, ns, "tok")
 	g := NewWithT(t)
-	old := targetSecret(g, ns, "tok")
+	old := env.Secret(g, ns, "tok")
 	first := string(old.Data[v1alpha1.DefaultTargetKey])
 	before, _ := calls(simulator.PathSuiteAccessToken, s.key)
 
@@ -153,18 +154,18 @@ func testTargetDeletedMidRefresh(t *testing.T) {
 	NewWithT(t).Eventually(func() bool { return faultPending(s.key) }).
 		WithTimeout(time.Until(tok.Status.ExpiresAt.Time)+10*time.Second).WithPolling(20*time.Millisecond).
 		Should(BeFalse(), "the refresh call arrived")
-	g.Expect(k8s.Delete(quiet, old)).To(Succeed())
+	g.Expect(env.Client.Delete(quiet, old)).To(Succeed())
 	inFlight, _ := calls(simulator.PathSuiteAccessToken, s.key)
 	g.Expect(inFlight).To(Equal(before), "the Secret was deleted before DingTalk answered")
 
 	eventually(t, latency+30*time.Second, func(g Gomega) {
-		sec := targetSecret(g, ns, "tok")
+		sec := env.Secret(g, ns, "tok")
 		g.Expect(sec.UID).NotTo(Equal(old.UID), "a new Secret")
 		g.Expect(string(sec.Data[v1alpha1.DefaultTargetKey])).NotTo(Equal(first), "holding the refreshed token")
-		tok = getToken(g, ns, "tok")
-		g.Expect(condition(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid))
+		tok = env.GetToken(g, ns, "tok")
+		g.Expect(testenv.Condition(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid))
 	})
-	sec := targetSecret(g, ns, "tok")
+	sec := env.Secret(g, ns, "tok")
 	live, _ := simValidate(t, string(sec.Data[v1alpha1.DefaultTargetKey]))
 	g.Expect(live).To(BeTrue())
 	owner := metav1.GetControllerOf(sec)
@@ -174,7 +175,7 @@ func testTargetDeletedMidRefresh(t *testing.T) {
 	g.Expect(sec.Labels).To(HaveKeyWithValue(v1alpha1.ManagedByLabel, v1alpha1.ManagedByValue))
 	after, _ := calls(simulator.PathSuiteAccessToken, s.key)
 	g.Expect(after-before).To(BeEquivalentTo(1), "the deletion did not cause another DingTalk call")
-	g.Expect(condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
+	g.Expect(testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
 }
 
 // appliedSecret is the Secret a server-side apply configuration names (an empty ConfigMap for

@@ -25,12 +25,11 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 )
 
 // faultCase is one class of DingTalk failure. The fault is injected when the token is Ready and
@@ -76,12 +75,12 @@ func faultCases() []faultCase {
 // once the token expired, Ready) says why; every attempt comes on the backoff schedule; the
 // simulator saw exactly one call per attempt; the first attempt after the fault is over succeeds.
 func runFaultCase(t *testing.T, fc faultCase) {
-	ns := newNamespace(t, strings.ToLower(fc.name))
+	ns := env.CreateNamespace(t, "rel-"+strings.ToLower(fc.name))
 	a := newApp(t, ns, "creds", fc.lifetime)
-	startManager(t, managerOptions{name: ns, namespaces: []string{ns}})
+	startManager(t, ns, nil)
 	tr := track(t, ns)
-	createToken(t, newToken(ns, "tok", v1alpha1.TokenTypeInternalApp, "creds"))
-	tok := waitReady(t, ns, "tok", 30*time.Second)
+	env.Create(t, testenv.NewToken(ns, "tok", v1alpha1.TokenTypeInternalApp, "creds"))
+	tok := env.WaitReady(t, ns, "tok")
 	g := NewWithT(t)
 	good := targetToken(g, ns, "tok")
 	issued, expires, due := tok.Status.LastRefreshTime.Time, tok.Status.ExpiresAt.Time, tok.Status.RefreshTime.Time
@@ -96,12 +95,12 @@ func runFaultCase(t *testing.T, fc faultCase) {
 	for i := int32(1); i <= n; i++ {
 		// Each failed attempt: the last good token stays, and the conditions say why.
 		eventually(t, time.Until(expires)+backoff(i)*2+time.Minute, func(g Gomega) {
-			tok = getToken(g, ns, "tok")
+			tok = env.GetToken(g, ns, "tok")
 			g.Expect(tok.Status.FailedAttempts).To(BeNumerically(">=", i))
 		})
 		now := time.Now()
 		g.Expect(targetToken(g, ns, "tok")).To(Equal(good), "the last good token stays in the Secret")
-		refreshed := condition(tok, v1alpha1.ConditionRefreshed)
+		refreshed := testenv.Condition(tok, v1alpha1.ConditionRefreshed)
 		g.Expect(refreshed.Status).To(Equal(metav1.ConditionFalse))
 		g.Expect(refreshed.Reason).To(Equal(fc.reason))
 		g.Expect(refreshed.Message).To(ContainSubstring(fc.message))
@@ -112,15 +111,15 @@ func runFaultCase(t *testing.T, fc faultCase) {
 			// the simulator's expiry, and not much before it.
 			g.Expect(expires).To(BeTemporally("<=", simExpires), "status.expiresAt is not after the simulator's expiry")
 			g.Expect(expires).To(BeTemporally(">", simExpires.Add(-2*time.Second)), "status.expiresAt is the simulator's expiry")
-			g.Expect(condition(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid),
+			g.Expect(testenv.Condition(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid),
 				"a failed refresh while the token is valid keeps Ready True")
 		}
 	}
 	if fc.outlasts {
 		// The token expired during the outage: Ready says why, the Secret keeps what it had.
 		eventually(t, time.Until(expires)+10*time.Second, func(g Gomega) {
-			tok = getToken(g, ns, "tok")
-			ready := condition(tok, v1alpha1.ConditionReady)
+			tok = env.GetToken(g, ns, "tok")
+			ready := testenv.Condition(tok, v1alpha1.ConditionReady)
 			g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
 			g.Expect(ready.Reason).To(Equal(fc.reason))
 		})
@@ -132,10 +131,10 @@ func runFaultCase(t *testing.T, fc faultCase) {
 
 	// Recovery: the next attempt succeeds.
 	eventually(t, backoff(n)*2+30*time.Second, func(g Gomega) {
-		tok = getToken(g, ns, "tok")
-		g.Expect(condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
+		tok = env.GetToken(g, ns, "tok")
+		g.Expect(testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
 		g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally(">", issued))
-		g.Expect(condition(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid))
+		g.Expect(testenv.Condition(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid))
 	})
 	fresh := targetToken(g, ns, "tok")
 	live, _ := simValidate(t, fresh)
@@ -145,7 +144,7 @@ func runFaultCase(t *testing.T, fc faultCase) {
 	// One call per attempt, nothing else: n faulted answers and one success.
 	totalAfter, faultedAfter := calls(simulator.PathAppAccessToken, a.key)
 	g.Expect(faultedAfter-faultedBefore).To(BeEquivalentTo(n), "faulted calls")
-	g.Expect(totalAfter-totalBefore).To(BeEquivalentTo(n+1), "calls: %v", results(simulator.PathAppAccessToken, a.key))
+	g.Expect(totalAfter-totalBefore).To(BeEquivalentTo(n+1), "calls: %v", env.Results(simulator.PathAppAccessToken, a.key))
 
 	// The schedule: the first attempt at the due time, then the backoff (or the expiry).
 	as := attempts(tr.history("tok"), issued)
@@ -163,7 +162,7 @@ func runFaultCase(t *testing.T, fc faultCase) {
 
 	// The transitions were announced as events.
 	eventually(t, 10*time.Second, func(g Gomega) {
-		g.Expect(eventReasons(g, ns)).To(ContainElements("TokenIssued", "RefreshFailed", "RefreshRecovered"))
+		g.Expect(env.EventReasons(g, ns)).To(ContainElements("TokenIssued", "RefreshFailed", "RefreshRecovered"))
 	})
 }
 
@@ -172,19 +171,19 @@ func runFaultCase(t *testing.T, fc faultCase) {
 // due, and the one call after it serves both.
 func testRateLimitedWithRetryAfter(t *testing.T) {
 	const retryAfter = 12 * time.Second
-	ns := newNamespace(t, "ratelimited")
+	ns := env.CreateNamespace(t, "rel-ratelimited")
 	a := newApp(t, ns, "creds", 60*time.Second)
-	startManager(t, managerOptions{name: ns, namespaces: []string{ns}})
+	startManager(t, ns, nil)
 	tr := track(t, ns)
 	names := []string{"tok-a", "tok-b"}
 	for _, name := range names {
-		createToken(t, newToken(ns, name, v1alpha1.TokenTypeInternalApp, "creds"))
+		env.Create(t, testenv.NewToken(ns, name, v1alpha1.TokenTypeInternalApp, "creds"))
 	}
 	issued := map[string]time.Time{}
 	good := map[string]string{}
 	g := NewWithT(t)
 	for _, name := range names {
-		issued[name] = waitReady(t, ns, name, 30*time.Second).Status.LastRefreshTime.Time
+		issued[name] = env.WaitReady(t, ns, name).Status.LastRefreshTime.Time
 		good[name] = targetToken(g, ns, name)
 	}
 	totalBefore, _ := calls(simulator.PathAppAccessToken, a.key)
@@ -194,14 +193,14 @@ func testRateLimitedWithRetryAfter(t *testing.T) {
 	var failedAt time.Time
 	eventually(t, 90*time.Second, func(g Gomega) {
 		for _, name := range names {
-			tok := getToken(g, ns, name)
+			tok := env.GetToken(g, ns, name)
 			if tok.Status.FailedAttempts == 0 {
 				continue
 			}
-			refreshed := condition(tok, v1alpha1.ConditionRefreshed)
+			refreshed := testenv.Condition(tok, v1alpha1.ConditionRefreshed)
 			g.Expect(refreshed.Reason).To(Equal(v1alpha1.ReasonRateLimited))
 			g.Expect(refreshed.Message).To(ContainSubstring("Retry-After"))
-			g.Expect(condition(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid))
+			g.Expect(testenv.Condition(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid))
 			failedAt = tok.Status.LastFailureTime.Time
 		}
 		g.Expect(failedAt.IsZero()).To(BeFalse())
@@ -214,15 +213,15 @@ func testRateLimitedWithRetryAfter(t *testing.T) {
 	}
 	eventually(t, retryAfter+30*time.Second, func(g Gomega) {
 		for _, name := range names {
-			tok := getToken(g, ns, name)
+			tok := env.GetToken(g, ns, name)
 			g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally(">", issued[name]), name)
-			g.Expect(condition(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid), name)
+			g.Expect(testenv.Condition(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid), name)
 		}
 	})
 	totalAfter, faulted := calls(simulator.PathAppAccessToken, a.key)
 	g.Expect(faulted).To(BeEquivalentTo(1))
 	g.Expect(totalAfter-totalBefore).To(BeEquivalentTo(2), "the 429 and one call after Retry-After, shared: %v",
-		results(simulator.PathAppAccessToken, a.key))
+		env.Results(simulator.PathAppAccessToken, a.key))
 	for _, name := range names {
 		as := attempts(tr.history(name), issued[name])
 		g.Expect(as).NotTo(BeEmpty())
@@ -239,7 +238,7 @@ func testRateLimitedWithRetryAfter(t *testing.T) {
 func simValidate(t *testing.T, token string) (bool, time.Time) {
 	t.Helper()
 	body, _ := json.Marshal(simulator.ValidateRequest{AccessToken: token})
-	resp, err := http.Post(sim.URL()+"/_sim/validate", "application/json", bytes.NewReader(body))
+	resp, err := http.Post(env.Sim.URL()+"/_sim/validate", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,15 +251,4 @@ func simValidate(t *testing.T, token string) (bool, time.Time) {
 		return false, time.Time{}
 	}
 	return true, *ans.ExpiresAt
-}
-
-// eventReasons lists the reasons of the events in ns.
-func eventReasons(g Gomega, ns string) []string {
-	var list eventsv1.EventList
-	g.Expect(k8s.List(quiet, &list, client.InNamespace(ns))).To(Succeed())
-	var out []string
-	for _, e := range list.Items {
-		out = append(out, e.Reason)
-	}
-	return out
 }

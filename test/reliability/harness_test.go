@@ -17,7 +17,6 @@ limitations under the License.
 package reliability
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -28,23 +27,16 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
-	"k8s.io/utils/clock"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
-	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
-	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv/envtesting"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
 
@@ -52,95 +44,18 @@ import (
 // that the timeout case stays short; the timeout fault's latency exceeds it.
 const dingtalkTimeout = 2 * time.Second
 
-// eventSource is the reporting controller of the managers' events, as the operator names it.
-const eventSource = "dingtalk-token-operator"
-
-// managerOptions configure one in-process manager.
-type managerOptions struct {
-	// name prefixes its log lines.
-	name string
-	// namespaces it watches (--watch-namespaces).
-	namespaces []string
-	// funcs, when set, wrap the manager's (real, cached) client: API-server write faults.
-	funcs *interceptor.Funcs
-}
-
-// runningManager is a started manager; stop ends it like SIGTERM does (the context is canceled
-// and running reconciles get the graceful shutdown period).
-type runningManager struct {
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
-}
-
-// startManager builds a manager as internal/operator does for cmd/main.go: the controllers'
-// cache options, the real DingTalk HTTP client against the simulator, the reconciler set up
-// with SetupWithManager. Metrics and probes are not served (the registry is still filled);
-// leader election is off. It stops when the test ends.
-func startManager(t *testing.T, o managerOptions) *runningManager {
+// startManager starts a manager for namespace ns as internal/operator builds it for cmd/main.go
+// (with --dingtalk-timeout=2s), logging under the name ns; funcs, when set, wrap the reconciler's
+// client: API-server write faults around the real calls. It stops when the test ends.
+func startManager(t *testing.T, ns string, funcs *interceptor.Funcs) *testenv.Manager {
 	t.Helper()
-	opts := ctrl.Options{
-		Scheme:                  scheme,
-		Cache:                   controllers.CacheOptions(o.namespaces),
-		Metrics:                 metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:  "0",
-		Logger:                  logger.WithName(o.name),
-		GracefulShutdownTimeout: ptr.To(25 * time.Second),
-		// Every case runs its own controller named like the operator's.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	o := env.ManagerOptions(ns)
+	o.DingTalkTimeout = dingtalkTimeout
+	hooks := operator.Hooks{Logger: logger.WithName(ns)}
+	if funcs != nil {
+		hooks.WrapClient = testenv.Intercept(*funcs)
 	}
-	if o.funcs != nil {
-		funcs := *o.funcs
-		opts.NewClient = func(cfg *rest.Config, co client.Options) (client.Client, error) {
-			c, err := client.NewWithWatch(cfg, co)
-			if err != nil {
-				return nil, err
-			}
-			return interceptor.NewClient(c, funcs), nil
-		}
-	}
-	mgr, err := ctrl.NewManager(restCfg, opts)
-	if err != nil {
-		t.Fatalf("creating the manager: %v", err)
-	}
-	dt, err := dingtalk.New(dingtalk.Options{BaseURL: sim.URL(), Timeout: dingtalkTimeout, QPS: 20, Burst: 40})
-	if err != nil {
-		t.Fatalf("creating the DingTalk client: %v", err)
-	}
-	r := &controllers.DingTalkTokenReconciler{
-		Client:                  mgr.GetClient(),
-		APIReader:               mgr.GetAPIReader(),
-		Scheme:                  mgr.GetScheme(),
-		Recorder:                mgr.GetEventRecorder(eventSource),
-		Clock:                   clock.RealClock{},
-		DingTalk:                dt,
-		Endpoint:                sim.URL(),
-		WatchNamespaces:         o.namespaces,
-		MaxConcurrentReconciles: 4,
-	}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatalf("setting up the reconciler: %v", err)
-	}
-	ctx, cancel := context.WithCancel(quiet)
-	m := &runningManager{cancel: cancel, done: make(chan error, 1)}
-	go func() { m.done <- mgr.Start(ctx) }()
-	t.Cleanup(func() { m.stop(t) })
-	return m
-}
-
-// stop cancels the manager and waits until it returned.
-func (m *runningManager) stop(t *testing.T) {
-	m.once.Do(func() {
-		m.cancel()
-		select {
-		case err := <-m.done:
-			if err != nil {
-				t.Errorf("manager stopped with an error: %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Errorf("manager did not stop within 60s")
-		}
-	})
+	return env.StartManager(t, o, hooks)
 }
 
 // app is an internal app the simulator accepts, with its credentials Secret.
@@ -155,11 +70,9 @@ type app struct {
 func newApp(t *testing.T, ns, secretName string, lifetime time.Duration) app {
 	t.Helper()
 	a := app{key: "relapp" + testutil.RandHex(6), secret: secretValue("appSecret"), secretName: secretName}
-	leaks.add("appKey", a.key)
-	if err := sim.AddApp(simulator.App{AppKey: a.key, AppSecret: a.secret, TokenLifetime: simulator.Duration(lifetime)}); err != nil {
-		t.Fatal(err)
-	}
-	createSecret(t, ns, secretName, map[string]string{"appKey": a.key, "appSecret": a.secret})
+	env.Sensitive.Add(testenv.Credential, a.key)
+	envtesting.Must(t, env.Sim.AddApp(simulator.App{AppKey: a.key, AppSecret: a.secret, TokenLifetime: simulator.Duration(lifetime)}))
+	env.CreateSecret(t, ns, secretName, map[string]string{"appKey": a.key, "appSecret": a.secret})
 	return a
 }
 
@@ -173,83 +86,22 @@ type suite struct {
 func newSuite(t *testing.T, ns, secretName string, lifetime time.Duration) suite {
 	t.Helper()
 	s := suite{key: "relsuite" + testutil.RandHex(6), secret: secretValue("suiteSecret"), ticket: secretValue("suiteTicket"), secretName: secretName}
-	leaks.add("suiteKey", s.key)
-	if err := sim.AddSuite(simulator.Suite{SuiteKey: s.key, SuiteSecret: s.secret, SuiteTicket: s.ticket,
-		TokenLifetime: simulator.Duration(lifetime)}); err != nil {
-		t.Fatal(err)
-	}
-	createSecret(t, ns, secretName, map[string]string{"suiteKey": s.key, "suiteSecret": s.secret, "suiteTicket": s.ticket})
+	env.Sensitive.Add(testenv.Credential, s.key)
+	envtesting.Must(t, env.Sim.AddSuite(simulator.Suite{SuiteKey: s.key, SuiteSecret: s.secret, SuiteTicket: s.ticket,
+		TokenLifetime: simulator.Duration(lifetime)}))
+	env.CreateSecret(t, ns, secretName, map[string]string{"suiteKey": s.key, "suiteSecret": s.secret, "suiteTicket": s.ticket})
 	return s
 }
 
-func createSecret(t *testing.T, ns, name string, data map[string]string) {
-	t.Helper()
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data}
-	if err := k8s.Create(quiet, s); err != nil {
-		t.Fatalf("creating Secret %s/%s: %v", ns, name, err)
-	}
-}
-
-// newToken returns a DingTalkToken of typ named name in ns, reading the credentials Secret creds.
-func newToken(ns, name string, typ v1alpha1.TokenType, creds string) *v1alpha1.DingTalkToken {
-	return &v1alpha1.DingTalkToken{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       v1alpha1.DingTalkTokenSpec{Type: typ, CredentialsRef: v1alpha1.CredentialsReference{Name: creds}},
-	}
-}
-
-func createToken(t *testing.T, tok *v1alpha1.DingTalkToken) {
-	t.Helper()
-	if err := k8s.Create(quiet, tok); err != nil {
-		t.Fatalf("creating DingTalkToken %s/%s: %v", tok.Namespace, tok.Name, err)
-	}
-}
-
-func getToken(g Gomega, ns, name string) *v1alpha1.DingTalkToken {
-	tok := &v1alpha1.DingTalkToken{}
-	g.Expect(k8s.Get(quiet, types.NamespacedName{Namespace: ns, Name: name}, tok)).To(Succeed())
-	return tok
-}
-
-// condition returns the condition typ of tok, or an empty one.
-func condition(tok *v1alpha1.DingTalkToken, typ string) metav1.Condition {
-	if c := meta.FindStatusCondition(tok.Status.Conditions, typ); c != nil {
-		return *c
-	}
-	return metav1.Condition{}
-}
-
-// waitReady waits until the DingTalkToken is Ready and returns it.
-func waitReady(t *testing.T, ns, name string, timeout time.Duration) *v1alpha1.DingTalkToken {
-	t.Helper()
-	var tok *v1alpha1.DingTalkToken
-	NewWithT(t).Eventually(func(g Gomega) {
-		tok = getToken(g, ns, name)
-		g.Expect(condition(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
-		g.Expect(tok.Status.ExpiresAt).NotTo(BeNil())
-		g.Expect(tok.Status.LastRefreshTime).NotTo(BeNil())
-	}).WithTimeout(timeout).WithPolling(100 * time.Millisecond).Should(Succeed())
-	return tok
-}
-
-// targetSecret reads a DingTalkToken's target Secret (uncached) and records its token as a value
-// that must never leak.
-func targetSecret(g Gomega, ns, name string) *corev1.Secret {
-	s := &corev1.Secret{}
-	g.Expect(k8s.Get(quiet, types.NamespacedName{Namespace: ns, Name: name}, s)).To(Succeed())
-	leaks.add("accessToken", string(s.Data[v1alpha1.DefaultTargetKey]))
-	return s
-}
-
-// targetToken returns the token the target Secret holds.
+// targetToken returns the token the target Secret holds (read uncached, recorded for the leak scan).
 func targetToken(g Gomega, ns, name string) string {
-	return string(targetSecret(g, ns, name).Data[v1alpha1.DefaultTargetKey])
+	return string(env.Secret(g, ns, name).Data[v1alpha1.DefaultTargetKey])
 }
 
 // calls returns the simulator's call count for one credential id at one endpoint: all calls,
 // and those answered by an injected fault (or abandoned by the caller during one).
 func calls(endpoint, cred string) (total, faulted int64) {
-	c := sim.Stats().Endpoints[endpoint].Credentials[cred]
+	c := env.Sim.Stats().Endpoints[endpoint].Credentials[cred]
 	for result, n := range c.Results {
 		if strings.HasPrefix(result, "fault:") || result == "canceled" {
 			faulted += n
@@ -258,25 +110,18 @@ func calls(endpoint, cred string) (total, faulted int64) {
 	return c.Total, faulted
 }
 
-// results returns the simulator's per-result counts for one credential id at one endpoint.
-func results(endpoint, cred string) map[string]int64 {
-	return sim.Stats().Endpoints[endpoint].Credentials[cred].Results
-}
-
 // setFault adds a simulator fault; cases scope theirs to their own credential ids.
 func setFault(t *testing.T, f simulator.Fault) {
 	t.Helper()
 	if f.Credential == "" {
 		t.Fatal("faults must be scoped to a credential: cases share the simulator")
 	}
-	if err := sim.SetFault(f); err != nil {
-		t.Fatal(err)
-	}
+	envtesting.Must(t, env.Sim.SetFault(f))
 }
 
 // faultPending reports whether a fault for cred is still set (Count faults disappear when used up).
 func faultPending(cred string) bool {
-	for _, f := range sim.Faults() {
+	for _, f := range env.Sim.Faults() {
 		if f.Credential == cred {
 			return true
 		}
@@ -301,11 +146,11 @@ type tracker struct {
 func track(t *testing.T, ns string) *tracker {
 	t.Helper()
 	tr := &tracker{hist: map[string][]observation{}}
-	c, err := cache.New(restCfg, cache.Options{Scheme: scheme, DefaultNamespaces: map[string]cache.Config{ns: {}}})
+	c, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme, DefaultNamespaces: map[string]cache.Config{ns: {}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := testContext(t)
+	ctx := envtesting.Ctx(t)
 	tokInf, err := c.GetInformer(ctx, &v1alpha1.DingTalkToken{})
 	if err != nil {
 		t.Fatal(err)
@@ -329,8 +174,7 @@ func track(t *testing.T, ns string) *tracker {
 	}
 	collect := func(obj any) {
 		if s, ok := obj.(*corev1.Secret); ok && s.Labels[v1alpha1.ManagedByLabel] == v1alpha1.ManagedByValue {
-			leaks.add("accessToken", string(s.Data[v1alpha1.DefaultTargetKey]))
-			leaks.add("refreshToken", string(s.Data[v1alpha1.RefreshTokenKey]))
+			env.Sensitive.AddSecret(s)
 		}
 	}
 	if _, err := secInf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
@@ -391,8 +235,8 @@ func refreshedReason(st v1alpha1.DingTalkTokenStatus) string {
 	return ""
 }
 
-// backoff is the SPEC's delay after the n-th consecutive failure, without jitter: 5s*2^(n-1),
-// capped at 5m.
+// backoff is the operator's delay after the n-th consecutive failure of a transient kind, without
+// its jitter: 5s*2^(n-1), capped at 5m.
 func backoff(n int32) time.Duration {
 	d := 5 * time.Second
 	for i := int32(1); i < n && d < 5*time.Minute; i++ {
@@ -437,7 +281,7 @@ func isSecret(obj client.Object) bool {
 // eventually is a Gomega Eventually with a timeout and a 100ms polling interval.
 func eventually(t *testing.T, timeout time.Duration, f func(g Gomega)) {
 	t.Helper()
-	NewWithT(t).Eventually(f).WithTimeout(timeout).WithPolling(100 * time.Millisecond).Should(Succeed())
+	NewWithT(t).Eventually(f).WithTimeout(timeout).WithPolling(testenv.PollInterval).Should(Succeed())
 }
 
 // describeAttempts renders attempts for failure messages.

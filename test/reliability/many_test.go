@@ -28,6 +28,7 @@ import (
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 )
 
 // testManyTokensWithFailingSubset: 200 DingTalkTokens, 180 healthy over 18 credential sets and
@@ -45,7 +46,7 @@ func testManyTokensWithFailingSubset(t *testing.T) {
 		// of the 15s refresh window, at most 10s may go to queueing on a loaded machine.
 		onTimeMargin = 5 * time.Second
 	)
-	ns := newNamespace(t, "many")
+	ns := env.CreateNamespace(t, "rel-many")
 	type set struct {
 		app    app
 		reason string // "" for a healthy set
@@ -67,7 +68,7 @@ func testManyTokensWithFailingSubset(t *testing.T) {
 		a := newApp(t, ns, fmt.Sprintf("failing-%d", i), lifetime)
 		if f.reason == v1alpha1.ReasonCredentialsRejected {
 			// The simulator knows the app under another secret from now on.
-			if err := sim.AddApp(simulator.App{AppKey: a.key, AppSecret: secretValue("appSecret"), TokenLifetime: simulator.Duration(lifetime)}); err != nil {
+			if err := env.Sim.AddApp(simulator.App{AppKey: a.key, AppSecret: secretValue("appSecret"), TokenLifetime: simulator.Duration(lifetime)}); err != nil {
 				t.Fatal(err)
 			}
 		} else {
@@ -77,7 +78,7 @@ func testManyTokensWithFailingSubset(t *testing.T) {
 		sets = append(sets, set{app: a, reason: f.reason})
 	}
 	tr := track(t, ns)
-	startManager(t, managerOptions{name: ns, namespaces: []string{ns}})
+	startManager(t, ns, nil)
 	created := time.Now()
 	type member struct {
 		name string
@@ -91,7 +92,7 @@ func testManyTokensWithFailingSubset(t *testing.T) {
 		}
 		for j := range n {
 			m := member{name: fmt.Sprintf("%s-%d", s.app.secretName, j), set: s}
-			createToken(t, newToken(ns, m.name, v1alpha1.TokenTypeInternalApp, s.app.secretName))
+			env.Create(t, testenv.NewToken(ns, m.name, v1alpha1.TokenTypeInternalApp, s.app.secretName))
 			members = append(members, m)
 		}
 	}
@@ -102,7 +103,7 @@ func testManyTokensWithFailingSubset(t *testing.T) {
 	first := map[string]*v1alpha1.DingTalkToken{}
 	eventually(t, 90*time.Second, func(g Gomega) {
 		var list v1alpha1.DingTalkTokenList
-		g.Expect(k8s.List(quiet, &list, client.InNamespace(ns))).To(Succeed())
+		g.Expect(env.Client.List(quiet, &list, client.InNamespace(ns))).To(Succeed())
 		byName := map[string]*v1alpha1.DingTalkToken{}
 		for i := range list.Items {
 			byName[list.Items[i].Name] = &list.Items[i]
@@ -110,7 +111,7 @@ func testManyTokensWithFailingSubset(t *testing.T) {
 		for _, m := range members {
 			tok := byName[m.name]
 			g.Expect(tok).NotTo(BeNil())
-			ready := condition(tok, v1alpha1.ConditionReady)
+			ready := testenv.Condition(tok, v1alpha1.ConditionReady)
 			if m.set.reason == "" {
 				g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), m.name)
 				first[m.name] = tok
@@ -128,7 +129,7 @@ func testManyTokensWithFailingSubset(t *testing.T) {
 			if m.set.reason != "" {
 				continue
 			}
-			tok := getToken(g, ns, m.name)
+			tok := env.GetToken(g, ns, m.name)
 			g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally(">", first[m.name].Status.LastRefreshTime.Time), m.name)
 		}
 	})
@@ -140,7 +141,7 @@ func testManyTokensWithFailingSubset(t *testing.T) {
 		due, expires := first[m.name].Status.RefreshTime.Time, first[m.name].Status.ExpiresAt.Time
 		var refreshed time.Time
 		for _, o := range tr.history(m.name) {
-			if c := condition(&v1alpha1.DingTalkToken{Status: o.status}, v1alpha1.ConditionReady); c.Status == metav1.ConditionFalse &&
+			if c := testenv.Condition(&v1alpha1.DingTalkToken{Status: o.status}, v1alpha1.ConditionReady); c.Status == metav1.ConditionFalse &&
 				o.status.LastRefreshTime != nil {
 				t.Errorf("%s was not Ready at %s (%s) after its first token", m.name, o.at.Format(time.TimeOnly), c.Reason)
 			}

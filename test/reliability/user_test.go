@@ -33,6 +33,7 @@ import (
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
 
@@ -114,7 +115,8 @@ func (w *writeFaults) funcs() *interceptor.Funcs {
 // simulator's current refresh token, which is what its refresh-token Secret holds.
 //
 // Stops are graceful, as on SIGTERM (running reconciles finish). A SIGKILL between DingTalk's
-// answer and the refresh-token write is the one loss window the SPEC documents; it is not tested.
+// answer and the refresh-token write is the one loss window docs/security.md documents; it is not
+// tested.
 func testUserRefreshTokenRotations(t *testing.T) {
 	const (
 		users     = 5
@@ -124,32 +126,31 @@ func testUserRefreshTokenRotations(t *testing.T) {
 		stopEvery = 3 * time.Second
 		minStops  = 10
 	)
-	ns := newNamespace(t, "userrotations")
+	ns := env.CreateNamespace(t, "rel-userrotations")
 	type user struct{ clientID, name string }
 	var all []user
 	for i := range users {
 		u := user{clientID: "reluser" + testutil.RandHex(6), name: "user-" + string(rune('a'+i))}
-		leaks.add("clientId", u.clientID)
+		env.Sensitive.Add(testenv.Credential, u.clientID)
 		secret, bootstrap := secretValue("clientSecret"), secretValue("refreshToken")
-		if err := sim.AddUser(simulator.User{ClientID: u.clientID, ClientSecret: secret, RefreshTokens: []string{bootstrap},
+		if err := env.Sim.AddUser(simulator.User{ClientID: u.clientID, ClientSecret: secret, RefreshTokens: []string{bootstrap},
 			CorpID: "dingcorp" + testutil.RandHex(4), TokenLifetime: simulator.Duration(lifetime)}); err != nil {
 			t.Fatal(err)
 		}
 		// Each call waits a little: a stop then often finds one in flight.
 		setFault(t, simulator.Fault{Credential: u.clientID, Latency: simulator.Duration(400 * time.Millisecond)})
-		createSecret(t, ns, u.name+"-credentials", map[string]string{"clientId": u.clientID, "clientSecret": secret, "refreshToken": bootstrap})
-		createToken(t, newToken(ns, u.name, v1alpha1.TokenTypeUser, u.name+"-credentials"))
+		env.CreateSecret(t, ns, u.name+"-credentials", map[string]string{"clientId": u.clientID, "clientSecret": secret, "refreshToken": bootstrap})
+		env.Create(t, testenv.NewToken(ns, u.name, v1alpha1.TokenTypeUser, u.name+"-credentials"))
 		all = append(all, u)
 	}
 	tr := track(t, ns)
 	faults := &writeFaults{secretRate: 0.25, statusRate: 0.10}
 	faults.on.Store(true)
-	opts := managerOptions{name: ns, namespaces: []string{ns}, funcs: faults.funcs()}
-	m := startManager(t, opts)
+	m := startManager(t, ns, faults.funcs())
 
 	rotated := func() (n int64) {
 		for _, u := range all {
-			n += results(simulator.PathUserAccessToken, u.clientID)["success"]
+			n += env.Results(simulator.PathUserAccessToken, u.clientID)["success"]
 		}
 		return n
 	}
@@ -159,7 +160,7 @@ func testUserRefreshTokenRotations(t *testing.T) {
 	lost := func() {
 		t.Helper()
 		for _, u := range all {
-			for result, n := range results(simulator.PathUserAccessToken, u.clientID) {
+			for result, n := range env.Results(simulator.PathUserAccessToken, u.clientID) {
 				g.Expect(result).To(BeElementOf("success", "canceled"), "%s: %d calls answered %s: a refresh token was lost", u.name, n, result)
 			}
 		}
@@ -168,10 +169,12 @@ func testUserRefreshTokenRotations(t *testing.T) {
 	stops := 0
 	for (rotated() < rotations || stops < minStops) && time.Now().Before(deadline) {
 		time.Sleep(stopEvery + rand.N(stopEvery)) // the stop schedule, not a synchronization
-		m.stop(t)
+		if err := m.Stop(); err != nil {
+			t.Error(err)
+		}
 		stops++
 		lost()
-		m = startManager(t, opts)
+		m = startManager(t, ns, faults.funcs())
 	}
 	g.Expect(rotated()).To(BeNumerically(">=", rotations), "rotations within the time bound")
 	faults.on.Store(false)
@@ -182,25 +185,25 @@ func testUserRefreshTokenRotations(t *testing.T) {
 	// Once the faults stop, every token refreshes again.
 	base := map[string]int64{}
 	for _, u := range all {
-		base[u.clientID] = results(simulator.PathUserAccessToken, u.clientID)["success"]
+		base[u.clientID] = env.Results(simulator.PathUserAccessToken, u.clientID)["success"]
 	}
 	eventually(t, 60*time.Second, func(g Gomega) {
 		for _, u := range all {
-			g.Expect(results(simulator.PathUserAccessToken, u.clientID)["success"]).To(BeNumerically(">", base[u.clientID]), u.name)
-			tok := getToken(g, ns, u.name)
-			g.Expect(condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued), u.name)
+			g.Expect(env.Results(simulator.PathUserAccessToken, u.clientID)["success"]).To(BeNumerically(">", base[u.clientID]), u.name)
+			tok := env.GetToken(g, ns, u.name)
+			g.Expect(testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued), u.name)
 			// The stored refresh token is the simulator's current one: the next refresh will work.
 			rt := &corev1.Secret{}
-			g.Expect(k8s.Get(quiet, types.NamespacedName{Namespace: ns, Name: tok.RefreshTokenSecretName()}, rt)).To(Succeed())
-			leaks.add("refreshToken", string(rt.Data[v1alpha1.RefreshTokenKey]))
-			g.Expect(string(rt.Data[v1alpha1.RefreshTokenKey])).To(Equal(sim.CurrentRefreshToken(u.clientID)), u.name)
+			g.Expect(env.Client.Get(quiet, types.NamespacedName{Namespace: ns, Name: tok.RefreshTokenSecretName()}, rt)).To(Succeed())
+			env.Sensitive.Add(testenv.RefreshToken, string(rt.Data[v1alpha1.RefreshTokenKey]))
+			g.Expect(string(rt.Data[v1alpha1.RefreshTokenKey])).To(Equal(env.Sim.CurrentRefreshToken(u.clientID)), u.name)
 		}
 	})
 
 	// Zero lost: DingTalk never saw a stale refresh token or a replayed bootstrap value.
 	lost()
 	for _, u := range all {
-		leaks.add("refreshToken", sim.CurrentRefreshToken(u.clientID))
+		env.Sensitive.Add(testenv.RefreshToken, env.Sim.CurrentRefreshToken(u.clientID))
 		for _, o := range tr.history(u.name) {
 			r := refreshedReason(o.status)
 			g.Expect(r).NotTo(BeElementOf(v1alpha1.ReasonReauthorizationRequired, v1alpha1.ReasonCredentialsConflict),

@@ -122,21 +122,25 @@ func (e *Env) UpdateSecret(tb testing.TB, ns, name string, data map[string]strin
 	Must(tb, testenv.UpdateSecret(Ctx(tb), e.Client, ns, name, data))
 }
 
+// Reads take a Gomega rather than a testing.TB, so that they work inside Eventually as well as
+// outside it (with g := NewWithT(t)).
+
+// quiet is the context of reads (see testenv.Quiet).
+var quiet = testenv.Quiet(context.Background())
+
 // Secret reads a Secret uncached and records the values of an operator-written one as
 // sensitive (Sensitive.AddSecret).
-func (e *Env) Secret(tb testing.TB, ns, name string) *corev1.Secret {
-	tb.Helper()
+func (e *Env) Secret(g Gomega, ns, name string) *corev1.Secret {
 	s := &corev1.Secret{}
-	Must(tb, e.Client.Get(Ctx(tb), client.ObjectKey{Namespace: ns, Name: name}, s))
+	g.ExpectWithOffset(1, e.Client.Get(quiet, client.ObjectKey{Namespace: ns, Name: name}, s)).To(Succeed())
 	e.Sensitive.AddSecret(s)
 	return s
 }
 
 // GetToken reads a DingTalkToken.
-func (e *Env) GetToken(tb testing.TB, ns, name string) *v1alpha1.DingTalkToken {
-	tb.Helper()
-	tok, err := testenv.GetToken(Ctx(tb), e.Client, ns, name)
-	Must(tb, err)
+func (e *Env) GetToken(g Gomega, ns, name string) *v1alpha1.DingTalkToken {
+	tok, err := testenv.GetToken(quiet, e.Client, ns, name)
+	g.ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	return tok
 }
 
@@ -172,11 +176,17 @@ func (e *Env) WaitRefreshedAfter(tb testing.TB, ns, name string, since time.Time
 }
 
 // EventCounts counts the events about one DingTalkToken by reason.
-func (e *Env) EventCounts(tb testing.TB, ns, name string) map[string]int {
-	tb.Helper()
-	n, err := testenv.EventCounts(Ctx(tb), e.Client, ns, name)
-	Must(tb, err)
+func (e *Env) EventCounts(g Gomega, ns, name string) map[string]int {
+	n, err := testenv.EventCounts(quiet, e.Client, ns, name)
+	g.ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	return n
+}
+
+// EventReasons lists the reasons of every event in ns.
+func (e *Env) EventReasons(g Gomega, ns string) []string {
+	r, err := testenv.EventReasons(quiet, e.Client, ns)
+	g.ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	return r
 }
 
 // Calls is the simulator's number of calls on path for a credential id.

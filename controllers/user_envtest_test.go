@@ -1,4 +1,4 @@
-package controllers
+package controllers_test
 
 import (
 	"slices"
@@ -13,6 +13,8 @@ import (
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv/envtesting"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
 
@@ -24,15 +26,15 @@ type user struct{ clientID, secret, bootstrap, corp string }
 func newUser(t *testing.T, ns, secretName string, life time.Duration, kind string) user {
 	t.Helper()
 	u := user{clientID: env.secret("dinguser"), secret: env.secret("usersecret-"), bootstrap: env.secret(kind + "-"), corp: "dingcorp" + testutil.RandHex(4)}
-	su := simulator.User{ClientID: u.clientID, ClientSecret: u.secret, CorpID: u.corp, TokenLifetime: lifetime(life)}
+	su := simulator.User{ClientID: u.clientID, ClientSecret: u.secret, CorpID: u.corp, TokenLifetime: simulator.Duration(life)}
 	if kind == "authCode" {
 		su.AuthCodes = []string{u.bootstrap}
 	} else {
 		su.RefreshTokens = []string{u.bootstrap}
 	}
-	must(t, env.sim.AddUser(su))
+	envtesting.Must(t, env.Sim.AddUser(su))
 	if secretName != "" {
-		createSecret(t, ns, secretName, map[string]string{"clientId": u.clientID, "clientSecret": u.secret, kind: u.bootstrap})
+		env.CreateSecret(t, ns, secretName, map[string]string{"clientId": u.clientID, "clientSecret": u.secret, kind: u.bootstrap})
 	}
 	return u
 }
@@ -41,10 +43,10 @@ func newUser(t *testing.T, ns, secretName string, life time.Duration, kind strin
 func checkRefreshSecret(t *testing.T, g Gomega, ns, name string, u user) *corev1.Secret {
 	t.Helper()
 	s := &corev1.Secret{}
-	g.Expect(env.k8s.Get(ctxT(t), keyOf(ns, name+v1alpha1.RefreshTokenSecretSuffix), s)).To(Succeed())
-	rememberSecret(s)
-	current := env.sim.CurrentRefreshToken(u.clientID)
-	env.remember(current)
+	g.Expect(env.Client.Get(envtesting.Ctx(t), keyOf(ns, name+v1alpha1.RefreshTokenSecretSuffix), s)).To(Succeed())
+	env.Sensitive.AddSecret(s)
+	current := env.Sim.CurrentRefreshToken(u.clientID)
+	env.Sensitive.Add(testenv.RefreshToken, current)
 	g.Expect(string(s.Data[v1alpha1.RefreshTokenKey])).To(Equal(current), "the stored refresh token is not DingTalk's newest")
 	return s
 }
@@ -56,10 +58,10 @@ func testUserRotation(t *testing.T, ns string) {
 	g := NewWithT(t)
 	u := newUser(t, ns, "user-credentials", 30*time.Second, "refreshToken")
 	failures := env.failNextRefreshWrites(ns, 2)
-	create(t, newToken(ns, "user", v1alpha1.TokenTypeUser, "user-credentials"))
-	tok := waitReady(t, ns, "user")
+	env.Create(t, testenv.NewToken(ns, "user", v1alpha1.TokenTypeUser, "user-credentials"))
+	tok := env.WaitReady(t, ns, "user")
 	g.Expect(failures.Load()).To(BeNumerically("<=", 0), "the injected failures were not hit")
-	checkRefreshSecret(t, g, ns, "user", u)
+	g.Eventually(func(g Gomega) { checkRefreshSecret(t, g, ns, "user", u) }).Should(Succeed())
 
 	// Ready follows what the target Secret holds: a refresh whose refresh-token store failed leaves
 	// the old, still valid token there, so Ready stays True throughout.
@@ -69,7 +71,7 @@ func testUserRotation(t *testing.T, ns string) {
 		// two passes: the record stays pending in memory, the passes fail, and a later pass writes
 		// it first.
 		failures = env.failNextRefreshWrites(ns, []int32{2, 12, 2}[cycle])
-		tok = waitRefreshedAfter(t, ns, "user", tok.Status.LastRefreshTime.Time, 40*time.Second)
+		tok = env.WaitRefreshedAfter(t, ns, "user", tok.Status.LastRefreshTime.Time, 40*time.Second)
 		g.Eventually(func(g Gomega) {
 			checkRefreshSecret(t, g, ns, "user", u)
 		}).WithTimeout(10*time.Second).Should(Succeed(), "cycle %d", cycle)
@@ -77,11 +79,11 @@ func testUserRotation(t *testing.T, ns string) {
 		if cycle == 1 {
 			g.Expect(loggedFor(ns, "Refresh-token Secret not written yet")).To(BeTrue(), "the write outlasting the retry did not stay pending")
 		}
-		tok = waitReady(t, ns, "user")
-		target := secretOf(t, ns, "user")
-		g.Expect(env.sim.Valid(string(target.Data["accessToken"]))).To(BeTrue())
+		tok = env.WaitReady(t, ns, "user")
+		target := env.Secret(g, ns, "user")
+		g.Expect(env.Sim.Valid(string(target.Data["accessToken"]))).To(BeTrue())
 		for k, v := range target.Data {
-			g.Expect(string(v)).NotTo(Equal(env.sim.CurrentRefreshToken(u.clientID)), "key %s holds the refresh token", k)
+			g.Expect(string(v)).NotTo(Equal(env.Sim.CurrentRefreshToken(u.clientID)), "key %s holds the refresh token", k)
 		}
 	}
 	g.Expect(notReady()).To(BeEmpty(), "Ready was not True while the target held a valid token")
@@ -91,23 +93,23 @@ func testUserRotation(t *testing.T, ns string) {
 
 	// The bootstrap refresh token is still in the credentials Secret and was never replayed: the
 	// simulator refused nothing.
-	g.Expect(results(simulator.PathUserAccessToken, u.clientID)).To(Equal(map[string]int64{"success": 4}))
-	g.Expect(secretOf(t, ns, "user-credentials").Data).To(HaveKey("refreshToken"))
+	g.Expect(env.Results(simulator.PathUserAccessToken, u.clientID)).To(Equal(map[string]int64{"success": 4}))
+	g.Expect(env.Secret(g, ns, "user-credentials").Data).To(HaveKey("refreshToken"))
 
 	// A deleted refresh-token Secret is restored from memory.
-	must(t, env.k8s.Delete(ctxT(t), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "user-refresh-token"}}))
+	envtesting.Must(t, env.Client.Delete(envtesting.Ctx(t), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "user-refresh-token"}}))
 	g.Eventually(func(g Gomega) { checkRefreshSecret(t, g, ns, "user", u) }).WithTimeout(10 * time.Second).Should(Succeed())
 
 	// Re-authorization: a new authCode in the credentials Secret wins, at once.
 	code := env.secret("code-")
-	must(t, env.sim.AddAuthCode(u.clientID, code))
-	updateSecret(t, ns, "user-credentials", map[string]string{"authCode": code})
+	envtesting.Must(t, env.Sim.AddAuthCode(u.clientID, code))
+	env.UpdateSecret(t, ns, "user-credentials", map[string]string{"authCode": code})
 	g.Eventually(func(g Gomega) {
-		g.Expect(results(simulator.PathUserAccessToken, u.clientID)).To(Equal(map[string]int64{"success": 5}))
+		g.Expect(env.Results(simulator.PathUserAccessToken, u.clientID)).To(Equal(map[string]int64{"success": 5}))
 		s := checkRefreshSecret(t, g, ns, "user", u)
 		g.Expect(strings.Split(string(s.Data[v1alpha1.UsedBootstrapKey]), "\n")).To(HaveLen(2))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
-	waitReady(t, ns, "user")
+	env.WaitReady(t, ns, "user")
 }
 
 // testUserReauthorization: a second DingTalkToken with the same bootstrap value gets
@@ -116,26 +118,26 @@ func testUserRotation(t *testing.T, ns string) {
 func testUserReauthorization(t *testing.T, ns string) {
 	g := NewWithT(t)
 	u := newUser(t, ns, "user-credentials", 30*time.Second, "authCode")
-	create(t, newToken(ns, "user", v1alpha1.TokenTypeUser, "user-credentials"))
-	st := waitReady(t, ns, "user").Status
+	env.Create(t, testenv.NewToken(ns, "user", v1alpha1.TokenTypeUser, "user-credentials"))
+	st := env.WaitReady(t, ns, "user").Status
 
-	createSecret(t, ns, "copy-credentials", map[string]string{"clientId": u.clientID, "clientSecret": u.secret, "authCode": u.bootstrap})
-	create(t, newToken(ns, "copy", v1alpha1.TokenTypeUser, "copy-credentials"))
-	tok := waitFor(t, ns, "copy", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCredentialsConflict, 30*time.Second)
-	g.Expect(cond(tok, v1alpha1.ConditionReady).Message).To(ContainSubstring(ns + "/user"))
-	g.Expect(calls(simulator.PathUserAccessToken, u.clientID)).To(BeEquivalentTo(1))
+	env.CreateSecret(t, ns, "copy-credentials", map[string]string{"clientId": u.clientID, "clientSecret": u.secret, "authCode": u.bootstrap})
+	env.Create(t, testenv.NewToken(ns, "copy", v1alpha1.TokenTypeUser, "copy-credentials"))
+	tok := env.WaitFor(t, ns, "copy", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCredentialsConflict, 30*time.Second)
+	g.Expect(testenv.Condition(tok, v1alpha1.ConditionReady).Message).To(ContainSubstring(ns + "/user"))
+	g.Expect(env.Calls(simulator.PathUserAccessToken, u.clientID)).To(BeEquivalentTo(1))
 
 	// DingTalk forgets the user's grants (revoked): the stored refresh token is refused.
-	must(t, env.sim.AddUser(simulator.User{ClientID: u.clientID, ClientSecret: u.secret, CorpID: u.corp, TokenLifetime: lifetime(30 * time.Second)}))
-	tok = waitFor(t, ns, "user", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonReauthorizationRequired, 30*time.Second)
-	g.Expect(cond(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
-	waitFor(t, ns, "user", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonReauthorizationRequired, 20*time.Second)
+	envtesting.Must(t, env.Sim.AddUser(simulator.User{ClientID: u.clientID, ClientSecret: u.secret, CorpID: u.corp, TokenLifetime: simulator.Duration(30 * time.Second)}))
+	tok = env.WaitFor(t, ns, "user", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonReauthorizationRequired, 30*time.Second)
+	g.Expect(testenv.Condition(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+	env.WaitFor(t, ns, "user", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonReauthorizationRequired, 20*time.Second)
 	g.Expect(time.Now()).To(BeTemporally("~", st.ExpiresAt.Time, 3*time.Second))
 
 	code := env.secret("code-")
-	must(t, env.sim.AddAuthCode(u.clientID, code))
-	updateSecret(t, ns, "user-credentials", map[string]string{"authCode": code})
-	waitFor(t, ns, "user", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonTokenValid, 10*time.Second)
+	envtesting.Must(t, env.Sim.AddAuthCode(u.clientID, code))
+	env.UpdateSecret(t, ns, "user-credentials", map[string]string{"authCode": code})
+	env.WaitFor(t, ns, "user", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonTokenValid, 10*time.Second)
 	g.Eventually(func(g Gomega) { checkRefreshSecret(t, g, ns, "user", u) }).Should(Succeed())
 }
 
@@ -144,12 +146,12 @@ func testUserReauthorization(t *testing.T, ns string) {
 func watchNotReady(t *testing.T, ns, name string) func() []string {
 	var mu sync.Mutex
 	var seen []string
-	ctx := ctxT(t)
+	ctx := envtesting.Ctx(t)
 	go func() {
 		for ctx.Err() == nil {
 			tok := &v1alpha1.DingTalkToken{}
-			if err := env.k8s.Get(ctx, keyOf(ns, name), tok); err == nil {
-				if c := cond(tok, v1alpha1.ConditionReady); c.Status != metav1.ConditionTrue {
+			if err := env.Client.Get(ctx, keyOf(ns, name), tok); err == nil {
+				if c := testenv.Condition(tok, v1alpha1.ConditionReady); c.Status != metav1.ConditionTrue {
 					mu.Lock()
 					seen = append(seen, c.Reason+": "+c.Message)
 					mu.Unlock()

@@ -1,19 +1,21 @@
-package controllers
+package controllers_test
 
 import (
+	"maps"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
-	dto "github.com/prometheus/client_model/go"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv/envtesting"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
 
@@ -24,9 +26,9 @@ type app struct{ key, secret string }
 func newApp(t *testing.T, ns, secretName string, life time.Duration) app {
 	t.Helper()
 	a := app{key: env.secret("dingapp"), secret: env.secret("appsecret-")}
-	must(t, env.sim.AddApp(simulator.App{AppKey: a.key, AppSecret: a.secret, TokenLifetime: lifetime(life)}))
+	envtesting.Must(t, env.Sim.AddApp(simulator.App{AppKey: a.key, AppSecret: a.secret, TokenLifetime: simulator.Duration(life)}))
 	if secretName != "" {
-		createSecret(t, ns, secretName, map[string]string{"appKey": a.key, "appSecret": a.secret})
+		env.CreateSecret(t, ns, secretName, map[string]string{"appKey": a.key, "appSecret": a.secret})
 	}
 	return a
 }
@@ -37,46 +39,25 @@ type suiteCreds struct{ key, secret, ticket, corp string }
 func newSuite(t *testing.T, ns, secretName string, life time.Duration) suiteCreds {
 	t.Helper()
 	s := suiteCreds{key: env.secret("suite"), secret: env.secret("suitesecret-"), ticket: env.secret("ticket-"), corp: "dingcorp" + testutil.RandHex(4)}
-	must(t, env.sim.AddSuite(simulator.Suite{SuiteKey: s.key, SuiteSecret: s.secret, SuiteTicket: s.ticket,
-		AuthorizedCorps: []string{s.corp}, TokenLifetime: lifetime(life)}))
+	envtesting.Must(t, env.Sim.AddSuite(simulator.Suite{SuiteKey: s.key, SuiteSecret: s.secret, SuiteTicket: s.ticket,
+		AuthorizedCorps: []string{s.corp}, TokenLifetime: simulator.Duration(life)}))
 	if secretName != "" {
-		createSecret(t, ns, secretName, map[string]string{"suiteKey": s.key, "suiteSecret": s.secret, "suiteTicket": s.ticket})
+		env.CreateSecret(t, ns, secretName, map[string]string{"suiteKey": s.key, "suiteSecret": s.secret, "suiteTicket": s.ticket})
 	}
 	return s
 }
 
-// metricValue reads a gauge of the controller-runtime registry for a DingTalkToken (nil: no series).
+// metricValue reads a series of the controller-runtime registry for a DingTalkToken (nil: none).
 func metricValue(t *testing.T, name, ns, tokName string, extra map[string]string) *float64 {
 	t.Helper()
-	families, err := ctrlmetrics.Registry.Gather()
-	must(t, err)
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			if labelsMatch(m, map[string]string{"namespace": ns, "name": tokName}) && labelsMatch(m, extra) {
-				v := m.GetGauge().GetValue()
-				return &v
-			}
-		}
+	m, err := testenv.Gather()
+	envtesting.Must(t, err)
+	labels := map[string]string{"namespace": ns, "name": tokName}
+	maps.Copy(labels, extra)
+	if v, ok := m.Sample(name, labels); ok {
+		return &v
 	}
 	return nil
-}
-
-func labelsMatch(m *dto.Metric, want map[string]string) bool {
-	for k, v := range want {
-		found := false
-		for _, l := range m.GetLabel() {
-			if l.GetName() == k && l.GetValue() == v {
-				found = true
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
 }
 
 // testIssuesInternalApp: the first token, the target Secret's shape (keys, template, metadata,
@@ -85,7 +66,7 @@ func labelsMatch(m *dto.Metric, want map[string]string) bool {
 func testIssuesInternalApp(t *testing.T, ns string) {
 	g := NewWithT(t)
 	a := newApp(t, ns, "crm-credentials", 60*time.Second)
-	tok := newToken(ns, "crm-bot", v1alpha1.TokenTypeInternalApp, "crm-credentials")
+	tok := testenv.NewToken(ns, "crm-bot", v1alpha1.TokenTypeInternalApp, "crm-credentials")
 	tok.Spec.Target = &v1alpha1.Target{
 		Name: "crm-token",
 		Key:  "token",
@@ -94,15 +75,16 @@ func testIssuesInternalApp(t *testing.T, ns string) {
 			Data:     map[string]string{"config.json": `{"token":{{ toJson .AccessToken }},"expiresAt":"{{ .ExpiresAt }}","type":"{{ .Type }}"}`},
 		},
 	}
-	create(t, tok)
-	tok = waitReady(t, ns, "crm-bot")
-	g.Expect(cond(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
-	g.Expect(cond(tok, v1alpha1.ConditionRefreshed).Status).To(Equal(metav1.ConditionTrue))
+	env.Create(t, tok)
+	env.WaitReady(t, ns, "crm-bot")
+	tok, s := tokenAndSecret(t, ns, "crm-bot", "crm-token", "token")
+	g.Expect(testenv.Condition(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+	g.Expect(testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
+	g.Expect(testenv.Condition(tok, v1alpha1.ConditionRefreshed).Status).To(Equal(metav1.ConditionTrue))
 	g.Expect(tok.Status.ObservedGeneration).To(Equal(tok.Generation))
 
-	s := secretOf(t, ns, "crm-token")
 	token := string(s.Data["token"])
-	g.Expect(env.sim.Valid(token)).To(BeTrue(), "the simulator does not know the token")
+	g.Expect(env.Sim.Valid(token)).To(BeTrue(), "the simulator does not know the token")
 	g.Expect(s.Type).To(Equal(corev1.SecretTypeOpaque))
 	g.Expect(s.Data).To(HaveLen(3), "keys: token, expiresAt, config.json")
 	exp := string(s.Data[v1alpha1.ExpiresAtKey])
@@ -113,7 +95,7 @@ func testIssuesInternalApp(t *testing.T, ns string) {
 	g.Expect(s.Labels).To(HaveKeyWithValue(v1alpha1.ManagedByLabel, v1alpha1.ManagedByValue))
 	g.Expect(s.Labels).To(HaveKeyWithValue("team", "crm"))
 	g.Expect(s.Annotations).To(HaveKeyWithValue("owner", "crm-team"))
-	ownedBy(g, s, tok)
+	envtesting.ExpectOwnedBy(g, s, tok)
 	for _, v := range s.Data {
 		g.Expect(string(v)).NotTo(ContainSubstring(a.secret))
 		g.Expect(string(v)).NotTo(ContainSubstring(a.key))
@@ -131,27 +113,27 @@ func testIssuesInternalApp(t *testing.T, ns string) {
 	g.Expect(st.SuiteTicketDigest).To(BeEmpty())
 	g.Expect(st.FailedAttempts).To(BeZero())
 	g.Expect(st.LastFailureTime).To(BeNil())
-	g.Expect(cond(tok, v1alpha1.ConditionReady).ObservedGeneration).To(Equal(tok.Generation))
+	g.Expect(testenv.Condition(tok, v1alpha1.ConditionReady).ObservedGeneration).To(Equal(tok.Generation))
 
-	g.Eventually(func() map[string]int { return eventCounts(t, ns, "crm-bot") }).Should(HaveKeyWithValue(v1alpha1.ReasonTokenIssued, 1))
+	g.Eventually(func() map[string]int { return env.EventCounts(g, ns, "crm-bot") }).Should(HaveKeyWithValue(v1alpha1.ReasonTokenIssued, 1))
 	g.Expect(metricValue(t, "dingtalk_token_expiration_timestamp_seconds", ns, "crm-bot", nil)).
 		To(HaveValue(BeNumerically("==", float64(st.ExpiresAt.Unix()))))
 	g.Expect(metricValue(t, "dingtalk_token_ready_status", ns, "crm-bot", map[string]string{"condition": "True"})).
 		To(HaveValue(BeNumerically("==", 1)))
-	g.Expect(calls(simulator.PathAppAccessToken, a.key)).To(BeEquivalentTo(1))
+	g.Expect(env.Calls(simulator.PathAppAccessToken, a.key)).To(BeEquivalentTo(1))
 
 	// Passes not triggered by a due time, a spec change or a credentials change make no call:
 	// a metadata edit of the object, an unrelated Secret, a label on the credentials Secret.
-	updateToken(t, ns, "crm-bot", func(d *v1alpha1.DingTalkToken) { d.Labels = map[string]string{"touched": "yes"} })
-	createSecret(t, ns, "unrelated", map[string]string{"x": "y"})
+	env.UpdateToken(t, ns, "crm-bot", func(d *v1alpha1.DingTalkToken) { d.Labels = map[string]string{"touched": "yes"} })
+	env.CreateSecret(t, ns, "unrelated", map[string]string{"x": "y"})
 	updateSecretLabels(t, ns, "crm-credentials", map[string]string{"touched": "yes"})
-	g.Consistently(func() int64 { return calls(simulator.PathAppAccessToken, a.key) }).
+	g.Consistently(func() int64 { return env.Calls(simulator.PathAppAccessToken, a.key) }).
 		Within(3 * time.Second).Should(BeEquivalentTo(1))
-	g.Expect(getToken(t, ns, "crm-bot").Status).To(Equal(st), "status changed without a refresh")
+	g.Expect(env.GetToken(g, ns, "crm-bot").Status).To(Equal(st), "status changed without a refresh")
 
 	// The operator's cache holds its own Secrets only: not the credentials, not unrelated ones.
 	var cached corev1.SecretList
-	must(t, env.mainCache.List(ctxT(t), &cached, client.InNamespace(ns)))
+	envtesting.Must(t, env.mainCache.List(envtesting.Ctx(t), &cached, client.InNamespace(ns)))
 	names := []string{}
 	for _, s := range cached.Items {
 		names = append(names, s.Name)
@@ -164,34 +146,34 @@ func testIssuesInternalApp(t *testing.T, ns string) {
 func testIssuesEveryType(t *testing.T, ns string) {
 	g := NewWithT(t)
 	su := newSuite(t, ns, "", 60*time.Second)
-	createSecret(t, ns, "suite-credentials", map[string]string{"SUITE_KEY": su.key, "SUITE_SECRET": su.secret, "suiteTicket": su.ticket})
+	env.CreateSecret(t, ns, "suite-credentials", map[string]string{"SUITE_KEY": su.key, "SUITE_SECRET": su.secret, "suiteTicket": su.ticket})
 	keys := &v1alpha1.CredentialKeys{SuiteKey: "SUITE_KEY", SuiteSecret: "SUITE_SECRET"}
 
-	corp := newToken(ns, "corp", v1alpha1.TokenTypeThirdPartyApp, "suite-credentials")
+	corp := testenv.NewToken(ns, "corp", v1alpha1.TokenTypeThirdPartyApp, "suite-credentials")
 	corp.Spec.CredentialsRef.Keys = keys
 	corp.Spec.CorpID = su.corp
-	create(t, corp)
-	suiteTok := newToken(ns, "suite", v1alpha1.TokenTypeThirdPartySuite, "suite-credentials")
+	env.Create(t, corp)
+	suiteTok := testenv.NewToken(ns, "suite", v1alpha1.TokenTypeThirdPartySuite, "suite-credentials")
 	suiteTok.Spec.CredentialsRef.Keys = keys
-	create(t, suiteTok)
+	env.Create(t, suiteTok)
 
 	u := newUser(t, ns, "user-credentials", 60*time.Second, "authCode")
-	create(t, newToken(ns, "user", v1alpha1.TokenTypeUser, "user-credentials"))
+	env.Create(t, testenv.NewToken(ns, "user", v1alpha1.TokenTypeUser, "user-credentials"))
 	app := newApp(t, ns, "app-credentials", 60*time.Second)
-	create(t, newToken(ns, "app", v1alpha1.TokenTypeInternalApp, "app-credentials"))
+	env.Create(t, testenv.NewToken(ns, "app", v1alpha1.TokenTypeInternalApp, "app-credentials"))
 
 	for _, name := range []string{"corp", "suite", "user", "app"} {
-		waitReady(t, ns, name)
+		env.WaitReady(t, ns, name)
 	}
-	rt := env.sim.CurrentRefreshToken(u.clientID)
+	rt := env.Sim.CurrentRefreshToken(u.clientID)
 	g.Expect(rt).NotTo(BeEmpty())
 	credentials := []string{su.key, su.secret, su.ticket, u.clientID, u.secret, u.bootstrap, app.key, app.secret, rt}
 	for _, name := range []string{"corp", "suite", "user", "app"} {
-		tok := getToken(t, ns, name)
-		s := secretOf(t, ns, name)
+		tok := env.GetToken(g, ns, name)
+		s := env.Secret(g, ns, name)
 		token := string(s.Data[v1alpha1.DefaultTargetKey])
-		g.Expect(env.sim.Valid(token)).To(BeTrue(), "%s: the simulator does not know the token", name)
-		ownedBy(g, s, tok)
+		g.Expect(env.Sim.Valid(token)).To(BeTrue(), "%s: the simulator does not know the token", name)
+		envtesting.ExpectOwnedBy(g, s, tok)
 		for k, v := range s.Data {
 			for _, c := range credentials {
 				g.Expect(string(v)).NotTo(ContainSubstring(c), "%s: key %s holds a credential or refresh token", name, k)
@@ -204,12 +186,14 @@ func testIssuesEveryType(t *testing.T, ns string) {
 			g.Expect(s.Data).To(HaveLen(2))
 		}
 	}
-	g.Expect(calls(simulator.PathCorpAccessToken, su.key)).To(BeEquivalentTo(1))
-	g.Expect(calls(simulator.PathSuiteAccessToken, su.key)).To(BeEquivalentTo(1))
-	// The user's rotated refresh token is kept in the owned <name>-refresh-token Secret.
-	rs := secretOf(t, ns, "user-refresh-token")
-	g.Expect(string(rs.Data[v1alpha1.RefreshTokenKey])).To(Equal(env.sim.CurrentRefreshToken(u.clientID)))
-	ownedBy(g, rs, getToken(t, ns, "user"))
+	g.Expect(env.Calls(simulator.PathCorpAccessToken, su.key)).To(BeEquivalentTo(1))
+	g.Expect(env.Calls(simulator.PathSuiteAccessToken, su.key)).To(BeEquivalentTo(1))
+	// The user's rotated refresh token is kept in the owned <name>-refresh-token Secret (the Secret
+	// and DingTalk's current refresh token are read until no rotation falls between the reads).
+	var rs *corev1.Secret
+	g.Eventually(func(g Gomega) { rs = checkRefreshSecret(t, g, ns, "user", u) }).Should(Succeed())
+	g.Expect(string(rs.Data[v1alpha1.RefreshTokenKey])).NotTo(BeEmpty())
+	envtesting.ExpectOwnedBy(g, rs, env.GetToken(g, ns, "user"))
 	g.Expect(rs.Labels).To(HaveKeyWithValue(v1alpha1.ManagedByLabel, v1alpha1.ManagedByValue))
 }
 
@@ -219,14 +203,14 @@ func testRefreshCycles(t *testing.T, ns string) {
 	g := NewWithT(t)
 	a := newApp(t, ns, "app-credentials", 30*time.Second)
 	su := newSuite(t, ns, "suite-credentials", 30*time.Second)
-	create(t, newToken(ns, "app", v1alpha1.TokenTypeInternalApp, "app-credentials"))
-	create(t, newToken(ns, "suite", v1alpha1.TokenTypeThirdPartySuite, "suite-credentials"))
-	corp := newToken(ns, "corp", v1alpha1.TokenTypeThirdPartyApp, "suite-credentials")
+	env.Create(t, testenv.NewToken(ns, "app", v1alpha1.TokenTypeInternalApp, "app-credentials"))
+	env.Create(t, testenv.NewToken(ns, "suite", v1alpha1.TokenTypeThirdPartySuite, "suite-credentials"))
+	corp := testenv.NewToken(ns, "corp", v1alpha1.TokenTypeThirdPartyApp, "suite-credentials")
 	corp.Spec.CorpID = su.corp
-	create(t, corp)
+	env.Create(t, corp)
 	names := []string{"app", "suite", "corp"}
 	for _, n := range names {
-		waitReady(t, ns, n)
+		env.WaitReady(t, ns, n)
 	}
 	values := map[string]map[string]bool{}
 	expiries := map[string]map[string]bool{}
@@ -237,13 +221,13 @@ func testRefreshCycles(t *testing.T, ns string) {
 	deadline := time.Now().Add(45 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, n := range names {
-			s := secretOf(t, ns, n)
+			s := env.Secret(g, ns, n)
 			token := string(s.Data[v1alpha1.DefaultTargetKey])
 			exp, err := time.Parse(time.RFC3339, string(s.Data[v1alpha1.ExpiresAtKey]))
 			g.Expect(err).NotTo(HaveOccurred())
 			// Never an expired token, and always one DingTalk knows; refreshed well before expiry.
 			g.Expect(exp).To(BeTemporally(">", time.Now().Add(5*time.Second)), "%s holds a token about to expire", n)
-			g.Expect(env.sim.Valid(token)).To(BeTrue(), "%s holds a token the simulator does not accept", n)
+			g.Expect(env.Sim.Valid(token)).To(BeTrue(), "%s holds a token the simulator does not accept", n)
 			values[n][token] = true
 			expiries[n][exp.String()] = true
 		}
@@ -251,13 +235,13 @@ func testRefreshCycles(t *testing.T, ns string) {
 	}
 	for _, n := range names {
 		g.Expect(len(expiries[n])).To(BeNumerically(">=", 3), "%s refreshed %d times", n, len(expiries[n])-1)
-		waitReady(t, ns, n)
+		env.WaitReady(t, ns, n)
 	}
 	g.Expect(values["app"]).To(HaveLen(1), "an internal app's token is renewed, not replaced")
 	g.Expect(len(values["suite"])).To(BeNumerically(">=", 3), "a suite token changes value at each refresh")
 	g.Expect(len(values["corp"])).To(BeNumerically(">=", 3), "a corp token changes value at each refresh")
-	g.Expect(calls(simulator.PathAppAccessToken, a.key)).To(BeNumerically("<=", len(expiries["app"])))
-	g.Expect(eventCounts(t, ns, "app")[v1alpha1.ReasonTokenIssued]).To(Equal(1), "a same-value renewal is no new token")
+	g.Expect(env.Calls(simulator.PathAppAccessToken, a.key)).To(BeNumerically("<=", len(expiries["app"])))
+	g.Expect(env.EventCounts(g, ns, "app")[v1alpha1.ReasonTokenIssued]).To(Equal(1), "a same-value renewal is no new token")
 }
 
 // testSharedFetch: DingTalkTokens with equal credential sets share one DingTalk call per refresh,
@@ -269,18 +253,18 @@ func testSharedFetch(t *testing.T, ns string) {
 	names := []string{"a", "b", "c"}
 	for _, n := range names {
 		// Each has its own Secret, with equal values: the full credential set is what is compared.
-		createSecret(t, ns, "app-credentials-"+n, map[string]string{"appKey": a.key, "appSecret": a.secret})
-		createSecret(t, ns, "suite-credentials-"+n, map[string]string{"suiteKey": su.key, "suiteSecret": su.secret, "suiteTicket": su.ticket})
-		create(t, newToken(ns, "app-"+n, v1alpha1.TokenTypeInternalApp, "app-credentials-"+n))
-		create(t, newToken(ns, "suite-"+n, v1alpha1.TokenTypeThirdPartySuite, "suite-credentials-"+n))
+		env.CreateSecret(t, ns, "app-credentials-"+n, map[string]string{"appKey": a.key, "appSecret": a.secret})
+		env.CreateSecret(t, ns, "suite-credentials-"+n, map[string]string{"suiteKey": su.key, "suiteSecret": su.secret, "suiteTicket": su.ticket})
+		env.Create(t, testenv.NewToken(ns, "app-"+n, v1alpha1.TokenTypeInternalApp, "app-credentials-"+n))
+		env.Create(t, testenv.NewToken(ns, "suite-"+n, v1alpha1.TokenTypeThirdPartySuite, "suite-credentials-"+n))
 	}
 	sameToken := func(prefix string) func(g Gomega) {
 		return func(g Gomega) {
 			var first string
 			for _, n := range names {
-				c := cond(getToken(t, ns, prefix+n), v1alpha1.ConditionReady)
+				c := testenv.Condition(env.GetToken(g, ns, prefix+n), v1alpha1.ConditionReady)
 				g.Expect(c.Reason).To(Equal(v1alpha1.ReasonTokenValid))
-				v := string(secretOf(t, ns, prefix+n).Data[v1alpha1.DefaultTargetKey])
+				v := string(env.Secret(g, ns, prefix+n).Data[v1alpha1.DefaultTargetKey])
 				if first == "" {
 					first = v
 				}
@@ -290,18 +274,18 @@ func testSharedFetch(t *testing.T, ns string) {
 	}
 	g.Eventually(sameToken("suite-")).WithTimeout(30 * time.Second).Should(Succeed())
 	g.Eventually(sameToken("app-")).WithTimeout(30 * time.Second).Should(Succeed())
-	g.Expect(calls(simulator.PathSuiteAccessToken, su.key)).To(BeEquivalentTo(1), "three suite tokens, one call")
-	g.Expect(calls(simulator.PathAppAccessToken, a.key)).To(BeEquivalentTo(1), "three app tokens, one call")
+	g.Expect(env.Calls(simulator.PathSuiteAccessToken, su.key)).To(BeEquivalentTo(1), "three suite tokens, one call")
+	g.Expect(env.Calls(simulator.PathAppAccessToken, a.key)).To(BeEquivalentTo(1), "three app tokens, one call")
 
 	// Two refresh windows later: one call per window for each set, and again one token each.
-	first := getToken(t, ns, "suite-a").Status.ExpiresAt.Time
-	waitRefreshedAfter(t, ns, "suite-a", first.Add(-30*time.Second+time.Second), 30*time.Second)
-	second := getToken(t, ns, "suite-a").Status.ExpiresAt.Time
-	waitRefreshedAfter(t, ns, "suite-a", second.Add(-30*time.Second+time.Second), 30*time.Second)
+	first := env.GetToken(g, ns, "suite-a").Status.ExpiresAt.Time
+	env.WaitRefreshedAfter(t, ns, "suite-a", first.Add(-30*time.Second+time.Second), 30*time.Second)
+	second := env.GetToken(g, ns, "suite-a").Status.ExpiresAt.Time
+	env.WaitRefreshedAfter(t, ns, "suite-a", second.Add(-30*time.Second+time.Second), 30*time.Second)
 	g.Eventually(sameToken("suite-")).WithTimeout(5 * time.Second).Should(Succeed())
 	g.Eventually(sameToken("app-")).WithTimeout(5 * time.Second).Should(Succeed())
-	g.Expect(calls(simulator.PathSuiteAccessToken, su.key)).To(BeEquivalentTo(3), "%s", fmtCalls(simulator.PathSuiteAccessToken, su.key))
-	g.Expect(calls(simulator.PathAppAccessToken, a.key)).To(BeNumerically("<=", 3), "%s", fmtCalls(simulator.PathAppAccessToken, a.key))
+	g.Expect(env.Calls(simulator.PathSuiteAccessToken, su.key)).To(BeEquivalentTo(3), "%s", fmtCalls(simulator.PathSuiteAccessToken, su.key))
+	g.Expect(env.Calls(simulator.PathAppAccessToken, a.key)).To(BeNumerically("<=", 3), "%s", fmtCalls(simulator.PathAppAccessToken, a.key))
 }
 
 // testRestart: after the operator restarts, a token whose Secret is valid and not due is not
@@ -313,61 +297,60 @@ func testRestart(t *testing.T, ns string) {
 	a := newApp(t, ns, "app-credentials", 60*time.Second)
 	su := newSuite(t, ns, "suite-credentials", 60*time.Second)
 	deployment(t, ns, "web")
-	stop1 := env.startManager(t, []string{ns}, nil)
-	create(t, newToken(ns, "app", v1alpha1.TokenTypeInternalApp, "app-credentials"))
-	suite := newToken(ns, "suite", v1alpha1.TokenTypeThirdPartySuite, "suite-credentials")
+	first := env.startManager(t, []string{ns}, true, operator.Hooks{})
+	env.Create(t, testenv.NewToken(ns, "app", v1alpha1.TokenTypeInternalApp, "app-credentials"))
+	suite := testenv.NewToken(ns, "suite", v1alpha1.TokenTypeThirdPartySuite, "suite-credentials")
 	suite.Spec.RolloutRestartTargets = []v1alpha1.RolloutRestartTarget{{Kind: v1alpha1.WorkloadKindDeployment, Name: "web"}}
-	create(t, suite)
+	env.Create(t, suite)
 	u := newUser(t, ns, "user-credentials", 30*time.Second, "refreshToken")
-	create(t, newToken(ns, "user", v1alpha1.TokenTypeUser, "user-credentials"))
+	env.Create(t, testenv.NewToken(ns, "user", v1alpha1.TokenTypeUser, "user-credentials"))
 	before := map[string]v1alpha1.DingTalkTokenStatus{}
 	for _, n := range []string{"app", "suite", "user"} {
-		before[n] = waitReady(t, ns, n).Status
+		before[n] = env.WaitReady(t, ns, n).Status
 	}
-	secretBefore := secretOf(t, ns, "suite")
-	stop1()
+	secretBefore := env.Secret(g, ns, "suite")
+	envtesting.Must(t, first.Stop())
 	// The user's refresh-token Secret is deleted while the operator is down: memory is empty too.
-	must(t, env.k8s.Delete(ctxT(t), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "user-refresh-token"}}))
+	envtesting.Must(t, env.Client.Delete(envtesting.Ctx(t), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "user-refresh-token"}}))
 
-	stop2 := env.startManager(t, []string{ns}, func(r *DingTalkTokenReconciler) { r.EnableRolloutRestart = false })
-	defer stop2()
+	env.startManager(t, []string{ns}, false, operator.Hooks{})
 	g.Consistently(func() []int64 {
-		return []int64{calls(simulator.PathAppAccessToken, a.key), calls(simulator.PathSuiteAccessToken, su.key)}
+		return []int64{env.Calls(simulator.PathAppAccessToken, a.key), env.Calls(simulator.PathSuiteAccessToken, su.key)}
 	}).Within(4*time.Second).Should(Equal([]int64{1, 1}), "a restart fetched valid tokens again")
 	for _, n := range []string{"app", "suite"} {
-		tok := getToken(t, ns, n)
-		g.Expect(cond(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+		tok := env.GetToken(g, ns, n)
+		g.Expect(testenv.Condition(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
 		g.Expect(tok.Status.RefreshTime).To(Equal(before[n].RefreshTime), "the refresh time moved across the restart")
 	}
 	// Drift repair after the restart takes the token from the Secret's last state, not DingTalk.
-	must(t, env.k8s.Delete(ctxT(t), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "suite"}}))
+	envtesting.Must(t, env.Client.Delete(envtesting.Ctx(t), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "suite"}}))
 	g.Eventually(func(g Gomega) {
 		s := &corev1.Secret{}
-		g.Expect(env.k8s.Get(ctxT(t), keyOf(ns, "suite"), s)).To(Succeed())
+		g.Expect(env.Client.Get(envtesting.Ctx(t), keyOf(ns, "suite"), s)).To(Succeed())
 		g.Expect(s.Data).To(Equal(secretBefore.Data))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
-	g.Expect(calls(simulator.PathSuiteAccessToken, su.key)).To(BeEquivalentTo(1))
+	g.Expect(env.Calls(simulator.PathSuiteAccessToken, su.key)).To(BeEquivalentTo(1))
 
 	// The next refresh comes on time from the new manager; the value changed, nothing restarts.
-	tok := waitRefreshedAfter(t, ns, "suite", before["suite"].LastRefreshTime.Time, 60*time.Second)
+	tok := env.WaitRefreshedAfter(t, ns, "suite", before["suite"].LastRefreshTime.Time, 60*time.Second)
 	g.Expect(tok.Status.TokenDigest).NotTo(Equal(before["suite"].TokenDigest))
 	g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally("<", before["suite"].ExpiresAt.Time))
 	var d appsv1.Deployment
-	must(t, env.k8s.Get(ctxT(t), keyOf(ns, "web"), &d))
+	envtesting.Must(t, env.Client.Get(envtesting.Ctx(t), keyOf(ns, "web"), &d))
 	g.Expect(d.Spec.Template.Annotations).NotTo(HaveKey(v1alpha1.TokenDigestAnnotation))
 
 	// The user's record is lost: the used bootstrap refresh token left in the credentials Secret
 	// is not replayed at the due refresh (the simulator saw one call, a success); a new authCode
 	// re-authorizes.
-	tok = waitFor(t, ns, "user", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonReauthorizationRequired, 40*time.Second)
+	tok = env.WaitFor(t, ns, "user", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonReauthorizationRequired, 40*time.Second)
 	g.Expect(tok.Status.LastFailureTime.Time).To(BeTemporally(">=", before["user"].RefreshTime.Time))
-	g.Expect(results(simulator.PathUserAccessToken, u.clientID)).To(Equal(map[string]int64{"success": 1}), "the used bootstrap value was replayed")
+	g.Expect(env.Results(simulator.PathUserAccessToken, u.clientID)).To(Equal(map[string]int64{"success": 1}), "the used bootstrap value was replayed")
 	code := env.secret("code-")
-	must(t, env.sim.AddAuthCode(u.clientID, code))
-	updateSecret(t, ns, "user-credentials", map[string]string{"authCode": code})
-	waitFor(t, ns, "user", v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, 10*time.Second)
+	envtesting.Must(t, env.Sim.AddAuthCode(u.clientID, code))
+	env.UpdateSecret(t, ns, "user-credentials", map[string]string{"authCode": code})
+	env.WaitFor(t, ns, "user", v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, 10*time.Second)
 	g.Eventually(func(g Gomega) { checkRefreshSecret(t, g, ns, "user", u) }).WithTimeout(10 * time.Second).Should(Succeed())
-	waitReady(t, ns, "user")
+	env.WaitReady(t, ns, "user")
 }
 
 // updateSecretLabels sets labels on a Secret (no data change).
@@ -375,10 +358,10 @@ func updateSecretLabels(t *testing.T, ns, name string, labels map[string]string)
 	t.Helper()
 	NewWithT(t).Eventually(func() error {
 		s := &corev1.Secret{}
-		if err := env.k8s.Get(ctxT(t), keyOf(ns, name), s); err != nil {
+		if err := env.Client.Get(envtesting.Ctx(t), keyOf(ns, name), s); err != nil {
 			return err
 		}
 		s.Labels = labels
-		return env.k8s.Update(ctxT(t), s)
+		return env.Client.Update(envtesting.Ctx(t), s)
 	}).Should(Succeed())
 }
