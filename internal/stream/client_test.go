@@ -35,6 +35,7 @@ import (
 // newClient returns a client of the simulator's suitekey with the fast backoff.
 func newClient(t *testing.T, srv *simulator.Server, s stream.TicketSink, l *logs, mod func(*stream.Options)) *stream.Client {
 	t.Helper()
+	l.watch(s)
 	o := l.options(stream.Options{Backoff: fast})
 	if mod != nil {
 		mod(&o)

@@ -134,11 +134,12 @@ func (s *sink) tickets() []string {
 }
 
 // logs captures a logger's output (V(1) included) and, at cleanup, fails when it holds a secret
-// or a ticket the test saw.
+// or a ticket the test saw (given, or stored by a watched sink).
 type logs struct {
 	mu      sync.Mutex
 	b       strings.Builder
 	secrets []string
+	sinks   []*sink
 }
 
 func captureLogs(t *testing.T, secrets ...string) *logs {
@@ -163,10 +164,26 @@ func (l *logs) also(vs ...string) {
 	l.secrets = append(l.secrets, vs...)
 }
 
+// watch adds every ticket s stores to the values checked.
+func (l *logs) watch(s stream.TicketSink) {
+	if s, ok := s.(*sink); ok {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.sinks = append(l.sinks, s)
+	}
+}
+
 func (l *logs) check(t *testing.T) {
+	var stored []string
+	for _, s := range l.sinks {
+		stored = append(stored, s.tickets()...)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, s := range l.secrets {
+	if len(l.b.String()) == 0 {
+		t.Error("nothing was logged: the leak check saw no log")
+	}
+	for _, s := range append(l.secrets, stored...) {
 		if s != "" && strings.Contains(l.b.String(), s) {
 			t.Errorf("the log holds %q", s)
 		}

@@ -57,7 +57,9 @@ func startHub(t *testing.T, h *stream.Hub) (stop func()) {
 }
 
 func newHub(t *testing.T, s stream.TicketSink, mod func(*stream.HubOptions)) *stream.Hub {
-	o := stream.HubOptions{Client: captureLogs(t).options(stream.Options{Backoff: fast})}
+	l := captureLogs(t)
+	l.watch(s)
+	o := stream.HubOptions{Client: l.options(stream.Options{Backoff: fast})}
 	if mod != nil {
 		mod(&o)
 	}
