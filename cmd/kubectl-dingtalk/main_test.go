@@ -354,16 +354,9 @@ func (s *suite) testStatus(t *testing.T) {
 	failsWithOneLine(g, s.plugin(t, "status", "-n", ns), "needs exactly one DingTalkToken NAME")
 }
 
-// refreshHonoured: the reconciler acts on the force-refresh annotation. The plugin's side of
-// issue 12 landed first; the reconciler's side sets this to true (and then the scenario runs).
-const refreshHonoured = false
-
 // testRefresh: `refresh NAME`, `-l`, `--all` and `--wait=false` against the operator; a missing
 // object, a suspended token and a rejected refresh fail.
 func (s *suite) testRefresh(t *testing.T) {
-	if !refreshHonoured {
-		t.Skip("the reconciler does not honour " + v1alpha1.RefreshRequestedAtAnnotation + " yet (issue 12, reconciler side)")
-	}
 	g := NewWithT(t)
 	ns := s.env.CreateNamespace(t, "plugin-refresh")
 	for _, name := range []string{"a", "b", "c"} {
@@ -445,6 +438,11 @@ func (s *suite) testRefresh(t *testing.T) {
 	g.Expect(r.code).To(Equal(1), "stdout %q stderr %q", r.stdout, r.stderr)
 	g.Expect(r.stdout).To(MatchRegexp(`^dingtalktoken ` + regexp.QuoteMeta(ns) + `/a refresh failed: CredentialsRejected: DingTalk .*invalidClientIdOrSecret.*\n$`))
 	g.Expect(r.stderr).To(Equal("error: 1 of 1 DingTalkToken was not refreshed\n"))
+	// Rejected credentials are retried hourly: a second request is held, and said so at once.
+	r = s.plugin(t, "refresh", "a", "-n", ns, "--timeout", "60s")
+	g.Expect(r.code).To(Equal(1), "stdout %q stderr %q", r.stdout, r.stderr)
+	g.Expect(r.stdout).To(MatchRegexp(`^dingtalktoken ` + regexp.QuoteMeta(ns) + `/a not refreshed yet: after 1 failed attempt \(CredentialsRejected\) ` +
+		`the operator holds the next attempt until \S+Z \(in 59m\d+s\); the request is served then, or at once when the credentials Secret changes\n$`))
 }
 
 // userToken configures a simulator user, its credentials Secret (clientId and clientSecret, no

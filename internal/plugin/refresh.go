@@ -161,6 +161,24 @@ func requestTime(now time.Time, m refreshMark) time.Time {
 	return t
 }
 
+// heldByBackoff reports whether the operator's backoff after DingTalk failures holds tok's next
+// attempt past deadline: a requested refresh waits for it (troubleshooting.md: transient
+// failures back off up to 5 minutes, rejected credentials, an exhausted quota and a refused
+// refresh token are retried hourly). status.refreshTime is that next attempt. Failures without a
+// DingTalk call (a missing Secret, a conflict, a bad template) hold nothing.
+func heldByBackoff(tok *v1alpha1.DingTalkToken, deadline time.Time) (time.Time, bool) {
+	st := &tok.Status
+	if st.FailedAttempts == 0 || st.RefreshTime == nil || !st.RefreshTime.After(deadline) {
+		return time.Time{}, false
+	}
+	switch st.LastFailureReason {
+	case v1alpha1.ReasonRateLimited, v1alpha1.ReasonProviderUnavailable,
+		v1alpha1.ReasonCredentialsRejected, v1alpha1.ReasonQuotaExceeded, v1alpha1.ReasonReauthorizationRequired:
+		return st.RefreshTime.Time, true
+	}
+	return time.Time{}, false
+}
+
 // refreshTarget is one DingTalkToken being refreshed.
 type refreshTarget struct {
 	key  types.NamespacedName
@@ -195,6 +213,14 @@ func (o *Options) runRefresh(ctx context.Context, ro *refreshOptions, names []st
 		}
 		if !ro.wait {
 			o.printf("dingtalktoken %s refresh requested at %s\n", key, stamp(at))
+			continue
+		}
+		if until, held := heldByBackoff(tok, o.Clock.Now().Add(ro.timeout)); held {
+			// Waiting cannot help: the operator serves the request only when its backoff ends.
+			o.printf("dingtalktoken %s not refreshed yet: after %d failed %s (%s) the operator holds the next attempt until %s (%s); "+
+				"the request is served then, or at once when the credentials Secret changes\n", key, tok.Status.FailedAttempts,
+				plural(int(tok.Status.FailedAttempts), "attempt", "attempts"), tok.Status.LastFailureReason, stamp(until), relative(until, o.Clock.Now()))
+			failed++
 			continue
 		}
 		targets = append(targets, refreshTarget{key: key, mark: m})

@@ -79,6 +79,47 @@ func TestRefreshResult(t *testing.T) {
 	}
 }
 
+func TestHeldByBackoff(t *testing.T) {
+	deadline := now.Add(2 * time.Minute)
+	tests := map[string]struct {
+		// tok is the DingTalkToken when the refresh was requested.
+		tok *v1alpha1.DingTalkToken
+		// held: the backoff holds the next attempt past the deadline.
+		held bool
+	}{
+		"healthy token due later": {tok: readyToken()},
+		"rejected, retried hourly": {tok: func() *v1alpha1.DingTalkToken {
+			tok := failing(readyToken(), v1alpha1.ReasonCredentialsRejected, "m", true)
+			tok.Status.RefreshTime = at(59 * time.Minute)
+			return tok
+		}(), held: true},
+		"unavailable, backoff within the wait": {tok: failing(readyToken(), v1alpha1.ReasonProviderUnavailable, "m", false)},
+		"unavailable, backoff past the wait": {tok: func() *v1alpha1.DingTalkToken {
+			tok := failing(readyToken(), v1alpha1.ReasonProviderUnavailable, "m", false)
+			tok.Status.RefreshTime = at(5 * time.Minute)
+			return tok
+		}(), held: true},
+		"conflict re-checked later holds no request": {tok: func() *v1alpha1.DingTalkToken {
+			tok := failing(readyToken(), v1alpha1.ReasonTargetConflict, "m", true)
+			tok.Status.RefreshTime = at(5 * time.Minute)
+			return tok
+		}()},
+		"no refresh time": {tok: func() *v1alpha1.DingTalkToken {
+			tok := failing(readyToken(), v1alpha1.ReasonQuotaExceeded, "m", true)
+			tok.Status.RefreshTime = nil
+			return tok
+		}()},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			until, held := heldByBackoff(tc.tok, deadline)
+			if held != tc.held || (held && !until.Equal(tc.tok.Status.RefreshTime.Time)) {
+				t.Errorf("heldByBackoff = %s, %v; want held %v", until, held, tc.held)
+			}
+		})
+	}
+}
+
 func TestRequestTime(t *testing.T) {
 	tests := map[string]struct {
 		// now is the plugin's clock; last the status's lastRefreshTime.
