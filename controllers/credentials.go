@@ -14,6 +14,11 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 )
 
+// maxCredentialValue is the largest credential value the operator accepts: no DingTalk key, secret,
+// ticket, code or refresh token comes near it, and a larger one is refused (CredentialsInvalid)
+// before it is copied, kept or sent anywhere.
+const maxCredentialValue = 4 << 10
+
 // credentials are the values read from a DingTalkToken's credentials Secret. Secret: never logged,
 // never put in status, events or the target Secret.
 type credentials struct {
@@ -48,8 +53,8 @@ func (sh *tokens) credentialValues(ctx context.Context, p *tokenPass) (*credenti
 		m := &metav1.PartialObjectMetadata{}
 		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 		if err := sh.credentialsCache.Get(ctx, key, m); err == nil {
-			if c := sh.memory.credentials(p.key, p.uid, p.generation, key.Name, m.ResourceVersion); c != nil {
-				return c, nil, nil
+			if memo := sh.memory.credentials(p.key, p.uid, p.generation, key.Name, m.ResourceVersion); memo != nil {
+				return memo.values, memo.invalid, nil
 			}
 		}
 	}
@@ -59,6 +64,12 @@ func (sh *tokens) credentialValues(ctx context.Context, p *tokenPass) (*credenti
 			return nil, &failure{reason: v1alpha1.ReasonCredentialsNotFound, message: fmt.Sprintf("credentials Secret %q not found", key.Name)}, nil
 		}
 		return nil, nil, err
+	}
+	// An oversized value is refused before it is copied; the refusal is remembered for this
+	// resourceVersion, so that the Secret is not read again until it changes.
+	if f := oversizedCredential(s, p.spec); f != nil {
+		sh.memory.setCredentials(p.key, p.uid, p.generation, key.Name, s.ResourceVersion, credentialsMemo{invalid: f})
+		return nil, f, nil
 	}
 	keys := p.spec.Keys
 	var missing []string
@@ -94,8 +105,34 @@ func (sh *tokens) credentialValues(ctx context.Context, p *tokenPass) (*credenti
 		return nil, &failure{reason: v1alpha1.ReasonCredentialsNotFound, message: fmt.Sprintf(
 			"credentials Secret %q has no value for key(s) %s", key.Name, strings.Join(missing, ", "))}, nil
 	}
-	sh.memory.setCredentials(p.key, p.uid, p.generation, key.Name, s.ResourceVersion, c)
+	sh.memory.setCredentials(p.key, p.uid, p.generation, key.Name, s.ResourceVersion, credentialsMemo{values: c})
 	return c, nil, nil
+}
+
+// oversizedCredential refuses a credentials Secret in which a key the type reads holds more than
+// maxCredentialValue bytes: CredentialsInvalid naming the Secret and the key, never the value.
+func oversizedCredential(s *corev1.Secret, spec tokenSpec) *failure {
+	for _, k := range readKeys(spec) {
+		if len(s.Data[k]) > maxCredentialValue {
+			return &failure{reason: v1alpha1.ReasonCredentialsInvalid, message: fmt.Sprintf(
+				"credentials Secret %q: key %q holds more than %d KiB, more than any DingTalk credential: refused before any call to DingTalk",
+				s.Name, k, maxCredentialValue>>10)}
+		}
+	}
+	return nil
+}
+
+// readKeys are the credentials Secret's keys the spec's type reads.
+func readKeys(spec tokenSpec) []string {
+	k := spec.Keys
+	switch spec.Type {
+	case v1alpha1.TokenTypeInternalApp:
+		return []string{k.AppKey, k.AppSecret}
+	case v1alpha1.TokenTypeThirdPartyApp, v1alpha1.TokenTypeThirdPartySuite:
+		return []string{k.SuiteKey, k.SuiteSecret, k.SuiteTicket}
+	default:
+		return []string{k.ClientID, k.ClientSecret, k.AuthCode, k.RefreshToken}
+	}
 }
 
 // fetchKey is the shared-fetch key of creds: the whole credential set and the endpoint. User

@@ -66,11 +66,14 @@ type requestSeen struct {
 	value string
 }
 
+// credentialsMemo is what a credentials Secret at one resourceVersion gave: values, or why they
+// were refused (invalid).
 type credentialsMemo struct {
 	uid        types.UID
 	generation int64
 	name, rv   string
 	values     *credentials
+	invalid    *failure
 }
 
 func newMemory() *memory {
@@ -85,22 +88,23 @@ func newMemory() *memory {
 	}
 }
 
-// credentials returns the values read from Secret name at resourceVersion rv for the
-// DingTalkToken's spec at generation, if those are known.
-func (m *memory) credentials(key types.NamespacedName, uid types.UID, generation int64, name, rv string) *credentials {
+// credentials returns what Secret name at resourceVersion rv gave for the DingTalkToken's spec
+// at generation, if that is known (nil: it is not).
+func (m *memory) credentials(key types.NamespacedName, uid types.UID, generation int64, name, rv string) *credentialsMemo {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c, ok := m.creds[key]
 	if !ok || c.uid != uid || c.generation != generation || c.name != name || c.rv != rv || rv == "" {
 		return nil
 	}
-	return c.values
+	return &c
 }
 
-func (m *memory) setCredentials(key types.NamespacedName, uid types.UID, generation int64, name, rv string, c *credentials) {
+func (m *memory) setCredentials(key types.NamespacedName, uid types.UID, generation int64, name, rv string, c credentialsMemo) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.creds[key] = credentialsMemo{uid: uid, generation: generation, name: name, rv: rv, values: c}
+	c.uid, c.generation, c.name, c.rv = uid, generation, name, rv
+	m.creds[key] = c
 }
 
 // wrote records the resourceVersion of an object written for the DingTalkToken key.

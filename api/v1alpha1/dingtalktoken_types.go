@@ -94,6 +94,10 @@ const (
 	ReasonTemplateInvalid         = "TemplateInvalid"
 	ReasonTargetConflict          = "TargetConflict"
 	ReasonRolloutRestartFailed    = "RolloutRestartFailed"
+
+	// ReasonCredentialsInvalid: a credential value is over 4 KiB; it is refused before any call
+	// to DingTalk (no DingTalk credential comes near that size).
+	ReasonCredentialsInvalid = "CredentialsInvalid"
 )
 
 // CredentialKeys says under which key of the credentials Secret each credential sits.
