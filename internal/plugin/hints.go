@@ -20,11 +20,6 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 )
 
-// reasonCredentialsInvalid is the reason of a credential value the operator refuses before any
-// DingTalk call (over 4 KiB). Spelled here so that the plugin can explain it before the API
-// package names it.
-const reasonCredentialsInvalid = "CredentialsInvalid"
-
 // reasonStreamUnavailable is the TicketStream condition's reason while the operator has no DingTalk
 // Stream connection for a Stream-sourced suite.
 const reasonStreamUnavailable = "StreamUnavailable"
@@ -45,7 +40,7 @@ func hint(reason string, typ v1alpha1.TokenType, name string) string {
 		}
 		return "The credentials Secret or a key it needs is missing (see the message). Create it in this namespace, " +
 			"or map your key names with spec.credentialsRef.keys."
-	case reasonCredentialsInvalid:
+	case v1alpha1.ReasonCredentialsInvalid:
 		return "A value in the credentials Secret is refused before any DingTalk call (over 4 KiB). Fix the key the message names."
 	case v1alpha1.ReasonCredentialsRejected:
 		if typ == v1alpha1.TokenTypeThirdPartyApp || typ == v1alpha1.TokenTypeThirdPartySuite {

@@ -169,7 +169,7 @@ func TestRenderStatusGolden(t *testing.T) {
 	// carries the reason too.
 	failures := map[string]string{
 		v1alpha1.ReasonCredentialsNotFound:     "Secret crm-bot-credentials has no key appSecret",
-		reasonCredentialsInvalid:               "Secret crm-bot-credentials key appSecret is over 4096 bytes",
+		v1alpha1.ReasonCredentialsInvalid:      "Secret crm-bot-credentials key appSecret is over 4096 bytes",
 		v1alpha1.ReasonCredentialsRejected:     "DingTalk /v1.0/oauth2/accessToken answered CredentialsRejected (HTTP 400, code invalidClientIdOrSecret)",
 		v1alpha1.ReasonReauthorizationRequired: "DingTalk /v1.0/oauth2/userAccessToken answered ReauthorizationRequired (HTTP 400, code invalidRefreshToken)",
 		v1alpha1.ReasonCredentialsConflict:     "DingTalkToken apps/bob already uses this authCode",
@@ -221,7 +221,7 @@ func TestRenderStatusGolden(t *testing.T) {
 // Every failing reason the API names has a hint; success reasons have none.
 func TestHintForEveryReason(t *testing.T) {
 	failing := []string{
-		v1alpha1.ReasonPending, v1alpha1.ReasonSuspended, v1alpha1.ReasonCredentialsNotFound, reasonCredentialsInvalid,
+		v1alpha1.ReasonPending, v1alpha1.ReasonSuspended, v1alpha1.ReasonCredentialsNotFound, v1alpha1.ReasonCredentialsInvalid,
 		v1alpha1.ReasonCredentialsRejected, v1alpha1.ReasonReauthorizationRequired, v1alpha1.ReasonCredentialsConflict,
 		v1alpha1.ReasonRateLimited, v1alpha1.ReasonQuotaExceeded, v1alpha1.ReasonProviderUnavailable,
 		v1alpha1.ReasonTemplateInvalid, v1alpha1.ReasonTargetConflict, v1alpha1.ReasonRolloutRestartFailed,
