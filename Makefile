@@ -33,7 +33,7 @@ help: ## Show this help.
 .PHONY: manifests
 manifests: controller-gen ## Generate the CRD and RBAC manifests from the markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
-	go run ./hack/crdpatch -max-name-length 239 config/crd/bases/dingtalk.tokens.dev_dingtalktokens.yaml
+	go run ./hack/crdpatch -max-name-length 239 config/crd/bases/dingtalk.tokens.dev_dingtalktokens.yaml config/crd/bases/dingtalk.tokens.dev_clusterdingtalktokens.yaml
 
 .PHONY: generate
 generate: controller-gen ## Generate the DeepCopy methods.

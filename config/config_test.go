@@ -54,13 +54,20 @@ const (
 // in one namespace by config/namespaced. A verb the code does not use does not belong here.
 var operatorGrants = map[string][]string{
 	// Credentials are read through the API reader (get) and watched as metadata (list, watch);
-	// the target and refresh-token Secrets are cached (list, watch), created and updated.
-	"/secrets":                                  {"get", "list", "watch", "create", "update", "patch"},
+	// the target and refresh-token Secrets are cached (list, watch), created and updated (patch:
+	// server-side apply); a ClusterDingTalkToken's target is deleted from a namespace it no
+	// longer selects.
+	"/secrets":                                  {"get", "list", "watch", "create", "update", "patch", "delete"},
 	"dingtalk.tokens.dev/dingtalktokens":        {"get", "list", "watch"},
 	"dingtalk.tokens.dev/dingtalktokens/status": {"update", "patch"},
 	// Owner references with blockOwnerDeletion need update on the owner's finalizers.
-	"dingtalk.tokens.dev/dingtalktokens/finalizers": {"update"},
-	"events.k8s.io/events":                          {"create", "patch"},
+	"dingtalk.tokens.dev/dingtalktokens/finalizers":        {"update"},
+	"dingtalk.tokens.dev/clusterdingtalktokens":            {"get", "list", "watch"},
+	"dingtalk.tokens.dev/clusterdingtalktokens/status":     {"update", "patch"},
+	"dingtalk.tokens.dev/clusterdingtalktokens/finalizers": {"update"},
+	// ClusterDingTalkTokens select namespaces by label (watched as metadata; never written).
+	"/namespaces":          {"get", "list", "watch"},
+	"events.k8s.io/events": {"create", "patch"},
 }
 
 // leaderElectionGrants are granted only in the operator's own namespace: its Lease and the

@@ -23,7 +23,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
@@ -54,7 +53,7 @@ type credentials struct {
 // credentialsRef.keys): while both are unchanged, a pass reuses them instead of reading the
 // Secret again. A missing Secret or key is a failure (CredentialsNotFound); an error is the
 // API server's.
-func (sh *tokens) readCredentials(ctx context.Context, p *tokenPass) (credentialsRead, error) {
+func (sh *Machinery) readCredentials(ctx context.Context, p *tokenPass) (credentialsRead, error) {
 	c, missing, err := sh.credentialValues(ctx, p)
 	if err != nil || missing != nil {
 		return credentialsRead{missing: missing}, err
@@ -63,11 +62,10 @@ func (sh *tokens) readCredentials(ctx context.Context, p *tokenPass) (credential
 	return credentialsRead{values: c, setKey: key, floor: sh.fetcher.floor(key)}, nil
 }
 
-func (sh *tokens) credentialValues(ctx context.Context, p *tokenPass) (*credentials, *failure, error) {
+func (sh *Machinery) credentialValues(ctx context.Context, p *tokenPass) (*credentials, *failure, error) {
 	key := p.spec.Credentials
 	if sh.credentialsCache != nil {
-		m := &metav1.PartialObjectMetadata{}
-		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		m := secretMetadata()
 		if err := sh.credentialsCache.Get(ctx, key, m); err == nil {
 			if memo := sh.memory.credentials(p.key, p.uid, p.generation, key.Name, m.ResourceVersion); memo != nil {
 				return memo.values, memo.invalid, nil
@@ -153,7 +151,7 @@ func readKeys(spec tokenSpec) []string {
 
 // fetchKey is the shared-fetch key of creds: the whole credential set and the endpoint. User
 // tokens are never shared, so theirs includes the object's UID.
-func (sh *tokens) fetchKey(uid types.UID, creds *credentials) string {
+func (sh *Machinery) fetchKey(uid types.UID, creds *credentials) string {
 	parts := creds.setParts(sh.endpoint)
 	if !creds.shared() {
 		parts = append(parts, string(uid))

@@ -92,8 +92,9 @@ type DingTalkTokenReconciler struct {
 	MaxConcurrentReconciles int
 
 	initOnce sync.Once
-	// tokens is the machinery every token kind shares.
-	*tokens
+	// Machinery is what every token kind's reconciler shares (nil: a machinery of its own, from
+	// Clock, DingTalk and Endpoint).
+	*Machinery
 }
 
 // CacheOptions returns the manager's cache options: Secrets are cached only when labelled
@@ -124,8 +125,9 @@ func (r *DingTalkTokenReconciler) init() {
 		if r.Clock == nil {
 			r.Clock = clock.RealClock{}
 		}
-		r.tokens = &tokens{clock: r.Clock, dingtalk: r.DingTalk, endpoint: r.Endpoint,
-			fetcher: newFetcher(r.Clock), memory: newMemory()}
+		if r.Machinery == nil {
+			r.Machinery = NewMachinery(r.Clock, r.DingTalk, r.Endpoint)
+		}
 	})
 }
 
@@ -137,7 +139,6 @@ func (r *DingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
-	r.apiReader = r.APIReader
 	if r.Scheme == nil {
 		r.Scheme = mgr.GetScheme()
 	}
@@ -151,24 +152,24 @@ func (r *DingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return err
 	}
-	credentialsCache, err := newCredentialsCache(mgr, r.WatchNamespaces)
-	if err != nil {
+	if err := r.setup(mgr, r.APIReader, r.WatchNamespaces); err != nil {
 		return err
 	}
-	if err := mgr.Add(credentialsCache); err != nil {
-		return err
-	}
-	r.credentialsCache = credentialsCache
-	secretMeta := &metav1.PartialObjectMetadata{}
-	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(controllerName).
 		For(&v1alpha1.DingTalkToken{}, builder.WithPredicates(specOrRequestChanged())).
 		Owns(&corev1.Secret{}).
-		WatchesRawSource(source.Kind(credentialsCache, secretMeta,
+		WatchesRawSource(source.Kind(r.credentialsCache, secretMetadata(),
 			handler.TypedEnqueueRequestsFromMapFunc(r.tokensForCredentials))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
+}
+
+// secretMetadata is an empty Secret as metadata, for the credentials cache.
+func secretMetadata() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	return m
 }
 
 // newCredentialsCache is the second cache: Secrets as metadata, stripped to name, namespace, uid
@@ -230,8 +231,9 @@ func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 
 	// See what the target Secret holds and recover the last good token: a read only, so that
 	// Ready reflects the Secret however the pass ends.
+	targets := r.targets(p)
 	targetKey := types.NamespacedName{Namespace: tok.Namespace, Name: tok.TargetName()}
-	target, err := r.readTarget(ctx, p.key, targetKey, tok, "DingTalkToken")
+	target, err := targets.read(ctx, targetKey)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -269,7 +271,7 @@ func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		p.log.V(1).Info("No refresh", "why", d.Why)
 	}
 	// Write the last good token into the target: create it, restore drift, or leave it as it is.
-	w, err := r.writeTarget(ctx, tok, "DingTalkToken", p.spec, p.held, p.now, targetKey, target)
+	w, err := targets.write(ctx, p.spec, p.held, p.now, targetKey, target)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -331,4 +333,10 @@ func specOrRequestChanged() predicate.Predicate {
 			return e.ObjectOld.GetAnnotations()[a] != e.ObjectNew.GetAnnotations()[a]
 		},
 	})
+}
+
+// targets reads and writes the pass's target Secret.
+func (r *DingTalkTokenReconciler) targets(p *pass) targets {
+	return targets{client: r.Client, reader: r.APIReader, scheme: r.Scheme, memory: r.memory,
+		owner: p.tok, ownerKind: "DingTalkToken", memKey: p.key}
 }

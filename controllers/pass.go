@@ -55,7 +55,7 @@ type attempt struct {
 
 // tokenPass is the part of a pass every token kind shares: the refresh state of one object.
 type tokenPass struct {
-	shared *tokens
+	shared *Machinery
 	// key names the object in memory; uid and generation are its own.
 	key        types.NamespacedName
 	uid        types.UID
@@ -90,7 +90,7 @@ type credentialsRead struct {
 	floor time.Time
 }
 
-func (sh *tokens) startTokenPass(log logr.Logger, obj metav1.Object, spec tokenSpec, st *v1alpha1.TokenStatus) tokenPass {
+func (sh *Machinery) startTokenPass(log logr.Logger, obj metav1.Object, spec tokenSpec, st *v1alpha1.TokenStatus) tokenPass {
 	p := tokenPass{
 		shared:     sh,
 		key:        types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()},
@@ -291,10 +291,22 @@ func (p *tokenPass) readyCondition(validUntil time.Time, holder string) (metav1.
 	return metav1.ConditionFalse, v1alpha1.ReasonPending, "No token yet"
 }
 
+// readyState is the Ready condition a pass ends with.
+type readyState struct {
+	status          metav1.ConditionStatus
+	reason, message string
+}
+
+// ready is readyCondition as a readyState.
+func (p *tokenPass) ready(validUntil time.Time, holder string) readyState {
+	s, r, m := p.readyCondition(validUntil, holder)
+	return readyState{status: s, reason: r, message: m}
+}
+
 // settle brings the status in line with the end of the pass, before its one write: the held
 // token's times (memory may be ahead of status when an earlier status write failed), Ready, the
 // next attempt (returned; zero while suspended) and the observed generation.
-func (p *tokenPass) settle(validUntil time.Time, holder string) (next time.Time, ready metav1.ConditionStatus) {
+func (p *tokenPass) settle(ready readyState) (next time.Time) {
 	st := p.st
 	if p.held != nil {
 		st.TokenDigest = tokenDigest(p.uid, p.held.AccessToken)
@@ -304,8 +316,7 @@ func (p *tokenPass) settle(validUntil time.Time, holder string) (next time.Time,
 	if !p.suspended {
 		next = nextAttempt(p.input())
 	}
-	status, reason, msg := p.readyCondition(validUntil, holder)
-	p.setCondition(v1alpha1.ConditionReady, status, reason, msg)
+	p.setCondition(v1alpha1.ConditionReady, ready.status, ready.reason, ready.message)
 	// Before any attempt Refreshed stays absent: it is the outcome of the last attempt.
 	for i := range st.Conditions {
 		st.Conditions[i].ObservedGeneration = p.generation
@@ -315,7 +326,7 @@ func (p *tokenPass) settle(validUntil time.Time, holder string) (next time.Time,
 	if !next.IsZero() {
 		st.RefreshTime = stamp(next)
 	}
-	return next, status
+	return next
 }
 
 // emitEvents emits, after the status write that recorded them, the events of the transitions

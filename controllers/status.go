@@ -56,7 +56,7 @@ type pass struct {
 func (r *DingTalkTokenReconciler) startPass(ctx context.Context, tok *v1alpha1.DingTalkToken) *pass {
 	log := ctrl.LoggerFrom(ctx).WithValues("dingtalktoken", klog.KObj(tok))
 	return &pass{
-		tokenPass: r.tokens.startTokenPass(log, tok, specOfDingTalkToken(tok), &tok.Status.TokenStatus),
+		tokenPass: r.Machinery.startTokenPass(log, tok, specOfDingTalkToken(tok), &tok.Status.TokenStatus),
 		r:         r,
 		tok:       tok,
 		before:    tok.DeepCopy(),
@@ -147,7 +147,8 @@ func (p *pass) recordRollout(o *rolloutOutcome) {
 // finish writes status once (when it changed), emits the events of its transitions, updates the
 // metrics and computes RequeueAfter. err is the pass's API-server error, returned as is.
 func (p *pass) finish(ctx context.Context, err error) (ctrl.Result, error) {
-	next, ready := p.settle(p.targetExpiry, "Secret "+p.tok.TargetName())
+	ready := p.ready(p.targetExpiry, "Secret "+p.tok.TargetName())
+	next := p.settle(ready)
 	// Events follow the status write that records their transition: a pass whose write fails is
 	// repeated, and would emit them again.
 	if !equality.Semantic.DeepEqual(p.before.Status, p.tok.Status) {
@@ -169,7 +170,7 @@ func (p *pass) finish(ctx context.Context, err error) (ctrl.Result, error) {
 	if p.held != nil {
 		expires = p.held.ExpiresAt
 	}
-	metrics.SetToken(p.tok.Namespace, p.tok.Name, string(p.spec.Type), expires, next, string(ready))
+	metrics.SetToken(p.tok.Namespace, p.tok.Name, string(p.spec.Type), expires, next, string(ready.status))
 	if err != nil {
 		return ctrl.Result{}, err
 	}

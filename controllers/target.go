@@ -27,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -41,23 +42,34 @@ type targetState struct {
 	conflict *failure
 }
 
-// readTarget reads a target Secret (cache first; the API server when the cache has none, since a
+// targets reads and writes target Secrets for any token kind: owner is the object that owns
+// them (a controller ownerReference), ownerKind names it in messages, memKey keys it in memory.
+type targets struct {
+	client    client.Client
+	reader    client.Reader
+	scheme    *runtime.Scheme
+	memory    *memory
+	owner     client.Object
+	ownerKind string
+	memKey    types.NamespacedName
+}
+
+// read reads a target Secret (cache first; the API server when the cache has none, since a
 // Secret without the managed-by label is invisible to the cache, or when the cached copy predates
-// this process's own last write) and tells whether owner owns it. ownerKind names owner in the
-// conflict message.
-func (r *DingTalkTokenReconciler) readTarget(ctx context.Context, memKey, key types.NamespacedName, owner metav1.Object, ownerKind string) (targetState, error) {
+// this process's own last write) and tells whether the owner owns it.
+func (t targets) read(ctx context.Context, key types.NamespacedName) (targetState, error) {
 	s := &corev1.Secret{}
-	err := r.Get(ctx, key, s)
-	if apierrors.IsNotFound(err) || err == nil && r.memory.stale(memKey, "Secret", s) {
-		err = r.APIReader.Get(ctx, key, s)
+	err := t.client.Get(ctx, key, s)
+	if apierrors.IsNotFound(err) || err == nil && t.memory.stale(t.memKey, "Secret", s) {
+		err = t.reader.Get(ctx, key, s)
 	}
 	switch {
 	case apierrors.IsNotFound(err):
 		return targetState{}, nil
 	case err != nil:
 		return targetState{}, err
-	case !metav1.IsControlledBy(s, owner):
-		return targetState{conflict: targetConflict(key.Name, ownerKind)}, nil
+	case !metav1.IsControlledBy(s, t.owner):
+		return targetState{conflict: targetConflict(key.Name, t.ownerKind)}, nil
 	default:
 		return targetState{secret: s}, nil
 	}
@@ -146,8 +158,8 @@ type targetWrite struct {
 // writeTarget makes the target Secret hold the held token: the first write is a create (an
 // existing Secret the owner does not own is left alone: TargetConflict); an owned Secret whose
 // data or metadata drifted is restored. An expired token is never written.
-func (r *DingTalkTokenReconciler) writeTarget(ctx context.Context, owner client.Object, ownerKind string, spec tokenSpec,
-	h *heldToken, now time.Time, key types.NamespacedName, state targetState) (targetWrite, error) {
+func (t targets) write(ctx context.Context, spec tokenSpec, h *heldToken, now time.Time,
+	key types.NamespacedName, state targetState) (targetWrite, error) {
 	if h == nil || !now.Before(h.ExpiresAt) {
 		return targetWrite{}, nil
 	}
@@ -155,21 +167,24 @@ func (r *DingTalkTokenReconciler) writeTarget(ctx context.Context, owner client.
 	if err != nil {
 		return targetWrite{failure: &failure{reason: v1alpha1.ReasonTemplateInvalid, message: err.Error()}}, nil
 	}
-	w := secretWriter{client: r.Client, scheme: r.Scheme}
+	w := secretWriter{client: t.client, scheme: t.scheme}
 	if state.secret == nil {
-		s, err := w.create(ctx, owner, d)
+		s, err := w.create(ctx, t.owner, d)
 		if apierrors.IsAlreadyExists(err) {
-			return r.createRaced(ctx, key, owner, ownerKind)
-		}
-		if err != nil {
+			// The name was taken meanwhile, or holds a Secret the cache cannot see.
+			if state, err = t.createRaced(ctx, key); err != nil || state.conflict != nil {
+				return targetWrite{failure: state.conflict}, err
+			}
+		} else if err != nil {
 			return refusedTarget(key.Name, err)
+		} else {
+			return targetWrite{written: true, secret: s}, nil
 		}
-		return targetWrite{written: true, secret: s}, nil
 	}
-	if upToDate(owner, state.secret, d) {
+	if upToDate(t.owner, state.secret, d) {
 		return targetWrite{written: true}, nil
 	}
-	rv, err := w.apply(ctx, owner, state.secret, d)
+	rv, err := w.apply(ctx, t.owner, state.secret, d)
 	if err != nil {
 		return refusedTarget(key.Name, err)
 	}
@@ -177,17 +192,17 @@ func (r *DingTalkTokenReconciler) writeTarget(ctx context.Context, owner client.
 	return targetWrite{written: true, secret: written}, nil
 }
 
-// createRaced handles a create that found the name taken: an owned Secret (the cache lagging) is
-// left for the next pass; any other is a TargetConflict.
-func (r *DingTalkTokenReconciler) createRaced(ctx context.Context, key types.NamespacedName, owner metav1.Object, ownerKind string) (targetWrite, error) {
+// createRaced reads what holds a name a create found taken: a Secret the owner owns (the cache
+// lagging, or its managed-by label removed) is then applied; any other is a TargetConflict.
+func (t targets) createRaced(ctx context.Context, key types.NamespacedName) (targetState, error) {
 	live := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, key, live); err != nil {
-		return targetWrite{}, err
+	if err := t.reader.Get(ctx, key, live); err != nil {
+		return targetState{}, err
 	}
-	if !metav1.IsControlledBy(live, owner) {
-		return targetWrite{failure: targetConflict(key.Name, ownerKind)}, nil
+	if !metav1.IsControlledBy(live, t.owner) {
+		return targetState{conflict: targetConflict(key.Name, t.ownerKind)}, nil
 	}
-	return targetWrite{}, fmt.Errorf("secret %s appeared while being created; retrying", key.Name)
+	return targetState{secret: live}, nil
 }
 
 // refusedTarget turns the API server refusing the target Secret as invalid into TemplateInvalid

@@ -18,8 +18,10 @@ package controllers
 
 import (
 	"context"
+	"sync"
 
 	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -27,11 +29,11 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 )
 
-// tokens is the machinery every token kind's reconciler shares: the clock, the DingTalk client
-// and its endpoint, the shared fetches and the in-process memory, and the uncached reads of
-// credentials. One instance serves all reconcilers of a manager, so that objects of any kind
+// Machinery is what every token kind's reconciler shares: the clock, the DingTalk client and its
+// endpoint, the shared fetches and the in-process memory, and the uncached reads of credentials.
+// One instance serves all reconcilers of a manager (NewMachinery), so that objects of any kind
 // with equal credential sets share one DingTalk call per refresh.
-type tokens struct {
+type Machinery struct {
 	clock    clock.Clock
 	dingtalk dingtalk.Client
 	endpoint string
@@ -42,12 +44,37 @@ type tokens struct {
 	// credentialsCache is the metadata-only cache of credentials Secrets: a changed
 	// resourceVersion there tells that the credentials must be read again.
 	credentialsCache cache.Cache
+	cacheOnce        sync.Once
+	cacheErr         error
+}
+
+// NewMachinery is the machinery of one manager's reconcilers: tokens from dt at endpoint,
+// timed by clk (nil: the real clock).
+func NewMachinery(clk clock.Clock, dt dingtalk.Client, endpoint string) *Machinery {
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	return &Machinery{clock: clk, dingtalk: dt, endpoint: endpoint, fetcher: newFetcher(clk), memory: newMemory()}
+}
+
+// setup gives the machinery the manager's uncached reader and, once for all reconcilers, the
+// second cache: credentials Secrets as metadata only.
+func (sh *Machinery) setup(mgr ctrl.Manager, apiReader client.Reader, namespaces []string) error {
+	sh.cacheOnce.Do(func() {
+		sh.apiReader = apiReader
+		var c cache.Cache
+		if c, sh.cacheErr = newCredentialsCache(mgr, namespaces); sh.cacheErr == nil {
+			sh.cacheErr = mgr.Add(c)
+			sh.credentialsCache = c
+		}
+	})
+	return sh.cacheErr
 }
 
 // fetchShared fetches a token of a shareable type for the credential set setKey: a token another
 // object of the set fetched moments ago when the acceptShared policy takes it, else one DingTalk
 // call shared with every concurrent caller of the set.
-func (sh *tokens) fetchShared(ctx context.Context, setKey string, in refreshInput, creds *credentials) attempt {
+func (sh *Machinery) fetchShared(ctx context.Context, setKey string, in refreshInput, creds *credentials) attempt {
 	t, called, err := sh.fetcher.fetch(ctx, setKey, func(t issued) bool { return acceptShared(in, t) },
 		func(ctx context.Context) (dingtalk.Token, error) {
 			switch creds.typ {

@@ -101,6 +101,7 @@ const (
 	ReasonPending                 = "Pending"
 	ReasonSuspended               = "Suspended"
 	ReasonCredentialsNotFound     = "CredentialsNotFound"
+	ReasonCredentialsInvalid      = "CredentialsInvalid"
 	ReasonCredentialsRejected     = "CredentialsRejected"
 	ReasonReauthorizationRequired = "ReauthorizationRequired"
 	ReasonCredentialsConflict     = "CredentialsConflict"

@@ -45,6 +45,13 @@ var (
 		Help: "Status of the Ready condition of a DingTalkToken: 1 for the current condition value, 0 for the others.",
 	}, []string{"namespace", "name", "condition"})
 
+	// ClusterTokenNamespaces counts a ClusterDingTalkToken's namespaces by state: matched,
+	// provisioned, failed.
+	ClusterTokenNamespaces = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "dingtalk_cluster_token_namespaces",
+		Help: "Namespaces of a ClusterDingTalkToken by state: matched (selected), provisioned (holding the current token), failed.",
+	}, []string{"name", "state"})
+
 	// APIRequests counts DingTalk API calls by endpoint path and result ("success" or an error class).
 	APIRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dingtalk_api_requests_total",
@@ -60,7 +67,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(TokenExpiration, TokenRefresh, TokenReady, APIRequests, APIRequestDuration)
+	metrics.Registry.MustRegister(TokenExpiration, TokenRefresh, TokenReady, ClusterTokenNamespaces, APIRequests, APIRequestDuration)
 }
 
 // ObserveAPIRequest records one DingTalk call.
@@ -96,4 +103,20 @@ func DeleteToken(namespace, name string) {
 	TokenExpiration.DeletePartialMatch(labels)
 	TokenRefresh.DeletePartialMatch(labels)
 	TokenReady.DeletePartialMatch(labels)
+}
+
+// SetClusterToken records a ClusterDingTalkToken's expiry, next refresh and Ready status, as
+// SetToken does with an empty namespace label (one series per ClusterDingTalkToken, never per
+// namespace), and its namespace counts.
+func SetClusterToken(name, tokenType string, expiresAt, refreshAt time.Time, ready string, matched, provisioned, failed int32) {
+	SetToken("", name, tokenType, expiresAt, refreshAt, ready)
+	ClusterTokenNamespaces.WithLabelValues(name, "matched").Set(float64(matched))
+	ClusterTokenNamespaces.WithLabelValues(name, "provisioned").Set(float64(provisioned))
+	ClusterTokenNamespaces.WithLabelValues(name, "failed").Set(float64(failed))
+}
+
+// DeleteClusterToken removes every series of a deleted ClusterDingTalkToken.
+func DeleteClusterToken(name string) {
+	DeleteToken("", name)
+	ClusterTokenNamespaces.DeletePartialMatch(prometheus.Labels{"name": name})
 }

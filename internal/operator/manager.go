@@ -135,9 +135,12 @@ func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, erro
 	if err != nil {
 		return nil, fmt.Errorf("--dingtalk-endpoint: %w", err)
 	}
+	// One machinery for every kind: objects of any kind with equal credentials share one call.
+	machinery := controllers.NewMachinery(h.clock(), dt, o.DingTalkEndpoint)
+	c, reader := h.wrapClient(mgr.GetClient()), h.wrapAPIReader(mgr.GetAPIReader())
 	r := &controllers.DingTalkTokenReconciler{
-		Client:                  h.wrapClient(mgr.GetClient()),
-		APIReader:               h.wrapAPIReader(mgr.GetAPIReader()),
+		Client:                  c,
+		APIReader:               reader,
 		Scheme:                  mgr.GetScheme(),
 		Recorder:                mgr.GetEventRecorder(EventSource),
 		Clock:                   h.clock(),
@@ -146,9 +149,25 @@ func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, erro
 		WatchNamespaces:         o.WatchNamespaces,
 		EnableRolloutRestart:    o.EnableRolloutRestart,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+		Machinery:               machinery,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the DingTalkToken controller: %w", err)
+	}
+	// ClusterDingTalkTokens write into any namespace: only an operator serving every namespace
+	// has them (a namespaced operator has neither the RBAC nor the cache for it).
+	if len(o.WatchNamespaces) == 0 {
+		cr := &controllers.ClusterDingTalkTokenReconciler{
+			Client:                  c,
+			APIReader:               reader,
+			Scheme:                  mgr.GetScheme(),
+			Recorder:                mgr.GetEventRecorder(EventSource),
+			MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+			Machinery:               machinery,
+		}
+		if err := cr.SetupWithManager(mgr); err != nil {
+			return nil, fmt.Errorf("setting up the ClusterDingTalkToken controller: %w", err)
+		}
 	}
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

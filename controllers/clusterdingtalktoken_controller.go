@@ -1,0 +1,251 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"errors"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/metrics"
+)
+
+// +kubebuilder:rbac:groups=dingtalk.tokens.dev,resources=clusterdingtalktokens,verbs=get;list;watch
+// +kubebuilder:rbac:groups=dingtalk.tokens.dev,resources=clusterdingtalktokens/status,verbs=update;patch
+// +kubebuilder:rbac:groups=dingtalk.tokens.dev,resources=clusterdingtalktokens/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=delete
+
+// clusterControllerName names the ClusterDingTalkToken controller.
+const clusterControllerName = "clusterdingtalktoken"
+
+// Indexes of the ClusterDingTalkToken controller.
+const (
+	// clusterCredentialsIndex indexes ClusterDingTalkTokens by "namespace/name" of their
+	// credentials Secret.
+	clusterCredentialsIndex = ".spec.credentialsRef"
+	// controllerUIDIndex indexes the operator's Secrets by the UID of their controller owner.
+	controllerUIDIndex = ".metadata.controllerUID"
+)
+
+// ClusterDingTalkTokenReconciler keeps the target Secret of each ClusterDingTalkToken, in every
+// namespace its selector picks, holding a valid token: one token (one DingTalk call per refresh,
+// shared with DingTalkTokens of the same credential set through the Machinery), written into
+// many namespaces. Namespaces are watched as metadata; no finalizer is ever put on a Namespace.
+type ClusterDingTalkTokenReconciler struct {
+	// Client is the manager's client: cached reads (ClusterDingTalkTokens, the operator's
+	// Secrets, Namespaces as metadata) and every write.
+	client.Client
+	// APIReader reads uncached: target names the cache cannot see.
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	// Recorder emits events on transitions only.
+	Recorder events.EventRecorder
+	// MaxConcurrentReconciles is passed to the controller.
+	MaxConcurrentReconciles int
+	// Machinery is shared with the DingTalkToken reconciler (required).
+	*Machinery
+}
+
+// SetupWithManager registers the controller: ClusterDingTalkTokens, their target Secrets, the
+// credentials Secrets they name (the Machinery's metadata cache) and Namespaces (metadata only).
+func (r *ClusterDingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Machinery == nil || r.Recorder == nil {
+		return errors.New("ClusterDingTalkTokenReconciler needs the Machinery and a Recorder")
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	if r.Scheme == nil {
+		r.Scheme = mgr.GetScheme()
+	}
+	if err := r.setup(mgr, r.APIReader, nil); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ClusterDingTalkToken{}, clusterCredentialsIndex,
+		func(o client.Object) []string {
+			ref := o.(*v1alpha1.ClusterDingTalkToken).Spec.CredentialsRef
+			return []string{ref.Namespace + "/" + ref.Name}
+		}); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Secret{}, controllerUIDIndex,
+		func(o client.Object) []string {
+			if ref := metav1.GetControllerOf(o); ref != nil {
+				return []string{string(ref.UID)}
+			}
+			return nil
+		}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(clusterControllerName).
+		For(&v1alpha1.ClusterDingTalkToken{}, builder.WithPredicates(specOrRequestChanged())).
+		Owns(&corev1.Secret{}).
+		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.tokensForNamespace)).
+		WatchesRawSource(source.Kind(r.credentialsCache, secretMetadata(),
+			handler.TypedEnqueueRequestsFromMapFunc(r.tokensForCredentials))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		Complete(r)
+}
+
+// tokensForNamespace maps a Namespace (before and after a change) to the ClusterDingTalkTokens
+// whose selector picks it: a namespace that starts or stops matching is provisioned or cleaned at
+// once.
+func (r *ClusterDingTalkTokenReconciler) tokensForNamespace(ctx context.Context, ns client.Object) []reconcile.Request {
+	var list v1alpha1.ClusterDingTalkTokenList
+	if err := r.List(ctx, &list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list ClusterDingTalkTokens for a namespace", "namespace", ns.GetName())
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range list.Items {
+		sel, err := metav1.LabelSelectorAsSelector(list.Items[i].Spec.NamespaceSelector)
+		if err == nil && sel.Matches(labels.Set(ns.GetLabels())) {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: list.Items[i].Name}})
+		}
+	}
+	return out
+}
+
+// tokensForCredentials maps a Secret to the ClusterDingTalkTokens naming it as credentials.
+func (r *ClusterDingTalkTokenReconciler) tokensForCredentials(ctx context.Context, s *metav1.PartialObjectMetadata) []reconcile.Request {
+	var list v1alpha1.ClusterDingTalkTokenList
+	if err := r.List(ctx, &list, client.MatchingFields{clusterCredentialsIndex: s.Namespace + "/" + s.Name}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list ClusterDingTalkTokens for a credentials Secret", "secret", s.Name)
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: list.Items[i].Name}})
+	}
+	return out
+}
+
+// Reconcile converges one ClusterDingTalkToken: every namespace its selector picks holds a valid
+// token in the target Secret, refreshed on time; namespaces it no longer picks hold none.
+// DingTalk failures and per-namespace failures become status; only API-server errors are returned.
+func (r *ClusterDingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
+	ctx = logr.NewContext(ctx, CapLogVerbosity(ctrl.LoggerFrom(ctx)))
+	tok, err := r.load(ctx, req.Name)
+	if err != nil || tok == nil || !tok.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, err
+	}
+	p := r.startPass(ctx, tok)
+	// One status write, the events of its transitions and the metrics, however the pass ends.
+	defer func() { res, err = p.finish(ctx, err) }()
+
+	// Where the token goes: the namespaces the selector picks and the target Secrets this object
+	// already owns; and the last good token (memory, else an owned target status vouches for).
+	fan, err := r.observeFanOut(ctx, p)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	p.observeFanOut(fan)
+	// Suspended: no DingTalk call and no write.
+	if p.spec.Suspend {
+		p.suspend()
+		return ctrl.Result{}, nil
+	}
+	p.resume()
+	// A template that cannot render blocks every write: report it before spending a call.
+	if f := dryRunTemplates(p.spec); f != nil {
+		p.fail(*f)
+		return ctrl.Result{}, nil
+	}
+	// Namespaces no longer picked lose their Secret.
+	if err := r.unprovision(ctx, p, fan); err != nil {
+		return ctrl.Result{}, err
+	}
+	// No namespace picked: nobody uses the token, so DingTalk is not called for it.
+	if len(fan.matched) == 0 {
+		return ctrl.Result{}, nil
+	}
+	// Read the credentials (uncached, in their namespace) and decide whether this pass calls DingTalk.
+	if p.creds, err = r.readCredentials(ctx, &p.tokenPass); err != nil {
+		return ctrl.Result{}, err
+	}
+	in := p.input()
+	if d := decide(in); d.Fetch {
+		p.log.V(1).Info("Refreshing token", "why", d.Why)
+		p.recordAttempt(r.refresh(ctx, p, in))
+	} else {
+		p.log.V(1).Info("No refresh", "why", d.Why)
+	}
+	// Write the last good token into every picked namespace.
+	p.recordProvisioning(r.provision(ctx, p, fan))
+	return ctrl.Result{}, nil
+}
+
+// load reads the ClusterDingTalkToken from the cache, or from the API server when the cached copy
+// may predate this process's last status write. A deleted one is forgotten (nil, nil).
+func (r *ClusterDingTalkTokenReconciler) load(ctx context.Context, name string) (*v1alpha1.ClusterDingTalkToken, error) {
+	key := types.NamespacedName{Name: name}
+	tok := &v1alpha1.ClusterDingTalkToken{}
+	err := r.Get(ctx, key, tok)
+	if err == nil && r.memory.stale(key, "ClusterDingTalkToken", tok) {
+		err = r.APIReader.Get(ctx, key, tok)
+	}
+	if apierrors.IsNotFound(err) {
+		r.memory.forget(key)
+		metrics.DeleteClusterToken(name)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return tok, nil
+}
+
+// refresh fetches the token, shared with every object of the same credential set.
+func (r *ClusterDingTalkTokenReconciler) refresh(ctx context.Context, p *clusterPass, in refreshInput) attempt {
+	creds := p.creds.values
+	switch {
+	case ctx.Err() != nil:
+		return attempt{} // the manager is stopping: no new DingTalk call
+	case creds == nil:
+		return attempt{failure: p.creds.missing}
+	case !creds.shared():
+		// Admission refuses User; an object stored before that rule is refused here.
+		return attempt{failure: &failure{reason: v1alpha1.ReasonCredentialsInvalid,
+			message: "spec.type User is not supported by a ClusterDingTalkToken"}}
+	}
+	return r.fetchShared(ctx, p.creds.setKey, in, creds)
+}
+
+// targets reads and writes the pass's target Secrets.
+func (r *ClusterDingTalkTokenReconciler) targets(p *clusterPass) targets {
+	return targets{client: r.Client, reader: r.APIReader, scheme: r.Scheme, memory: r.memory,
+		owner: p.tok, ownerKind: "ClusterDingTalkToken", memKey: p.key}
+}

@@ -1,0 +1,332 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/metrics"
+)
+
+// The fan-out of a ClusterDingTalkToken: one token, held like a DingTalkToken's (tokenPass), and
+// a target Secret per picked namespace, each written like a DingTalkToken's target (targets).
+
+const (
+	// provisionWorkers bounds the target writes of one pass in flight at once.
+	provisionWorkers = 8
+	// provisionRetry is when a namespace whose write failed is tried again.
+	provisionRetry = 30 * time.Second
+)
+
+// specOfClusterDingTalkToken is a ClusterDingTalkToken's tokenSpec.
+func specOfClusterDingTalkToken(tok *v1alpha1.ClusterDingTalkToken) tokenSpec {
+	ref := tok.Spec.CredentialsRef
+	return tokenSpec{
+		Type:           tok.Spec.Type,
+		Credentials:    types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name},
+		Keys:           ref.Keys.WithDefaults(),
+		CorpID:         tok.Spec.CorpID,
+		RefreshBefore:  tok.Spec.RefreshBefore,
+		Suspend:        tok.Spec.Suspend,
+		TargetKey:      tok.TargetKey(),
+		Template:       tok.Spec.Target.Template,
+		RefreshRequest: tok.Annotations[v1alpha1.RefreshRequestedAtAnnotation],
+	}
+}
+
+// clusterPass is one reconcile of one ClusterDingTalkToken.
+type clusterPass struct {
+	tokenPass
+	r      *ClusterDingTalkTokenReconciler
+	tok    *v1alpha1.ClusterDingTalkToken
+	before *v1alpha1.ClusterDingTalkToken
+	// counts and failed are what status.namespaces and status.failedNamespaces will say.
+	counts v1alpha1.NamespaceCounts
+	failed []v1alpha1.FailedNamespace
+	// selectorInvalid says why spec.namespaceSelector could not be used ("": it could).
+	selectorInvalid string
+	// wakeups are extra requeue times (namespaces to try again).
+	wakeups []time.Time
+}
+
+func (r *ClusterDingTalkTokenReconciler) startPass(ctx context.Context, tok *v1alpha1.ClusterDingTalkToken) *clusterPass {
+	log := ctrl.LoggerFrom(ctx).WithValues("clusterdingtalktoken", klog.KObj(tok))
+	return &clusterPass{
+		tokenPass: r.startTokenPass(log, tok, specOfClusterDingTalkToken(tok), &tok.Status.TokenStatus),
+		r:         r,
+		tok:       tok,
+		before:    tok.DeepCopy(),
+	}
+}
+
+// fanOut is what a pass sees of the namespaces of a ClusterDingTalkToken.
+type fanOut struct {
+	// matched are the namespaces the selector picks, being deleted or not, in name order.
+	matched []string
+	// owned are the target Secrets the object owns, by namespace (cached).
+	owned map[string]*corev1.Secret
+	// selectorInvalid says why the selector could not be used ("": it could).
+	selectorInvalid string
+}
+
+// observeFanOut lists the namespaces the selector picks (metadata, cached) and the Secrets the
+// object owns (cached, by the controller-owner index). Namespaces being deleted are not picked:
+// nothing is created in them, and their deletion removes what they hold.
+func (r *ClusterDingTalkTokenReconciler) observeFanOut(ctx context.Context, p *clusterPass) (fanOut, error) {
+	fan := fanOut{owned: map[string]*corev1.Secret{}}
+	var secrets corev1.SecretList
+	if err := r.List(ctx, &secrets, client.MatchingFields{controllerUIDIndex: string(p.uid)}); err != nil {
+		return fan, err
+	}
+	for i := range secrets.Items {
+		if s := &secrets.Items[i]; s.Name == p.tok.Spec.Target.Name {
+			fan.owned[s.Namespace] = s
+		}
+	}
+	sel, err := metav1.LabelSelectorAsSelector(p.tok.Spec.NamespaceSelector)
+	if err != nil {
+		fan.selectorInvalid = "spec.namespaceSelector is invalid: " + err.Error()
+		return fan, nil
+	}
+	namespaces := &metav1.PartialObjectMetadataList{}
+	namespaces.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+	if err := r.List(ctx, namespaces, client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return fan, err
+	}
+	for _, ns := range namespaces.Items {
+		if ns.DeletionTimestamp.IsZero() {
+			fan.matched = append(fan.matched, ns.Name)
+		}
+	}
+	slices.Sort(fan.matched)
+	return fan, nil
+}
+
+// observeFanOut records what the namespaces hold: the last good token (memory's, else one an
+// owned target holds that status vouches for, after a restart), and how many picked namespaces
+// hold it.
+func (p *clusterPass) observeFanOut(fan fanOut) {
+	mem := p.shared.memory
+	p.selectorInvalid = fan.selectorInvalid
+	p.held = mem.token(p.key, p.uid)
+	for _, ns := range fan.matched {
+		if s := fan.owned[ns]; p.held == nil && s != nil {
+			if h := recoverHeld(p.uid, p.st, p.spec.TargetKey, s); h != nil {
+				p.held = h
+				mem.setToken(p.key, *h)
+			}
+		}
+	}
+	p.counts = v1alpha1.NamespaceCounts{Matched: int32(len(fan.matched))}
+	for _, ns := range fan.matched {
+		if s := fan.owned[ns]; s != nil && p.now.Before(heldExpiry(p.spec.TargetKey, s, p.held)) {
+			p.counts.Provisioned++
+		}
+	}
+}
+
+// provisioning is the outcome of writing the token into the picked namespaces.
+type provisioning struct {
+	provisioned int32
+	// failed are the namespaces that could not be written, in name order.
+	failed []v1alpha1.FailedNamespace
+	// written are the Secrets created or applied (their resourceVersions).
+	written []metav1.Object
+}
+
+// provision writes the held token into the target Secret of every picked namespace, a few at a
+// time: created where there is none, restored where it drifted. A namespace that fails (a foreign
+// Secret of that name, an API error) fails alone.
+func (r *ClusterDingTalkTokenReconciler) provision(ctx context.Context, p *clusterPass, fan fanOut) provisioning {
+	var out provisioning
+	h := p.held
+	if h == nil || !p.now.Before(h.ExpiresAt) {
+		return out
+	}
+	t := r.targets(p)
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(provisionWorkers)
+	for _, ns := range fan.matched {
+		g.Go(func() error {
+			key := types.NamespacedName{Namespace: ns, Name: p.tok.Spec.Target.Name}
+			state, err := r.cachedTarget(gctx, p, key, fan.owned[ns])
+			var w targetWrite
+			if err == nil {
+				w, err = t.write(gctx, p.spec, h, p.now, key, state)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				out.failed = append(out.failed, v1alpha1.FailedNamespace{Namespace: ns,
+					Reason: v1alpha1.ReasonTargetWriteFailed, Message: errorWithoutDetails(err).Error()})
+			case w.failure != nil:
+				out.failed = append(out.failed, v1alpha1.FailedNamespace{Namespace: ns, Reason: w.failure.reason, Message: w.failure.message})
+			case w.written:
+				out.provisioned++
+				if w.secret != nil {
+					out.written = append(out.written, w.secret)
+				}
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	slices.SortFunc(out.failed, func(a, b v1alpha1.FailedNamespace) int { return strings.Compare(a.Namespace, b.Namespace) })
+	return out
+}
+
+// cachedTarget is what a namespace's target name holds: the owned Secret from the cache (read
+// again when the cache may predate this process's own write), else nothing known: the write
+// creates it, and a name taken by someone else is found then.
+func (r *ClusterDingTalkTokenReconciler) cachedTarget(ctx context.Context, p *clusterPass, key types.NamespacedName, cached *corev1.Secret) (targetState, error) {
+	if cached == nil {
+		return targetState{}, nil
+	}
+	if !r.memory.stale(p.key, "Secret", cached) {
+		return targetState{secret: cached}, nil
+	}
+	return r.targets(p).read(ctx, key)
+}
+
+// unprovision deletes the target Secrets of namespaces the selector no longer picks (or that are
+// being deleted). The delete is preconditioned on the Secret's UID: a Secret re-created meanwhile
+// is not touched.
+func (r *ClusterDingTalkTokenReconciler) unprovision(ctx context.Context, p *clusterPass, fan fanOut) error {
+	if fan.selectorInvalid != "" {
+		return nil
+	}
+	for ns, s := range fan.owned {
+		if _, picked := slices.BinarySearch(fan.matched, ns); picked {
+			continue
+		}
+		err := r.Delete(ctx, s, client.Preconditions{UID: &s.UID})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return fmt.Errorf("removing the target Secret from namespace %s: %w", ns, errorWithoutDetails(err))
+		}
+		p.log.Info("Removed target Secret from a namespace no longer selected", "namespace", ns)
+	}
+	return nil
+}
+
+// recordProvisioning records the outcome of the writes.
+func (p *clusterPass) recordProvisioning(o provisioning) {
+	for _, w := range o.written {
+		p.shared.memory.wrote(p.key, "Secret", w)
+	}
+	p.counts.Provisioned = o.provisioned
+	p.failed = o.failed
+	for _, f := range o.failed {
+		if f.Reason == v1alpha1.ReasonTemplateInvalid {
+			// The API server refused the template's metadata: the same in every namespace.
+			p.fail(failure{reason: f.Reason, message: f.Message})
+			return
+		}
+	}
+	if len(o.failed) > 0 {
+		p.wakeups = append(p.wakeups, p.now.Add(provisionRetry))
+	}
+	if o.provisioned == p.counts.Matched && o.provisioned > 0 {
+		p.recordWritten()
+	}
+}
+
+// readyState is Ready: True while every picked namespace holds a valid token.
+func (p *clusterPass) readyState() readyState {
+	c := p.counts
+	switch {
+	case p.selectorInvalid != "":
+		return readyState{metav1.ConditionFalse, v1alpha1.ReasonSelectorInvalid, p.selectorInvalid}
+	case c.Matched == 0:
+		return readyState{metav1.ConditionFalse, v1alpha1.ReasonPending, "No namespace matches spec.namespaceSelector"}
+	case len(p.failed) > 0 && !p.suspended:
+		names := make([]string, 0, 3)
+		for _, f := range p.failed[:min(3, len(p.failed))] {
+			names = append(names, fmt.Sprintf("%s (%s)", f.Namespace, f.Reason))
+		}
+		more := ""
+		if len(p.failed) > 3 {
+			more = ", ..."
+		}
+		return readyState{metav1.ConditionFalse, p.failed[0].Reason, fmt.Sprintf(
+			"%d of %d selected namespaces could not be written: %s%s", len(p.failed), c.Matched, strings.Join(names, ", "), more)}
+	}
+	var validUntil time.Time
+	if c.Provisioned == c.Matched && p.held != nil {
+		validUntil = p.held.ExpiresAt
+	}
+	return p.ready(validUntil, fmt.Sprintf("Every selected namespace (%d)", c.Matched))
+}
+
+// finish writes status once (when it changed), emits the events of its transitions, updates the
+// metrics and computes RequeueAfter.
+func (p *clusterPass) finish(ctx context.Context, err error) (ctrl.Result, error) {
+	st := &p.tok.Status
+	counts := p.counts
+	counts.Failed = int32(len(p.failed))
+	counts.Summary = fmt.Sprintf("%d/%d", counts.Provisioned, counts.Matched)
+	st.Namespaces = &counts
+	st.FailedNamespaces = p.failed[:min(len(p.failed), v1alpha1.MaxFailedNamespaces)]
+	if len(st.FailedNamespaces) == 0 {
+		st.FailedNamespaces = nil
+	}
+	ready := p.readyState()
+	next := p.settle(ready)
+	if !equality.Semantic.DeepEqual(p.before.Status, p.tok.Status) {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
+		perr := p.r.Status().Patch(wctx, p.tok, client.MergeFrom(p.before))
+		cancel()
+		switch {
+		case perr == nil:
+			p.r.memory.wrote(p.key, "ClusterDingTalkToken", p.tok)
+			p.emitEvents(p.r.Recorder, p.tok, &p.before.Status.TokenStatus)
+		case !apierrors.IsNotFound(perr) && err == nil:
+			err = perr
+		}
+	} else {
+		p.emitRequestEvent(p.r.Recorder, p.tok, &p.before.Status.TokenStatus)
+	}
+	var expires, validUntil time.Time
+	if p.held != nil {
+		expires = p.held.ExpiresAt
+		if ready.status == metav1.ConditionTrue {
+			validUntil = expires // Ready turns False at that moment
+		}
+	}
+	metrics.SetClusterToken(p.tok.Name, string(p.spec.Type), expires, next, string(ready.status), counts.Matched, counts.Provisioned, counts.Failed)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: requeueAfter(p.now, append(p.wakeups, next, validUntil)...)}, nil
+}

@@ -1,0 +1,148 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package fanout
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv/envtesting"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
+)
+
+// testAdmission: the CRD refuses what a ClusterDingTalkToken may not say, each with a message
+// naming the field; the shipped policy (config/admission) admits a ClusterDingTalkToken only
+// from a requester who may get the credentials Secret and create Secrets in every namespace.
+func testAdmission(t *testing.T) {
+	g := NewWithT(t)
+	valid := func() *v1alpha1.ClusterDingTalkToken {
+		return clusterToken("adm-"+testutil.RandHex(4), "creds-ns", "creds", "token", map[string]string{"a": "b"})
+	}
+	refusals := map[string]struct {
+		change func(*v1alpha1.ClusterDingTalkToken)
+		want   string // a part of the refusal
+	}{
+		"User is never fanned out": {func(c *v1alpha1.ClusterDingTalkToken) { c.Spec.Type = v1alpha1.TokenTypeUser },
+			"spec.type User is not allowed in a ClusterDingTalkToken"},
+		"a selector is required": {func(c *v1alpha1.ClusterDingTalkToken) { c.Spec.NamespaceSelector = nil },
+			"spec.namespaceSelector: Required value"},
+		"a target name is required": {func(c *v1alpha1.ClusterDingTalkToken) { c.Spec.Target.Name = "" },
+			"spec.target.name"},
+		"a credentials namespace is required": {func(c *v1alpha1.ClusterDingTalkToken) { c.Spec.CredentialsRef.Namespace = "" },
+			"spec.credentialsRef.namespace"},
+		"the target is never the credentials Secret": {func(c *v1alpha1.ClusterDingTalkToken) { c.Spec.Target.Name = "creds" },
+			"spec.target.name must differ from spec.credentialsRef.name"},
+		"corpId only for ThirdPartyApp": {func(c *v1alpha1.ClusterDingTalkToken) { c.Spec.CorpID = "dingcorp" },
+			"spec.corpId is required when spec.type is ThirdPartyApp"},
+		"refreshBefore at least 2m": {func(c *v1alpha1.ClusterDingTalkToken) {
+			c.Spec.RefreshBefore = &metav1.Duration{Duration: time.Minute}
+		}, "spec.refreshBefore must be at least 2m"},
+		"template keys may not shadow expiresAt": {func(c *v1alpha1.ClusterDingTalkToken) {
+			c.Spec.Target.Template = &v1alpha1.TargetTemplate{Data: map[string]string{"expiresAt": "x"}}
+		}, "spec.target.template.data keys may not be the token key"},
+		"template labels may not use the operator's prefix": {func(c *v1alpha1.ClusterDingTalkToken) {
+			c.Spec.Target.Template = &v1alpha1.TargetTemplate{Metadata: &v1alpha1.TargetTemplateMetadata{
+				Labels: map[string]string{"dingtalk.tokens.dev/x": "y"}}}
+		}, "may not use the dingtalk.tokens.dev/ prefix"},
+	}
+	for name, tc := range refusals {
+		obj := valid()
+		tc.change(obj)
+		err := env.Client.Create(envtesting.Ctx(t), obj)
+		g.Expect(err).To(HaveOccurred(), name)
+		g.Expect(err.Error()).To(ContainSubstring(tc.want), name)
+	}
+	// Immutable type and target name.
+	obj := valid()
+	envtesting.Must(t, env.Client.Create(envtesting.Ctx(t), obj))
+	obj.Spec.Target.Name = "another"
+	err := env.Client.Update(envtesting.Ctx(t), obj)
+	g.Expect(err).To(MatchError(ContainSubstring("spec.target.name is immutable")))
+
+	testRequesterPolicy(t)
+}
+
+// testRequesterPolicy installs the shipped policy and checks it against three requesters.
+func testRequesterPolicy(t *testing.T) {
+	g := NewWithT(t)
+	install(t, filepath.Join(env.Root, "config", "admission", "cluster_requester_access_policy.yaml"))
+	credNS := env.CreateNamespace(t, "adm-creds")
+	env.CreateSecret(t, credNS, "creds", map[string]string{"appKey": "x", "appSecret": "y"})
+	user := "platform-" + testutil.RandHex(4)
+	grant := func(name string, rules ...rbacv1.PolicyRule) {
+		envtesting.Must(t, env.Client.Create(envtesting.Ctx(t), &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}))
+		envtesting.Must(t, env.Client.Create(envtesting.Ctx(t), &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+		}))
+	}
+	grant(user+"-cdtt", rbacv1.PolicyRule{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"clusterdingtalktokens"}, Verbs: []string{"create"}})
+	c, err := env.UserClient(user)
+	envtesting.Must(t, err)
+	newToken := func() *v1alpha1.ClusterDingTalkToken {
+		return clusterToken("adm-"+testutil.RandHex(4), credNS, "creds", "token", map[string]string{"adm": "none"})
+	}
+
+	// May create ClusterDingTalkTokens, but not read the credentials Secret: refused.
+	g.Eventually(func() error { return c.Create(envtesting.Ctx(t), newToken()) }).WithTimeout(20*time.Second).
+		Should(MatchError(ContainSubstring("may not get Secret creds in namespace " + credNS)))
+
+	// May read it, but may not create Secrets in every namespace (only in one): refused.
+	grant(user+"-read", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"creds"}, Verbs: []string{"get"}})
+	envtesting.Must(t, env.Client.Create(envtesting.Ctx(t), &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "create-here", Namespace: credNS},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "edit"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+	}))
+	g.Eventually(func() error { return c.Create(envtesting.Ctx(t), newToken()) }).WithTimeout(20*time.Second).
+		Should(MatchError(ContainSubstring("may not create Secrets in every namespace")))
+
+	// May create Secrets cluster-wide too: admitted.
+	grant(user+"-create", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}})
+	g.Eventually(func() error { return c.Create(envtesting.Ctx(t), newToken()) }).WithTimeout(20 * time.Second).Should(Succeed())
+}
+
+// install creates every object of a multi-document YAML file.
+func install(t *testing.T, path string) {
+	b, err := os.ReadFile(path)
+	envtesting.Must(t, err)
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	for {
+		var u unstructured.Unstructured
+		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+			return
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if len(u.Object) > 0 {
+			envtesting.Must(t, env.Client.Create(envtesting.Ctx(t), &u))
+		}
+	}
+}
