@@ -101,7 +101,6 @@ const (
 	ReasonPending                 = "Pending"
 	ReasonSuspended               = "Suspended"
 	ReasonCredentialsNotFound     = "CredentialsNotFound"
-	ReasonCredentialsInvalid      = "CredentialsInvalid"
 	ReasonCredentialsRejected     = "CredentialsRejected"
 	ReasonReauthorizationRequired = "ReauthorizationRequired"
 	ReasonCredentialsConflict     = "CredentialsConflict"
