@@ -31,9 +31,22 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: controller-gen ## Generate the CRD and RBAC manifests from the markers.
+manifests: controller-gen ## Generate the CRD and RBAC manifests from the markers (and copy them into the chart).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	go run ./hack/crdpatch -max-name-length 239 config/crd/bases/dingtalk.tokens.dev_dingtalktokens.yaml config/crd/bases/dingtalk.tokens.dev_clusterdingtalktokens.yaml
+	$(MAKE) --no-print-directory chart-sync
+
+CHART_DIR ?= charts/dingtalk-token-operator
+CHART_GENERATED = $(CHART_DIR)/generated
+
+.PHONY: chart-sync
+chart-sync: ## Copy config/'s CRDs, roles, admission policy and alerts into the chart, which renders from them.
+	rm -f $(CHART_GENERATED)/*/*.yaml
+	mkdir -p $(CHART_GENERATED)/crds $(CHART_GENERATED)/rbac $(CHART_GENERATED)/admission $(CHART_GENERATED)/prometheus
+	cp config/crd/bases/*.yaml $(CHART_GENERATED)/crds/
+	cp config/rbac/*role.yaml config/components/rollout-restart/*role.yaml $(CHART_GENERATED)/rbac/
+	find config/admission -name '*.yaml' ! -name kustomization.yaml -exec cp {} $(CHART_GENERATED)/admission/ \;
+	cp config/prometheus/alerts.yaml $(CHART_GENERATED)/prometheus/
 
 .PHONY: generate
 generate: controller-gen ## Generate the DeepCopy methods.
@@ -41,7 +54,7 @@ generate: controller-gen ## Generate the DeepCopy methods.
 
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when `make manifests generate` changes committed files.
-	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
+	@git diff --exit-code -- api config $(CHART_DIR) || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
 
 .PHONY: fmt
 fmt: ## Run go fmt.
