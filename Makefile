@@ -1,6 +1,18 @@
 # dingtalk-token-operator
 
 IMG ?= dingtalk-token-operator:latest
+# A release's version (x.y.z); binaries, images and the chart are stamped v$(VERSION).
+VERSION ?= 0.0.0-dev
+# The image name the chart and install.yaml point at (push the tarballs there).
+IMAGE_REPO ?= dingtalk-token-operator
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+PLUGIN_PLATFORMS ?= linux/amd64,linux/arm64,darwin/amd64,darwin/arm64
+DIST ?= dist
+GIT_COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+VERSION_PKG = github.com/dingtalk-token-operator/dingtalk-token-operator/internal/version
+LDFLAGS ?= -X $(VERSION_PKG).Version=v$(VERSION) -X $(VERSION_PKG).Commit=$(GIT_COMMIT)
+# hack/release is its own module (Helm, go-containerregistry): run it from there.
+RELEASE_TOOL = go -C hack/release run .
 # ENVTEST_K8S_VERSION is the kube-apiserver built for envtest and `make demo` (see hack/envtest/go.mod).
 ENVTEST_K8S_VERSION ?= $(shell awk '$$1=="k8s.io/kubernetes"{sub(/^v/,"",$$2); print $$2; exit}' hack/envtest/go.mod)
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
@@ -71,8 +83,22 @@ $(ENVTEST_ASSETS_DIR)/kube-apiserver:
 	bash hack/envtest/build.sh $(ENVTEST_ASSETS_DIR)
 
 .PHONY: test
-test: manifests generate fmt vet envtest ## Run all tests (unit, envtest, simulator, reliability) with the race detector.
+test: manifests generate fmt vet envtest ## Run all tests (unit, envtest, simulator, reliability, chart, image, release).
 	go test -race -timeout $(GOTEST_TIMEOUT) -count=1 $(TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory test-release
+
+# The CI-sized release `make test` builds and checks: every image platform (the image test reads
+# both), the plugin for one platform of each OS.
+CI_VERSION ?= 0.0.0-ci
+CI_DIST ?= $(LOCALBIN)/dist-ci
+CI_PLUGIN_PLATFORMS ?= linux/amd64,darwin/arm64
+
+.PHONY: test-release
+test-release: ## Build a CI-sized release, then test it, the chart and the images (module hack/release).
+	$(MAKE) --no-print-directory release VERSION=$(CI_VERSION) DIST=$(CI_DIST) PLUGIN_PLATFORMS=$(CI_PLUGIN_PLATFORMS)
+	go -C hack/release vet ./...
+	cd hack/release && RELEASE_DIST=$(CI_DIST) RELEASE_VERSION=$(CI_VERSION) RELEASE_PLUGIN_PLATFORMS=$(CI_PLUGIN_PLATFORMS) \
+		go test -timeout $(GOTEST_TIMEOUT) -count=1 $(TEST_FLAGS) ./...
 
 # Bench flags: BENCH_FLAGS="--tokens 50 --sets 5 --noise 200 --lifetime 30s --cycles 1 --restart-window 10s"
 # is a run that fits in CI (with BENCH_OUT elsewhere, so docs/benchmarks.md keeps the full-size figures).
@@ -90,18 +116,28 @@ demo: envtest ## Start a local control plane, the DingTalk simulator and the ope
 ##@ Build
 
 .PHONY: build
-build: manifests generate fmt vet ## Build the manager, simulator and kubectl-dingtalk binaries.
-	go build -o bin/manager ./cmd
-	go build -o bin/dingtalk-simulator ./cmd/dingtalk-simulator
-	go build -o bin/kubectl-dingtalk ./cmd/kubectl-dingtalk
+build: manifests generate fmt vet ## Build the manager, simulator and kubectl-dingtalk binaries (--version prints v$(VERSION)).
+	go build -ldflags "$(LDFLAGS)" -o bin/manager ./cmd
+	go build -ldflags "$(LDFLAGS)" -o bin/dingtalk-simulator ./cmd/dingtalk-simulator
+	go build -ldflags "$(LDFLAGS)" -o bin/kubectl-dingtalk ./cmd/kubectl-dingtalk
 
 .PHONY: run
 run: manifests generate fmt vet ## Run the operator against the current kubeconfig.
 	go run ./cmd
 
 .PHONY: docker-build
-docker-build: ## Build the container image (needs a Docker engine).
-	docker build -t $(IMG) .
+docker-build: ## Build the container image with Docker (`make image` needs no Docker engine).
+	docker build --build-arg VERSION=v$(VERSION) --build-arg COMMIT=$(GIT_COMMIT) -t $(IMG) .
+
+.PHONY: image
+image: ## Build the image as OCI tarballs in $(DIST)/, one per platform: no Docker engine, no base image.
+	$(RELEASE_TOOL) image --root $(CURDIR) --version $(VERSION) --out $(abspath $(DIST)) --image-repo $(IMAGE_REPO) --platforms $(IMAGE_PLATFORMS)
+
+.PHONY: release
+release: manifests ## Write a release to $(DIST)/ (make release VERSION=x.y.z): install.yaml, chart, images, kubectl plugin, SHA256SUMS.
+	rm -rf $(DIST)
+	$(RELEASE_TOOL) all --root $(CURDIR) --version $(VERSION) --out $(abspath $(DIST)) --image-repo $(IMAGE_REPO) \
+		--platforms $(IMAGE_PLATFORMS) --plugin-platforms $(PLUGIN_PLATFORMS)
 
 ##@ Deployment
 

@@ -91,17 +91,16 @@ func Release(ctx context.Context, o Options) error {
 // InstallYAML renders config/default with kustomize, the manager's image set to image.
 func InstallYAML(root, image string) ([]byte, error) {
 	name, tag, _ := strings.Cut(image, ":")
-	// An overlay on config/default, as `kustomize edit set image` would write it.
+	// An overlay on a copy of config/, as `kustomize edit set image` would write it.
 	fsys := filesys.MakeFsInMemory()
-	overlay := fmt.Sprintf("resources:\n- %s\nimages:\n- name: %s\n  newName: %s\n  newTag: %s\n",
-		filepath.Join(root, "config", "default"), managerImage, name, tag)
-	if err := copyTree(fsys, filepath.Join(root, "config")); err != nil {
+	if err := copyTree(fsys, filepath.Join(root, "config"), "/repo/config"); err != nil {
 		return nil, err
 	}
-	if err := fsys.WriteFile("/release/kustomization.yaml", []byte(overlay)); err != nil {
+	overlay := fmt.Sprintf("resources:\n- ../config/default\nimages:\n- name: %s\n  newName: %s\n  newTag: %s\n", managerImage, name, tag)
+	if err := fsys.WriteFile("/repo/release/kustomization.yaml", []byte(overlay)); err != nil {
 		return nil, err
 	}
-	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fsys, "/release")
+	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fsys, "/repo/release")
 	if err != nil {
 		return nil, err
 	}
@@ -117,24 +116,30 @@ func InstallYAML(root, image string) ([]byte, error) {
 	return append([]byte(header), body...), nil
 }
 
-// copyTree copies the YAML files under dir into fsys at the same absolute paths.
-func copyTree(fsys filesys.FileSystem, dir string) error {
-	return filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+// copyTree copies the YAML files under src into fsys under dst.
+func copyTree(fsys filesys.FileSystem, src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
 			return err
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
-		return fsys.WriteFile(path, b)
+		return fsys.WriteFile(filepath.Join(dst, filepath.ToSlash(rel)), b)
 	})
 }
 
-// buildPlugin builds kubectl-dingtalk for each plugin platform and archives each binary.
+// buildPlugin builds kubectl-dingtalk for each plugin platform and archives each binary. A tree
+// without cmd/kubectl-dingtalk (before the plugin landed) releases without it.
 func buildPlugin(ctx context.Context, o Options) error {
 	if !HasPlugin(o.Root) {
-		return fmt.Errorf("%s does not exist: nothing to build the kubectl plugin from", pluginPkg)
+		fmt.Fprintf(o.Log, "no %s in %s: the release has no kubectl plugin\n", pluginPkg, o.Root)
+		return nil
 	}
 	tmp, err := os.MkdirTemp("", "release-plugin-")
 	if err != nil {
