@@ -165,13 +165,16 @@ var crdObjects = configObjects("config/crd/bases/*.yaml", func(o *unstructured.U
 	return "CustomResourceDefinition " + o.GetName()
 })
 
-var admissionObjects = []string{
-	"ValidatingAdmissionPolicy " + fullname + "-requester-access",
-	"ValidatingAdmissionPolicyBinding " + fullname + "-requester-access",
-}
+// admissionObjects are the policies and bindings of config/admission, whichever they are.
+var admissionObjects = configObjects("config/admission/*.yaml", func(o *unstructured.Unstructured) string {
+	if o.GetKind() == "Kustomization" {
+		return ""
+	}
+	return o.GetKind() + " " + fullname + "-" + o.GetName()
+})
 
 // peopleRoles are the ClusterRoles of config/rbac that are not the operator's: the editor and
-// viewer roles of each kind, aggregated into admin, edit and view.
+// viewer roles of each kind.
 var peopleRoles = configObjects("config/rbac/*role.yaml", func(o *unstructured.Unstructured) string {
 	if o.GetKind() != "ClusterRole" || slices.Contains([]string{"manager-role", "metrics-auth-role", "metrics-reader"}, o.GetName()) {
 		return ""
@@ -310,8 +313,8 @@ func TestChartRender(t *testing.T) {
 			values:  map[string]any{"admissionPolicy": map[string]any{"enabled": false}},
 			objects: cat(baseObjects, clusterRights, metricsObjects, crdObjects, peopleRoles),
 		},
-		"rbac.aggregateClusterRoles=false": {
-			values:  map[string]any{"rbac": map[string]any{"aggregateClusterRoles": false}},
+		"rbac.userRoles=false": {
+			values:  map[string]any{"rbac": map[string]any{"userRoles": false}},
 			objects: cat(baseObjects, clusterRights, metricsObjects, crdObjects, admissionObjects),
 		},
 		"dingtalk endpoint, qps, burst, timeout": {
@@ -706,7 +709,7 @@ func TestChartNamespacedModeRendersRolesOnly(t *testing.T) {
 	}
 
 	strict := renderChart(t, map[string]any{"watchNamespaces": []any{"team-a"},
-		"metrics": map[string]any{"secure": false}, "rbac": map[string]any{"aggregateClusterRoles": false}})
+		"metrics": map[string]any{"secure": false}, "rbac": map[string]any{"userRoles": false}})
 	for _, kind := range []string{"ClusterRole", "ClusterRoleBinding"} {
 		for _, o := range strict.ofKind(kind) {
 			if o.GetName() != fullname+"-metrics-reader" { // grants nothing to the operator: Prometheus binds it
