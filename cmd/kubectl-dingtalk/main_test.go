@@ -80,7 +80,9 @@ func TestPlugin(t *testing.T) {
 	log := zap.New(zap.WriteTo(s.logs), zap.Level(zapcore.Level(-127)))
 	ctrl.SetLogger(log)
 	klog.SetLogger(log)
-	s.env.StartManager(t, s.env.ManagerOptions(), operator.Hooks{Logger: log})
+	opts := s.env.ManagerOptions()
+	opts.EnableRolloutRestart = true
+	s.env.StartManager(t, opts, operator.Hooks{Logger: log})
 	s.kubeconfig = s.pluginUser(t)
 	if err := <-built; err != nil {
 		t.Fatal(err)
@@ -273,8 +275,8 @@ func checkGolden(t *testing.T, name, got string) {
 	}
 }
 
-// testStatus: `status` of a Ready token, of tokens failing for several reasons, of a suspended
-// and of a pending one, as golden files; a missing object fails with one line.
+// testStatus: `status` of a Ready token, of tokens failing for every reason (each with its hint),
+// of a suspended and of a pending one, as golden files; a missing object fails with one line.
 func (s *suite) testStatus(t *testing.T) {
 	g := NewWithT(t)
 	ns := s.env.CreateNamespace(t, "plugin-status")
@@ -319,10 +321,45 @@ func (s *suite) testStatus(t *testing.T) {
 	s.env.WaitFor(t, ns, "throttled", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRateLimited, envtesting.ReadyTimeout)
 	s.env.Create(t, testenv.NewToken(ns, "pending", v1alpha1.TokenTypeInternalApp, "throttled-creds"))
 
+	// A credential over 4 KiB is refused before any call.
+	s.newApp(t, ns, "huge-creds", time.Hour)
+	s.env.UpdateSecret(t, ns, "huge-creds", map[string]string{"appSecret": s.env.Sensitive.New(testenv.Credential, strings.Repeat("x", 5000))})
+	s.env.Create(t, testenv.NewToken(ns, "oversized", v1alpha1.TokenTypeInternalApp, "huge-creds"))
+
+	// A User token whose refresh token DingTalk refuses; two that bootstrap from one grant.
+	s.userCredentials(t, ns, "revoked-oauth", map[string]string{"refreshToken": s.env.Sensitive.New(testenv.Credential, "revoked-rt-")})
+	s.env.Create(t, testenv.NewToken(ns, "revoked", v1alpha1.TokenTypeUser, "revoked-oauth"))
+	grant := s.env.Sensitive.New(testenv.Credential, "shared-rt-")
+	clientID := s.userCredentials(t, ns, "shared-oauth", map[string]string{"refreshToken": grant})
+	envtesting.Must(t, s.env.Sim.AddRefreshToken(clientID, grant))
+	s.env.Create(t, testenv.NewToken(ns, "first-user", v1alpha1.TokenTypeUser, "shared-oauth"))
+	s.env.WaitReady(t, ns, "first-user")
+	s.env.Create(t, testenv.NewToken(ns, "second-user", v1alpha1.TokenTypeUser, "shared-oauth"))
+
+	// A new token value whose rollout restart target does not exist: the refresh reports it.
+	restartApp := s.newApp(t, ns, "restart-creds", time.Hour)
+	restart := testenv.NewToken(ns, "restart", v1alpha1.TokenTypeInternalApp, "restart-creds")
+	restart.Spec.RolloutRestartTargets = []v1alpha1.RolloutRestartTarget{{Kind: v1alpha1.WorkloadKindDeployment, Name: "web"}}
+	s.env.Create(t, restart)
+	s.env.WaitReady(t, ns, "restart")
+	var restartCreds corev1.Secret
+	envtesting.Must(t, s.env.Client.Get(envtesting.Ctx(t), client.ObjectKey{Namespace: ns, Name: "restart-creds"}, &restartCreds))
+	// The app configured anew forgets its token: the next call issues another value.
+	envtesting.Must(t, s.env.Sim.AddApp(simulator.App{AppKey: restartApp, AppSecret: string(restartCreds.Data["appSecret"]),
+		TokenLifetime: simulator.Duration(time.Hour)}))
+	r := s.plugin(t, "refresh", "restart", "-n", ns, "--timeout", "60s")
+	g.Expect(r.code).To(BeZero(), "stdout %q stderr %q", r.stdout, r.stderr)
+	g.Expect(r.stdout).To(MatchRegexp(`^dingtalktoken ` + regexp.QuoteMeta(ns) + `/restart refreshed: token issued at \S+Z, expires in \S+ ` +
+		`\(Refreshed RolloutRestartFailed: .*web.*\)\n$`))
+
 	want := map[string]struct {
 		status metav1.ConditionStatus
 		reason string
 	}{
+		"oversized":   {metav1.ConditionFalse, v1alpha1.ReasonCredentialsInvalid},
+		"revoked":     {metav1.ConditionFalse, v1alpha1.ReasonReauthorizationRequired},
+		"second-user": {metav1.ConditionFalse, v1alpha1.ReasonCredentialsConflict},
+		"restart":     {metav1.ConditionTrue, v1alpha1.ReasonTokenValid},
 		"ready":          {metav1.ConditionTrue, v1alpha1.ReasonTokenValid},
 		"suspended":      {metav1.ConditionFalse, v1alpha1.ReasonSuspended},
 		"no-credentials": {metav1.ConditionFalse, v1alpha1.ReasonCredentialsNotFound},
@@ -445,15 +482,27 @@ func (s *suite) testRefresh(t *testing.T) {
 		`the operator holds the next attempt until \S+Z \(in 59m\d+s\); the request is served then, or at once when the credentials Secret changes\n$`))
 }
 
-// userToken configures a simulator user, its credentials Secret (clientId and clientSecret, no
-// code yet) and a User DingTalkToken; it returns the clientId.
-func (s *suite) userToken(t *testing.T, ns, name string) string {
+// userCredentials configures a simulator user and a credentials Secret with its clientId,
+// clientSecret and extra keys; it returns the clientId.
+func (s *suite) userCredentials(t *testing.T, ns, secretName string, extra map[string]string) string {
 	t.Helper()
 	clientID := "dinguser" + testutil.RandHex(4)
 	secret := s.env.Sensitive.New(testenv.Credential, "clientsecret-")
 	envtesting.Must(t, s.env.Sim.AddUser(simulator.User{ClientID: clientID, ClientSecret: secret, CorpID: "dingcorp1",
 		TokenLifetime: simulator.Duration(time.Hour)}))
-	s.env.CreateSecret(t, ns, name+"-oauth", map[string]string{"clientId": clientID, "clientSecret": secret})
+	data := map[string]string{"clientId": clientID, "clientSecret": secret}
+	for k, v := range extra {
+		data[k] = v
+	}
+	s.env.CreateSecret(t, ns, secretName, data)
+	return clientID
+}
+
+// userToken configures a simulator user, its credentials Secret (clientId and clientSecret, no
+// code yet) and a User DingTalkToken; it returns the clientId.
+func (s *suite) userToken(t *testing.T, ns, name string) string {
+	t.Helper()
+	clientID := s.userCredentials(t, ns, name+"-oauth", nil)
 	s.env.Create(t, testenv.NewToken(ns, name, v1alpha1.TokenTypeUser, name+"-oauth"))
 	s.env.WaitFor(t, ns, name, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCredentialsNotFound, envtesting.ReadyTimeout)
 	return clientID
