@@ -114,6 +114,7 @@ func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, erro
 		Cache:                         controllers.CacheOptions(o.WatchNamespaces),
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        o.HealthProbeBindAddress,
+		PprofBindAddress:              o.PprofBindAddress,
 		LeaderElection:                o.LeaderElection,
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       o.LeaderElectionNamespace,

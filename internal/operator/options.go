@@ -73,6 +73,9 @@ type Options struct {
 
 	// HealthProbeBindAddress serves /healthz and /readyz; "0" disables it.
 	HealthProbeBindAddress string
+	// PprofBindAddress serves Go's net/http/pprof profiles, unauthenticated; "0" (the default)
+	// disables it. For profiling on a loopback address only.
+	PprofBindAddress string
 
 	// Zap configures the logger (controller-runtime's --zap-* flags).
 	Zap zap.Options
@@ -91,6 +94,7 @@ func DefaultOptions() Options {
 		MetricsCertName:         "tls.crt",
 		MetricsCertKey:          "tls.key",
 		HealthProbeBindAddress:  ":8081",
+		PprofBindAddress:        "0",
 	}
 }
 
@@ -132,6 +136,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"Serve metrics over HTTP/2 as well (off by default because of the HTTP/2 Rapid Reset CVEs).")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress,
 		"Address of the /healthz and /readyz probes; 0 disables them.")
+	fs.StringVar(&o.PprofBindAddress, "pprof-bind-address", o.PprofBindAddress,
+		"Address serving Go's pprof profiles (/debug/pprof/), without authentication: bind it to loopback, "+
+			"e.g. 127.0.0.1:6060, and only while profiling; 0 disables it.")
 	o.Zap.BindFlags(fs)
 }
 

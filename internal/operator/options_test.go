@@ -33,7 +33,8 @@ func TestParse(t *testing.T) {
 		"defaults": {
 			check: func(t *testing.T, o Options) {
 				if o.DingTalkEndpoint != "https://api.dingtalk.com" || o.LeaderElection || !o.MetricsSecure ||
-					o.MetricsBindAddress != "0" || o.HealthProbeBindAddress != ":8081" || len(o.WatchNamespaces) != 0 {
+					o.MetricsBindAddress != "0" || o.HealthProbeBindAddress != ":8081" || len(o.WatchNamespaces) != 0 ||
+					o.PprofBindAddress != "0" {
 					t.Errorf("defaults = %+v", o)
 				}
 			},
@@ -44,6 +45,7 @@ func TestParse(t *testing.T) {
 				"--enable-rollout-restart", "--leader-elect", "--leader-election-namespace=ops",
 				"--metrics-bind-address=:8443", "--health-probe-bind-address=:9440", "--max-concurrent-reconciles=8",
 				"--dingtalk-qps=5", "--dingtalk-burst=10", "--dingtalk-timeout=3s", "--zap-log-level=debug",
+				"--pprof-bind-address=127.0.0.1:6060",
 			},
 			check: func(t *testing.T, o Options) {
 				if o.DingTalkEndpoint != "https://proxy.example.com/dingtalk" {
@@ -54,7 +56,8 @@ func TestParse(t *testing.T) {
 				}
 				if !o.EnableRolloutRestart || !o.LeaderElection || o.LeaderElectionNamespace != "ops" ||
 					o.MetricsBindAddress != ":8443" || o.HealthProbeBindAddress != ":9440" ||
-					o.MaxConcurrentReconciles != 8 || o.DingTalkQPS != 5 || o.DingTalkBurst != 10 || o.DingTalkTimeout.Seconds() != 3 {
+					o.MaxConcurrentReconciles != 8 || o.DingTalkQPS != 5 || o.DingTalkBurst != 10 || o.DingTalkTimeout.Seconds() != 3 ||
+					o.PprofBindAddress != "127.0.0.1:6060" {
 					t.Errorf("options = %+v", o)
 				}
 			},
