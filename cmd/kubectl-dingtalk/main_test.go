@@ -356,10 +356,10 @@ func (s *suite) testStatus(t *testing.T) {
 		status metav1.ConditionStatus
 		reason string
 	}{
-		"oversized":   {metav1.ConditionFalse, v1alpha1.ReasonCredentialsInvalid},
-		"revoked":     {metav1.ConditionFalse, v1alpha1.ReasonReauthorizationRequired},
-		"second-user": {metav1.ConditionFalse, v1alpha1.ReasonCredentialsConflict},
-		"restart":     {metav1.ConditionTrue, v1alpha1.ReasonTokenValid},
+		"oversized":      {metav1.ConditionFalse, v1alpha1.ReasonCredentialsInvalid},
+		"revoked":        {metav1.ConditionFalse, v1alpha1.ReasonReauthorizationRequired},
+		"second-user":    {metav1.ConditionFalse, v1alpha1.ReasonCredentialsConflict},
+		"restart":        {metav1.ConditionTrue, v1alpha1.ReasonTokenValid},
 		"ready":          {metav1.ConditionTrue, v1alpha1.ReasonTokenValid},
 		"suspended":      {metav1.ConditionFalse, v1alpha1.ReasonSuspended},
 		"no-credentials": {metav1.ConditionFalse, v1alpha1.ReasonCredentialsNotFound},

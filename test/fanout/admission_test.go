@@ -111,7 +111,7 @@ func testRequesterPolicy(t *testing.T) {
 	}
 
 	// May create ClusterDingTalkTokens, but not read the credentials Secret: refused.
-	g.Eventually(func() error { return c.Create(envtesting.Ctx(t), newToken()) }).WithTimeout(20*time.Second).
+	g.Eventually(func() error { return c.Create(envtesting.Ctx(t), newToken()) }).WithTimeout(20 * time.Second).
 		Should(MatchError(ContainSubstring("may not get Secret creds in namespace " + credNS)))
 
 	// May read it, but may not create Secrets in every namespace (only in one): refused.
@@ -121,7 +121,7 @@ func testRequesterPolicy(t *testing.T) {
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "edit"},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
 	}))
-	g.Eventually(func() error { return c.Create(envtesting.Ctx(t), newToken()) }).WithTimeout(20*time.Second).
+	g.Eventually(func() error { return c.Create(envtesting.Ctx(t), newToken()) }).WithTimeout(20 * time.Second).
 		Should(MatchError(ContainSubstring("may not create Secrets in every namespace")))
 
 	// May create Secrets cluster-wide too: admitted.
