@@ -24,6 +24,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
 
 func TestAuthURL(t *testing.T) {
@@ -206,5 +209,37 @@ func TestOpener(t *testing.T) {
 	}
 	if _, args := opener("windows"); len(args) != 1 || args[0] != "url.dll,FileProtocolHandler" {
 		t.Errorf("windows args = %q", args)
+	}
+}
+
+// The URL is printed in every case: with --no-browser, when the opener fails, and beside an
+// opened browser that may not have come up.
+func TestShowSignIn(t *testing.T) {
+	const signInURL = "https://login.dingtalk.com/oauth2/auth?client_id=x"
+	tests := map[string]struct {
+		// noBrowser is --no-browser; openErr what the opener returns.
+		noBrowser bool
+		openErr   error
+		// opened: the opener was called; want: a part of the output.
+		opened bool
+		want   string
+	}{
+		"no browser":    {noBrowser: true, want: "Open this URL in a browser and sign in to DingTalk:"},
+		"opener fails":  {openErr: io.ErrUnexpectedEOF, opened: true, want: "Could not open a browser."},
+		"browser opens": {opened: true, want: "Opened DingTalk's sign-in page in your browser. If it did not open, visit:"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var out strings.Builder
+			opened := false
+			o := &Options{IOStreams: genericiooptions.IOStreams{Out: &out}, OpenBrowser: func(u string) error {
+				opened = u == signInURL
+				return tc.openErr
+			}}
+			o.showSignIn(&authorizeOptions{noBrowser: tc.noBrowser, timeout: 5 * time.Minute}, signInURL, "http://127.0.0.1:8000/callback")
+			if opened != tc.opened || !strings.Contains(out.String(), tc.want) || !strings.Contains(out.String(), "\n    "+signInURL+"\n") {
+				t.Errorf("opened %v, output:\n%s", opened, out.String())
+			}
+		})
 	}
 }
