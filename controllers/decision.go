@@ -108,7 +108,7 @@ type refreshInput struct {
 	// RetryAfterFloor is the earliest call DingTalk allows for this credential set (zero: none).
 	RetryAfterFloor time.Time
 	// RefreshRequestedAt is the time of a refresh requested with the refresh-requested-at
-	// annotation, at most Now (zero: none, or not a valid time).
+	// annotation, in whole seconds, at most a minute ahead of Now (zero: none, or not valid).
 	RefreshRequestedAt time.Time
 }
 
@@ -163,9 +163,10 @@ func refreshOnTicketAfterFailure(in refreshInput) (refreshDecision, bool) {
 }
 
 // refreshOnRequest: a refresh requested after the held token was issued refreshes once, when the
-// backoff allows.
+// requested time has come and the backoff allows.
 func refreshOnRequest(in refreshInput) (refreshDecision, bool) {
-	return refreshDecision{Fetch: true, Why: "refresh requested"}, in.requestPending() && !in.Now.Before(in.gate())
+	return refreshDecision{Fetch: true, Why: "refresh requested"},
+		in.requestPending() && !in.Now.Before(in.RefreshRequestedAt) && !in.Now.Before(in.gate())
 }
 
 // holdWhileValid: a token that is not due yet is kept.
@@ -251,12 +252,15 @@ func (in refreshInput) gate() time.Time {
 }
 
 // nextAttempt is when the next refresh attempt will happen if nothing else changes: the due time
-// (now, while a requested refresh is pending), held back by the backoff and by DingTalk's
+// (or a pending request's time, when earlier), held back by the backoff and by DingTalk's
 // Retry-After. It is what status.refreshTime shows.
 func nextAttempt(in refreshInput) time.Time {
 	next := in.dueAt()
-	if next.IsZero() || in.requestPending() {
+	if next.IsZero() {
 		next = in.Now
+	}
+	if in.requestPending() && in.RefreshRequestedAt.Before(next) {
+		next = in.RefreshRequestedAt
 	}
 	gate := in.gate()
 	if k := kindOf(in.FailureReason); k == failureLocal && in.FailedAttempts > 0 && !in.LastFailure.IsZero() {

@@ -256,6 +256,55 @@ func TestDecide(t *testing.T) {
 			in:        failed(refreshInput{Now: t0.Add(time.Second), UID: uid}, v1alpha1.ReasonCredentialsNotFound, 2, t0),
 			wantFetch: true, wantNext: t0.Add(backoffDelay(uid, 2)),
 		},
+		"refresh requested after the token was issued: call at once, though not due": {
+			in: func() refreshInput {
+				in := base(t0.Add(time.Minute))
+				in.RefreshRequestedAt = t0.Add(30 * time.Second)
+				return in
+			}(),
+			wantFetch: true, wantNext: t0.Add(30 * time.Second),
+		},
+		"request older than the held token: nothing to do": {
+			in: func() refreshInput {
+				in := base(t0.Add(time.Minute))
+				in.RefreshRequestedAt = t0.Add(-time.Minute)
+				return in
+			}(),
+			wantFetch: false, wantNext: due,
+		},
+		"request for a second just ahead (a clock running ahead): waits for it, then calls": {
+			in: func() refreshInput {
+				in := base(t0.Add(time.Minute))
+				in.RefreshRequestedAt = t0.Add(time.Minute + 5*time.Second)
+				return in
+			}(),
+			wantFetch: false, wantNext: t0.Add(time.Minute + 5*time.Second),
+		},
+		"request while backing off: waits for the backoff": {
+			in: func() refreshInput {
+				in := failed(base(due.Add(2*time.Second)), v1alpha1.ReasonProviderUnavailable, 1, due)
+				in.RefreshRequestedAt = due.Add(time.Second)
+				return in
+			}(),
+			wantFetch: false, wantNext: due.Add(backoffDelay(uid, 1)),
+		},
+		"request after CredentialsRejected: still hourly": {
+			in: func() refreshInput {
+				in := failed(base(t0.Add(time.Minute)), v1alpha1.ReasonCredentialsRejected, 1, t0)
+				in.RefreshRequestedAt = t0.Add(30 * time.Second)
+				return in
+			}(),
+			wantFetch: false, wantNext: t0.Add(time.Hour),
+		},
+		"request while DingTalk's Retry-After holds: waits for it": {
+			in: func() refreshInput {
+				in := base(t0.Add(time.Minute))
+				in.RefreshRequestedAt = t0.Add(30 * time.Second)
+				in.RetryAfterFloor = t0.Add(2 * time.Minute)
+				return in
+			}(),
+			wantFetch: false, wantNext: t0.Add(2 * time.Minute),
+		},
 		"expired token, refresh failing: call when the backoff allows": {
 			in:        failed(base(expires.Add(time.Minute)), v1alpha1.ReasonProviderUnavailable, 4, expires),
 			wantFetch: true, wantNext: expires.Add(backoffDelay(uid, 4)),
@@ -332,5 +381,37 @@ func TestRefreshScheduleOverTime(t *testing.T) {
 	// provider answers at the next backoff step. Two such lives fit in 3 minutes.
 	if calls < 4 || calls > 10 {
 		t.Errorf("%d calls in 3 minutes, want a handful (bounded backoff)", calls)
+	}
+}
+
+// TestAcceptShared: a token another object of the set fetched is taken when it is newer than the
+// held one, not itself due, and issued no earlier than a pending refresh request.
+func TestAcceptShared(t *testing.T) {
+	const uid = types.UID("accept")
+	held := refreshInput{Now: t0.Add(time.Minute), UID: uid, IssuedAt: t0, ExpiresAt: t0.Add(2 * time.Hour)}
+	fresh := issued{IssuedAt: t0.Add(time.Minute), ExpiresAt: t0.Add(time.Minute + 2*time.Hour)}
+	tests := map[string]struct {
+		in   refreshInput // the taker's state
+		t    issued       // the token on offer
+		want bool
+	}{
+		"newer and fresh: taken":                 {in: held, t: fresh, want: true},
+		"no token held: taken":                   {in: refreshInput{Now: held.Now, UID: uid}, t: fresh, want: true},
+		"not newer than the held one: not taken": {in: held, t: issued{IssuedAt: t0, ExpiresAt: t0.Add(2 * time.Hour)}},
+		"itself due already: not taken":          {in: func() refreshInput { in := held; in.Now = t0.Add(119 * time.Minute); return in }(), t: issued{IssuedAt: t0.Add(time.Second), ExpiresAt: t0.Add(2*time.Hour + time.Second)}},
+		"issued before a pending request: not taken": {in: func() refreshInput {
+			in := held
+			in.RefreshRequestedAt = t0.Add(90 * time.Second)
+			in.Now = t0.Add(2 * time.Minute)
+			return in
+		}(), t: fresh},
+		"issued at or after the request: taken": {in: func() refreshInput { in := held; in.RefreshRequestedAt = t0.Add(time.Minute); return in }(), t: fresh, want: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := acceptShared(tc.in, tc.t); got != tc.want {
+				t.Errorf("acceptShared() = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -61,8 +61,10 @@ func specOfDingTalkToken(tok *v1alpha1.DingTalkToken) tokenSpec {
 	return s
 }
 
-// refreshRequestedAt parses a refresh-requested-at value: the requested time (at most now: a
-// clock running ahead does not make a request pending for longer), or why it is ignored.
+// refreshRequestedAt parses a refresh-requested-at value: the requested time, in whole seconds
+// like the issue times it is compared with, or why it is ignored. A time up to requestSkew ahead
+// (the requester's clock running ahead of ours) is honoured when it comes, not before: a token
+// issued earlier would not be newer than the request, and would be fetched again.
 func refreshRequestedAt(value string, now time.Time) (time.Time, string) {
 	if value == "" {
 		return time.Time{}, ""
@@ -73,9 +75,7 @@ func refreshRequestedAt(value string, now time.Time) (time.Time, string) {
 		return time.Time{}, "is not an RFC 3339 time such as 2026-11-25T14:50:12Z"
 	case t.After(now.Add(requestSkew)):
 		return time.Time{}, "lies in the future"
-	case t.After(now):
-		return now, ""
 	default:
-		return t, ""
+		return t.Truncate(time.Second), ""
 	}
 }

@@ -92,6 +92,7 @@ var scenarios = []scenario{
 	{name: "Suspend", run: testSuspend},
 	{name: "Deletion", run: testDeletion},
 	{name: "RolloutRestart", run: testRolloutRestart},
+	{name: "RefreshRequest", run: testRefreshRequest},
 	{name: "Restart", ownManager: true, run: testRestart},
 }
 
