@@ -34,7 +34,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/metrics"
@@ -78,7 +77,7 @@ type ClusterDingTalkTokenReconciler struct {
 }
 
 // SetupWithManager registers the controller: ClusterDingTalkTokens, their target Secrets, the
-// credentials Secrets they name (the Machinery's metadata cache) and Namespaces (metadata only).
+// credentials Secrets they name (the Machinery's credentials watch) and Namespaces (metadata only).
 func (r *ClusterDingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Machinery == nil || r.Recorder == nil {
 		return errors.New("ClusterDingTalkTokenReconciler needs the Machinery and a Recorder")
@@ -114,8 +113,7 @@ func (r *ClusterDingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) erro
 		For(&v1alpha1.ClusterDingTalkToken{}, builder.WithPredicates(specOrRequestChanged())).
 		Owns(&corev1.Secret{}).
 		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.tokensForNamespace)).
-		WatchesRawSource(source.Kind(r.credentialsCache, secretMetadata(),
-			handler.TypedEnqueueRequestsFromMapFunc(r.tokensForCredentials))).
+		WatchesRawSource(r.credentials.source(r.tokensForCredentials)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 }

@@ -64,12 +64,9 @@ func (sh *Machinery) readCredentials(ctx context.Context, p *tokenPass) (credent
 
 func (sh *Machinery) credentialValues(ctx context.Context, p *tokenPass) (*credentials, *failure, error) {
 	key := p.spec.Credentials
-	if sh.credentialsCache != nil {
-		m := secretMetadata()
-		if err := sh.credentialsCache.Get(ctx, key, m); err == nil {
-			if memo := sh.memory.credentials(p.key, p.uid, p.generation, key.Name, m.ResourceVersion); memo != nil {
-				return memo.values, memo.invalid, nil
-			}
+	if sh.credentials != nil {
+		if memo := sh.memory.credentials(p.key, p.uid, p.generation, key.Name, sh.credentials.resourceVersion(key)); memo != nil {
+			return memo.values, memo.invalid, nil
 		}
 	}
 	s := &corev1.Secret{}
@@ -78,6 +75,10 @@ func (sh *Machinery) credentialValues(ctx context.Context, p *tokenPass) (*crede
 			return nil, &failure{reason: v1alpha1.ReasonCredentialsNotFound, message: fmt.Sprintf("credentials Secret %q not found", key.Name)}, nil
 		}
 		return nil, nil, err
+	}
+	if sh.credentials != nil {
+		// The watch may not have seen this Secret yet (it was referenced after its last change).
+		sh.credentials.observe(key, s.ResourceVersion)
 	}
 	// An oversized value is refused before it is copied; the refusal is remembered for this
 	// resourceVersion, so that the Secret is not read again until it changes.

@@ -38,10 +38,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
@@ -132,8 +130,8 @@ func (r *DingTalkTokenReconciler) init() {
 }
 
 // SetupWithManager registers the controller: DingTalkTokens, their owned Secrets (targets and
-// refresh-token Secrets, from the label-selected cache) and, through a second metadata-only cache,
-// the credentials Secrets they reference.
+// refresh-token Secrets, from the label-selected cache) and, through the credentials watch, the
+// credentials Secrets they reference.
 func (r *DingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.init()
 	if r.APIReader == nil {
@@ -159,44 +157,9 @@ func (r *DingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named(controllerName).
 		For(&v1alpha1.DingTalkToken{}, builder.WithPredicates(specOrRequestChanged())).
 		Owns(&corev1.Secret{}).
-		WatchesRawSource(source.Kind(r.credentialsCache, secretMetadata(),
-			handler.TypedEnqueueRequestsFromMapFunc(r.tokensForCredentials))).
+		WatchesRawSource(r.credentials.source(r.tokensForCredentials)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
-}
-
-// secretMetadata is an empty Secret as metadata, for the credentials cache.
-func secretMetadata() *metav1.PartialObjectMetadata {
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	return m
-}
-
-// newCredentialsCache is the second cache: Secrets as metadata, stripped to name, namespace, uid
-// and resourceVersion, so that any Secret's change is seen without holding its data.
-func newCredentialsCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, error) {
-	return cache.New(mgr.GetConfig(), cache.Options{
-		HTTPClient:        mgr.GetHTTPClient(),
-		Scheme:            mgr.GetScheme(),
-		Mapper:            mgr.GetRESTMapper(),
-		DefaultNamespaces: namespaceConfig(namespaces),
-		DefaultTransform:  identityOnly,
-	})
-}
-
-// identityOnly keeps a credentials Secret's name, namespace, uid and resourceVersion: enough to
-// map it to DingTalkTokens and to see it change, nothing of its labels, annotations or data.
-func identityOnly(in any) (any, error) {
-	m, ok := in.(*metav1.PartialObjectMetadata)
-	if !ok {
-		return in, nil
-	}
-	return &metav1.PartialObjectMetadata{
-		TypeMeta: m.TypeMeta,
-		ObjectMeta: metav1.ObjectMeta{
-			Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
-		},
-	}, nil
 }
 
 // tokensForCredentials maps a Secret to the DingTalkTokens naming it as credentials.

@@ -24,8 +24,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -179,29 +177,6 @@ func TestFetcherShares(t *testing.T) {
 	clk.Step(time.Hour)
 	if got := f.floor(third); !got.IsZero() {
 		t.Fatalf("floor after an hour = %s, want none", got)
-	}
-}
-
-func TestIdentityOnly(t *testing.T) {
-	in := &metav1.PartialObjectMetadata{
-		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name: "n", Namespace: "ns", UID: "u", ResourceVersion: "7", Generation: 2,
-			Labels: map[string]string{"a": "b"}, Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{}}"},
-			ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "kubectl"}},
-			OwnerReferences: []metav1.OwnerReference{{Name: "o"}},
-		},
-	}
-	out, err := identityOnly(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := &metav1.PartialObjectMetadata{
-		TypeMeta:   in.TypeMeta,
-		ObjectMeta: metav1.ObjectMeta{Name: "n", Namespace: "ns", UID: "u", ResourceVersion: "7"},
-	}
-	if !equality.Semantic.DeepEqual(out, want) {
-		t.Errorf("identityOnly kept %+v, want %+v", out, want)
 	}
 }
 

@@ -20,9 +20,9 @@ import (
 	"context"
 	"sync"
 
+	"k8s.io/client-go/metadata"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
@@ -41,11 +41,11 @@ type Machinery struct {
 	memory   *memory
 	// apiReader reads uncached (credentials Secrets).
 	apiReader client.Reader
-	// credentialsCache is the metadata-only cache of credentials Secrets: a changed
+	// credentials watches the referenced credentials Secrets (credwatch.go): a changed
 	// resourceVersion there tells that the credentials must be read again.
-	credentialsCache cache.Cache
-	cacheOnce        sync.Once
-	cacheErr         error
+	credentials *credentialsWatch
+	setupOnce   sync.Once
+	setupErr    error
 }
 
 // NewMachinery is the machinery of one manager's reconcilers: tokens from dt at endpoint,
@@ -58,17 +58,17 @@ func NewMachinery(clk clock.Clock, dt dingtalk.Client, endpoint string) *Machine
 }
 
 // setup gives the machinery the manager's uncached reader and, once for all reconcilers, the
-// second cache: credentials Secrets as metadata only.
+// watch of the credentials Secrets they reference (namespaces: those served; empty: all).
 func (sh *Machinery) setup(mgr ctrl.Manager, apiReader client.Reader, namespaces []string) error {
-	sh.cacheOnce.Do(func() {
+	sh.setupOnce.Do(func() {
 		sh.apiReader = apiReader
-		var c cache.Cache
-		if c, sh.cacheErr = newCredentialsCache(mgr, namespaces); sh.cacheErr == nil {
-			sh.cacheErr = mgr.Add(c)
-			sh.credentialsCache = c
+		var mc metadata.Interface
+		if mc, sh.setupErr = metadata.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient()); sh.setupErr == nil {
+			sh.credentials = newCredentialsWatch(mc, namespaces)
+			sh.setupErr = mgr.Add(sh.credentials)
 		}
 	})
-	return sh.cacheErr
+	return sh.setupErr
 }
 
 // fetchShared fetches a token of a shareable type for the credential set setKey: a token another
