@@ -111,7 +111,7 @@ bench: envtest ## Run the benchmarks and print the figures (writes docs/benchmar
 
 .PHONY: demo
 demo: envtest ## Start a local control plane, the DingTalk simulator and the operator with sample tokens.
-	go run ./cmd/demo
+	go run ./hack/demo
 
 ##@ Build
 

@@ -32,16 +32,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
-	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
 
@@ -124,7 +119,7 @@ func run(ctx context.Context, p params) (string, error) {
 
 	m, err := b.phaseScale(ctx, bin)
 	if m != nil {
-		defer func() { m.kill() }()
+		defer func() { m.Kill() }()
 	}
 	if err != nil {
 		return "", err
@@ -137,7 +132,7 @@ func run(ctx context.Context, p params) (string, error) {
 	}
 	m2, err := b.phaseRestart(ctx, bin, m)
 	if m2 != nil {
-		defer func() { m2.kill() }()
+		defer func() { m2.Kill() }()
 	}
 	if err != nil {
 		return "", err
@@ -152,45 +147,6 @@ func run(ctx context.Context, p params) (string, error) {
 // startWorld starts envtest (with the CRD), a kubeconfig for the manager, the simulator with
 // one internal app per credential set, the bench's client and its watcher.
 func (b *bench) startWorld(ctx context.Context) (func(), error) {
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-	env := &envtest.Environment{
-		CRDDirectoryPaths:        []string{filepath.Join(b.p.root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing:    true,
-		Scheme:                   scheme,
-		ControlPlaneStartTimeout: 2 * time.Minute,
-	}
-	logf("Starting envtest (KUBEBUILDER_ASSETS=%s)", os.Getenv("KUBEBUILDER_ASSETS"))
-	cfg, err := env.Start()
-	if err != nil {
-		return nil, fmt.Errorf("starting envtest (run `make envtest` and set KUBEBUILDER_ASSETS): %w", err)
-	}
-	var sim *simulator.Server
-	stop := func() {
-		if sim != nil {
-			_ = sim.Close()
-		}
-		_ = env.Stop()
-	}
-	// The manager authenticates with a client certificate envtest issues, as cluster admin.
-	user, err := env.AddUser(envtest.User{Name: "dingtalk-token-operator-bench", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return stop, err
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return stop, err
-	}
-	b.kubeconfig = filepath.Join(b.dir, "kubeconfig")
-	if err := os.WriteFile(b.kubeconfig, kc, 0o600); err != nil {
-		return stop, err
-	}
-	fast := rest.CopyConfig(cfg)
-	fast.QPS, fast.Burst = 5000, 10000
-	if b.k8s, err = client.New(fast, client.Options{Scheme: scheme}); err != nil {
-		return stop, err
-	}
 	for i := range b.p.sets {
 		b.apps = append(b.apps, simulator.App{
 			AppKey:        fmt.Sprintf("benchapp%03d", i),
@@ -198,11 +154,19 @@ func (b *bench) startWorld(ctx context.Context) (func(), error) {
 			TokenLifetime: simulator.Duration(b.p.lifetime),
 		})
 	}
-	if sim, err = simulator.Start(simulator.Config{Apps: b.apps}, clock.RealClock{}); err != nil {
+	logf("Starting envtest (KUBEBUILDER_ASSETS=%s)", os.Getenv("KUBEBUILDER_ASSETS"))
+	env, err := testenv.Start(testenv.Options{Root: b.p.root, StartTimeout: 2 * time.Minute, Simulator: &simulator.Config{Apps: b.apps}})
+	if err != nil {
+		return nil, err
+	}
+	stop := func() { _ = env.Stop() }
+	// The manager authenticates with a client certificate envtest issues, as cluster admin.
+	b.kubeconfig = filepath.Join(b.dir, "kubeconfig")
+	if err := env.AdminKubeconfig(b.kubeconfig, "dingtalk-token-operator-bench"); err != nil {
 		return stop, err
 	}
-	b.sim = sim
-	if b.w, err = newWatcher(ctx, fast, scheme); err != nil {
+	b.k8s, b.sim = env.Client, env.Sim
+	if b.w, err = newWatcher(ctx, testenv.Unthrottled(env.Config), env.Scheme); err != nil {
 		return stop, err
 	}
 	return stop, nil
@@ -215,7 +179,7 @@ func (b *bench) start(bin string) (*manager, error) {
 	b.managers++
 	m, err := startManager(bin, b.kubeconfig, b.sim.URL(), filepath.Join(b.dir, fmt.Sprintf("manager-%d.log", b.managers)), b.extra)
 	if err == nil {
-		logf("Started manager %d (pid %d)", b.managers, m.cmd.Process.Pid)
+		logf("Started manager %d (pid %d)", b.managers, m.Pid())
 	}
 	return m, err
 }
@@ -241,7 +205,7 @@ func (b *bench) phaseScale(ctx context.Context, bin string) (*manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := waitFor(ctx, time.Minute, func() bool { _, err := m.readyTokens(); return err == nil || m.exited() }); err != nil || m.exited() {
+	if err := waitFor(ctx, time.Minute, func() bool { _, err := m.readyTokens(); return err == nil || m.Exited() }); err != nil || m.Exited() {
 		return m, fmt.Errorf("the manager did not serve metrics (see %s)", m.logPath)
 	}
 
@@ -365,7 +329,7 @@ func (b *bench) longLifetimes(ctx context.Context) error {
 // restart window and the time until the new process reports every token Ready.
 func (b *bench) phaseRestart(ctx context.Context, bin string, old *manager) (*manager, error) {
 	logf("Restart: SIGKILL and a new manager with %d valid tokens", b.p.tokens)
-	old.kill()
+	old.Kill()
 	m, calls, ready, err := b.restart(ctx, bin)
 	b.r.restartCalls, b.r.restartReady = calls, ready
 	if err == nil {
@@ -387,7 +351,7 @@ func (b *bench) restart(ctx context.Context, bin string) (*manager, int64, time.
 		if n, err := m.readyTokens(); err == nil && n == b.p.tokens && ready == 0 {
 			ready = time.Since(m.started)
 		}
-		if m.exited() {
+		if m.Exited() {
 			return m, 0, 0, fmt.Errorf("the manager exited (see %s)", m.logPath)
 		}
 		if time.Since(m.started) > b.p.readyTimeout {
@@ -442,10 +406,10 @@ func (b *bench) phaseMemory(ctx context.Context, bin string, m *manager) error {
 		return err
 	}
 	logf("Memory: restarting the manager with the unrelated Secrets in the cluster")
-	m.kill()
+	m.Kill()
 	m3, calls, ready, err := b.restart(ctx, bin)
 	if m3 != nil {
-		defer m3.kill()
+		defer m3.Kill()
 	}
 	if err != nil {
 		return err

@@ -44,6 +44,8 @@ import (
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 )
 
 // params are the benchmark's sizes and timings, one flag each.
@@ -139,10 +141,5 @@ func buildManager(root, rev, out string) error {
 			return fmt.Errorf("exporting %s: %v: %s", rev, err, b)
 		}
 	}
-	cmd := exec.Command("go", "build", "-o", out, "./cmd")
-	cmd.Dir = dir
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd: %v: %s", err, b)
-	}
-	return nil
+	return testenv.Build(dir, "./cmd", out, false)
 }

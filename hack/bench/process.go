@@ -18,23 +18,21 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 )
 
-// manager is the manager binary running as a child process.
+// manager is the manager binary running as a child process (testenv.Process).
 type manager struct {
-	cmd         *exec.Cmd
-	done        chan struct{}
+	*testenv.Process
 	started     time.Time
 	metricsAddr string
 	logPath     string
@@ -44,15 +42,11 @@ type manager struct {
 // loopback port (--metrics-secure=false: the bench scrapes them) and no leader election. Every
 // other flag keeps its default unless extra sets it. Its log goes to logPath.
 func startManager(bin, kubeconfig, endpoint, logPath string, extra []string) (*manager, error) {
-	metricsAddr, err := freeAddr()
+	metricsAddr, err := testenv.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	probeAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	logFile, err := os.Create(logPath)
+	probeAddr, err := testenv.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -64,40 +58,16 @@ func startManager(bin, kubeconfig, endpoint, logPath string, extra []string) (*m
 		"--health-probe-bind-address=" + probeAddr,
 		"--leader-elect=false",
 	}, extra...)
-	m := &manager{cmd: exec.Command(bin, args...), done: make(chan struct{}), metricsAddr: metricsAddr, logPath: logPath}
-	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
-	m.started = time.Now()
-	if err := m.cmd.Start(); err != nil {
-		_ = logFile.Close()
+	m := &manager{started: time.Now(), metricsAddr: metricsAddr, logPath: logPath}
+	if m.Process, err = testenv.StartProcess("manager", bin, logPath, args...); err != nil {
 		return nil, err
 	}
-	go func() {
-		_ = m.cmd.Wait()
-		_ = logFile.Close()
-		close(m.done)
-	}()
 	return m, nil
-}
-
-// kill sends SIGKILL and waits until the process is gone.
-func (m *manager) kill() {
-	_ = m.cmd.Process.Signal(syscall.SIGKILL)
-	<-m.done
-}
-
-// exited reports whether the process ended.
-func (m *manager) exited() bool {
-	select {
-	case <-m.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // rssKiB reads VmRSS from /proc/<pid>/status.
 func (m *manager) rssKiB() (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", m.Pid()))
 	if err != nil {
 		return 0, err
 	}
@@ -111,59 +81,34 @@ func (m *manager) rssKiB() (int64, error) {
 	return 0, errors.New("no VmRSS in /proc/<pid>/status")
 }
 
+// scrape reads the manager's metrics.
+func (m *manager) scrape() (testenv.Metrics, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return testenv.Scrape(ctx, http.DefaultClient, "http://"+m.metricsAddr+"/metrics", "")
+}
+
 // readyTokens scrapes the manager's metrics and counts the DingTalkTokens it reports Ready:
 // dingtalk_token_ready_status{condition="True"} == 1. A new process reports a token only once it
 // has reconciled it, so this is readiness as that process sees it.
 func (m *manager) readyTokens() (int, error) {
-	resp, err := http.Get("http://" + m.metricsAddr + "/metrics")
+	fams, err := m.scrape()
 	if err != nil {
 		return 0, err
 	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return 0, fmt.Errorf("metrics: HTTP %d", resp.StatusCode)
-	}
-	n := 0
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "dingtalk_token_ready_status{") && strings.Contains(line, `condition="True"`) &&
-			strings.HasSuffix(line, " 1") {
-			n++
-		}
-	}
-	return n, sc.Err()
+	return fams.Count("dingtalk_token_ready_status", map[string]string{"condition": "True"}, 1), nil
 }
 
 // gauge scrapes the manager's metrics for an unlabelled sample, e.g. go_memstats_heap_inuse_bytes
 // (controller-runtime registers the Go runtime's collector).
 func (m *manager) gauge(name string) (float64, error) {
-	resp, err := http.Get("http://" + m.metricsAddr + "/metrics")
+	fams, err := m.scrape()
 	if err != nil {
 		return 0, err
 	}
-	defer func() { _ = resp.Body.Close() }()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
-		}
+	v, ok := fams.Sample(name, nil)
+	if !ok {
+		return 0, fmt.Errorf("no %s in the metrics", name)
 	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, fmt.Errorf("no %s in the metrics", name)
-}
-
-// freeAddr returns a free loopback address.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String(), nil
+	return v, nil
 }

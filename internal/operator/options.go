@@ -15,7 +15,8 @@ limitations under the License.
 */
 
 // Package operator turns the manager's command-line flags into a running controller-runtime
-// manager. cmd/main.go and cmd/demo share it, so the demo runs exactly what ships.
+// manager. cmd/main.go and the demo (hack/demo, through internal/testenv) share it, so the demo
+// runs exactly what ships.
 package operator
 
 import (

@@ -114,11 +114,22 @@ func Start(o Options) (*Environment, error) {
 		return nil, errors.Join(err, e.Stop())
 	}
 	if o.Simulator != nil {
-		if e.Sim, err = simulator.Start(*o.Simulator, clock.RealClock{}); err != nil {
-			return nil, errors.Join(fmt.Errorf("starting the simulator: %w", err), e.Stop())
+		if e.Sim, err = StartSimulator(*o.Simulator); err != nil {
+			return nil, errors.Join(err, e.Stop())
 		}
 	}
 	return e, nil
+}
+
+// StartSimulator starts the DingTalk simulator with cfg on a free loopback port, with the real
+// clock. Start does it for an Environment; a program that starts it on its own (the demo, which
+// loads its configuration first) may hand it to Environment.Sim so that Stop closes it.
+func StartSimulator(cfg simulator.Config) (*simulator.Server, error) {
+	sim, err := simulator.Start(cfg, clock.RealClock{})
+	if err != nil {
+		return nil, fmt.Errorf("starting the simulator: %w", err)
+	}
+	return sim, nil
 }
 
 // Stop stops the simulator and the control plane.
@@ -135,9 +146,14 @@ func (e *Environment) Stop() error {
 
 // NewClient returns an uncached client for cfg that is not rate limited on the client side.
 func NewClient(cfg *rest.Config, scheme *runtime.Scheme) (client.Client, error) {
+	return client.New(Unthrottled(cfg), client.Options{Scheme: scheme})
+}
+
+// Unthrottled is a copy of cfg without client-go's client-side rate limit.
+func Unthrottled(cfg *rest.Config) *rest.Config {
 	fast := rest.CopyConfig(cfg)
 	fast.QPS, fast.Burst = -1, 0 // a negative QPS turns client-go's rate limiter off
-	return client.New(fast, client.Options{Scheme: scheme})
+	return fast
 }
 
 // AddUser adds a user authenticated by a client certificate, with groups, and returns its

@@ -19,7 +19,7 @@ limitations under the License.
 // (the same manager as cmd/main.go); applies config/samples; shows the tokens being issued and
 // refreshed; and leaves a kubeconfig so you can look around with kubectl until Ctrl-C.
 //
-//	go run ./cmd/demo [--namespace demo] [--token-lifetime 60s] [--exit-after-refresh]
+//	go run ./hack/demo [--namespace demo] [--token-lifetime 60s] [--exit-after-refresh]
 package main
 
 import (

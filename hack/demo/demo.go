@@ -17,7 +17,6 @@ limitations under the License.
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -32,12 +31,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -46,11 +42,11 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 )
 
 const (
-	modulePath = "github.com/dingtalk-token-operator/dingtalk-token-operator"
-	steps      = 6
+	steps = 6
 	// pollInterval is how often the demo reads the DingTalkTokens.
 	pollInterval = 500 * time.Millisecond
 	// readyTimeout bounds the wait for the first tokens.
@@ -63,11 +59,10 @@ type demo struct {
 	out   io.Writer
 	start time.Time
 
-	env       *envtest.Environment
+	env       *testenv.Environment
 	client    client.Client
 	sim       *simulator.Server
-	stopOp    context.CancelFunc
-	opDone    chan error
+	mgr       *testenv.Manager
 	logFile   *os.File
 	lifetime  time.Duration
 	appliedAt time.Time
@@ -128,14 +123,13 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.resolvePaths(); err != nil {
 		return err
 	}
-	cfg, err := d.startControlPlane()
-	if err != nil {
+	if err := d.startControlPlane(); err != nil {
 		return err
 	}
 	if err := d.startSimulator(); err != nil {
 		return err
 	}
-	if err := d.startOperator(ctx, cfg); err != nil {
+	if err := d.startOperator(ctx); err != nil {
 		return err
 	}
 	if err := d.writeKubeconfig(); err != nil {
@@ -162,10 +156,10 @@ func (d *demo) run(ctx context.Context) error {
 func (d *demo) resolvePaths() error {
 	c := &d.cfg
 	if c.root == "" {
-		root, err := findRoot()
+		root, err := testenv.RepoRoot()
 		if err != nil {
 			return &stepError{step: "finding the repository", err: err,
-				fix: "run `make demo` (or `go run ./cmd/demo`) from the dingtalk-token-operator repository"}
+				fix: "run `make demo` (or `go run ./hack/demo`) from the dingtalk-token-operator repository"}
 		}
 		c.root = root
 	}
@@ -178,7 +172,7 @@ func (d *demo) resolvePaths() error {
 		c.assets = os.Getenv("KUBEBUILDER_ASSETS")
 	}
 	if c.assets == "" {
-		version, err := envtestVersion(c.root)
+		version, err := testenv.EnvtestVersion(c.root)
 		if err != nil {
 			return &stepError{step: "finding the envtest version", err: err, fix: "run `make demo` from the repository root"}
 		}
@@ -190,85 +184,29 @@ func (d *demo) resolvePaths() error {
 	return nil
 }
 
-// findRoot walks up from the working directory to this module's go.mod.
-func findRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.Contains(string(b), "module "+modulePath+"\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod of " + modulePath + " in the working directory or above")
-		}
-		dir = parent
-	}
-}
-
-// envtestVersion reads the Kubernetes version the envtest binaries are built from, as the Makefile does.
-func envtestVersion(root string) (string, error) {
-	f, err := os.Open(filepath.Join(root, "hack", "envtest", "go.mod"))
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) >= 2 && fields[0] == "k8s.io/kubernetes" {
-			return strings.TrimPrefix(fields[1], "v"), nil
-		}
-	}
-	return "", errors.New("hack/envtest/go.mod does not require k8s.io/kubernetes")
-}
-
-func (d *demo) startControlPlane() (*rest.Config, error) {
+func (d *demo) startControlPlane() error {
 	t0 := d.step(1, "Starting a local control plane (kube-apiserver and etcd from %s)", d.rel(d.cfg.assets))
-	for _, bin := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(d.cfg.assets, bin)); err != nil {
-			d.printf("FAILED\n")
-			return nil, &stepError{step: "starting the control plane",
-				err: fmt.Errorf("envtest binaries missing: no %s in %s", bin, d.cfg.assets),
-				fix: "run `make envtest` (builds kube-apiserver and etcd from Go modules once, about 10 minutes on 2 cores), " +
-					"or set KUBEBUILDER_ASSETS to a directory holding them"}
-		}
+	if err := testenv.CheckAssets(d.cfg.assets); err != nil {
+		d.printf("FAILED\n")
+		return &stepError{step: "starting the control plane", err: err,
+			fix: "run `make envtest` (builds kube-apiserver and etcd from Go modules once, about 10 minutes on 2 cores), " +
+				"or set KUBEBUILDER_ASSETS to a directory holding them"}
 	}
-	d.env = &envtest.Environment{
-		BinaryAssetsDirectory:    d.cfg.assets,
-		CRDDirectoryPaths:        []string{filepath.Join(d.cfg.root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing:    true,
-		Scheme:                   operator.Scheme(),
-		ControlPlaneStartTimeout: 90 * time.Second,
-		ControlPlaneStopTimeout:  30 * time.Second,
-	}
-	// envtest reads KUBEBUILDER_ASSETS before BinaryAssetsDirectory; make them agree.
-	if err := os.Setenv("KUBEBUILDER_ASSETS", d.cfg.assets); err != nil {
-		return nil, err
-	}
-	cfg, err := d.env.Start()
+	env, err := testenv.Start(testenv.Options{Root: d.cfg.root, Assets: d.cfg.assets})
 	if err != nil {
 		d.printf("FAILED\n")
-		d.env = nil
-		return nil, &stepError{step: "starting the control plane", err: err,
+		return &stepError{step: "starting the control plane", err: err,
 			fix: "check that " + d.cfg.assets + " holds working kube-apiserver and etcd binaries " +
 				"(delete it and run `make envtest` to rebuild), and that no other demo is still running"}
 	}
-	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
-	if err != nil {
-		return nil, &stepError{step: "connecting to the control plane", err: err}
-	}
-	d.client = c
+	d.env, d.client = env, env.Client
 	// Discover the API now, so that step 4 measures the operator rather than client start-up.
-	if err := c.List(context.Background(), &dingtalkv1alpha1.DingTalkTokenList{}); err != nil {
+	if err := d.client.List(context.Background(), &dingtalkv1alpha1.DingTalkTokenList{}); err != nil {
 		d.printf("FAILED\n")
-		return nil, &stepError{step: "reading DingTalkTokens", err: err, fix: "check config/crd/bases (run `make manifests`)"}
+		return &stepError{step: "reading DingTalkTokens", err: err, fix: "check config/crd/bases (run `make manifests`)"}
 	}
 	d.done(t0, "; DingTalkToken CRD installed from config/crd/bases")
-	return cfg, nil
+	return nil
 }
 
 func (d *demo) startSimulator() error {
@@ -283,7 +221,8 @@ func (d *demo) startSimulator() error {
 		setLifetimes(&simCfg, d.cfg.tokenLifetime)
 	}
 	d.lifetime = shortestLifetime(simCfg)
-	d.sim, err = simulator.Start(simCfg, clock.RealClock{})
+	defer func() { d.env.Sim = d.sim }() // stopped with the control plane
+	d.sim, err = testenv.StartSimulator(simCfg)
 	if err != nil {
 		d.printf("FAILED\n")
 		return &stepError{step: "starting the simulator", err: err, fix: "check the simulator config; it listens on 127.0.0.1 at a free port"}
@@ -292,7 +231,7 @@ func (d *demo) startSimulator() error {
 	return nil
 }
 
-func (d *demo) startOperator(ctx context.Context, cfg *rest.Config) error {
+func (d *demo) startOperator(ctx context.Context) error {
 	t0 := d.step(3, "Starting the operator (the manager of cmd/main.go) against the simulator")
 	if err := os.MkdirAll(filepath.Dir(d.cfg.logFile), 0o755); err != nil {
 		return &stepError{step: "creating the log directory", err: err}
@@ -310,50 +249,22 @@ func (d *demo) startOperator(ctx context.Context, cfg *rest.Config) error {
 	ctrl.SetLogger(logger)
 	klog.SetLogger(logger)
 
-	opts := operator.DefaultOptions()
-	opts.DingTalkEndpoint = d.sim.URL()
-	opts.MetricsBindAddress = "0"
-	opts.HealthProbeBindAddress = "0"
-	mgr, err := operator.NewManager(cfg, opts)
+	// The manager cmd/main.go runs, built by internal/operator, pointed at the simulator.
+	mgr, err := d.env.StartManager(ctx, d.env.ManagerOptions(), operator.Hooks{})
 	if err != nil {
 		d.printf("FAILED\n")
-		return &stepError{step: "setting up the operator", err: err}
-	}
-	opCtx, cancel := context.WithCancel(ctx)
-	d.stopOp = cancel
-	d.opDone = make(chan error, 1)
-	go func() { d.opDone <- mgr.Start(opCtx) }()
-
-	syncCtx, cancelSync := context.WithTimeout(ctx, time.Minute)
-	defer cancelSync()
-	if !mgr.GetCache().WaitForCacheSync(syncCtx) {
-		d.printf("FAILED\n")
-		err := errors.New("its caches did not sync within a minute")
-		select {
-		case err = <-d.opDone:
-			d.opDone <- err // for cleanup
-		default:
-			if ctx.Err() != nil {
-				err = errors.New("interrupted")
-			}
+		if ctx.Err() != nil {
+			err = errors.New("interrupted")
 		}
 		return &stepError{step: "starting the operator", err: err, fix: "see the operator log " + d.rel(d.cfg.logFile)}
 	}
+	d.mgr = mgr
 	d.done(t0, "; its log: %s", d.rel(d.cfg.logFile))
 	return nil
 }
 
 func (d *demo) writeKubeconfig() error {
-	user, err := d.env.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
-	if err == nil {
-		var b []byte
-		if b, err = user.KubeConfig(); err == nil {
-			if err = os.MkdirAll(filepath.Dir(d.cfg.kubeconfig), 0o755); err == nil {
-				err = os.WriteFile(d.cfg.kubeconfig, b, 0o600)
-			}
-		}
-	}
-	if err != nil {
+	if err := d.env.AdminKubeconfig(d.cfg.kubeconfig, "demo-admin"); err != nil {
 		return &stepError{step: "writing the kubeconfig", err: err, fix: "pass --kubeconfig-out with a writable path"}
 	}
 	return nil
@@ -535,15 +446,8 @@ The operator's log is %[5]s. Changes are printed below.
 
 // cleanup stops everything the demo started, in reverse order.
 func (d *demo) cleanup() {
-	if d.stopOp != nil {
-		d.stopOp()
-		select {
-		case <-d.opDone:
-		case <-time.After(30 * time.Second):
-		}
-	}
-	if d.sim != nil {
-		_ = d.sim.Close()
+	if d.mgr != nil {
+		_ = d.mgr.Stop()
 	}
 	if d.env != nil {
 		if err := d.env.Stop(); err != nil {
