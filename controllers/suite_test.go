@@ -35,17 +35,13 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/go-logr/logr"
-	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/klog/v2"
-	ctrl "sigs.k8s.io/controller-runtime"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
@@ -165,14 +161,14 @@ func testLeakScan(t *testing.T) {
 
 func setupSuite(t *testing.T) *suite {
 	s := &suite{logs: &testutil.SyncBuffer{}, runID: testutil.RandHex(3)}
-	var sink = zapcore.AddSync(s.logs)
+	var sink io.Writer = s.logs
 	if os.Getenv("TEST_LOGS") != "" {
-		sink = zapcore.AddSync(io.MultiWriter(s.logs, os.Stderr))
+		sink = io.MultiWriter(s.logs, os.Stderr)
 	}
 	// The highest verbosity: every V-level the code and controller-runtime have.
-	s.log = zap.New(zap.WriteTo(sink), zap.Level(zapcore.Level(-127)))
-	ctrl.SetLogger(s.log)
-	klog.SetLogger(s.log)
+	var err error
+	s.log, err = testenv.SetLogger(sink, "127")
+	envtesting.Must(t, err)
 	s.Env = envtesting.Start(t, testenv.Options{Simulator: &simulator.Config{}})
 
 	// The in-pass retry of a refresh-token write gives up after ~1s here (minutes in production),

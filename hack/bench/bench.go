@@ -357,7 +357,7 @@ func (b *bench) restart(ctx context.Context, bin string) (*manager, int64, time.
 		if time.Since(m.started) > b.p.readyTimeout {
 			return m, 0, 0, fmt.Errorf("the new manager did not report all tokens Ready within %s", b.p.readyTimeout)
 		}
-		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+		if err := testenv.Sleep(ctx, 250*time.Millisecond); err != nil {
 			return m, 0, 0, err
 		}
 	}
@@ -433,7 +433,7 @@ func (b *bench) sampleRSS(ctx context.Context, m *manager) (int64, []int64, int6
 	var heap int64
 	for i := range b.p.rssSamples {
 		if i > 0 {
-			if err := sleep(ctx, b.p.rssInterval); err != nil {
+			if err := testenv.Sleep(ctx, b.p.rssInterval); err != nil {
 				return 0, nil, 0, err
 			}
 		}
@@ -456,7 +456,7 @@ func (b *bench) settle(ctx context.Context, m *manager, ready time.Duration) err
 		if v, err := m.rssKiB(); err == nil {
 			logf("  manager RSS %d KiB", v)
 		}
-		if err := sleep(ctx, min(10*time.Second, time.Until(until))); err != nil {
+		if err := testenv.Sleep(ctx, min(10*time.Second, time.Until(until))); err != nil {
 			return err
 		}
 	}
@@ -526,25 +526,11 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error
 		if time.Now().After(deadline) {
 			return errors.New("timed out")
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := testenv.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func percentile(sorted []time.Duration, p int) time.Duration {

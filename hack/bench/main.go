@@ -41,10 +41,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/klog/v2"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 )
 
@@ -93,13 +89,10 @@ func main() {
 		os.Exit(2)
 	}
 	// The bench's own controller-runtime and client-go messages stay quiet; the manager logs to a file.
-	zopts := zap.Options{}
-	zfs := flag.NewFlagSet("zap", flag.ExitOnError)
-	zopts.BindFlags(zfs)
-	_ = zfs.Parse([]string{"--zap-log-level=error"})
-	logger := zap.New(zap.UseFlagOptions(&zopts), zap.WriteTo(os.Stderr))
-	ctrl.SetLogger(logger)
-	klog.SetLogger(logger)
+	if _, err := testenv.SetLogger(os.Stderr, "error"); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

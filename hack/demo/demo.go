@@ -337,7 +337,7 @@ func (d *demo) waitReady(ctx context.Context) error {
 		if len(toks) > 0 && allReady(toks) {
 			return d.printSecrets(ctx, toks)
 		}
-		if err := sleep(ctx, pollInterval); err != nil {
+		if err := testenv.Sleep(ctx, pollInterval); err != nil {
 			return d.waitError(ctx, "waiting for Ready tokens", err)
 		}
 	}
@@ -361,7 +361,7 @@ func (d *demo) waitRefresh(ctx context.Context) error {
 		due.UTC().Format(time.TimeOnly), time.Until(due).Round(time.Second))
 	d.printf("\n")
 	for {
-		if err := sleep(ctx, pollInterval); err != nil {
+		if err := testenv.Sleep(ctx, pollInterval); err != nil {
 			return d.waitError(ctx, "waiting for a refresh", err)
 		}
 		toks, err := d.list(ctx)
@@ -400,7 +400,7 @@ func (d *demo) waitRefresh(ctx context.Context) error {
 // watch keeps printing changes until Ctrl-C.
 func (d *demo) watch(ctx context.Context) error {
 	for {
-		if err := sleep(ctx, pollInterval); err != nil {
+		if err := testenv.Sleep(ctx, pollInterval); err != nil {
 			d.printf("\n%s Stopping: the operator, the simulator and the control plane (everything in it is discarded) ...\n", d.since())
 			return nil
 		}
@@ -490,17 +490,6 @@ func (d *demo) rel(p string) string {
 		return r
 	}
 	return p
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func setLifetimes(c *simulator.Config, d time.Duration) {

@@ -32,7 +32,6 @@ package reliability
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -40,9 +39,6 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
-	"k8s.io/klog/v2"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
@@ -69,16 +65,11 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) int {
 	// The manager's own flag, at its highest value: --zap-log-level=127 enables logr's V(127).
-	zopts := zap.Options{}
-	fs := flag.NewFlagSet("zap", flag.ContinueOnError)
-	zopts.BindFlags(fs)
-	if err := fs.Parse([]string{"--zap-log-level=127"}); err != nil {
+	var err error
+	if logger, err = testenv.SetLogger(&logs, "127"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	logger = zap.New(zap.UseFlagOptions(&zopts), zap.WriteTo(&logs))
-	ctrl.SetLogger(logger)
-	klog.SetLogger(logger)
 
 	e, err := testenv.Start(testenv.Options{Simulator: &simulator.Config{}})
 	if err != nil {
