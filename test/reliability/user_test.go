@@ -105,8 +105,9 @@ func (w *writeFaults) funcs() *interceptor.Funcs {
 	}
 }
 
-// testUserRefreshTokenRotations: User tokens live a few seconds, so their refresh tokens rotate
-// every second or two (the simulator invalidates the old one on each rotation). For at least 100
+// testUserRefreshTokenRotations: fifteen users whose tokens live 12 s (the shortest lifetime the
+// operator accepts from DingTalk is 10 s), so a refresh token rotates about twice a second (the
+// simulator invalidates the old one on each rotation). For at least 100
 // rotations, a quarter of the manager's Secret writes fail (half of them after being applied),
 // a tenth of its status writes fail, and the manager is stopped and a new one started every few
 // seconds (memory lost; each DingTalk call is delayed so that stops find calls in flight). Zero
@@ -119,9 +120,9 @@ func (w *writeFaults) funcs() *interceptor.Funcs {
 // tested.
 func testUserRefreshTokenRotations(t *testing.T) {
 	const (
-		users     = 5
+		users     = 15
 		rotations = 100
-		lifetime  = 4 * time.Second
+		lifetime  = 12 * time.Second
 		// Stops come every 3-6s, at random so that they do not fall into step with the refreshes.
 		stopEvery = 3 * time.Second
 		minStops  = 10
