@@ -81,9 +81,11 @@ func testAdmission(t *testing.T) {
 	// Immutable type and target name.
 	obj := valid()
 	envtesting.Must(t, env.Client.Create(envtesting.Ctx(t), obj))
-	obj.Spec.Target.Name = "another"
-	err := env.Client.Update(envtesting.Ctx(t), obj)
-	g.Expect(err).To(MatchError(ContainSubstring("spec.target.name is immutable")))
+	g.Eventually(func() error { // read again after a conflict with the operator's status write
+		live := getCluster(g, obj.Name)
+		live.Spec.Target.Name = "another"
+		return env.Client.Update(envtesting.Ctx(t), live)
+	}).WithTimeout(10 * time.Second).Should(MatchError(ContainSubstring("spec.target.name is immutable")))
 
 	testRequesterPolicy(t)
 }
