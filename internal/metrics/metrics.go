@@ -26,25 +26,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
+// The per-token series (expiry, next refresh, Ready) come from tokens, a collector over one small
+// record per token: GaugeVecs would keep about 2.7 KiB of label pairs per token.
+var tokens = newTokenCollector()
+
 var (
-	// TokenExpiration is the Unix time at which the token in the target Secret expires.
-	TokenExpiration = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "dingtalk_token_expiration_timestamp_seconds",
-		Help: "Unix time at which the access token held in the target Secret expires.",
-	}, []string{"namespace", "name", "type"})
-
-	// TokenRefresh is the Unix time at which the next refresh is due.
-	TokenRefresh = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "dingtalk_token_refresh_timestamp_seconds",
-		Help: "Unix time at which the next refresh of the access token is due.",
-	}, []string{"namespace", "name", "type"})
-
-	// TokenReady is 1 for the current status of the Ready condition ("True", "False", "Unknown"), 0 for the others.
-	TokenReady = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "dingtalk_token_ready_status",
-		Help: "Status of the Ready condition of a DingTalkToken: 1 for the current condition value, 0 for the others.",
-	}, []string{"namespace", "name", "condition"})
-
 	// ClusterTokenNamespaces counts a ClusterDingTalkToken's namespaces by state: matched,
 	// provisioned, failed.
 	ClusterTokenNamespaces = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -67,7 +53,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(TokenExpiration, TokenRefresh, TokenReady, ClusterTokenNamespaces, APIRequests, APIRequestDuration)
+	metrics.Registry.MustRegister(tokens, ClusterTokenNamespaces, APIRequests, APIRequestDuration)
 }
 
 // ObserveAPIRequest records one DingTalk call.
@@ -77,33 +63,14 @@ func ObserveAPIRequest(endpoint, result string, took time.Duration) {
 }
 
 // SetToken records a DingTalkToken's expiry, next refresh and Ready status.
-// A zero expiry leaves that series unset; a zero refresh time (none planned: suspended) deletes
-// that series, so it never shows a stale time.
+// A zero expiry leaves that series unset (an earlier expiry stays); a zero refresh time (none
+// planned: suspended) deletes that series, so it never shows a stale time.
 func SetToken(namespace, name, tokenType string, expiresAt, refreshAt time.Time, ready string) {
-	if !expiresAt.IsZero() {
-		TokenExpiration.WithLabelValues(namespace, name, tokenType).Set(float64(expiresAt.Unix()))
-	}
-	if !refreshAt.IsZero() {
-		TokenRefresh.WithLabelValues(namespace, name, tokenType).Set(float64(refreshAt.Unix()))
-	} else {
-		TokenRefresh.DeleteLabelValues(namespace, name, tokenType)
-	}
-	for _, c := range []string{"True", "False", "Unknown"} {
-		v := 0.0
-		if c == ready {
-			v = 1
-		}
-		TokenReady.WithLabelValues(namespace, name, c).Set(v)
-	}
+	tokens.set(namespace, name, tokenType, expiresAt, refreshAt, ready)
 }
 
 // DeleteToken removes every series of a deleted DingTalkToken.
-func DeleteToken(namespace, name string) {
-	labels := prometheus.Labels{"namespace": namespace, "name": name}
-	TokenExpiration.DeletePartialMatch(labels)
-	TokenRefresh.DeletePartialMatch(labels)
-	TokenReady.DeletePartialMatch(labels)
-}
+func DeleteToken(namespace, name string) { tokens.delete(namespace, name) }
 
 // SetClusterToken records a ClusterDingTalkToken's expiry, next refresh and Ready status, as
 // SetToken does with an empty namespace label (one series per ClusterDingTalkToken, never per
