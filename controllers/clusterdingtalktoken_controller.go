@@ -53,7 +53,8 @@ const (
 	// clusterCredentialsIndex indexes ClusterDingTalkTokens by "namespace/name" of their
 	// credentials Secret.
 	clusterCredentialsIndex = ".spec.credentialsRef"
-	// controllerUIDIndex indexes the operator's Secrets by the UID of their controller owner.
+	// controllerUIDIndex indexes the operator's Secrets by the UID of the ClusterDingTalkToken
+	// that controls them (a DingTalkToken's Secrets are not indexed: an index entry per Secret).
 	controllerUIDIndex = ".metadata.controllerUID"
 )
 
@@ -101,7 +102,7 @@ func (r *ClusterDingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) erro
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Secret{}, controllerUIDIndex,
 		func(o client.Object) []string {
-			if ref := metav1.GetControllerOf(o); ref != nil {
+			if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "ClusterDingTalkToken" {
 				return []string{string(ref.UID)}
 			}
 			return nil

@@ -97,12 +97,17 @@ type DingTalkTokenReconciler struct {
 
 // CacheOptions returns the manager's cache options: Secrets are cached only when labelled
 // app.kubernetes.io/managed-by=dingtalk-token-operator, and everything only in namespaces (empty:
-// all). Memory then follows the operator's own Secrets, not the cluster's.
+// all). Memory then follows the operator's own Secrets, not the cluster's. managedFields are
+// dropped (caches.go), but for the operator's own entries on its Secrets.
 func CacheOptions(namespaces []string) cache.Options {
 	return cache.Options{
 		DefaultNamespaces: namespaceConfig(namespaces),
+		DefaultTransform:  stripManagedFields,
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue})},
+			&corev1.Secret{}: {
+				Label:     labels.SelectorFromSet(labels.Set{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue}),
+				Transform: ownManagedFields,
+			},
 		},
 	}
 }

@@ -19,11 +19,13 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"maps"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -61,6 +63,9 @@ type desiredSecret struct {
 type secretWriter struct {
 	client client.Client
 	scheme *runtime.Scheme
+	// reader reads uncached: the full managedFields an ownership upgrade rewrites (the cache
+	// keeps only this field manager's entries). nil: the live Secret given was read uncached.
+	reader client.Reader
 }
 
 // create creates the Secret owned by owner. AlreadyExists is returned as is.
@@ -86,7 +91,11 @@ func (w secretWriter) apply(ctx context.Context, owner client.Object, live *core
 	if stale := staleFields(live, d); stale && hasUpdateEntry(live) {
 		// The fields the create set are held by an Update entry of this field owner, which an
 		// apply does not release: merge it into the apply entry once, so that they can go.
-		patch, err := csaupgrade.UpgradeManagedFieldsPatch(live, sets.New(string(fieldOwner)), string(fieldOwner))
+		full, err := w.uncached(ctx, live)
+		if err != nil {
+			return "", err
+		}
+		patch, err := csaupgrade.UpgradeManagedFieldsPatch(full, sets.New(string(fieldOwner)), string(fieldOwner))
 		if err != nil {
 			return "", err
 		}
@@ -127,6 +136,22 @@ func (w secretWriter) apply(ctx context.Context, owner client.Object, live *core
 		rv = s.ResourceVersion
 	}
 	return rv, nil
+}
+
+// uncached is live with every managedFields entry, read from the API server unless live was;
+// a Secret changed since the pass read it is a conflict (the pass is repeated).
+func (w secretWriter) uncached(ctx context.Context, live *corev1.Secret) (*corev1.Secret, error) {
+	if w.reader == nil {
+		return live, nil
+	}
+	full := &corev1.Secret{}
+	if err := w.reader.Get(ctx, client.ObjectKeyFromObject(live), full); err != nil {
+		return nil, err
+	}
+	if full.ResourceVersion != live.ResourceVersion {
+		return nil, apierrors.NewConflict(corev1.Resource("secrets"), live.Name, errors.New("changed since it was read"))
+	}
+	return full, nil
 }
 
 // controllerRef is the controller ownerReference to owner.

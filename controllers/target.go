@@ -167,7 +167,7 @@ func (t targets) write(ctx context.Context, spec tokenSpec, h *heldToken, now ti
 	if err != nil {
 		return targetWrite{failure: &failure{reason: v1alpha1.ReasonTemplateInvalid, message: err.Error()}}, nil
 	}
-	w := secretWriter{client: t.client, scheme: t.scheme}
+	w := secretWriter{client: t.client, scheme: t.scheme, reader: t.reader}
 	if state.secret == nil {
 		s, err := w.create(ctx, t.owner, d)
 		if apierrors.IsAlreadyExists(err) {

@@ -1,0 +1,52 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+)
+
+// What the informer caches keep of each object. managedFields are most of a cached object's
+// size (about 1 KiB for a DingTalkToken whose status the operator writes): the operator reads
+// none but its own field manager's entries on its Secrets (staleFields, hasUpdateEntry).
+
+// stripManagedFields drops managedFields: DingTalkTokens, ClusterDingTalkTokens and Namespaces.
+var stripManagedFields = cache.TransformStripManagedFields()
+
+// ownManagedFields keeps only this operator's field manager's managedFields entries: an owned
+// Secret's upgrade from create to apply ownership reads the full list from the API server.
+var ownManagedFields toolscache.TransformFunc = func(in any) (any, error) {
+	obj, err := meta.Accessor(in)
+	if err != nil {
+		return in, nil
+	}
+	all := obj.GetManagedFields()
+	if len(all) == 0 {
+		return in, nil
+	}
+	own := make([]metav1.ManagedFieldsEntry, 0, 1)
+	for _, e := range all {
+		if e.Manager == string(fieldOwner) {
+			own = append(own, e)
+		}
+	}
+	obj.SetManagedFields(own)
+	return in, nil
+}
