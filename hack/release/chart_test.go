@@ -28,6 +28,7 @@ import (
 	"strings"
 	"testing"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -359,6 +360,11 @@ func TestChartRender(t *testing.T) {
 			objects: cat(defaults, []string{"ServiceMonitor " + releaseNS + "/" + fullname}),
 			check: func(t *testing.T, r *rendered) {
 				mon := r.find("ServiceMonitor " + releaseNS + "/" + fullname)
+				// The Prometheus Operator's own types: an unknown or misspelt field fails here.
+				typed := convert[monitoringv1.ServiceMonitor](t, mon)
+				if len(typed.Spec.Endpoints) != 1 || typed.Spec.Endpoints[0].TLSConfig == nil {
+					t.Errorf("ServiceMonitor endpoints %+v, want one with a TLS config", typed.Spec.Endpoints)
+				}
 				if mon.GetLabels()["release"] != "prom" {
 					t.Errorf("ServiceMonitor labels %v lack serviceMonitor.labels", mon.GetLabels())
 				}
@@ -376,8 +382,14 @@ func TestChartRender(t *testing.T) {
 			},
 		},
 		"prometheusRule.enabled": {
-			values:  map[string]any{"prometheusRule": map[string]any{"enabled": true}},
+			values:  map[string]any{"prometheusRule": map[string]any{"enabled": true, "labels": map[string]any{"role": "alert-rules"}}},
 			objects: cat(defaults, []string{"PrometheusRule " + releaseNS + "/" + fullname + "-alerts"}),
+			check: func(t *testing.T, r *rendered) {
+				rule := convert[monitoringv1.PrometheusRule](t, r.find("PrometheusRule "+releaseNS+"/"+fullname+"-alerts"))
+				if rule.Labels["role"] != "alert-rules" || len(rule.Spec.Groups) == 0 || len(rule.Spec.Groups[0].Rules) == 0 {
+					t.Errorf("PrometheusRule labels %v groups %+v, want prometheusRule.labels and the alerts", rule.Labels, rule.Spec.Groups)
+				}
+			},
 		},
 		"podDisruptionBudget.enabled": {
 			values:  map[string]any{"replicaCount": 2, "podDisruptionBudget": map[string]any{"enabled": true}},
