@@ -87,8 +87,12 @@ func kindOf(reason string) failureKind {
 type refreshInput struct {
 	// Now is the clock's time for this pass.
 	Now time.Time
-	// UID seeds the jitters.
+	// UID seeds the backoff jitter (and the refresh jitter when JitterSeed is empty).
 	UID types.UID
+	// JitterSeed seeds the refresh jitter of the held token: it names the token, so every object
+	// holding the same token (a credential set) falls due at the same time, and the jitter spreads
+	// credential sets instead of pulling each set forward to its earliest member.
+	JitterSeed string
 	// RefreshBefore is spec.refreshBefore (nil: one third of the lifetime).
 	RefreshBefore *metav1.Duration
 	// IssuedAt and ExpiresAt bound the last good token; both zero when there is none.
@@ -192,10 +196,11 @@ func refreshWhenDue(refreshInput) (refreshDecision, bool) {
 // acceptShared is the policy for a token another object of the same credential set fetched
 // moments ago: it is taken instead of a call when it is newer than the held one, not itself due
 // for this object, and issued after a refresh this object's owner requested. One call per
-// refresh window then serves the whole set.
+// refresh window then serves the whole set; its due time is the token's (its JitterSeed), the
+// same for every member.
 func acceptShared(in refreshInput, t issued) bool {
 	newer := !in.hasToken() || t.ExpiresAt.After(in.ExpiresAt)
-	notDue := in.Now.Before(refreshAt(in.UID, t.IssuedAt, t.ExpiresAt, in.RefreshBefore))
+	notDue := in.Now.Before(refreshAt(seedOr(t.JitterSeed, in.UID), t.IssuedAt, t.ExpiresAt, in.RefreshBefore))
 	servesRequest := !in.requestPending() || !t.IssuedAt.Before(in.RefreshRequestedAt)
 	return newer && notDue && servesRequest
 }
@@ -208,7 +213,15 @@ func (in refreshInput) dueAt() time.Time {
 	if !in.hasToken() {
 		return time.Time{}
 	}
-	return refreshAt(in.UID, in.IssuedAt, in.ExpiresAt, in.RefreshBefore)
+	return refreshAt(seedOr(in.JitterSeed, in.UID), in.IssuedAt, in.ExpiresAt, in.RefreshBefore)
+}
+
+// seedOr is the refresh jitter's seed: a token's seed, else the object's UID.
+func seedOr(seed string, uid types.UID) string {
+	if seed != "" {
+		return seed
+	}
+	return string(uid)
 }
 
 // requestPending reports whether a refresh was requested after the held token was issued.
@@ -282,16 +295,16 @@ func effectiveRefreshBefore(lifetime time.Duration, spec *metav1.Duration) time.
 	return max(min(eff, lifetime/2), 0)
 }
 
-// refreshAt is expiresAt - effective - j, j in [0, 10% of effective) from hash(UID, expiresAt),
-// truncated to the second: stable across passes and restarts, spread across tokens.
-func refreshAt(uid types.UID, issuedAt, expiresAt time.Time, spec *metav1.Duration) time.Time {
+// refreshAt is expiresAt - effective - j, j in [0, 10% of effective) from hash(seed, expiresAt),
+// truncated to the second: stable across passes, spread across seeds (tokens).
+func refreshAt(seed string, issuedAt, expiresAt time.Time, spec *metav1.Duration) time.Time {
 	lifetime := expiresAt.Sub(issuedAt)
 	if issuedAt.IsZero() || lifetime <= 0 {
 		// Without a known lifetime nothing can be planned: due now (the zero time).
 		return time.Time{}
 	}
 	eff := effectiveRefreshBefore(lifetime, spec)
-	j := time.Duration(unitFraction(uid, "refresh", timeKey(expiresAt)) * refreshJitter * float64(eff))
+	j := time.Duration(unitFraction(types.UID(seed), "refresh", timeKey(expiresAt)) * refreshJitter * float64(eff))
 	return expiresAt.Add(-eff - j).Truncate(time.Second)
 }
 

@@ -64,7 +64,7 @@ func TestRefreshAtJitter(t *testing.T) {
 	seen := map[time.Time]bool{}
 	for i := range 200 {
 		uid := types.UID(strings.Repeat("u", i%7+1) + string(rune('a'+i%26)) + string(rune('a'+i/26)))
-		at := refreshAt(uid, issued, expires, nil)
+		at := refreshAt(string(uid), issued, expires, nil)
 		// Within [expiresAt - effective - 10%, expiresAt - effective], whole seconds.
 		if at.After(expires.Add(-eff)) || at.Before(expires.Add(-eff-eff/10-time.Second)) {
 			t.Fatalf("refreshAt(%s) = %s, outside the jitter window", uid, at)
@@ -73,7 +73,7 @@ func TestRefreshAtJitter(t *testing.T) {
 			t.Fatalf("refreshAt(%s) = %s, not truncated to the second", uid, at)
 		}
 		// Stable: the same inputs give the same time on every pass.
-		if again := refreshAt(uid, issued, expires, nil); !again.Equal(at) {
+		if again := refreshAt(string(uid), issued, expires, nil); !again.Equal(at) {
 			t.Fatalf("refreshAt(%s) not stable: %s then %s", uid, at, again)
 		}
 		seen[at] = true
@@ -116,7 +116,7 @@ func TestDecide(t *testing.T) {
 	const uid = types.UID("0f6c1d5e-uid")
 	issued := t0
 	expires := t0.Add(2 * time.Hour)
-	due := refreshAt(uid, issued, expires, nil) // about t0+80m
+	due := refreshAt(string(uid), issued, expires, nil) // about t0+80m
 	// base is a healthy token issued at t0 with the credentials unchanged.
 	base := func(now time.Time) refreshInput {
 		return refreshInput{
@@ -153,7 +153,7 @@ func TestDecide(t *testing.T) {
 				in.RefreshBefore, in.SpecChanged = dur(59*time.Minute), true
 				return in
 			}(),
-			wantFetch: true, wantNext: refreshAt(uid, issued, expires, dur(59*time.Minute)),
+			wantFetch: true, wantNext: refreshAt(string(uid), issued, expires, dur(59*time.Minute)),
 		},
 		"credentials changed: call at once, even while valid": {
 			in: func() refreshInput {

@@ -51,6 +51,8 @@ type issued struct {
 	dingtalk.Token
 	IssuedAt  time.Time
 	ExpiresAt time.Time
+	// JitterSeed seeds the token's refresh jitter (refreshInput.JitterSeed).
+	JitterSeed string
 }
 
 // fetcher shares DingTalk calls between DingTalkTokens with equal credential sets.
@@ -83,6 +85,10 @@ func newFetcher(clk clock.PassiveClock) *fetcher {
 func (f *fetcher) setKey(parts ...string) string {
 	return hex.EncodeToString(keyedSum(f.key, parts...))
 }
+
+// jitterSeed seeds the refresh jitter of a token: equal for every object that holds it, and
+// revealing nothing of it.
+func (f *fetcher) jitterSeed(accessToken string) string { return f.setKey("jitter", accessToken) }
 
 // floor is the earliest time DingTalk allows another call for the set (zero: none).
 func (f *fetcher) floor(key string) time.Time {
@@ -143,7 +149,7 @@ func (f *fetcher) fetch(ctx context.Context, key string, accept func(issued) boo
 			}
 			return nil, err
 		}
-		t := issued{Token: tok, IssuedAt: sentAt, ExpiresAt: sentAt.Add(tok.ExpireIn)}
+		t := issued{Token: tok, IssuedAt: sentAt, ExpiresAt: sentAt.Add(tok.ExpireIn), JitterSeed: f.jitterSeed(tok.AccessToken)}
 		if share {
 			f.store(key, t)
 		}
