@@ -233,6 +233,42 @@ func TestAdmissionRefusesInvalidTokens(t *testing.T) {
 			},
 			field: "spec", message: "may not be <metadata.name>-refresh-token",
 		},
+		"suiteTicket on InternalApp": {
+			mutate: func(t *v1.DingTalkToken) {
+				t.Spec.SuiteTicket = &v1.SuiteTicketConfig{Source: v1.SuiteTicketSourceStream}
+			},
+			field: "spec.suiteTicket", message: "only for the types that use a suite ticket (ThirdPartyApp, ThirdPartySuite)",
+		},
+		"suiteTicket on User": {
+			mutate: func(t *v1.DingTalkToken) {
+				t.Spec.Type = v1.TokenTypeUser
+				t.Spec.SuiteTicket = &v1.SuiteTicketConfig{Source: v1.SuiteTicketSourceSecret}
+			},
+			field: "spec.suiteTicket", message: "remove it for InternalApp and User",
+		},
+		"unknown suiteTicket source": {
+			mutate: func(t *v1.DingTalkToken) {
+				t.Spec.Type = v1.TokenTypeThirdPartySuite
+				t.Spec.SuiteTicket = &v1.SuiteTicketConfig{Source: "Webhook"}
+			},
+			field: "spec.suiteTicket.source", message: `supported values: "Secret", "Stream"`,
+		},
+		"Stream suite-ticket Secret named as credentials": {
+			mutate: func(t *v1.DingTalkToken) {
+				t.Spec.Type = v1.TokenTypeThirdPartySuite
+				t.Spec.SuiteTicket = &v1.SuiteTicketConfig{Source: v1.SuiteTicketSourceStream}
+				t.Spec.CredentialsRef.Name = t.Name + "-suite-ticket"
+			},
+			field: "spec", message: "may not be <metadata.name>-suite-ticket",
+		},
+		"Stream suite-ticket Secret named as target": {
+			mutate: func(t *v1.DingTalkToken) {
+				t.Spec.Type = v1.TokenTypeThirdPartySuite
+				t.Spec.SuiteTicket = &v1.SuiteTicketConfig{Source: v1.SuiteTicketSourceStream}
+				t.Spec.Target = &v1.Target{Name: t.Name + "-suite-ticket"}
+			},
+			field: "spec", message: "may not be <metadata.name>-suite-ticket",
+		},
 	}
 	i := 0
 	for name, tc := range cases {
@@ -333,6 +369,30 @@ func TestAdmissionAcceptsValidTokens(t *testing.T) {
 			}(),
 		},
 		"name of 239 characters": {tok: base(strings.Repeat("n", 239), v1.TokenTypeInternalApp)},
+		"ThirdPartyApp with suite tickets from Stream": {
+			tok: func() *v1.DingTalkToken {
+				tok := base("valid-corp-stream", v1.TokenTypeThirdPartyApp)
+				tok.Spec.SuiteTicket = &v1.SuiteTicketConfig{Source: v1.SuiteTicketSourceStream}
+				return tok
+			}(),
+			check: func(t *testing.T, got *v1.DingTalkToken) {
+				if got.TicketSource() != v1.SuiteTicketSourceStream {
+					t.Errorf("ticket source = %q", got.TicketSource())
+				}
+			},
+		},
+		"ThirdPartySuite with an empty suiteTicket, source defaulted": {
+			tok: func() *v1.DingTalkToken {
+				tok := base("valid-suite-secret-source", v1.TokenTypeThirdPartySuite)
+				tok.Spec.SuiteTicket = &v1.SuiteTicketConfig{}
+				return tok
+			}(),
+			check: func(t *testing.T, got *v1.DingTalkToken) {
+				if got.Spec.SuiteTicket == nil || got.Spec.SuiteTicket.Source != v1.SuiteTicketSourceSecret {
+					t.Errorf("suiteTicket = %+v, want source defaulted to Secret", got.Spec.SuiteTicket)
+				}
+			},
+		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -78,6 +78,7 @@ type ClusterTarget struct {
 // ClusterDingTalkTokenSpec is the desired token, and the namespaces it is written into.
 // +kubebuilder:validation:XValidation:rule="self.type == 'ThirdPartyApp' ? has(self.corpId) : !has(self.corpId)",message="spec.corpId is required when spec.type is ThirdPartyApp (the authorizing organisation) and must not be set for any other type",fieldPath=".corpId"
 // +kubebuilder:validation:XValidation:rule="self.target.name != self.credentialsRef.name",message="spec.target.name must differ from spec.credentialsRef.name: the operator never writes into the credentials Secret",fieldPath=".target.name"
+// +kubebuilder:validation:XValidation:rule="!has(self.suiteTicket) || self.type == 'ThirdPartyApp' || self.type == 'ThirdPartySuite'",message="spec.suiteTicket is only for the types that use a suite ticket (ThirdPartyApp, ThirdPartySuite): remove it for InternalApp",fieldPath=".suiteTicket"
 type ClusterDingTalkTokenSpec struct {
 	// type of DingTalk token: InternalApp, ThirdPartyApp (for the organisation in spec.corpId) or
 	// ThirdPartySuite. User tokens belong to one person and are never fanned out. Immutable.
@@ -110,8 +111,16 @@ type ClusterDingTalkTokenSpec struct {
 	RefreshBefore *metav1.Duration `json:"refreshBefore,omitempty"`
 
 	// suspend stops all calls to DingTalk and all writes; the target Secrets keep what they have.
+	// A suspended token holds no DingTalk Stream connection either.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+
+	// suiteTicket says where the suite ticket comes from: the credentials Secret (default) or
+	// DingTalk Stream mode ({source: Stream}). ThirdPartyApp and ThirdPartySuite only. With
+	// Stream, the newest pushed ticket is kept in the Secret <metadata.name>-suite-ticket in the
+	// credentials Secret's namespace (spec.credentialsRef.namespace), owned by this object.
+	// +optional
+	SuiteTicket *SuiteTicketConfig `json:"suiteTicket,omitempty"`
 
 	// namespaceSelector picks the namespaces the token is written into. Required; an empty
 	// selector ({}) selects every namespace.
@@ -179,6 +188,7 @@ type ClusterDingTalkTokenStatus struct {
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Refresh",type=string,JSONPath=`.status.refreshTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.suiteTicket) || self.spec.suiteTicket.source != 'Stream' || (self.spec.credentialsRef.name != self.metadata.name + '-suite-ticket' && self.spec.target.name != self.metadata.name + '-suite-ticket')",message="with spec.suiteTicket.source Stream, spec.credentialsRef.name and spec.target.name may not be <metadata.name>-suite-ticket: the operator keeps the pushed suite ticket there",fieldPath=".spec"
 type ClusterDingTalkToken struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -210,4 +220,20 @@ func (t *ClusterDingTalkToken) TargetKey() string {
 		return t.Spec.Target.Key
 	}
 	return DefaultTargetKey
+}
+
+// SuiteTicketSecretKey names the Secret keeping the newest suite ticket pushed over DingTalk
+// Stream mode: <metadata.name>-suite-ticket in the credentials Secret's namespace, beside the
+// credentials it belongs with (a cluster-scoped object has no namespace of its own).
+func (t *ClusterDingTalkToken) SuiteTicketSecretKey() (namespace, name string) {
+	return t.Spec.CredentialsRef.Namespace, t.Name + SuiteTicketSecretSuffix
+}
+
+// TicketSource is where the token's suite ticket comes from (Secret unless spec.suiteTicket says
+// Stream; always Secret for InternalApp).
+func (t *ClusterDingTalkToken) TicketSource() SuiteTicketSource {
+	if t.Spec.Type != TokenTypeThirdPartyApp && t.Spec.Type != TokenTypeThirdPartySuite {
+		return SuiteTicketSourceSecret
+	}
+	return TicketSourceOf(t.Spec.SuiteTicket)
 }

@@ -84,6 +84,14 @@ const (
 	// UsedBootstrapKey is the key of the <name>-refresh-token Secret listing HMACs (keyed by the
 	// DingTalkToken's UID) of the bootstrap refreshToken/authCode values already used, one a line.
 	UsedBootstrapKey = "usedBootstrap"
+	// SuiteTicketSecretSuffix names the Secret that keeps the newest suite ticket DingTalk pushed
+	// over Stream mode to a token with spec.suiteTicket.source Stream.
+	SuiteTicketSecretSuffix = "-suite-ticket"
+	// SuiteTicketKey is the key of the suite ticket in the <name>-suite-ticket Secret.
+	SuiteTicketKey = "suiteTicket"
+	// SuiteTicketPushedAtAnnotation on the <name>-suite-ticket Secret is when DingTalk pushed the
+	// ticket it holds (the event's eventBornTime, RFC 3339 with milliseconds, UTC): the newest wins.
+	SuiteTicketPushedAtAnnotation = "dingtalk.tokens.dev/suite-ticket-pushed-at"
 )
 
 // Condition types.
@@ -92,6 +100,10 @@ const (
 	ConditionReady = "Ready"
 	// ConditionRefreshed is the outcome of the last refresh attempt.
 	ConditionRefreshed = "Refreshed"
+	// ConditionTicketStream is set on tokens with spec.suiteTicket.source Stream: True
+	// (ReasonConnected) while the operator's DingTalk Stream connection for the suite is open,
+	// False (ReasonStreamUnavailable or ReasonCredentialsRejected) while it is not.
+	ConditionTicketStream = "TicketStream"
 )
 
 // Condition reasons.
@@ -114,7 +126,50 @@ const (
 	// ReasonCredentialsInvalid: a credential value is over 4 KiB; it is refused before any call
 	// to DingTalk (no DingTalk credential comes near that size).
 	ReasonCredentialsInvalid = "CredentialsInvalid"
+
+	// ReasonConnected (TicketStream True): the DingTalk Stream connection of the suite is open;
+	// suite tickets arrive by push.
+	ReasonConnected = "Connected"
+	// ReasonStreamUnavailable (TicketStream False): no open DingTalk Stream connection for the
+	// suite yet, or it dropped; the operator reconnects with backoff (1 s doubling to 60 s). The
+	// last pushed ticket stays in use. (TicketStream False CredentialsRejected: connections/open
+	// refused the suiteKey or suiteSecret; retried every 5 minutes and at once when they change.)
+	ReasonStreamUnavailable = "StreamUnavailable"
 )
+
+// SuiteTicketSource says where the suite ticket of a ThirdPartyApp or ThirdPartySuite token comes from.
+// +kubebuilder:validation:Enum=Secret;Stream
+type SuiteTicketSource string
+
+const (
+	// SuiteTicketSourceSecret: the credentials Secret's suiteTicket key, kept current by something
+	// else (the default).
+	SuiteTicketSourceSecret SuiteTicketSource = "Secret"
+	// SuiteTicketSourceStream: the operator receives the tickets DingTalk pushes over DingTalk
+	// Stream mode itself and keeps the newest in the owned Secret <name>-suite-ticket.
+	SuiteTicketSourceStream SuiteTicketSource = "Stream"
+)
+
+// SuiteTicketConfig says where the suite ticket comes from.
+type SuiteTicketConfig struct {
+	// source of the suite ticket. Secret (default): the credentials Secret's suiteTicket key.
+	// Stream: the operator's leader holds one DingTalk Stream connection per suite, receives the
+	// tickets DingTalk pushes and keeps the newest in the owned Secret <name>-suite-ticket (key
+	// suiteTicket), which wins over the credentials Secret's suiteTicket key: that key is then
+	// optional and only seeds the first fetch. Enable Stream mode and the suite_ticket event for
+	// the suite in DingTalk's developer console.
+	// +optional
+	// +kubebuilder:default=Secret
+	Source SuiteTicketSource `json:"source,omitempty"`
+}
+
+// TicketSourceOf returns the source a spec.suiteTicket gives (Secret when unset).
+func TicketSourceOf(c *SuiteTicketConfig) SuiteTicketSource {
+	if c == nil || c.Source == "" {
+		return SuiteTicketSourceSecret
+	}
+	return c.Source
+}
 
 // CredentialKeys says under which key of the credentials Secret each credential sits.
 // Every field is optional; unset fields use the default key named in its description.
@@ -268,6 +323,7 @@ type RolloutRestartTarget struct {
 
 // DingTalkTokenSpec is the desired token: its type, where its credentials are and where it goes.
 // +kubebuilder:validation:XValidation:rule="self.type == 'ThirdPartyApp' ? has(self.corpId) : !has(self.corpId)",message="spec.corpId is required when spec.type is ThirdPartyApp (the authorizing organisation) and must not be set for any other type",fieldPath=".corpId"
+// +kubebuilder:validation:XValidation:rule="!has(self.suiteTicket) || self.type == 'ThirdPartyApp' || self.type == 'ThirdPartySuite'",message="spec.suiteTicket is only for the types that use a suite ticket (ThirdPartyApp, ThirdPartySuite): remove it for InternalApp and User",fieldPath=".suiteTicket"
 type DingTalkTokenSpec struct {
 	// type of DingTalk token: InternalApp, ThirdPartyApp (a third-party app's token for the
 	// organisation in spec.corpId), ThirdPartySuite or User (OAuth2). Immutable.
@@ -300,8 +356,14 @@ type DingTalkTokenSpec struct {
 	RefreshBefore *metav1.Duration `json:"refreshBefore,omitempty"`
 
 	// suspend stops all calls to DingTalk for this token; the target Secret keeps what it has.
+	// A suspended token holds no DingTalk Stream connection either.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+
+	// suiteTicket says where the suite ticket comes from: the credentials Secret (default) or
+	// DingTalk Stream mode ({source: Stream}). ThirdPartyApp and ThirdPartySuite only.
+	// +optional
+	SuiteTicket *SuiteTicketConfig `json:"suiteTicket,omitempty"`
 
 	// target is the Secret the token is written to. Default: a Secret named like this
 	// DingTalkToken with the key accessToken.
@@ -326,8 +388,9 @@ type TokenStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready (the target Secret holds an unexpired token) and Refreshed (the outcome
-	// of the last refresh attempt).
+	// conditions: Ready (the target Secret holds an unexpired token), Refreshed (the outcome
+	// of the last refresh attempt) and, with spec.suiteTicket.source Stream, TicketStream (the
+	// DingTalk Stream connection that receives the suite tickets).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -372,6 +435,12 @@ type TokenStatus struct {
 	// attempt (ThirdPartyApp and ThirdPartySuite).
 	// +optional
 	SuiteTicketDigest string `json:"suiteTicketDigest,omitempty"`
+
+	// suiteTicketTime is when DingTalk pushed the suite ticket the operator holds for this token
+	// and uses for its next fetch (spec.suiteTicket.source Stream; the push's eventBornTime).
+	// Unset before the first push.
+	// +optional
+	SuiteTicketTime *metav1.Time `json:"suiteTicketTime,omitempty"`
 }
 
 // DingTalkTokenStatus is the observed state of a DingTalkToken. It never holds a token or a credential.
@@ -399,6 +468,7 @@ type DingTalkTokenStatus struct {
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="(has(self.spec.target) && has(self.spec.target.name) ? self.spec.target.name : self.metadata.name) != self.spec.credentialsRef.name",message="spec.target.name (or metadata.name when it is unset) must differ from spec.credentialsRef.name: the operator never writes into the credentials Secret",fieldPath=".spec.target.name"
 // +kubebuilder:validation:XValidation:rule="self.spec.type != 'User' || (self.spec.credentialsRef.name != self.metadata.name + '-refresh-token' && (has(self.spec.target) && has(self.spec.target.name) ? self.spec.target.name : self.metadata.name) != self.metadata.name + '-refresh-token')",message="for type User, spec.credentialsRef.name and spec.target.name may not be <metadata.name>-refresh-token: the operator keeps the refresh token there",fieldPath=".spec"
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.suiteTicket) || self.spec.suiteTicket.source != 'Stream' || (self.spec.credentialsRef.name != self.metadata.name + '-suite-ticket' && (!has(self.spec.target) || !has(self.spec.target.name) || self.spec.target.name != self.metadata.name + '-suite-ticket'))",message="with spec.suiteTicket.source Stream, spec.credentialsRef.name and spec.target.name may not be <metadata.name>-suite-ticket: the operator keeps the pushed suite ticket there",fieldPath=".spec"
 // +kubebuilder:validation:XValidation:rule="(has(self.spec.target) && has(self.spec.target.name) ? self.spec.target.name : self.metadata.name) == (has(oldSelf.spec.target) && has(oldSelf.spec.target.name) ? oldSelf.spec.target.name : oldSelf.metadata.name)",message="spec.target.name is immutable (it defaults to metadata.name): create a new DingTalkToken to write another Secret",fieldPath=".spec.target.name"
 type DingTalkToken struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -444,6 +514,21 @@ func (t *DingTalkToken) TargetKey() string {
 // RefreshTokenSecretName is the name of the Secret keeping a User token's newest refresh token.
 func (t *DingTalkToken) RefreshTokenSecretName() string {
 	return t.Name + RefreshTokenSecretSuffix
+}
+
+// SuiteTicketSecretName is the name of the Secret, in the DingTalkToken's namespace, keeping the
+// newest suite ticket pushed over DingTalk Stream mode.
+func (t *DingTalkToken) SuiteTicketSecretName() string {
+	return t.Name + SuiteTicketSecretSuffix
+}
+
+// TicketSource is where the token's suite ticket comes from (Secret unless spec.suiteTicket says
+// Stream; always Secret for the types without a suite ticket).
+func (t *DingTalkToken) TicketSource() SuiteTicketSource {
+	if t.Spec.Type != TokenTypeThirdPartyApp && t.Spec.Type != TokenTypeThirdPartySuite {
+		return SuiteTicketSourceSecret
+	}
+	return TicketSourceOf(t.Spec.SuiteTicket)
 }
 
 // WithDefaults returns the keys with every unset field set to its default key. k may be nil.

@@ -70,6 +70,14 @@ func testAdmission(t *testing.T) {
 			c.Spec.Target.Template = &v1alpha1.TargetTemplate{Metadata: &v1alpha1.TargetTemplateMetadata{
 				Labels: map[string]string{"dingtalk.tokens.dev/x": "y"}}}
 		}, "may not use the dingtalk.tokens.dev/ prefix"},
+		"suiteTicket only for the types with a suite ticket": {func(c *v1alpha1.ClusterDingTalkToken) {
+			c.Spec.SuiteTicket = &v1alpha1.SuiteTicketConfig{Source: v1alpha1.SuiteTicketSourceStream}
+		}, "spec.suiteTicket is only for the types that use a suite ticket (ThirdPartyApp, ThirdPartySuite)"},
+		"the suite-ticket Secret is never the target": {func(c *v1alpha1.ClusterDingTalkToken) {
+			c.Spec.Type = v1alpha1.TokenTypeThirdPartySuite
+			c.Spec.SuiteTicket = &v1alpha1.SuiteTicketConfig{Source: v1alpha1.SuiteTicketSourceStream}
+			c.Spec.Target.Name = c.Name + "-suite-ticket"
+		}, "may not be <metadata.name>-suite-ticket"},
 	}
 	for name, tc := range refusals {
 		obj := valid()
