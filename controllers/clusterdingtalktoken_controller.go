@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/metrics"
@@ -89,7 +90,7 @@ func (r *ClusterDingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) erro
 	if r.Scheme == nil {
 		r.Scheme = mgr.GetScheme()
 	}
-	if err := r.setup(mgr, r.APIReader, nil); err != nil {
+	if err := r.setup(mgr, r.Client, r.APIReader, nil); err != nil {
 		return err
 	}
 	ctx := context.Background()
@@ -115,6 +116,8 @@ func (r *ClusterDingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) erro
 		Owns(&corev1.Secret{}).
 		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.tokensForNamespace)).
 		WatchesRawSource(r.credentials.source(r.tokensForCredentials)).
+		// DingTalk Stream: a connection's state changed or a pushed ticket was stored.
+		WatchesRawSource(source.Channel(r.tickets.clusterEvents, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 }
@@ -158,6 +161,9 @@ func (r *ClusterDingTalkTokenReconciler) tokensForCredentials(ctx context.Contex
 func (r *ClusterDingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
 	ctx = logr.NewContext(ctx, CapLogVerbosity(ctrl.LoggerFrom(ctx)))
 	tok, err := r.load(ctx, req.Name)
+	if tok != nil && !tok.DeletionTimestamp.IsZero() {
+		r.forgetStream(req.NamespacedName) // being deleted: no DingTalk Stream connection is held for it
+	}
 	if err != nil || tok == nil || !tok.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, err
 	}
@@ -175,6 +181,7 @@ func (r *ClusterDingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl
 	// Suspended: no DingTalk call and no write.
 	if p.spec.Suspend {
 		p.suspend()
+		r.holdStream(&p.tokenPass)
 		return ctrl.Result{}, nil
 	}
 	p.resume()
@@ -187,14 +194,17 @@ func (r *ClusterDingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl
 	if err := r.unprovision(ctx, p, fan); err != nil {
 		return ctrl.Result{}, err
 	}
+	// Read the credentials (uncached, in their namespace) and hold (or release) the suite's
+	// DingTalk Stream connection, whether namespaces are picked or not: tickets keep arriving.
+	if p.creds, err = r.readCredentials(ctx, &p.tokenPass); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.holdStream(&p.tokenPass)
 	// No namespace picked: nobody uses the token, so DingTalk is not called for it.
 	if len(fan.matched) == 0 {
 		return ctrl.Result{}, nil
 	}
-	// Read the credentials (uncached, in their namespace) and decide whether this pass calls DingTalk.
-	if p.creds, err = r.readCredentials(ctx, &p.tokenPass); err != nil {
-		return ctrl.Result{}, err
-	}
+	// Decide whether this pass calls DingTalk.
 	in := p.input()
 	if d := decide(in); d.Fetch {
 		p.log.V(1).Info("Refreshing token", "why", d.Why)
@@ -218,6 +228,7 @@ func (r *ClusterDingTalkTokenReconciler) load(ctx context.Context, name string) 
 	}
 	if apierrors.IsNotFound(err) {
 		r.memory.forget(key)
+		r.forgetStream(key)
 		metrics.DeleteClusterToken(name)
 		return nil, nil
 	}

@@ -58,8 +58,16 @@ func (sh *Machinery) readCredentials(ctx context.Context, p *tokenPass) (credent
 	if err != nil || missing != nil {
 		return credentialsRead{missing: missing}, err
 	}
-	key := sh.fetchKey(p.uid, c)
-	return credentialsRead{values: c, setKey: key, floor: sh.fetcher.floor(key)}, nil
+	read := credentialsRead{values: c}
+	if p.spec.TicketSource == v1alpha1.SuiteTicketSourceStream {
+		// A ticket DingTalk pushed wins over the credentials Secret's (suiteticket.go).
+		if read, err = sh.withPushedTicket(ctx, p, read); err != nil || read.missing != nil {
+			return read, err
+		}
+	}
+	read.setKey = sh.fetchKey(p.uid, read.values)
+	read.floor = sh.fetcher.floor(read.setKey)
+	return read, nil
 }
 
 func (sh *Machinery) credentialValues(ctx context.Context, p *tokenPass) (*credentials, *failure, error) {
@@ -103,7 +111,8 @@ func (sh *Machinery) credentialValues(ctx context.Context, p *tokenPass) (*crede
 		c.suite = dingtalk.SuiteCredentials{
 			SuiteKey:    value(keys.SuiteKey, true),
 			SuiteSecret: value(keys.SuiteSecret, true),
-			SuiteTicket: value(keys.SuiteTicket, true),
+			// With Stream mode the ticket is pushed: one here only seeds the first fetch.
+			SuiteTicket: value(keys.SuiteTicket, p.spec.TicketSource != v1alpha1.SuiteTicketSourceStream),
 		}
 	case v1alpha1.TokenTypeUser:
 		// The bootstrap keys are optional here: once used, they may be removed from the Secret.

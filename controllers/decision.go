@@ -114,6 +114,9 @@ type refreshInput struct {
 	// RefreshRequestedAt is the time of a refresh requested with the refresh-requested-at
 	// annotation, in whole seconds, at most a minute ahead of Now (zero: none, or not valid).
 	RefreshRequestedAt time.Time
+	// AwaitingTicket: the suite ticket comes from DingTalk Stream mode and none was pushed yet
+	// (nor seeded by the credentials Secret).
+	AwaitingTicket bool
 }
 
 // refreshDecision says whether this pass calls DingTalk, and why (for the logs).
@@ -129,6 +132,7 @@ type policy func(in refreshInput) (d refreshDecision, ok bool)
 // anything but a due time, a spec or credentials change or a refresh request finds nothing due
 // and makes no call.
 var refreshPolicies = []policy{
+	waitForSuiteTicket,
 	waitForRetryAfter,
 	refreshOnCredentialsChange,
 	refreshOnTicketAfterFailure,
@@ -147,6 +151,12 @@ func decide(in refreshInput) refreshDecision {
 		}
 	}
 	return refreshDecision{Why: "no rule applies"}
+}
+
+// waitForSuiteTicket: without any suite ticket there is nothing to call DingTalk with; the first
+// push re-queues the object.
+func waitForSuiteTicket(in refreshInput) (refreshDecision, bool) {
+	return refreshDecision{Why: "no suite ticket pushed yet"}, in.AwaitingTicket
 }
 
 // waitForRetryAfter: DingTalk's Retry-After for the credential set holds back every call.
@@ -268,6 +278,9 @@ func (in refreshInput) gate() time.Time {
 // (or a pending request's time, when earlier), held back by the backoff and by DingTalk's
 // Retry-After. It is what status.refreshTime shows.
 func nextAttempt(in refreshInput) time.Time {
+	if in.AwaitingTicket {
+		return time.Time{} // the push re-queues the object: no time to wait for
+	}
 	next := in.dueAt()
 	if next.IsZero() {
 		next = in.Now

@@ -305,6 +305,30 @@ func TestDecide(t *testing.T) {
 			}(),
 			wantFetch: false, wantNext: t0.Add(2 * time.Minute),
 		},
+		"Stream: no suite ticket pushed yet and none in the Secret: no call, no wake-up (the push re-queues)": {
+			in:        refreshInput{Now: t0, UID: uid, CredentialsDigest: "hmac:c1", AwaitingTicket: true},
+			wantFetch: false, wantNext: time.Time{},
+		},
+		"Stream: still no ticket after a local failure: no call, no wake-up": {
+			in: func() refreshInput {
+				in := failed(refreshInput{Now: t0.Add(time.Minute), UID: uid, CredentialsDigest: "hmac:c1"}, v1alpha1.ReasonCredentialsNotFound, 1, t0)
+				in.AwaitingTicket = true
+				return in
+			}(),
+			wantFetch: false, wantNext: time.Time{},
+		},
+		"Stream: the first ticket arrives: fetch the first token": {
+			in:        refreshInput{Now: t0, UID: uid, CredentialsDigest: "hmac:c1", SuiteTicketDigest: "hmac:t1"},
+			wantFetch: true, wantNext: t0,
+		},
+		"Stream: a pushed ticket while the token is valid and the last attempt succeeded: no call": {
+			in: func() refreshInput {
+				in := base(t0.Add(time.Hour))
+				in.SuiteTicketDigest = "hmac:t2"
+				return in
+			}(),
+			wantFetch: false, wantNext: due,
+		},
 		"expired token, refresh failing: call when the backoff allows": {
 			in:        failed(base(expires.Add(time.Minute)), v1alpha1.ReasonProviderUnavailable, 4, expires),
 			wantFetch: true, wantNext: expires.Add(backoffDelay(uid, 4)),

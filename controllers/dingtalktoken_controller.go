@@ -38,8 +38,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
@@ -155,7 +157,7 @@ func (r *DingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return err
 	}
-	if err := r.setup(mgr, r.APIReader, r.WatchNamespaces); err != nil {
+	if err := r.setup(mgr, r.Client, r.APIReader, r.WatchNamespaces); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
@@ -163,6 +165,8 @@ func (r *DingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1alpha1.DingTalkToken{}, builder.WithPredicates(specOrRequestChanged())).
 		Owns(&corev1.Secret{}).
 		WatchesRawSource(r.credentials.source(r.tokensForCredentials)).
+		// DingTalk Stream: a connection's state changed or a pushed ticket was stored.
+		WatchesRawSource(source.Channel(r.tickets.tokenEvents, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 }
@@ -190,6 +194,9 @@ func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	// Load the object; when it is gone only memory and metrics are left (its Secrets go with it
 	// through their ownerReferences).
 	tok, err := r.load(ctx, req.NamespacedName)
+	if tok != nil && !tok.DeletionTimestamp.IsZero() {
+		r.forgetStream(req.NamespacedName) // being deleted: no DingTalk Stream connection is held for it
+	}
 	if err != nil || tok == nil || !tok.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, err
 	}
@@ -214,6 +221,7 @@ func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	// Suspended: no DingTalk call and no write; status reports what the Secret holds.
 	if p.spec.Suspend {
 		p.suspend()
+		r.holdStream(&p.tokenPass)
 		return ctrl.Result{}, nil
 	}
 	p.resume()
@@ -227,6 +235,8 @@ func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if p.creds, err = r.readCredentials(ctx, &p.tokenPass); err != nil {
 		return ctrl.Result{}, err
 	}
+	// Hold (or release) the suite's DingTalk Stream connection that pushes its tickets.
+	r.holdStream(&p.tokenPass)
 	in := p.input()
 	if d := decide(in); d.Fetch {
 		p.log.V(1).Info("Refreshing token", "why", d.Why)
@@ -288,6 +298,7 @@ func (r *DingTalkTokenReconciler) refresh(ctx context.Context, p *pass, in refre
 // forget drops what memory holds for a deleted DingTalkToken, and its metrics series.
 func (r *DingTalkTokenReconciler) forget(key types.NamespacedName) {
 	r.memory.forget(key)
+	r.forgetStream(key)
 	metrics.DeleteToken(key.Namespace, key.Name)
 }
 

@@ -51,6 +51,7 @@ const (
 // specOfClusterDingTalkToken is a ClusterDingTalkToken's tokenSpec.
 func specOfClusterDingTalkToken(tok *v1alpha1.ClusterDingTalkToken) tokenSpec {
 	ref := tok.Spec.CredentialsRef
+	ticketNS, ticketName := tok.SuiteTicketSecretKey()
 	return tokenSpec{
 		Type:           tok.Spec.Type,
 		Credentials:    types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name},
@@ -61,6 +62,8 @@ func specOfClusterDingTalkToken(tok *v1alpha1.ClusterDingTalkToken) tokenSpec {
 		TargetKey:      tok.TargetKey(),
 		Template:       tok.Spec.Target.Template,
 		RefreshRequest: tok.Annotations[v1alpha1.RefreshRequestedAtAnnotation],
+		TicketSource:   tok.TicketSource(),
+		TicketSecret:   types.NamespacedName{Namespace: ticketNS, Name: ticketName},
 	}
 }
 

@@ -88,6 +88,11 @@ type credentialsRead struct {
 	setKey string
 	// floor is DingTalk's Retry-After for the set, when one is in force.
 	floor time.Time
+	// pushed is the ticket DingTalk pushed over Stream mode that values carry (nil: none, the
+	// credentials Secret's is used); awaitingTicket is set when a Stream-sourced object has no
+	// ticket at all yet.
+	pushed         *storedTicket
+	awaitingTicket bool
 }
 
 func (sh *Machinery) startTokenPass(log logr.Logger, obj metav1.Object, spec tokenSpec, st *v1alpha1.TokenStatus) tokenPass {
@@ -119,6 +124,7 @@ func (p *tokenPass) input() refreshInput {
 		SpecChanged:           p.generation != st.ObservedGeneration,
 		RetryAfterFloor:       p.creds.floor,
 		RefreshRequestedAt:    p.requestedAt,
+		AwaitingTicket:        p.creds.awaitingTicket,
 	}
 	if st.LastFailureTime != nil {
 		in.LastFailure = st.LastFailureTime.Time
@@ -279,6 +285,10 @@ func (p *tokenPass) readyCondition(validUntil time.Time, holder string) (metav1.
 	}
 	if p.suspended {
 		return metav1.ConditionFalse, v1alpha1.ReasonSuspended, "spec.suspend is true and the target Secret holds no valid token"
+	}
+	if p.creds.awaitingTicket {
+		return metav1.ConditionFalse, v1alpha1.ReasonPending, "Waiting for the first suite ticket DingTalk pushes over Stream mode " +
+			"(the credentials Secret has none): see the TicketStream condition"
 	}
 	if c := refreshedCondition(p.st); c != nil && c.Status == metav1.ConditionFalse && kindOf(c.Reason) != failureNone {
 		return metav1.ConditionFalse, c.Reason, c.Message

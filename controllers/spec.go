@@ -41,6 +41,10 @@ type tokenSpec struct {
 	Template  *v1alpha1.TargetTemplate
 	// RefreshRequest is the refresh-requested-at annotation's value ("": none).
 	RefreshRequest string
+	// TicketSource is where the suite ticket comes from (Secret for the types without one), and
+	// TicketSecret the Secret that keeps the tickets pushed over DingTalk Stream mode.
+	TicketSource v1alpha1.SuiteTicketSource
+	TicketSecret types.NamespacedName
 }
 
 // specOfDingTalkToken is a DingTalkToken's tokenSpec: its credentials Secret is in its namespace.
@@ -54,6 +58,8 @@ func specOfDingTalkToken(tok *v1alpha1.DingTalkToken) tokenSpec {
 		Suspend:        tok.Spec.Suspend,
 		TargetKey:      tok.TargetKey(),
 		RefreshRequest: tok.Annotations[v1alpha1.RefreshRequestedAtAnnotation],
+		TicketSource:   tok.TicketSource(),
+		TicketSecret:   types.NamespacedName{Namespace: tok.Namespace, Name: tok.SuiteTicketSecretName()},
 	}
 	if tok.Spec.Target != nil {
 		s.Template = tok.Spec.Target.Template

@@ -90,6 +90,10 @@ var scenarios = []scenario{
 	{name: "RolloutRestart", run: testRolloutRestart},
 	{name: "RefreshRequest", run: testRefreshRequest},
 	{name: "Restart", ownManager: true, run: testRestart},
+	{name: "StreamFirstPush", run: testStreamFirstPush},
+	{name: "StreamTicketReplaced", run: testStreamTicketReplaced},
+	{name: "StreamConnections", run: testStreamConnections},
+	{name: "StreamRestart", ownManager: true, run: testStreamRestart},
 }
 
 // suite is the shared test environment: a control plane and the simulator (envtesting.Env),
@@ -149,11 +153,21 @@ func TestEnvtest(t *testing.T) {
 }
 
 // testLeakScan runs after every scenario: everything the managers logged at the highest verbosity,
-// every event, every DingTalkToken status and the metrics must hold none of the credential, token
-// and refresh-token values the scenarios used (see testenv.LeakScan for every rule).
+// every event, every DingTalkToken status and the metrics must hold none of the credential, token,
+// refresh-token and suite-ticket values the scenarios used (see testenv.LeakScan for every rule).
 func testLeakScan(t *testing.T) {
-	// The scan is only meaningful if the managers did log at debug level: V(1) and V(5) messages.
-	env.ScanLeaks(t, env.logs.Bytes(), `"No refresh"`, `"Reconciling"`)
+	// The scan is only meaningful if the managers did log at debug level: V(1) and V(5) messages,
+	// and (when the Stream scenarios ran) what the stream connections and the ticket sink logged.
+	mustLog := []string{`"No refresh"`, `"Reconciling"`}
+	for _, sc := range scenarios {
+		switch sc.name {
+		case "StreamFirstPush":
+			mustLog = append(mustLog, `"Stored a pushed suite ticket"`, `"DingTalk stream state changed"`)
+		case "StreamConnections":
+			mustLog = append(mustLog, `"Reconnecting to the DingTalk stream"`) // V(1), after the drop
+		}
+	}
+	env.ScanLeaks(t, env.logs.Bytes(), mustLog...)
 	if n := env.Sensitive.Len(); n < 3*len(scenarios) {
 		t.Errorf("only %d values scanned: the scenarios did not record what they used", n)
 	}

@@ -46,6 +46,8 @@ type Machinery struct {
 	credentials *credentialsWatch
 	setupOnce   sync.Once
 	setupErr    error
+	// tickets is Stream mode: suite-ticket connections, stored tickets, re-queues (suiteticket.go).
+	tickets *ticketStream
 }
 
 // NewMachinery is the machinery of one manager's reconcilers: tokens from dt at endpoint,
@@ -54,14 +56,18 @@ func NewMachinery(clk clock.Clock, dt dingtalk.Client, endpoint string) *Machine
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &Machinery{clock: clk, dingtalk: dt, endpoint: endpoint, fetcher: newFetcher(clk), memory: newMemory()}
+	return &Machinery{clock: clk, dingtalk: dt, endpoint: endpoint, fetcher: newFetcher(clk), memory: newMemory(),
+		tickets: newTicketStream()}
 }
 
-// setup gives the machinery the manager's uncached reader and, once for all reconcilers, the
-// watch of the credentials Secrets they reference (namespaces: those served; empty: all).
-func (sh *Machinery) setup(mgr ctrl.Manager, apiReader client.Reader, namespaces []string) error {
+// setup gives the machinery the reconcilers' client (suite-ticket Secrets are written with it)
+// and uncached reader and, once for all reconcilers, the watch of the credentials Secrets they
+// reference (namespaces: those served; empty: all).
+func (sh *Machinery) setup(mgr ctrl.Manager, c client.Client, apiReader client.Reader, namespaces []string) error {
 	sh.setupOnce.Do(func() {
 		sh.apiReader = apiReader
+		sh.tickets.client, sh.tickets.scheme = c, mgr.GetScheme()
+		sh.tickets.log = mgr.GetLogger().WithName("suiteticket")
 		var mc metadata.Interface
 		if mc, sh.setupErr = metadata.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient()); sh.setupErr == nil {
 			sh.credentials = newCredentialsWatch(mc, namespaces)

@@ -40,6 +40,7 @@ import (
 	dingtalkv1alpha1 "github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/stream"
 	// Registers the operator's metrics on controller-runtime's registry.
 	_ "github.com/dingtalk-token-operator/dingtalk-token-operator/internal/metrics"
 )
@@ -79,7 +80,9 @@ type Hooks struct {
 }
 
 // NewManager builds the manager from validated options: caches restricted to managed Secrets
-// and the watched namespaces, the DingTalkToken reconciler, metrics, probes and leader election.
+// and the watched namespaces, the DingTalkToken (and, serving every namespace, the
+// ClusterDingTalkToken) reconciler, the DingTalk Stream connections of Stream-sourced suite
+// tickets (leader only), metrics, probes and leader election.
 // Start it with mgr.Start(ctx); it returns when ctx ends and the running reconciles finish.
 // Hooks, at most one, change the seams an embedding program needs (see Hooks).
 func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, error) {
@@ -138,6 +141,16 @@ func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, erro
 	}
 	// One machinery for every kind: objects of any kind with equal credentials share one call.
 	machinery := controllers.NewMachinery(h.clock(), dt, o.DingTalkEndpoint)
+	// DingTalk Stream mode: one connection per suite whose tokens take pushed suite tickets, held
+	// by the leader only (the Hub is a leader-election runnable).
+	hub := stream.NewHub(machinery.TicketSink(), stream.HubOptions{
+		Client:  stream.Options{Logger: mgr.GetLogger().WithName("stream")},
+		OnState: machinery.TicketStreamChanged,
+	})
+	machinery.UseTicketStream(hub)
+	if err := mgr.Add(hub); err != nil {
+		return nil, fmt.Errorf("adding the DingTalk Stream connections: %w", err)
+	}
 	c, reader := h.wrapClient(mgr.GetClient()), h.wrapAPIReader(mgr.GetAPIReader())
 	r := &controllers.DingTalkTokenReconciler{
 		Client:                  c,

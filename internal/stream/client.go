@@ -160,7 +160,7 @@ func NewClient(creds Credentials, sink TicketSink, opts Options) (*Client, error
 	}
 	return &Client{
 		creds: creds, id: id, sink: sink, opts: opts,
-		log:   opts.Logger.WithValues("suiteKey", creds.SuiteKey),
+		log:   opts.Logger.WithValues("suite", id.Name()),
 		state: State{Phase: Connecting, Message: "not connected yet", Since: opts.Clock.Now()},
 	}, nil
 }

@@ -18,6 +18,8 @@ package stream
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -32,6 +34,13 @@ type SuiteID struct {
 }
 
 func (id SuiteID) String() string { return fmt.Sprintf("suite %q at %s", id.SuiteKey, id.Endpoint) }
+
+// Name is a short stable name of the suite for logs: "suite-" and 8 hex digits of a SHA-256 of
+// the suiteKey and endpoint. Logs never carry the suiteKey itself, which many treat as a credential.
+func (id SuiteID) Name() string {
+	sum := sha256.Sum256([]byte(id.SuiteKey + "\x00" + id.Endpoint))
+	return "suite-" + hex.EncodeToString(sum[:4])
+}
 
 // Credentials open a suite's stream. SuiteSecret never appears in a String, a log or an error.
 type Credentials struct {
@@ -53,8 +62,8 @@ func (c Credentials) String() string { return c.ID().String() }
 // GoString keeps %#v from printing the secret.
 func (c Credentials) GoString() string { return "stream.Credentials{" + c.ID().String() + "}" }
 
-// MarshalLog keeps structured loggers from printing the secret.
-func (c Credentials) MarshalLog() any { return c.ID() }
+// MarshalLog keeps structured loggers from printing the secret (or the suiteKey).
+func (c Credentials) MarshalLog() any { return c.ID().Name() }
 
 func (c Credentials) endpoint() (string, error) {
 	if c.Endpoint == "" {

@@ -51,6 +51,9 @@ const (
 	AccessToken Kind = "access token"
 	// RefreshToken: a rotated refresh token, in its refresh-token Secret only.
 	RefreshToken Kind = "refresh token"
+	// SuiteTicket: a suite ticket DingTalk pushed over Stream mode, in suite-ticket Secrets only
+	// (like every Credential, never in a log, event, status, metric or target Secret).
+	SuiteTicket Kind = "suite ticket"
 )
 
 // minSecretValue is the shortest Secret value AddSecret records: shorter ones match by chance.
@@ -86,12 +89,16 @@ func (s *Sensitive) New(k Kind, prefix string) string {
 }
 
 // AddSecret records the values of a Secret the operator wrote: the tokens of a target Secret,
-// the refresh token of a refresh-token Secret. Keys that hold nothing secret (expiresAt,
-// corpId, the used-bootstrap record) and values shorter than 8 bytes are left out.
+// the refresh token of a refresh-token Secret, the suite ticket of a suite-ticket Secret. Keys
+// that hold nothing secret (expiresAt, corpId, the used-bootstrap record) and values shorter
+// than 8 bytes are left out.
 func (s *Sensitive) AddSecret(sec *corev1.Secret) {
 	kind := AccessToken
-	if strings.HasSuffix(sec.Name, v1alpha1.RefreshTokenSecretSuffix) {
+	switch {
+	case strings.HasSuffix(sec.Name, v1alpha1.RefreshTokenSecretSuffix):
 		kind = RefreshToken
+	case strings.HasSuffix(sec.Name, v1alpha1.SuiteTicketSecretSuffix):
+		kind = SuiteTicket
 	}
 	for k, v := range sec.Data {
 		if k == v1alpha1.ExpiresAtKey || k == v1alpha1.CorpIDKey || k == v1alpha1.UsedBootstrapKey || len(v) < minSecretValue {
@@ -181,7 +188,8 @@ func (s LeakScan) Run(ctx context.Context, c client.Client) (*LeakReport, error)
 	return &r, nil
 }
 
-// collect reads every event, every DingTalkToken's status and the metrics registry.
+// collect reads every event, every DingTalkToken's and ClusterDingTalkToken's status and the
+// metrics registry.
 func collect(ctx context.Context, c client.Client) (map[string][]byte, string, error) {
 	var events eventsv1.EventList
 	if err := c.List(ctx, &events); err != nil {
@@ -195,6 +203,10 @@ func collect(ctx context.Context, c client.Client) (map[string][]byte, string, e
 	if err := c.List(ctx, &toks); err != nil {
 		return nil, "", err
 	}
+	var clusterToks v1alpha1.ClusterDingTalkTokenList
+	if err := c.List(ctx, &clusterToks); err != nil {
+		return nil, "", err
+	}
 	fams, err := ctrlmetrics.Registry.Gather()
 	if err != nil {
 		return nil, "", err
@@ -206,15 +218,19 @@ func collect(ctx context.Context, c client.Client) (map[string][]byte, string, e
 			return nil, "", err
 		}
 	}
-	if len(events.Items) == 0 || len(toks.Items) == 0 || metrics.Len() == 0 {
-		return nil, "", fmt.Errorf("nothing to scan: %d events, %d DingTalkTokens, %d bytes of metrics",
-			len(events.Items), len(toks.Items), metrics.Len())
+	if len(events.Items) == 0 || len(toks.Items)+len(clusterToks.Items) == 0 || metrics.Len() == 0 {
+		return nil, "", fmt.Errorf("nothing to scan: %d events, %d DingTalkTokens, %d ClusterDingTalkTokens, %d bytes of metrics",
+			len(events.Items), len(toks.Items), len(clusterToks.Items), metrics.Len())
 	}
 	sources := map[string][]byte{"events.k8s.io events": mustJSON(events.Items), "core events": mustJSON(coreEvents.Items), "metrics": metrics.Bytes()}
 	for _, tok := range toks.Items {
 		sources["status of "+tok.Namespace+"/"+tok.Name] = mustJSON(tok.Status)
 	}
-	counts := fmt.Sprintf("%d events, %d statuses, %d bytes of metrics", len(events.Items)+len(coreEvents.Items), len(toks.Items), metrics.Len())
+	for _, tok := range clusterToks.Items {
+		sources["status of ClusterDingTalkToken "+tok.Name] = mustJSON(tok.Status)
+	}
+	counts := fmt.Sprintf("%d events, %d statuses, %d bytes of metrics", len(events.Items)+len(coreEvents.Items),
+		len(toks.Items)+len(clusterToks.Items), metrics.Len())
 	return sources, counts, nil
 }
 
@@ -280,11 +296,12 @@ func bodyLines(logs []byte) []string {
 
 var eventsLogger = regexp.MustCompile(`"logger":"([^"]*\.)?events"`)
 
-// targetSecretLeaks: target Secrets hold their token, never a credential or a refresh token.
+// targetSecretLeaks: target Secrets hold their token, never a credential, a suite ticket or a
+// refresh token.
 func targetSecretLeaks(secrets []corev1.Secret, values map[string]Kind) []string {
 	var out []string
 	for _, s := range secrets {
-		if strings.HasSuffix(s.Name, v1alpha1.RefreshTokenSecretSuffix) {
+		if strings.HasSuffix(s.Name, v1alpha1.RefreshTokenSecretSuffix) || strings.HasSuffix(s.Name, v1alpha1.SuiteTicketSecretSuffix) {
 			continue
 		}
 		for key, val := range s.Data {

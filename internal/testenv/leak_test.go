@@ -104,8 +104,9 @@ func TestBodyLines(t *testing.T) {
 }
 
 // TestSensitiveSecrets: a target Secret's token is recorded as an access token, a refresh-token
-// Secret's as a refresh token; bookkeeping keys and short values are not; a credential in a target
-// Secret is a finding, its token is not.
+// Secret's as a refresh token, a suite-ticket Secret's as a suite ticket; bookkeeping keys and
+// short values are not; a credential or a suite ticket in a target Secret is a finding, its
+// token is not.
 func TestSensitiveSecrets(t *testing.T) {
 	target := corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app"}, Data: map[string][]byte{
 		"accessToken": []byte("0123456789abcdef0123456789abcdef"), v1alpha1.ExpiresAtKey: []byte("2026-11-25T15:30:00Z"),
@@ -113,12 +114,16 @@ func TestSensitiveSecrets(t *testing.T) {
 	}}
 	refresh := corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app" + v1alpha1.RefreshTokenSecretSuffix},
 		Data: map[string][]byte{v1alpha1.RefreshTokenKey: []byte("rotated-refresh-token-1")}}
+	ticket := corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app" + v1alpha1.SuiteTicketSecretSuffix},
+		Data: map[string][]byte{v1alpha1.SuiteTicketKey: []byte("pushed-suite-ticket-1")}}
 	var s Sensitive
 	s.AddSecret(&target)
 	s.AddSecret(&refresh)
+	s.AddSecret(&ticket)
 	cred := s.New(Credential, "appsecret-")
 	got := s.snapshot()
-	want := map[string]Kind{"0123456789abcdef0123456789abcdef": AccessToken, "rotated-refresh-token-1": RefreshToken, cred: Credential}
+	want := map[string]Kind{"0123456789abcdef0123456789abcdef": AccessToken, "rotated-refresh-token-1": RefreshToken,
+		"pushed-suite-ticket-1": SuiteTicket, cred: Credential}
 	if len(got) != len(want) {
 		t.Fatalf("recorded %v, want %v", got, want)
 	}
@@ -127,11 +132,15 @@ func TestSensitiveSecrets(t *testing.T) {
 			t.Errorf("%s recorded as %q, want %q", v, got[v], k)
 		}
 	}
-	if leaks := targetSecretLeaks([]corev1.Secret{target, refresh}, got); len(leaks) != 0 {
+	if leaks := targetSecretLeaks([]corev1.Secret{target, refresh, ticket}, got); len(leaks) != 0 {
 		t.Errorf("clean Secrets: %q", leaks)
 	}
 	target.Data["config"] = []byte(`{"secret":"` + cred + `"}`)
 	if leaks := targetSecretLeaks([]corev1.Secret{target}, got); len(leaks) != 1 || !strings.Contains(leaks[0], "credential") {
 		t.Errorf("a credential in a target Secret: %q", leaks)
+	}
+	target.Data["config"] = []byte(`{"ticket":"pushed-suite-ticket-1"}`)
+	if leaks := targetSecretLeaks([]corev1.Secret{target}, got); len(leaks) != 1 || !strings.Contains(leaks[0], "suite ticket") {
+		t.Errorf("a suite ticket in a target Secret: %q", leaks)
 	}
 }

@@ -73,6 +73,7 @@ func TestFanOut(t *testing.T) {
 		"FanOutSharedFetch":  testFanOutSharedFetch,
 		"NamespaceLifecycle": testNamespaceLifecycle,
 		"Admission":          testAdmission,
+		"StreamFanOut":       testStreamFanOut,
 	}
 	t.Run("scenarios", func(t *testing.T) {
 		var wg sync.WaitGroup
@@ -82,7 +83,7 @@ func TestFanOut(t *testing.T) {
 		wg.Wait()
 	})
 	t.Run("LeakScan", func(t *testing.T) {
-		env.ScanLeaks(t, logs.Bytes(), `"No refresh"`)
+		env.ScanLeaks(t, logs.Bytes(), `"No refresh"`, `"Stored a pushed suite ticket"`)
 	})
 	if t.Failed() {
 		if f, err := os.CreateTemp("", "fanout-envtest-*.log"); err == nil {
