@@ -18,9 +18,11 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -37,16 +39,28 @@ func ParseMetrics(r io.Reader) (Metrics, error) {
 	return parser.TextToMetricFamilies(r)
 }
 
+// InsecureHTTP is the HTTP client for the operator's own endpoints (metrics, probes) in tests:
+// the metrics server's certificate is self-signed, and what a test checks is who may read.
+var InsecureHTTP = &http.Client{
+	Timeout:   5 * time.Second,
+	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec
+}
+
+// Get GETs url with InsecureHTTP, with a bearer token when token is set, and returns the status
+// and the body.
+func Get(url, token string) (int, string, error) {
+	resp, err := get(context.Background(), InsecureHTTP, url, token)
+	if err != nil {
+		return 0, "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
 // Scrape GETs a /metrics URL with hc, with a bearer token when token is set, and parses it.
 func Scrape(ctx context.Context, hc *http.Client, url, token string) (Metrics, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := hc.Do(req)
+	resp, err := get(ctx, hc, url, token)
 	if err != nil {
 		return nil, err
 	}
@@ -56,6 +70,17 @@ func Scrape(ctx context.Context, hc *http.Client, url, token string) (Metrics, e
 		return nil, fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
 	}
 	return ParseMetrics(resp.Body)
+}
+
+func get(ctx context.Context, hc *http.Client, url, token string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return hc.Do(req)
 }
 
 // Gather reads controller-runtime's registry: the metrics of the managers in this process.

@@ -17,6 +17,9 @@ limitations under the License.
 package testenv
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -49,5 +52,27 @@ go_memstats_heap_inuse_bytes 1.5e+06
 	}
 	if _, ok := m.Sample("dingtalk_token_ready_status", map[string]string{"namespace": "y"}); ok {
 		t.Error("a series of another namespace was found")
+	}
+}
+
+// TestScrape: a bearer token is sent when given; a refused scrape is an error naming the status.
+func TestScrape(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer reader" {
+			http.Error(w, "no", http.StatusForbidden)
+			return
+		}
+		_, _ = w.Write([]byte("# TYPE up gauge\nup 1\n"))
+	}))
+	defer srv.Close()
+	if code, _, err := Get(srv.URL, ""); err != nil || code != http.StatusForbidden {
+		t.Errorf("Get() without a token = %d, %v", code, err)
+	}
+	m, err := Scrape(context.Background(), InsecureHTTP, srv.URL, "reader")
+	if err != nil || m.Value("up", nil) != 1 {
+		t.Errorf("Scrape() = %v, %v", m, err)
+	}
+	if _, err := Scrape(context.Background(), InsecureHTTP, srv.URL, "stranger"); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("Scrape() with a refused token = %v", err)
 	}
 }

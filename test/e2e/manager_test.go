@@ -166,7 +166,7 @@ func TestLeaderElectionFailoverAndMetrics(t *testing.T) {
 	for _, p := range []*testenv.Process{leader, standby} {
 		for _, path := range []string{"/healthz", "/readyz"} {
 			g.Eventually(func() (int, error) {
-				code, _, err := get("http://"+p.Flag("health-probe-bind-address")+path, "")
+				code, _, err := testenv.Get("http://"+p.Flag("health-probe-bind-address")+path, "")
 				return code, err
 			}).WithTimeout(20*time.Second).Should(Equal(http.StatusOK), "%s of manager %s", path, p.Name)
 		}
@@ -186,7 +186,7 @@ func TestLeaderElectionFailoverAndMetrics(t *testing.T) {
 		{scraper, Equal(http.StatusOK)},
 	} {
 		g.Eventually(func() (int, error) {
-			code, _, err := get("https://"+leader.Flag("metrics-bind-address")+"/metrics", tc.token)
+			code, _, err := testenv.Get("https://"+leader.Flag("metrics-bind-address")+"/metrics", tc.token)
 			return code, err
 		}).WithTimeout(20 * time.Second).WithPolling(500 * time.Millisecond).Should(tc.code)
 	}
@@ -310,7 +310,7 @@ func TestNamespacedMode(t *testing.T) {
 
 	waitReady(g, served, []*dingtalkv1alpha1.DingTalkToken{testenv.NewToken(served, "bot", "", "")})
 	g.Eventually(func() (int, error) {
-		code, _, err := get("http://"+p.Flag("health-probe-bind-address")+"/readyz", "")
+		code, _, err := testenv.Get("http://"+p.Flag("health-probe-bind-address")+"/readyz", "")
 		return code, err
 	}).WithTimeout(20 * time.Second).Should(Equal(http.StatusOK))
 	g.Consistently(func() []metav1.Condition {

@@ -22,15 +22,11 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -161,31 +157,7 @@ func startManager(t *testing.T, name, kubeconfig string, args ...string) *testen
 	return envtesting.StartProcess(t, name, managerBin, append([]string{"--kubeconfig=" + kubeconfig}, args...)...)
 }
 
-var insecureHTTP = &http.Client{
-	Timeout: 5 * time.Second,
-	// The metrics server's certificate is self-signed; what is under test is who may read.
-	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec
-}
-
-// get fetches url with an optional bearer token and returns the status and body.
-func get(url, token string) (int, string, error) {
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := insecureHTTP.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
-}
-
 // scrape reads the metrics endpoint of a manager process with token and parses the exposition.
 func scrape(p *testenv.Process, token string) (testenv.Metrics, error) {
-	return testenv.Scrape(context.Background(), insecureHTTP, "https://"+p.Flag("metrics-bind-address")+"/metrics", token)
+	return testenv.Scrape(context.Background(), testenv.InsecureHTTP, "https://"+p.Flag("metrics-bind-address")+"/metrics", token)
 }

@@ -24,8 +24,6 @@ package install
 
 import (
 	"bytes"
-	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -324,13 +322,13 @@ serviceAccount: {annotations: {example.com/role: operator}}
 	// metrics-auth binding lets the manager check it.
 	token := scraperToken(t, rel.namespace, "dingtalk-dingtalk-token-operator-metrics-reader")
 	g.Eventually(func() (string, error) {
-		status, body, err := get("https://"+metricsAddr+"/metrics", token)
+		status, body, err := testenv.Get("https://"+metricsAddr+"/metrics", token)
 		if status != http.StatusOK {
 			return "", fmt.Errorf("status %d: %v", status, err)
 		}
 		return body, err
 	}).WithTimeout(30 * time.Second).Should(ContainSubstring("dingtalk_token_ready_status"))
-	status, _, _ := get("https://"+metricsAddr+"/metrics", "")
+	status, _, _ := testenv.Get("https://"+metricsAddr+"/metrics", "")
 	g.Expect(status).To(Equal(http.StatusUnauthorized), "an anonymous scrape")
 
 	env.ScanLeaks(t, []byte(p.Output()))
@@ -428,30 +426,6 @@ func scraperToken(t *testing.T, ns, readerRole string) string {
 		CreateToken(ctx, "prometheus", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
 	envtesting.Must(t, err)
 	return tr.Status.Token
-}
-
-var insecureHTTP = &http.Client{
-	Timeout: 5 * time.Second,
-	// The metrics server's certificate is self-signed; what is under test is who may read.
-	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec
-}
-
-// get fetches url with an optional bearer token and returns the status and body.
-func get(url, token string) (int, string, error) {
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := insecureHTTP.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
 }
 
 func boolInt(b bool) int {
