@@ -31,8 +31,11 @@ limitations under the License.
 //	env, err := testenv.Start(testenv.Options{Simulator: &simulator.Config{}})
 //	defer env.Stop()
 //
-// Environment.Client is uncached and not rate limited. API calls a test makes with a context from
-// Quiet never reach the managers' log, which the leak scan reads as theirs. AddUser, UserClient,
+// Environment.Client is uncached and not rate limited (Unthrottled gives such a configuration for
+// other clients). API calls a test makes with a context from Quiet never reach the managers' log,
+// which the leak scan reads as theirs; SetLogger points controller-runtime's and client-go's
+// logger at a buffer, at the manager's --zap-log-level. A program that loads the simulator's
+// configuration itself starts it with StartSimulator. AddUser, UserClient,
 // WriteKubeconfig, AdminKubeconfig and ServiceAccountKubeconfig give other identities, for RBAC
 // tests and for processes run as the operator's service account.
 //
@@ -48,8 +51,9 @@ limitations under the License.
 //
 // Build compiles a main package (with -race when RaceEnabled, as the test binary was built);
 // StartProcess runs it with its output in memory or in a file, with Logged, Tail, Flag, Kill
-// (SIGKILL) and Terminate (SIGTERM); FreeAddr picks loopback ports; Scrape reads a /metrics
-// endpoint through expfmt and Gather the metrics of this process's managers.
+// (SIGKILL) and Terminate (SIGTERM); FreeAddr picks loopback ports; Get and Scrape read the
+// operator's probes and /metrics (InsecureHTTP: its certificate is self-signed), Scrape and
+// Gather (the metrics of this process's managers) parse through expfmt into Metrics.
 //
 // # Fixtures
 //
