@@ -46,7 +46,7 @@ import (
 )
 
 const (
-	steps = 6
+	steps = 7
 	// pollInterval is how often the demo reads the DingTalkTokens.
 	pollInterval = 500 * time.Millisecond
 	// readyTimeout bounds the wait for the first tokens.
@@ -85,6 +85,14 @@ type result struct {
 	TokenChanged bool
 	// Secrets lists the Secrets the demo showed (namespace/name).
 	Secrets []string
+	// StreamTokens names the DingTalkTokens whose suite tickets come from DingTalk Stream mode;
+	// StreamReadyAfterPush is the time from the first push to all of them Ready; TicketPickedUp
+	// says the second push reached their suite-ticket Secrets, and CallsForSecondPush how many
+	// DingTalk token calls it caused (0: the token is refreshed with it when due).
+	StreamTokens         []string
+	StreamReadyAfterPush time.Duration
+	TicketPickedUp       bool
+	CallsForSecondPush   int64
 }
 
 // stepError is a failed step: what failed and how to fix it.
@@ -139,6 +147,9 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	if err := d.waitReady(ctx); err != nil {
+		return err
+	}
+	if err := d.pushTickets(ctx); err != nil {
 		return err
 	}
 	if err := d.waitRefresh(ctx); err != nil {
@@ -310,7 +321,9 @@ func (d *demo) applySamples(ctx context.Context) error {
 	return nil
 }
 
-// waitReady prints the tokens as they change until every one is Ready, then their Secrets.
+// waitReady prints the tokens as they change until every one is Ready, then their Secrets. A
+// token whose suite tickets come from DingTalk Stream mode can only wait, connected, for its
+// first ticket: step 6 pushes it.
 func (d *demo) waitReady(ctx context.Context) error {
 	d.step(5, "Waiting for the operator to issue the tokens")
 	d.printf("\n")
@@ -334,8 +347,8 @@ func (d *demo) waitReady(ctx context.Context) error {
 				}
 			}
 		}
-		if len(toks) > 0 && allReady(toks) {
-			return d.printSecrets(ctx, toks)
+		if plain, stream := splitStream(toks); len(toks) > 0 && allReady(plain) && allWaitingForTicket(stream) {
+			return d.printSecrets(ctx, plain)
 		}
 		if err := testenv.Sleep(ctx, pollInterval); err != nil {
 			return d.waitError(ctx, "waiting for Ready tokens", err)
@@ -357,7 +370,7 @@ func (d *demo) waitRefresh(ctx context.Context) error {
 			due = rt.Time
 		}
 	}
-	d.step(6, "Waiting for a live refresh: the first is due at %s (in %s; tokens are refreshed a third of their lifetime before expiry)",
+	d.step(7, "Waiting for a live refresh: the first is due at %s (in %s; tokens are refreshed a third of their lifetime before expiry)",
 		due.UTC().Format(time.TimeOnly), time.Until(due).Round(time.Second))
 	d.printf("\n")
 	for {
@@ -439,6 +452,10 @@ In another terminal (kubectl is not needed for the demo itself):
   kubectl patch secret crm-bot-credentials -n %[2]s -p '{"stringData":{"appSecret":"wrong"}}'
   # what the DingTalk simulator answered
   curl -s %[4]s/_sim/stats
+  # DingTalk Stream mode: push a new suite ticket; isv-stream-suite-ticket holds it at once
+  curl -s -XPOST %[4]s/_sim/push -d '{"suiteKey":"suitestream"}'
+  kubectl get secret isv-stream-suite-ticket -n %[2]s -o jsonpath='{.metadata.annotations}'
+  kubectl get dtt isv-stream -n %[2]s -o jsonpath='{.status.conditions[?(@.type=="TicketStream")]}'
 
 The operator's log is %[5]s. Changes are printed below.
 `, kc, ns, d.lifetime-d.lifetime/3, d.sim.URL(), d.rel(d.cfg.logFile))

@@ -61,7 +61,15 @@ func TestDemo(t *testing.T) {
 	if r.FirstReadyAfterApply <= 0 || r.Refreshed == "" || r.ExpiresAfter <= r.ExpiresBefore {
 		t.Errorf("result = %+v: want a Ready Secret, then a refresh moving expiresAt on", r)
 	}
-	for _, want := range []string{"demo/crm-bot-token", "demo/suite", "demo/suite-corp1", "demo/alice", "demo/alice-refresh-token"} {
+	// DingTalk Stream mode: the ThirdPartyApp isv-stream, whose credentials Secret holds no
+	// suiteTicket, is Ready after the first push; the second push is picked up with no call.
+	if !slices.Equal(r.StreamTokens, []string{"isv-stream"}) || r.StreamReadyAfterPush <= 0 || !r.TicketPickedUp || r.CallsForSecondPush != 0 {
+		t.Errorf("Stream mode: tokens %v Ready %s after the push, second ticket picked up %v with %d calls; "+
+			"want isv-stream Ready, the ticket picked up with no call", r.StreamTokens, r.StreamReadyAfterPush, r.TicketPickedUp, r.CallsForSecondPush)
+	}
+	t.Logf("Stream mode: isv-stream Ready %s after the first push", r.StreamReadyAfterPush.Round(time.Millisecond))
+	for _, want := range []string{"demo/crm-bot-token", "demo/suite", "demo/suite-corp1", "demo/alice", "demo/alice-refresh-token",
+		"demo/isv-stream", "demo/isv-stream-suite-ticket"} {
 		if !slices.Contains(r.Secrets, want) {
 			t.Errorf("the demo did not show Secret %s (showed %v)", want, r.Secrets)
 		}
@@ -86,7 +94,7 @@ func TestDemo(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"[1/6]", "[6/6]", "NAME", "READY", "EXPIRES", "REFRESH", "<masked", "Refreshed demo/", "Time to the first Ready Secret"} {
+	for _, want := range []string{"[1/7]", "[6/7]", "[7/7]", "isv-stream: DingTalk Stream connection True (Connected)", "Pushed another ticket, picked up at once", "NAME", "READY", "EXPIRES", "REFRESH", "<masked", "Refreshed demo/", "Time to the first Ready Secret"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the output lacks %q", want)
 		}

@@ -52,6 +52,11 @@ func (d *demo) printTable(toks []dingtalkv1alpha1.DingTalkToken) {
 			timeString(t.Status.ExpiresAt), timeString(t.Status.RefreshTime))
 	}
 	_ = w.Flush()
+	for i := range toks {
+		if t := &toks[i]; t.TicketSource() == dingtalkv1alpha1.SuiteTicketSourceStream {
+			fmt.Fprintln(&b, streamLine(t))
+		}
+	}
 	if b.String() == d.table {
 		return
 	}
@@ -72,14 +77,20 @@ func (d *demo) printSecrets(ctx context.Context, toks []dingtalkv1alpha1.DingTal
 		if t.Spec.Type == dingtalkv1alpha1.TokenTypeUser {
 			names = append(names, t.RefreshTokenSecretName())
 		}
+		if t.TicketSource() == dingtalkv1alpha1.SuiteTicketSourceStream {
+			names = append(names, t.SuiteTicketSecretName())
+		}
 		for _, name := range names {
 			sec := &corev1.Secret{}
 			if err := d.client.Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: name}, sec); err != nil {
 				return &stepError{step: "reading Secret " + name, err: err}
 			}
 			what := fmt.Sprintf("target of the %s token %s", t.Spec.Type, t.Name)
-			if name != t.TargetName() {
+			switch name {
+			case t.RefreshTokenSecretName():
 				what = "the newest refresh token of " + t.Name + ", kept apart from the target"
+			case t.SuiteTicketSecretName():
+				what = "the newest suite ticket DingTalk pushed for " + t.Name + ", received over Stream mode"
 			}
 			d.printf("  %s/%s  (%s)\n", sec.Namespace, sec.Name, what)
 			keys := make([]string, 0, len(sec.Data))

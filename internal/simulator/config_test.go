@@ -31,8 +31,12 @@ func TestDemoCredentialsFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Apps) != 1 || len(cfg.Suites) != 1 || len(cfg.Users) != 1 {
-		t.Fatalf("want one app, suite and user: %v", cfg)
+	if len(cfg.Apps) != 1 || len(cfg.Suites) != 2 || len(cfg.Users) != 1 {
+		t.Fatalf("want one app, two suites (one for Stream mode) and one user: %v", cfg)
+	}
+	if st := cfg.Suites[1]; st.SuiteKey != "suitestream" || st.SuiteSecret != "demo-stream-suite-secret" ||
+		st.SuiteTicket != "demo-stream-ticket" || time.Duration(st.TokenLifetime) != time.Minute {
+		t.Errorf("the Stream mode suite: %+v", st)
 	}
 	a, s, u := cfg.Apps[0], cfg.Suites[0], cfg.Users[0]
 	got := []string{a.AppKey, a.AppSecret, s.SuiteKey, s.SuiteSecret, s.SuiteTicket, strings.Join(s.AuthorizedCorps, ","),
