@@ -48,11 +48,10 @@ type credentials struct {
 
 // readCredentials reads what the pass needs of the credentials: their values, through the
 // uncached API reader (the cache holds only the operator's own Secrets), the credential set's
-// sharing key and its Retry-After floor. The values read are kept in memory with the Secret's
-// resourceVersion and the object's generation (they depend on the spec too: corpId and
-// credentialsRef.keys): while both are unchanged, a pass reuses them instead of reading the
-// Secret again. A missing Secret or key is a failure (CredentialsNotFound); an error is the
-// API server's.
+// sharing key and its Retry-After floor. The values read are kept by the credentials watch for
+// the Secret's resourceVersion: while it is unchanged, a pass of any object naming the Secret
+// reuses them instead of reading it again. A missing Secret or key is a failure
+// (CredentialsNotFound); an error is the API server's.
 func (sh *Machinery) readCredentials(ctx context.Context, p *tokenPass) (credentialsRead, error) {
 	c, missing, err := sh.credentialValues(ctx, p)
 	if err != nil || missing != nil {
@@ -70,34 +69,32 @@ func (sh *Machinery) readCredentials(ctx context.Context, p *tokenPass) (credent
 	return read, nil
 }
 
+// credentialValues reads the values the spec's type needs: where the credentials watch holds them
+// for the Secret's current resourceVersion (read by this or another object's pass), else from the
+// API server. Missing values and values over maxCredentialValue are failures.
 func (sh *Machinery) credentialValues(ctx context.Context, p *tokenPass) (*credentials, *failure, error) {
 	key := p.spec.Credentials
-	if sh.credentials != nil {
-		if memo := sh.memory.credentials(p.key, p.uid, p.generation, key.Name, sh.credentials.resourceVersion(key)); memo != nil {
-			return memo.values, memo.invalid, nil
+	keys := readKeys(p.spec)
+	data, ok := sh.credentials.cachedValues(key, keys)
+	if !ok {
+		s := &corev1.Secret{}
+		if err := sh.apiReader.Get(ctx, key, s); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, &failure{reason: v1alpha1.ReasonCredentialsNotFound, message: fmt.Sprintf("credentials Secret %q not found", key.Name)}, nil
+			}
+			return nil, nil, err
 		}
+		// Kept for this resourceVersion (oversized values only marked), so that the Secret is
+		// not read again until it changes.
+		data = sh.credentials.remember(s, keys)
 	}
-	s := &corev1.Secret{}
-	if err := sh.apiReader.Get(ctx, key, s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, &failure{reason: v1alpha1.ReasonCredentialsNotFound, message: fmt.Sprintf("credentials Secret %q not found", key.Name)}, nil
-		}
-		return nil, nil, err
-	}
-	if sh.credentials != nil {
-		// The watch may not have seen this Secret yet (it was referenced after its last change).
-		sh.credentials.observe(key, s.ResourceVersion)
-	}
-	// An oversized value is refused before it is copied; the refusal is remembered for this
-	// resourceVersion, so that the Secret is not read again until it changes.
-	if f := oversizedCredential(s, p.spec); f != nil {
-		sh.memory.setCredentials(p.key, p.uid, p.generation, key.Name, s.ResourceVersion, credentialsMemo{invalid: f})
+	if f := oversizedCredential(key.Name, data, keys); f != nil {
 		return nil, f, nil
 	}
-	keys := p.spec.Keys
+	specKeys := p.spec.Keys
 	var missing []string
 	value := func(key string, required bool) string {
-		v := strings.TrimSpace(string(s.Data[key]))
+		v := data.keys[key]
 		if v == "" && required {
 			missing = append(missing, key)
 		}
@@ -106,21 +103,21 @@ func (sh *Machinery) credentialValues(ctx context.Context, p *tokenPass) (*crede
 	c := &credentials{typ: p.spec.Type, corpID: p.spec.CorpID}
 	switch p.spec.Type {
 	case v1alpha1.TokenTypeInternalApp:
-		c.app = dingtalk.AppCredentials{AppKey: value(keys.AppKey, true), AppSecret: value(keys.AppSecret, true)}
+		c.app = dingtalk.AppCredentials{AppKey: value(specKeys.AppKey, true), AppSecret: value(specKeys.AppSecret, true)}
 	case v1alpha1.TokenTypeThirdPartyApp, v1alpha1.TokenTypeThirdPartySuite:
 		c.suite = dingtalk.SuiteCredentials{
-			SuiteKey:    value(keys.SuiteKey, true),
-			SuiteSecret: value(keys.SuiteSecret, true),
+			SuiteKey:    value(specKeys.SuiteKey, true),
+			SuiteSecret: value(specKeys.SuiteSecret, true),
 			// With Stream mode the ticket is pushed: one here only seeds the first fetch.
-			SuiteTicket: value(keys.SuiteTicket, p.spec.TicketSource != v1alpha1.SuiteTicketSourceStream),
+			SuiteTicket: value(specKeys.SuiteTicket, p.spec.TicketSource != v1alpha1.SuiteTicketSourceStream),
 		}
 	case v1alpha1.TokenTypeUser:
 		// The bootstrap keys are optional here: once used, they may be removed from the Secret.
 		c.user = dingtalk.UserCredentials{
-			ClientID:     value(keys.ClientID, true),
-			ClientSecret: value(keys.ClientSecret, true),
-			AuthCode:     value(keys.AuthCode, false),
-			RefreshToken: value(keys.RefreshToken, false),
+			ClientID:     value(specKeys.ClientID, true),
+			ClientSecret: value(specKeys.ClientSecret, true),
+			AuthCode:     value(specKeys.AuthCode, false),
+			RefreshToken: value(specKeys.RefreshToken, false),
 		}
 	default:
 		return nil, &failure{reason: v1alpha1.ReasonCredentialsNotFound, message: fmt.Sprintf("unknown token type %q", p.spec.Type)}, nil
@@ -129,18 +126,17 @@ func (sh *Machinery) credentialValues(ctx context.Context, p *tokenPass) (*crede
 		return nil, &failure{reason: v1alpha1.ReasonCredentialsNotFound, message: fmt.Sprintf(
 			"credentials Secret %q has no value for key(s) %s", key.Name, strings.Join(missing, ", "))}, nil
 	}
-	sh.memory.setCredentials(p.key, p.uid, p.generation, key.Name, s.ResourceVersion, credentialsMemo{values: c})
 	return c, nil, nil
 }
 
-// oversizedCredential refuses a credentials Secret in which a key the type reads holds more than
+// oversizedCredential refuses credentials in which a key the type reads holds more than
 // maxCredentialValue bytes: CredentialsInvalid naming the Secret and the key, never the value.
-func oversizedCredential(s *corev1.Secret, spec tokenSpec) *failure {
-	for _, k := range readKeys(spec) {
-		if len(s.Data[k]) > maxCredentialValue {
+func oversizedCredential(secret string, data secretValues, keys []string) *failure {
+	for _, k := range keys {
+		if data.oversized[k] {
 			return &failure{reason: v1alpha1.ReasonCredentialsInvalid, message: fmt.Sprintf(
 				"credentials Secret %q: key %q holds more than %d KiB, more than any DingTalk credential: refused before any call to DingTalk",
-				s.Name, k, maxCredentialValue>>10)}
+				secret, k, maxCredentialValue>>10)}
 		}
 	}
 	return nil

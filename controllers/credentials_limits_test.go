@@ -53,7 +53,15 @@ func TestOversizedCredential(t *testing.T) {
 			}
 			spec := specOfDingTalkToken(&v1alpha1.DingTalkToken{Spec: v1alpha1.DingTalkTokenSpec{
 				Type: tc.typ, CredentialsRef: v1alpha1.CredentialsReference{Name: "creds", Keys: tc.keys}}})
-			f := oversizedCredential(s, spec)
+			keys := readKeys(spec)
+			s.ResourceVersion = "1"
+			data := newCredentialsWatch(nil, nil).remember(s, keys)
+			for k, v := range data.keys {
+				if len(v) > maxCredentialValue {
+					t.Fatalf("the %d-byte value of %q was kept", len(v), k)
+				}
+			}
+			f := oversizedCredential(s.Name, data, keys)
 			if tc.wantKey == "" {
 				if f != nil {
 					t.Fatalf("refused: %s", f.message)

@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"github.com/go-logr/logr"
@@ -55,8 +56,21 @@ type credentialsWatch struct {
 
 	mu sync.Mutex
 	// rvs is the last resourceVersion seen of each referenced Secret.
-	rvs       map[types.NamespacedName]string
+	rvs map[types.NamespacedName]string
+	// values are the credential values read of a referenced Secret at the resourceVersion in rvs
+	// (dropped when it moves): every object naming the Secret reads them there, so that a Secret
+	// is read once per change, not once per object.
+	values    map[types.NamespacedName]secretValues
 	referrers []*referrer
+}
+
+// secretValues are the values of the keys read of a credentials Secret at resourceVersion rv:
+// a key the Secret lacks holds "", a key whose value is over maxCredentialValue is listed in
+// oversized instead (its value is never kept). Secret.
+type secretValues struct {
+	rv        string
+	keys      map[string]string
+	oversized map[string]bool
 }
 
 // referrer is one reconciler's interest in credentials Secrets.
@@ -66,7 +80,8 @@ type referrer struct {
 }
 
 func newCredentialsWatch(client metadata.Interface, namespaces []string) *credentialsWatch {
-	return &credentialsWatch{client: client, namespaces: namespaces, rvs: map[types.NamespacedName]string{}}
+	return &credentialsWatch{client: client, namespaces: namespaces,
+		rvs: map[types.NamespacedName]string{}, values: map[types.NamespacedName]secretValues{}}
 }
 
 // source registers a reconciler's map function and returns the source its controller watches.
@@ -127,9 +142,55 @@ func (w *credentialsWatch) resourceVersion(key types.NamespacedName) string {
 func (w *credentialsWatch) observe(key types.NamespacedName, rv string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.observeLocked(key, rv)
+}
+
+func (w *credentialsWatch) observeLocked(key types.NamespacedName, rv string) {
 	if old, ok := w.rvs[key]; !ok || newerVersion(rv, old) {
 		w.rvs[key] = rv
 	}
+}
+
+// cachedValues returns the values of keys read of the Secret at its current resourceVersion,
+// when every one of them was read there.
+func (w *credentialsWatch) cachedValues(key types.NamespacedName, keys []string) (secretValues, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	v, ok := w.values[key]
+	if !ok || v.rv == "" || v.rv != w.rvs[key] {
+		return secretValues{}, false
+	}
+	for _, k := range keys {
+		if _, read := v.keys[k]; !read && !v.oversized[k] {
+			return secretValues{}, false
+		}
+	}
+	return v, true
+}
+
+// remember records the values of keys in s, read by a pass (values over maxCredentialValue are
+// marked, not kept), and returns them.
+func (w *credentialsWatch) remember(s *corev1.Secret, keys []string) secretValues {
+	key := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.observeLocked(key, s.ResourceVersion)
+	v := w.values[key]
+	if v.rv != s.ResourceVersion {
+		v = secretValues{rv: s.ResourceVersion, keys: map[string]string{}, oversized: map[string]bool{}}
+	}
+	for _, k := range keys {
+		if raw := s.Data[k]; len(raw) > maxCredentialValue {
+			v.oversized[k] = true
+		} else {
+			v.keys[k] = strings.TrimSpace(string(raw))
+		}
+	}
+	if w.rvs[key] == s.ResourceVersion {
+		// Kept only while current: a newer version the watch already saw must be read.
+		w.values[key] = v
+	}
+	return v
 }
 
 // newerVersion reports whether resourceVersion a is newer than b. Versions the API server does
@@ -218,6 +279,7 @@ func (w *credentialsWatch) seen(ctx context.Context, m *metav1.PartialObjectMeta
 	switch {
 	case len(reqs) == 0:
 		delete(w.rvs, key)
+		delete(w.values, key)
 		w.mu.Unlock()
 		return
 	case known && old != m.ResourceVersion && !newerVersion(m.ResourceVersion, old):
@@ -226,6 +288,9 @@ func (w *credentialsWatch) seen(ctx context.Context, m *metav1.PartialObjectMeta
 		return
 	}
 	w.rvs[key] = m.ResourceVersion
+	if v, ok := w.values[key]; ok && v.rv != m.ResourceVersion {
+		delete(w.values, key)
+	}
 	w.mu.Unlock()
 	if !known || old != m.ResourceVersion {
 		w.enqueue(reqs)
@@ -236,6 +301,7 @@ func (w *credentialsWatch) seen(ctx context.Context, m *metav1.PartialObjectMeta
 func (w *credentialsWatch) gone(ctx context.Context, m *metav1.PartialObjectMetadata) {
 	w.mu.Lock()
 	delete(w.rvs, keyOf(m))
+	delete(w.values, keyOf(m))
 	w.mu.Unlock()
 	w.enqueue(w.requests(ctx, m))
 }

@@ -19,8 +19,10 @@ package controllers
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
@@ -115,5 +117,56 @@ func TestCredentialsWatchRelistScope(t *testing.T) {
 	}
 	if got := w.resourceVersion(types.NamespacedName{Namespace: "a", Name: "x"}); got != "" {
 		t.Errorf("a/x after a relist of namespace a without it = %q, want forgotten", got)
+	}
+}
+
+// TestCredentialsWatchValues: the values read of a credentials Secret serve every object naming
+// it while its resourceVersion holds, for the keys read there; a change, a read of an older
+// version or a key not read yet sends the next pass to the API server.
+func TestCredentialsWatchValues(t *testing.T) {
+	w := newCredentialsWatch(nil, nil)
+	w.source(func(context.Context, *metav1.PartialObjectMetadata) []reconcile.Request { return []reconcile.Request{{}} })
+	key := types.NamespacedName{Namespace: "ns", Name: "creds"}
+	secret := func(rv string, data map[string]string) *corev1.Secret {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "creds", ResourceVersion: rv}, Data: map[string][]byte{}}
+		for k, v := range data {
+			s.Data[k] = []byte(v)
+		}
+		return s
+	}
+	app := []string{"appKey", "appSecret"}
+	if _, ok := w.cachedValues(key, app); ok {
+		t.Fatal("values before any read")
+	}
+	got := w.remember(secret("5", map[string]string{"appKey": " k ", "suiteKey": "s"}), app)
+	if got.keys["appKey"] != "k" || got.keys["appSecret"] != "" || len(got.keys) != 2 {
+		t.Fatalf("remembered %v, want the keys read, trimmed, a missing one empty", got.keys)
+	}
+	if v, ok := w.cachedValues(key, app); !ok || v.keys["appKey"] != "k" {
+		t.Fatalf("cachedValues = %v, %v: want what was read at version 5", v.keys, ok)
+	}
+	if _, ok := w.cachedValues(key, []string{"suiteKey"}); ok {
+		t.Fatal("a key not read yet was served")
+	}
+	st := watchStore{w: w, ctx: context.Background()}
+	_ = st.Update(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "creds", ResourceVersion: "6"}})
+	if _, ok := w.cachedValues(key, app); ok {
+		t.Fatal("values of version 5 served after the Secret changed")
+	}
+	w.remember(secret("5", map[string]string{"appKey": "old"}), app) // a pass that read before the change
+	if _, ok := w.cachedValues(key, app); ok {
+		t.Fatal("values of an older version served")
+	}
+	big := strings.Repeat("x", maxCredentialValue+1)
+	got = w.remember(secret("6", map[string]string{"appKey": "k", "appSecret": big}), app)
+	if !got.oversized["appSecret"] || got.keys["appSecret"] != "" {
+		t.Fatalf("an oversized value: oversized %v, kept %d bytes", got.oversized, len(got.keys["appSecret"]))
+	}
+	if v, ok := w.cachedValues(key, app); !ok || !v.oversized["appSecret"] {
+		t.Fatal("the oversized mark is not served")
+	}
+	_ = st.Delete(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "creds", ResourceVersion: "7"}})
+	if _, ok := w.cachedValues(key, app); ok || w.size() != 0 {
+		t.Fatal("values kept after the Secret was deleted")
 	}
 }

@@ -86,10 +86,6 @@ func (f *fetcher) setKey(parts ...string) string {
 	return hex.EncodeToString(keyedSum(f.key, parts...))
 }
 
-// jitterSeed seeds the refresh jitter of a token: equal for every object that holds it, and
-// revealing nothing of it.
-func (f *fetcher) jitterSeed(accessToken string) string { return f.setKey("jitter", accessToken) }
-
 // floor is the earliest time DingTalk allows another call for the set (zero: none).
 func (f *fetcher) floor(key string) time.Time {
 	f.mu.Lock()
@@ -149,7 +145,7 @@ func (f *fetcher) fetch(ctx context.Context, key string, accept func(issued) boo
 			}
 			return nil, err
 		}
-		t := issued{Token: tok, IssuedAt: sentAt, ExpiresAt: sentAt.Add(tok.ExpireIn), JitterSeed: f.jitterSeed(tok.AccessToken)}
+		t := issued{Token: tok, IssuedAt: sentAt, ExpiresAt: sentAt.Add(tok.ExpireIn)}
 		if share {
 			f.store(key, t)
 		}

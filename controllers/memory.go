@@ -68,11 +68,6 @@ type memory struct {
 	// (the DingTalkToken's status, its Secrets): a cached copy with another resourceVersion may
 	// be older than our own write, so it is read again from the API server.
 	written map[types.NamespacedName]map[string]string
-	// creds holds the credentials last read for a DingTalkToken, with the Secret's name and
-	// resourceVersion and the DingTalkToken's generation: the values the process used anyway,
-	// kept so that unchanged Secrets are not read again on every pass. The generation is part of
-	// the key because the values depend on the spec too (corpId, credentialsRef.keys).
-	creds map[types.NamespacedName]credentialsMemo
 	// requests is, per object, the last refresh-requested-at value seen.
 	requests map[types.NamespacedName]requestSeen
 }
@@ -82,16 +77,6 @@ type requestSeen struct {
 	value string
 }
 
-// credentialsMemo is what a credentials Secret at one resourceVersion gave: values, or why they
-// were refused (invalid).
-type credentialsMemo struct {
-	uid        types.UID
-	generation int64
-	name, rv   string
-	values     *credentials
-	invalid    *failure
-}
-
 func newMemory() *memory {
 	return &memory{
 		tokens:   map[types.NamespacedName]heldToken{},
@@ -99,28 +84,8 @@ func newMemory() *memory {
 		users:    map[types.NamespacedName]userRecord{},
 		claims:   map[string]claim{},
 		written:  map[types.NamespacedName]map[string]string{},
-		creds:    map[types.NamespacedName]credentialsMemo{},
 		requests: map[types.NamespacedName]requestSeen{},
 	}
-}
-
-// credentials returns what Secret name at resourceVersion rv gave for the DingTalkToken's spec
-// at generation, if that is known (nil: it is not).
-func (m *memory) credentials(key types.NamespacedName, uid types.UID, generation int64, name, rv string) *credentialsMemo {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	c, ok := m.creds[key]
-	if !ok || c.uid != uid || c.generation != generation || c.name != name || c.rv != rv || rv == "" {
-		return nil
-	}
-	return &c
-}
-
-func (m *memory) setCredentials(key types.NamespacedName, uid types.UID, generation int64, name, rv string, c credentialsMemo) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	c.uid, c.generation, c.name, c.rv = uid, generation, name, rv
-	m.creds[key] = c
 }
 
 // wrote records the resourceVersion of an object written for the DingTalkToken key.
@@ -217,7 +182,6 @@ func (m *memory) forget(key types.NamespacedName) {
 	delete(m.shown, key)
 	delete(m.users, key)
 	delete(m.written, key)
-	delete(m.creds, key)
 	delete(m.requests, key)
 	for k, c := range m.claims {
 		if c.key == key {
