@@ -127,10 +127,11 @@ func (s *Sensitive) snapshot() map[string]Kind {
 
 // LeakScan looks for sensitive values where none may ever be: the managers' logs (as text, and
 // with client-go's hex dumps of bodies decoded), every event (both APIs), every DingTalkToken's
-// status and the metrics of controller-runtime's registry; each value raw, hex-encoded and
-// base64-encoded at any alignment, plus anything shaped like a simulator token. It also checks
-// that no log line carries a request or response body, and that target Secrets hold no
-// credential or refresh token.
+// and ClusterDingTalkToken's status and the metrics of controller-runtime's registry; each value
+// raw, hex-encoded and base64-encoded at any alignment, plus anything shaped like a simulator
+// token (its tokens, and the tickets of its Stream gateway). It also checks that no log line
+// carries a request or response body or a DingTalk Stream frame, and that target Secrets hold no
+// credential, suite ticket or refresh token.
 type LeakScan struct {
 	// Values are what must never leak. The managed Secrets' values are added before the scan.
 	Values *Sensitive
@@ -179,6 +180,7 @@ func (s LeakScan) Run(ctx context.Context, c client.Client) (*LeakReport, error)
 		sources[fmt.Sprintf("managers' logs (decoded body %d)", i)] = view
 	}
 	r.Leaks = append(r.Leaks, bodyLines(s.Logs)...)
+	r.Leaks = append(r.Leaks, frameLines(s.Logs)...)
 	for where, text := range sources {
 		r.Leaks = append(r.Leaks, findLeaks(where, text, values)...)
 	}
@@ -295,6 +297,21 @@ func bodyLines(logs []byte) []string {
 }
 
 var eventsLogger = regexp.MustCompile(`"logger":"([^"]*\.)?events"`)
+
+// streamFrame matches what only a DingTalk Stream frame (or an ack of one) carries: its
+// specVersion or messageId keys, quoted or escaped inside a log line.
+var streamFrame = regexp.MustCompile(`\\?"(specVersion|messageId)\\?"\s*:`)
+
+// frameLines finds log lines carrying a DingTalk Stream frame: a frame's data holds the suite
+// ticket, so the operator logs frames' kinds and counts, never their text.
+func frameLines(logs []byte) []string {
+	for _, line := range strings.Split(string(logs), "\n") {
+		if streamFrame.MatchString(line) {
+			return []string{fmt.Sprintf("a DingTalk Stream frame was logged: %.120s...", line)}
+		}
+	}
+	return nil
+}
 
 // targetSecretLeaks: target Secrets hold their token, never a credential, a suite ticket or a
 // refresh token.

@@ -89,6 +89,22 @@ func TestContainsEncoded(t *testing.T) {
 	}
 }
 
+// TestFrameLines: a logged DingTalk Stream frame or ack is a finding, raw or escaped in a JSON log
+// line; the stream's own log lines (kinds, counts, states) are not.
+func TestFrameLines(t *testing.T) {
+	for line, want := range map[string]bool{
+		`{"msg":"frame","raw":"{\"specVersion\":\"1.0\",\"type\":\"EVENT\",\"data\":\"{}\"}"}`:                   true,
+		`{"specVersion":"1.0","type":"SYSTEM","headers":{"topic":"ping"}}`:                                       true,
+		`{"msg":"ack","body":"{\"code\":200,\"headers\":{\"messageId\": \"x\"}}"}`:                               true,
+		`{"logger":"stream","msg":"DingTalk stream state changed","suite":"suite-1a2b3c4d","phase":"Connected"}`: false,
+		`{"logger":"stream","msg":"Dropped an oversized DingTalk stream frame","limitBytes":65536}`:              false,
+	} {
+		if got := len(frameLines([]byte(line))) > 0; got != want {
+			t.Errorf("frameLines(%s) found %v, want %v", line, got, want)
+		}
+	}
+}
+
 // TestBodyLines: a logged body is a finding, except an empty one and the event recorder's.
 func TestBodyLines(t *testing.T) {
 	for line, want := range map[string]bool{
