@@ -20,10 +20,6 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 )
 
-// reasonStreamUnavailable is the TicketStream condition's reason while the operator has no DingTalk
-// Stream connection for a Stream-sourced suite.
-const reasonStreamUnavailable = "StreamUnavailable"
-
 // hint is what a person can do about a failing reason, from docs/troubleshooting.md.
 // name is the DingTalkToken's name, for hints that quote a command.
 func hint(reason string, typ v1alpha1.TokenType, name string) string {
@@ -68,7 +64,7 @@ func hint(reason string, typ v1alpha1.TokenType, name string) string {
 	case v1alpha1.ReasonRolloutRestartFailed:
 		return "The token was written, but a workload in spec.rolloutRestartTargets was not restarted: run the operator with " +
 			"--enable-rollout-restart and its RBAC component, or fix the list."
-	case reasonStreamUnavailable:
+	case v1alpha1.ReasonStreamUnavailable:
 		return "The operator cannot hold its DingTalk Stream connection for this suite (see the message) and reconnects with " +
 			"backoff; the last pushed ticket stays in use. Check egress to the API host and wss-open-connection.dingtalk.com:443."
 	default:

@@ -37,9 +37,6 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 )
 
-// suiteTicketSecretSuffix names the Secret that keeps a Stream-sourced token's newest suite ticket.
-const suiteTicketSecretSuffix = "-suite-ticket"
-
 // maxEvents is how many of the newest events status shows.
 const maxEvents = 10
 
@@ -109,7 +106,7 @@ func loadStatus(ctx context.Context, c client.Client, key types.NamespacedName) 
 	case v1alpha1.TokenTypeThirdPartyApp, v1alpha1.TokenTypeThirdPartySuite:
 		creds.Missing = missingCredentials(tok, creds, false, source)
 		rep.Secrets = append(rep.Secrets, creds)
-		st := loadSecret(ctx, c, tok, roleSuiteTicket, tok.Name+suiteTicketSecretSuffix, true)
+		st := loadSecret(ctx, c, tok, roleSuiteTicket, tok.Name+v1alpha1.SuiteTicketSecretSuffix, true)
 		if source == "Stream" || st.Exists {
 			st.AbsentNote = "missing (the operator creates it with the first ticket DingTalk pushes)"
 			rep.Secrets = append(rep.Secrets, st)
