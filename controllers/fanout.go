@@ -182,6 +182,9 @@ func (r *ClusterDingTalkTokenReconciler) provision(ctx context.Context, p *clust
 	g.SetLimit(provisionWorkers)
 	for _, ns := range fan.matched {
 		g.Go(func() error {
+			if gctx.Err() != nil {
+				return nil // the manager is stopping: writes under way finish, no new one starts
+			}
 			key := types.NamespacedName{Namespace: ns, Name: p.tok.Spec.Target.Name}
 			state, err := r.cachedTarget(gctx, p, key, fan.owned[ns])
 			var w targetWrite

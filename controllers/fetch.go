@@ -39,11 +39,11 @@ const (
 
 // ShutdownBudget is the longest a pass already running can still take once the manager stops: a
 // DingTalk call in flight (fetchTimeout), storing the refresh token it rotated
-// (refreshTokenStoreTimeout) and the status write (statusWriteTimeout), plus a margin. The
-// manager's graceful shutdown timeout must be at least this: the leader lease is released only
-// after it, so a new leader never uses a refresh token the old process is still storing. A pass
-// whose context has ended starts no DingTalk call.
-const ShutdownBudget = fetchTimeout + refreshTokenStoreTimeout + statusWriteTimeout + 5*time.Second
+// (refreshTokenStoreTimeout), the target write (targetWriteTimeout) and the status write
+// (statusWriteTimeout). The manager's graceful shutdown timeout must be at least this: the leader
+// lease is released only after it, so a new leader never uses a refresh token the old process is
+// still storing. A pass whose context has ended starts no DingTalk call and no new target write.
+const ShutdownBudget = fetchTimeout + refreshTokenStoreTimeout + targetWriteTimeout + statusWriteTimeout
 
 // issued is a token DingTalk answered, with the time the request was sent (expiresAt = sentAt +
 // expireIn: the clock starts before the answer, never after).

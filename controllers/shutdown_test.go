@@ -32,8 +32,8 @@ import (
 // lease, and the kubelet waits longer than the manager. A shorter wait lets a new leader use a
 // User refresh token the old process is still storing.
 func TestShutdownBudget(t *testing.T) {
-	if need := fetchTimeout + refreshTokenStoreTimeout + statusWriteTimeout; ShutdownBudget < need {
-		t.Errorf("ShutdownBudget = %s, want at least %s (fetch + store + status write)", ShutdownBudget, need)
+	if need := fetchTimeout + refreshTokenStoreTimeout + targetWriteTimeout + statusWriteTimeout; ShutdownBudget < need {
+		t.Errorf("ShutdownBudget = %s, want at least %s (fetch + store + target write + status write)", ShutdownBudget, need)
 	}
 	// The in-pass store retry is short: a worker is not held for minutes; the record stays pending.
 	if refreshTokenStoreTimeout > 30*time.Second {

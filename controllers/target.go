@@ -34,6 +34,10 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 )
 
+// targetWriteTimeout bounds the writes of one target Secret (on a context detached from the
+// reconcile's, like the status write).
+const targetWriteTimeout = 5 * time.Second
+
 // targetState is what a target Secret's name holds before the pass writes.
 type targetState struct {
 	// secret is the existing Secret the object owns (nil: none yet).
@@ -167,6 +171,9 @@ func (t targets) write(ctx context.Context, spec tokenSpec, h *heldToken, now ti
 	if err != nil {
 		return targetWrite{failure: &failure{reason: v1alpha1.ReasonTemplateInvalid, message: err.Error()}}, nil
 	}
+	// Detached from the reconcile, bounded: a stopping manager does not cut the write short.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), targetWriteTimeout)
+	defer cancel()
 	w := secretWriter{client: t.client, scheme: t.scheme, reader: t.reader}
 	if state.secret == nil {
 		s, err := w.create(ctx, t.owner, d)
