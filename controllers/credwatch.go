@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"sync"
 
@@ -175,9 +176,11 @@ func (w *credentialsWatch) remember(s *corev1.Secret, keys []string) secretValue
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.observeLocked(key, s.ResourceVersion)
-	v := w.values[key]
-	if v.rv != s.ResourceVersion {
-		v = secretValues{rv: s.ResourceVersion, keys: map[string]string{}, oversized: map[string]bool{}}
+	// A new value each time: passes may be reading the one stored (never changed once stored).
+	v := secretValues{rv: s.ResourceVersion, keys: map[string]string{}, oversized: map[string]bool{}}
+	if old := w.values[key]; old.rv == s.ResourceVersion {
+		maps.Copy(v.keys, old.keys)
+		maps.Copy(v.oversized, old.oversized)
 	}
 	for _, k := range keys {
 		if raw := s.Data[k]; len(raw) > maxCredentialValue {
