@@ -98,10 +98,15 @@ type DingTalkTokenReconciler struct {
 }
 
 // CacheOptions returns the manager's cache options: Secrets are cached only when labelled
-// app.kubernetes.io/managed-by=dingtalk-token-operator, and everything only in namespaces (empty:
-// all). Memory then follows the operator's own Secrets, not the cluster's. managedFields are
-// dropped (caches.go), but for the operator's own entries on its Secrets.
-func CacheOptions(namespaces []string) cache.Options {
+// app.kubernetes.io/managed-by=dingtalk-token-operator, DingTalkTokens and ClusterDingTalkTokens
+// only when tokens matches them (nil or empty: all; the operator serves no other), and everything
+// only in namespaces (empty: all). Memory then follows the operator's own Secrets, not the
+// cluster's. managedFields are dropped (caches.go), but for the operator's own entries on its
+// Secrets.
+func CacheOptions(namespaces []string, tokens labels.Selector) cache.Options {
+	if tokens != nil && tokens.Empty() {
+		tokens = nil
+	}
 	return cache.Options{
 		DefaultNamespaces: namespaceConfig(namespaces),
 		DefaultTransform:  stripManagedFields,
@@ -110,6 +115,8 @@ func CacheOptions(namespaces []string) cache.Options {
 				Label:     labels.SelectorFromSet(labels.Set{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue}),
 				Transform: ownManagedFields,
 			},
+			&v1alpha1.DingTalkToken{}:        {Label: tokens},
+			&v1alpha1.ClusterDingTalkToken{}: {Label: tokens},
 		},
 	}
 }

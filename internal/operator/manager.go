@@ -112,14 +112,18 @@ func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, erro
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
+	tokens, err := o.TokenSelector()
+	if err != nil {
+		return nil, fmt.Errorf("--watch-label-selector: %w", err)
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        Scheme(),
-		Cache:                         controllers.CacheOptions(o.WatchNamespaces),
+		Cache:                         controllers.CacheOptions(o.WatchNamespaces, tokens),
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        o.HealthProbeBindAddress,
 		PprofBindAddress:              o.PprofBindAddress,
 		LeaderElection:                o.LeaderElection,
-		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionID:              o.LeaderElectionID,
 		LeaderElectionNamespace:       o.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true, // safe: the process exits as soon as the manager stops
 		GracefulShutdownTimeout:       ptrTo(gracefulShutdownTimeout),

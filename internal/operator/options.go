@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -49,6 +50,10 @@ type Options struct {
 
 	// WatchNamespaces restricts the operator (and its caches) to these namespaces; empty means all.
 	WatchNamespaces []string
+	// WatchLabelSelector restricts the DingTalkTokens and ClusterDingTalkTokens the operator
+	// serves (and caches) to those its labels match; empty means all. Several operators with
+	// disjoint selectors, each with its own LeaderElectionID, split one cluster.
+	WatchLabelSelector string
 	// EnableRolloutRestart lets DingTalkTokens restart the workloads in spec.rolloutRestartTargets.
 	EnableRolloutRestart bool
 	// MaxConcurrentReconciles is how many DingTalkTokens are reconciled at once.
@@ -58,6 +63,8 @@ type Options struct {
 	LeaderElection bool
 	// LeaderElectionNamespace holds the Lease. Empty: the namespace the pod runs in.
 	LeaderElectionNamespace string
+	// LeaderElectionID names the Lease (default LeaderElectionID): one per operator Deployment.
+	LeaderElectionID string
 
 	// MetricsBindAddress serves /metrics; "0" disables it.
 	MetricsBindAddress string
@@ -90,6 +97,7 @@ func DefaultOptions() Options {
 		DingTalkBurst:           40,
 		DingTalkTimeout:         dingtalk.DefaultTimeout,
 		MaxConcurrentReconciles: 4,
+		LeaderElectionID:        LeaderElectionID,
 		MetricsBindAddress:      "0",
 		MetricsSecure:           true,
 		MetricsCertName:         "tls.crt",
@@ -115,13 +123,19 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 			o.WatchNamespaces = splitList(v)
 			return nil
 		})
+	fs.StringVar(&o.WatchLabelSelector, "watch-label-selector", o.WatchLabelSelector,
+		"Label selector of the DingTalkTokens and ClusterDingTalkTokens this operator serves, e.g. "+
+			"'sharding.dingtalk.tokens.dev/shard=shard1' or '!sharding.dingtalk.tokens.dev/shard'; empty serves all. "+
+			"Operators with disjoint selectors (and their own --leader-election-id) split a cluster.")
 	fs.BoolVar(&o.EnableRolloutRestart, "enable-rollout-restart", o.EnableRolloutRestart,
 		"Restart the workloads listed in spec.rolloutRestartTargets when a token changes "+
 			"(needs the RBAC of config/components/rollout-restart).")
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", o.MaxConcurrentReconciles,
 		"How many DingTalkTokens are reconciled at once.")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection,
-		"Elect one active replica through the Lease "+LeaderElectionID+".")
+		"Elect one active replica through a Lease (--leader-election-id).")
+	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID,
+		"Name of the leader election Lease: each operator Deployment sharing a namespace needs its own.")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", o.LeaderElectionNamespace,
 		"Namespace of the leader election Lease. Default: the namespace the pod runs in (required out of cluster).")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress,
@@ -168,12 +182,23 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("--watch-namespaces: %q is not a namespace name: %s", ns, strings.Join(msgs, "; ")))
 		}
 	}
+	if _, err := o.TokenSelector(); err != nil {
+		errs = append(errs, fmt.Errorf("--watch-label-selector: %w", err))
+	}
+	if msgs := validation.IsDNS1123Subdomain(o.LeaderElectionID); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--leader-election-id: %q is not a Lease name: %s", o.LeaderElectionID, strings.Join(msgs, "; ")))
+	}
 	if o.LeaderElectionNamespace != "" {
 		if msgs := validation.IsDNS1123Label(o.LeaderElectionNamespace); len(msgs) > 0 {
 			errs = append(errs, fmt.Errorf("--leader-election-namespace: %q is not a namespace name", o.LeaderElectionNamespace))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// TokenSelector is WatchLabelSelector parsed (it selects everything when empty).
+func (o *Options) TokenSelector() (labels.Selector, error) {
+	return labels.Parse(o.WatchLabelSelector)
 }
 
 // Parse parses args (without the program name) into options and validates them.

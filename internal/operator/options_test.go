@@ -22,6 +22,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 func TestParse(t *testing.T) {
@@ -34,7 +36,7 @@ func TestParse(t *testing.T) {
 			check: func(t *testing.T, o Options) {
 				if o.DingTalkEndpoint != "https://api.dingtalk.com" || o.LeaderElection || !o.MetricsSecure ||
 					o.MetricsBindAddress != "0" || o.HealthProbeBindAddress != ":8081" || len(o.WatchNamespaces) != 0 ||
-					o.PprofBindAddress != "0" {
+					o.PprofBindAddress != "0" || o.WatchLabelSelector != "" || o.LeaderElectionID != LeaderElectionID {
 					t.Errorf("defaults = %+v", o)
 				}
 			},
@@ -45,7 +47,8 @@ func TestParse(t *testing.T) {
 				"--enable-rollout-restart", "--leader-elect", "--leader-election-namespace=ops",
 				"--metrics-bind-address=:8443", "--health-probe-bind-address=:9440", "--max-concurrent-reconciles=8",
 				"--dingtalk-qps=5", "--dingtalk-burst=10", "--dingtalk-timeout=3s", "--zap-log-level=debug",
-				"--pprof-bind-address=127.0.0.1:6060",
+				"--pprof-bind-address=127.0.0.1:6060", "--watch-label-selector=shard in (a,b),!legacy",
+				"--leader-election-id=shard-a.dingtalk.tokens.dev",
 			},
 			check: func(t *testing.T, o Options) {
 				if o.DingTalkEndpoint != "https://proxy.example.com/dingtalk" {
@@ -54,10 +57,15 @@ func TestParse(t *testing.T) {
 				if !slices.Equal(o.WatchNamespaces, []string{"apps", "crm"}) {
 					t.Errorf("namespaces = %q", o.WatchNamespaces)
 				}
+				sel, err := o.TokenSelector()
+				if err != nil || !sel.Matches(labels.Set{"shard": "a"}) || sel.Matches(labels.Set{"shard": "c"}) ||
+					sel.Matches(labels.Set{"shard": "a", "legacy": "x"}) {
+					t.Errorf("--watch-label-selector parsed as %v (%v)", sel, err)
+				}
 				if !o.EnableRolloutRestart || !o.LeaderElection || o.LeaderElectionNamespace != "ops" ||
 					o.MetricsBindAddress != ":8443" || o.HealthProbeBindAddress != ":9440" ||
 					o.MaxConcurrentReconciles != 8 || o.DingTalkQPS != 5 || o.DingTalkBurst != 10 || o.DingTalkTimeout.Seconds() != 3 ||
-					o.PprofBindAddress != "127.0.0.1:6060" {
+					o.PprofBindAddress != "127.0.0.1:6060" || o.LeaderElectionID != "shard-a.dingtalk.tokens.dev" {
 					t.Errorf("options = %+v", o)
 				}
 			},
@@ -75,6 +83,8 @@ func TestParse(t *testing.T) {
 		"query refused":          {args: []string{"--dingtalk-endpoint=https://api.dingtalk.com?x=1"}, wantErr: "query"},
 		"bad namespace":          {args: []string{"--watch-namespaces=Apps"}, wantErr: "--watch-namespaces"},
 		"bad lease namespace":    {args: []string{"--leader-election-namespace=a_b"}, wantErr: "--leader-election-namespace"},
+		"bad lease name":         {args: []string{"--leader-election-id=Shard_A"}, wantErr: "--leader-election-id"},
+		"bad selector":           {args: []string{"--watch-label-selector=shard in a"}, wantErr: "--watch-label-selector"},
 		"zero reconciles":        {args: []string{"--max-concurrent-reconciles=0"}, wantErr: "--max-concurrent-reconciles"},
 		"negative qps":           {args: []string{"--dingtalk-qps=-1"}, wantErr: "--dingtalk-qps"},
 		"zero burst":             {args: []string{"--dingtalk-burst=0"}, wantErr: "--dingtalk-burst"},
