@@ -112,6 +112,7 @@ func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, erro
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
+	cfg = o.RESTConfig(cfg)
 	tokens, err := o.TokenSelector()
 	if err != nil {
 		return nil, fmt.Errorf("--watch-label-selector: %w", err)

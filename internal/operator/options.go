@@ -28,6 +28,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
@@ -47,6 +48,12 @@ type Options struct {
 	DingTalkBurst int
 	// DingTalkTimeout bounds each call to DingTalk.
 	DingTalkTimeout time.Duration
+
+	// KubeAPIQPS and KubeAPIBurst limit the requests to the API server on the client side. Zero
+	// QPS sets no client-side limit (controller-runtime's default): the API server's priority and
+	// fairness shares its capacity. Zero burst is twice the QPS.
+	KubeAPIQPS   float64
+	KubeAPIBurst int
 
 	// WatchNamespaces restricts the operator (and its caches) to these namespaces; empty means all.
 	WatchNamespaces []string
@@ -117,6 +124,10 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"Calls to DingTalk allowed in a burst above --dingtalk-qps.")
 	fs.DurationVar(&o.DingTalkTimeout, "dingtalk-timeout", o.DingTalkTimeout,
 		"Timeout of each call to DingTalk.")
+	fs.Float64Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS,
+		"Client-side limit of requests per second to the Kubernetes API server; 0: none (the API server's priority and fairness applies).")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst,
+		"Requests to the API server allowed in a burst above --kube-api-qps; 0: twice --kube-api-qps.")
 	fs.Func("watch-namespaces",
 		"Comma-separated namespaces to watch; empty watches all namespaces. Restricts the caches too.",
 		func(v string) error {
@@ -174,6 +185,12 @@ func (o *Options) Validate() error {
 	if o.DingTalkTimeout <= 0 {
 		errs = append(errs, errors.New("--dingtalk-timeout must be greater than 0"))
 	}
+	if o.KubeAPIQPS < 0 {
+		errs = append(errs, errors.New("--kube-api-qps must be 0 (no client-side limit) or more"))
+	}
+	if o.KubeAPIBurst < 0 {
+		errs = append(errs, errors.New("--kube-api-burst must be 0 (twice the QPS) or more"))
+	}
 	if o.MaxConcurrentReconciles < 1 {
 		errs = append(errs, errors.New("--max-concurrent-reconciles must be at least 1"))
 	}
@@ -194,6 +211,22 @@ func (o *Options) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// RESTConfig is cfg with the client-side limit of --kube-api-qps and --kube-api-burst (cfg itself
+// when no limit is set).
+func (o *Options) RESTConfig(cfg *rest.Config) *rest.Config {
+	if o.KubeAPIQPS <= 0 {
+		return cfg
+	}
+	out := rest.CopyConfig(cfg)
+	out.QPS = float32(o.KubeAPIQPS)
+	out.Burst = o.KubeAPIBurst
+	if out.Burst == 0 {
+		out.Burst = int(2*o.KubeAPIQPS + 0.5)
+	}
+	out.Burst = max(out.Burst, 1)
+	return out
 }
 
 // TokenSelector is WatchLabelSelector parsed (it selects everything when empty).

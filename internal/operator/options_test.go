@@ -24,6 +24,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/rest"
 )
 
 func TestParse(t *testing.T) {
@@ -36,7 +37,8 @@ func TestParse(t *testing.T) {
 			check: func(t *testing.T, o Options) {
 				if o.DingTalkEndpoint != "https://api.dingtalk.com" || o.LeaderElection || !o.MetricsSecure ||
 					o.MetricsBindAddress != "0" || o.HealthProbeBindAddress != ":8081" || len(o.WatchNamespaces) != 0 ||
-					o.PprofBindAddress != "0" || o.WatchLabelSelector != "" || o.LeaderElectionID != LeaderElectionID {
+					o.PprofBindAddress != "0" || o.WatchLabelSelector != "" || o.LeaderElectionID != LeaderElectionID ||
+					o.KubeAPIQPS != 0 || o.RESTConfig(&rest.Config{QPS: -1}).QPS != -1 {
 					t.Errorf("defaults = %+v", o)
 				}
 			},
@@ -48,7 +50,7 @@ func TestParse(t *testing.T) {
 				"--metrics-bind-address=:8443", "--health-probe-bind-address=:9440", "--max-concurrent-reconciles=8",
 				"--dingtalk-qps=5", "--dingtalk-burst=10", "--dingtalk-timeout=3s", "--zap-log-level=debug",
 				"--pprof-bind-address=127.0.0.1:6060", "--watch-label-selector=shard in (a,b),!legacy",
-				"--leader-election-id=shard-a.dingtalk.tokens.dev",
+				"--leader-election-id=shard-a.dingtalk.tokens.dev", "--kube-api-qps=50",
 			},
 			check: func(t *testing.T, o Options) {
 				if o.DingTalkEndpoint != "https://proxy.example.com/dingtalk" {
@@ -56,6 +58,9 @@ func TestParse(t *testing.T) {
 				}
 				if !slices.Equal(o.WatchNamespaces, []string{"apps", "crm"}) {
 					t.Errorf("namespaces = %q", o.WatchNamespaces)
+				}
+				if c := o.RESTConfig(&rest.Config{}); c.QPS != 50 || c.Burst != 100 {
+					t.Errorf("--kube-api-qps=50: QPS %v, burst %d; want 50 and twice that", c.QPS, c.Burst)
 				}
 				sel, err := o.TokenSelector()
 				if err != nil || !sel.Matches(labels.Set{"shard": "a"}) || sel.Matches(labels.Set{"shard": "c"}) ||
@@ -84,6 +89,7 @@ func TestParse(t *testing.T) {
 		"bad namespace":          {args: []string{"--watch-namespaces=Apps"}, wantErr: "--watch-namespaces"},
 		"bad lease namespace":    {args: []string{"--leader-election-namespace=a_b"}, wantErr: "--leader-election-namespace"},
 		"bad lease name":         {args: []string{"--leader-election-id=Shard_A"}, wantErr: "--leader-election-id"},
+		"negative api qps":       {args: []string{"--kube-api-qps=-1"}, wantErr: "--kube-api-qps"},
 		"bad selector":           {args: []string{"--watch-label-selector=shard in a"}, wantErr: "--watch-label-selector"},
 		"zero reconciles":        {args: []string{"--max-concurrent-reconciles=0"}, wantErr: "--max-concurrent-reconciles"},
 		"negative qps":           {args: []string{"--dingtalk-qps=-1"}, wantErr: "--dingtalk-qps"},
