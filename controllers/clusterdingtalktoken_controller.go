@@ -22,7 +22,6 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -208,7 +207,11 @@ func (r *ClusterDingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl
 	in := p.input()
 	if d := decide(in); d.Fetch {
 		p.log.V(1).Info("Refreshing token", "why", d.Why)
-		p.recordAttempt(r.refresh(ctx, p, in))
+		a, err := r.refresh(ctx, p, in)
+		p.recordAttempt(a)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
 	} else {
 		p.log.V(1).Info("No refresh", "why", d.Why)
 	}
@@ -222,36 +225,28 @@ func (r *ClusterDingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl
 func (r *ClusterDingTalkTokenReconciler) load(ctx context.Context, name string) (*v1alpha1.ClusterDingTalkToken, error) {
 	key := types.NamespacedName{Name: name}
 	tok := &v1alpha1.ClusterDingTalkToken{}
-	err := r.Get(ctx, key, tok)
-	if err == nil && r.memory.stale(key, "ClusterDingTalkToken", tok) {
-		err = r.APIReader.Get(ctx, key, tok)
-	}
-	if apierrors.IsNotFound(err) {
-		r.memory.forget(key)
-		r.forgetStream(key)
-		metrics.DeleteClusterToken(name)
-		return nil, nil
-	}
-	if err != nil {
+	found, err := r.loadFresh(ctx, r.Client, r.APIReader, "ClusterDingTalkToken", key, tok)
+	if err != nil || !found {
+		if err == nil {
+			r.memory.forget(key)
+			r.forgetStream(key)
+			metrics.DeleteClusterToken(name)
+		}
 		return nil, err
 	}
 	return tok, nil
 }
 
-// refresh fetches the token, shared with every object of the same credential set.
-func (r *ClusterDingTalkTokenReconciler) refresh(ctx context.Context, p *clusterPass, in refreshInput) attempt {
-	creds := p.creds.values
-	switch {
-	case ctx.Err() != nil:
-		return attempt{} // the manager is stopping: no new DingTalk call
-	case creds == nil:
-		return attempt{failure: p.creds.missing}
-	case !creds.shared():
-		// Admission refuses User; an object stored before that rule is refused here.
-		return attempt{failure: &failure{reason: v1alpha1.ReasonCredentialsInvalid,
-			message: "spec.type User is not supported by a ClusterDingTalkToken"}}
+// refresh fetches the token, shared with every object of the same credential set (admission
+// refuses the User type, whose tokens are never shared). A stopping manager starts no call.
+func (r *ClusterDingTalkTokenReconciler) refresh(ctx context.Context, p *clusterPass, in refreshInput) (attempt, error) {
+	if err := ctx.Err(); err != nil {
+		return attempt{}, err
 	}
-	return r.fetchShared(ctx, p.creds.setKey, in, creds)
+	if p.creds.values == nil {
+		return attempt{failure: p.creds.missing}, nil
+	}
+	return r.fetchShared(ctx, p.creds.setKey, in, p.creds.values), nil
 }
 
 // targets reads and writes the pass's target Secrets.

@@ -125,7 +125,9 @@ func TestCredentialsWatchRelistScope(t *testing.T) {
 // version or a key not read yet sends the next pass to the API server.
 func TestCredentialsWatchValues(t *testing.T) {
 	w := newCredentialsWatch(nil, nil)
-	w.source(func(context.Context, *metav1.PartialObjectMetadata) []reconcile.Request { return []reconcile.Request{{}} })
+	w.source(func(context.Context, *metav1.PartialObjectMetadata) []reconcile.Request {
+		return []reconcile.Request{{}}
+	})
 	key := types.NamespacedName{Namespace: "ns", Name: "creds"}
 	secret := func(rv string, data map[string]string) *corev1.Secret {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "creds", ResourceVersion: rv}, Data: map[string][]byte{}}

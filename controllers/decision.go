@@ -81,7 +81,7 @@ func kindOf(reason string) failureKind {
 	}
 }
 
-// refreshInput is everything the refresh decision depends on. inputOf builds it from the pass
+// refreshInput is everything the refresh decision depends on. tokenPass.input builds it from the pass
 // (clock, status, spec, the token the target holds) and the credentials just read; nothing in it
 // is a secret.
 type refreshInput struct {
@@ -117,6 +117,8 @@ type refreshInput struct {
 	// AwaitingTicket: the suite ticket comes from DingTalk Stream mode and none was pushed yet
 	// (nor seeded by the credentials Secret).
 	AwaitingTicket bool
+	// Unused: nothing would receive a token (a ClusterDingTalkToken that selects no namespace).
+	Unused bool
 }
 
 // refreshDecision says whether this pass calls DingTalk, and why (for the logs).
@@ -132,6 +134,7 @@ type policy func(in refreshInput) (d refreshDecision, ok bool)
 // anything but a due time, a spec or credentials change or a refresh request finds nothing due
 // and makes no call.
 var refreshPolicies = []policy{
+	holdWhileUnused,
 	waitForSuiteTicket,
 	waitForRetryAfter,
 	refreshOnCredentialsChange,
@@ -151,6 +154,12 @@ func decide(in refreshInput) refreshDecision {
 		}
 	}
 	return refreshDecision{Why: "no rule applies"}
+}
+
+// holdWhileUnused: a token nothing would receive is not fetched; the namespace that starts to
+// match re-queues the object.
+func holdWhileUnused(in refreshInput) (refreshDecision, bool) {
+	return refreshDecision{Why: "nothing uses the token"}, in.Unused
 }
 
 // waitForSuiteTicket: without any suite ticket there is nothing to call DingTalk with; the first
@@ -278,8 +287,8 @@ func (in refreshInput) gate() time.Time {
 // (or a pending request's time, when earlier), held back by the backoff and by DingTalk's
 // Retry-After. It is what status.refreshTime shows.
 func nextAttempt(in refreshInput) time.Time {
-	if in.AwaitingTicket {
-		return time.Time{} // the push re-queues the object: no time to wait for
+	if in.AwaitingTicket || in.Unused {
+		return time.Time{} // a push, or a namespace that starts to match, re-queues the object
 	}
 	next := in.dueAt()
 	if next.IsZero() {

@@ -329,6 +329,18 @@ func TestDecide(t *testing.T) {
 			}(),
 			wantFetch: false, wantNext: due,
 		},
+		"nothing uses the token (no namespace selected): no call, nothing scheduled": {
+			in: func() refreshInput {
+				in := base(due.Add(time.Minute))
+				in.Unused = true
+				return in
+			}(),
+			wantFetch: false,
+		},
+		"nothing uses the token and there is none: no call, nothing scheduled": {
+			in:        refreshInput{Now: t0, UID: uid, CredentialsDigest: "hmac:c1", Unused: true},
+			wantFetch: false,
+		},
 		"expired token, refresh failing: call when the backoff allows": {
 			in:        failed(base(expires.Add(time.Minute)), v1alpha1.ReasonProviderUnavailable, 4, expires),
 			wantFetch: true, wantNext: expires.Add(backoffDelay(uid, 4)),

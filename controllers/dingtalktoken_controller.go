@@ -25,7 +25,6 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -83,8 +82,8 @@ type DingTalkTokenReconciler struct {
 	DingTalk dingtalk.Client
 	// Endpoint is the DingTalk base URL; part of the shared-fetch key.
 	Endpoint string
-	// WatchNamespaces restricts the credentials Secret cache (empty: all namespaces). The manager's
-	// own cache is restricted through CacheOptions.
+	// WatchNamespaces restricts the credentials watch (empty: all namespaces). The manager's own
+	// cache is restricted through CacheOptions.
 	WatchNamespaces []string
 	// EnableRolloutRestart allows patching spec.rolloutRestartTargets' pod templates.
 	EnableRolloutRestart bool
@@ -271,15 +270,11 @@ func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 // A deleted one is forgotten (nil, nil).
 func (r *DingTalkTokenReconciler) load(ctx context.Context, key types.NamespacedName) (*v1alpha1.DingTalkToken, error) {
 	tok := &v1alpha1.DingTalkToken{}
-	err := r.Get(ctx, key, tok)
-	if err == nil && r.memory.stale(key, "DingTalkToken", tok) {
-		err = r.APIReader.Get(ctx, key, tok)
-	}
-	if apierrors.IsNotFound(err) {
-		r.forget(key)
-		return nil, nil
-	}
-	if err != nil {
+	found, err := r.loadFresh(ctx, r.Client, r.APIReader, "DingTalkToken", key, tok)
+	if err != nil || !found {
+		if err == nil {
+			r.forget(key)
+		}
 		return nil, err
 	}
 	return tok, nil

@@ -141,6 +141,7 @@ func (r *ClusterDingTalkTokenReconciler) observeFanOut(ctx context.Context, p *c
 func (p *clusterPass) observeFanOut(fan fanOut) {
 	mem := p.shared.memory
 	p.selectorInvalid = fan.selectorInvalid
+	p.unused = len(fan.matched) == 0
 	p.held = mem.token(p.key, p.uid)
 	for _, ns := range fan.matched {
 		if s := fan.owned[ns]; p.held == nil && s != nil {
@@ -237,11 +238,12 @@ func (r *ClusterDingTalkTokenReconciler) unprovision(ctx context.Context, p *clu
 		if _, picked := slices.BinarySearch(fan.matched, ns); picked {
 			continue
 		}
-		err := r.Delete(ctx, s, client.Preconditions{UID: &s.UID})
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		switch err := r.Delete(ctx, s, client.Preconditions{UID: &s.UID}); {
+		case err == nil:
+			p.log.Info("Removed target Secret from a namespace no longer selected", "namespace", ns)
+		case !apierrors.IsNotFound(err) && !apierrors.IsConflict(err):
 			return fmt.Errorf("removing the target Secret from namespace %s: %w", ns, errorWithoutDetails(err))
 		}
-		p.log.Info("Removed target Secret from a namespace no longer selected", "namespace", ns)
 	}
 	return nil
 }
@@ -309,19 +311,11 @@ func (p *clusterPass) finish(ctx context.Context, err error) (ctrl.Result, error
 	}
 	ready := p.readyState()
 	next := p.settle(ready)
-	if !equality.Semantic.DeepEqual(p.before.Status, p.tok.Status) {
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
-		perr := p.r.Status().Patch(wctx, p.tok, client.MergeFrom(p.before))
-		cancel()
-		switch {
-		case perr == nil:
-			p.r.memory.wrote(p.key, "ClusterDingTalkToken", p.tok)
-			p.emitEvents(p.r.Recorder, p.tok, &p.before.Status.TokenStatus)
-		case !apierrors.IsNotFound(perr) && err == nil:
-			err = perr
-		}
-	} else {
-		p.emitRequestEvent(p.r.Recorder, p.tok, &p.before.Status.TokenStatus)
+	werr := p.writeStatus(ctx, statusWrite{client: p.r.Client, events: p.r.Recorder, kind: "ClusterDingTalkToken",
+		obj: p.tok, before: p.before, changed: !equality.Semantic.DeepEqual(p.before.Status, p.tok.Status),
+		beforeStatus: &p.before.Status.TokenStatus})
+	if err == nil {
+		err = werr
 	}
 	var expires, validUntil time.Time
 	if p.held != nil {

@@ -95,7 +95,8 @@ func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 // errorWithoutDetails keeps an API error's reason and code only: its message may quote what was
 // written (a Secret's data).
 func errorWithoutDetails(err error) error {
-	if st, ok := err.(apierrors.APIStatus); ok {
+	var st apierrors.APIStatus
+	if errors.As(err, &st) {
 		return fmt.Errorf("%s (HTTP %d)", st.Status().Reason, st.Status().Code)
 	}
 	return err

@@ -17,16 +17,19 @@ limitations under the License.
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 )
@@ -76,6 +79,9 @@ type tokenPass struct {
 	requestIgnored string
 	// suspended is set when spec.suspend stopped the pass.
 	suspended bool
+	// unused is set when nothing would receive a token (a ClusterDingTalkToken selecting no
+	// namespace): none is fetched, and no refresh is scheduled.
+	unused bool
 }
 
 // credentialsRead is what a pass read of the credentials.
@@ -125,6 +131,7 @@ func (p *tokenPass) input() refreshInput {
 		RetryAfterFloor:       p.creds.floor,
 		RefreshRequestedAt:    p.requestedAt,
 		AwaitingTicket:        p.creds.awaitingTicket,
+		Unused:                p.unused,
 	}
 	if st.LastFailureTime != nil {
 		in.LastFailure = st.LastFailureTime.Time
@@ -382,4 +389,56 @@ func (p *tokenPass) emitRequestEvent(rec events.EventRecorder, obj runtime.Objec
 	}
 	rec.Eventf(obj, nil, corev1.EventTypeWarning, "RefreshRequestIgnored", "Refresh",
 		"Annotation %s=%q %s: it is ignored", v1alpha1.RefreshRequestedAtAnnotation, v, why)
+}
+
+// statusWrite is a pass's one status write: obj's status, changed since before (a copy taken
+// when the pass started), kind naming it in memory.
+type statusWrite struct {
+	client  client.Client
+	events  events.EventRecorder
+	kind    string
+	obj     client.Object
+	before  client.Object
+	changed bool
+	// beforeStatus is before's TokenStatus, for the events of the transitions.
+	beforeStatus *v1alpha1.TokenStatus
+}
+
+// writeStatus writes the status once, when it changed, on a context detached from the reconcile
+// (a pass cut short by a stopping manager still records what it did), then emits the events of
+// its transitions: they follow the write that records them, since a pass whose write fails is
+// repeated and would emit them again. It returns the write's error (none when the object is gone).
+func (p *tokenPass) writeStatus(ctx context.Context, w statusWrite) error {
+	if !w.changed {
+		p.emitRequestEvent(w.events, w.obj, w.beforeStatus)
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
+	err := w.client.Status().Patch(wctx, w.obj, client.MergeFrom(w.before))
+	cancel()
+	switch {
+	case err == nil:
+		p.shared.memory.wrote(p.key, w.kind, w.obj)
+		p.emitEvents(w.events, w.obj, w.beforeStatus)
+		return nil
+	case apierrors.IsNotFound(err):
+		return nil
+	default:
+		return err
+	}
+}
+
+// loadFresh reads obj (key) from the cache, or from the API server when the cached copy may
+// predate this process's own last status write (a decision on an old status would repeat a
+// refresh). found is false when it is gone.
+func (sh *Machinery) loadFresh(ctx context.Context, c client.Client, reader client.Reader, kind string,
+	key types.NamespacedName, obj client.Object) (found bool, _ error) {
+	err := c.Get(ctx, key, obj)
+	if err == nil && sh.memory.stale(key, kind, obj) {
+		err = reader.Get(ctx, key, obj)
+	}
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
 }

@@ -23,11 +23,9 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/metrics"
@@ -149,22 +147,11 @@ func (p *pass) recordRollout(o *rolloutOutcome) {
 func (p *pass) finish(ctx context.Context, err error) (ctrl.Result, error) {
 	ready := p.ready(p.targetExpiry, "Secret "+p.tok.TargetName())
 	next := p.settle(ready)
-	// Events follow the status write that records their transition: a pass whose write fails is
-	// repeated, and would emit them again.
-	if !equality.Semantic.DeepEqual(p.before.Status, p.tok.Status) {
-		// Detached: a pass cut short by a stopping manager still records what it did.
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
-		perr := p.r.Status().Patch(wctx, p.tok, client.MergeFrom(p.before))
-		cancel()
-		switch {
-		case perr == nil:
-			p.r.memory.wrote(p.key, "DingTalkToken", p.tok)
-			p.emitEvents(p.r.Recorder, p.tok, &p.before.Status.TokenStatus)
-		case !apierrors.IsNotFound(perr) && err == nil:
-			err = perr
-		}
-	} else {
-		p.emitRequestEvent(p.r.Recorder, p.tok, &p.before.Status.TokenStatus)
+	werr := p.writeStatus(ctx, statusWrite{client: p.r.Client, events: p.r.Recorder, kind: "DingTalkToken",
+		obj: p.tok, before: p.before, changed: !equality.Semantic.DeepEqual(p.before.Status, p.tok.Status),
+		beforeStatus: &p.before.Status.TokenStatus})
+	if err == nil {
+		err = werr
 	}
 	var expires time.Time
 	if p.held != nil {

@@ -61,8 +61,6 @@ type TicketStream interface {
 	Release(holder types.NamespacedName)
 	// State is the state of holder's connection (false: holder holds none).
 	State(holder types.NamespacedName) (stream.State, bool)
-	// Holders are the holders of every connection of a suite: whom a pushed ticket belongs to.
-	Holders(suite stream.SuiteID) []types.NamespacedName
 }
 
 // Timing and sizing of the Stream side.
@@ -116,9 +114,11 @@ func newTicketStream() *ticketStream {
 // with TicketSink and TicketStreamChanged). Call it before the manager starts.
 func (sh *Machinery) UseTicketStream(ts TicketStream) { sh.tickets.hub = ts }
 
-// TicketSink is the sink of the Hub: it stores each pushed ticket for every object of the suite
-// and returns only once all are stored (an error makes the Hub answer LATER).
-func (sh *Machinery) TicketSink() stream.TicketSink { return stream.TicketSinkFunc(sh.storeTicket) }
+// TicketSink is the sink of the Hub: it stores each pushed ticket for the objects holding the
+// connection that received it (never for an object of the same suiteKey whose own suiteSecret
+// did not authenticate), and returns only once all are stored (an error makes the Hub answer
+// LATER).
+func (sh *Machinery) TicketSink() stream.HolderSink { return stream.HolderSinkFunc(sh.storeTicket) }
 
 // TicketStreamChanged is the Hub's OnState: it re-queues the holders of a connection whose state
 // changed, so that their TicketStream condition follows it. It never blocks.
@@ -327,19 +327,15 @@ func (p *tokenPass) recordNoStream() {
 
 // The sink side.
 
-// storeTicket stores a ticket pushed for suite for every object of the suite, a few at a time,
-// and re-queues those whose ticket changed. It returns an error when any store failed, so that
-// DingTalk delivers the ticket again (storing is idempotent).
-func (sh *Machinery) storeTicket(ctx context.Context, suite stream.SuiteID, ticket string, bornAt time.Time) error {
-	hub := sh.tickets.hub
-	if hub == nil {
-		return errors.New("no DingTalk Stream connections are held")
-	}
+// storeTicket stores a pushed ticket for the holders of the connection that received it, a few at
+// a time, and re-queues those whose ticket changed. It returns an error when any store failed, so
+// that DingTalk delivers the ticket again (storing is idempotent).
+func (sh *Machinery) storeTicket(ctx context.Context, holders []types.NamespacedName, ticket string, bornAt time.Time) error {
 	var mu sync.Mutex
 	var errs []error
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(ticketStoreWorkers)
-	for _, h := range hub.Holders(suite) {
+	for _, h := range holders {
 		g.Go(func() error {
 			changed, err := sh.storeTicketFor(gctx, h, storedTicket{ticket: ticket, bornAt: bornAt})
 			if err != nil {

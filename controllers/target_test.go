@@ -21,6 +21,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 )
@@ -47,6 +48,35 @@ func TestShownExpiry(t *testing.T) {
 			s := &corev1.Secret{Data: map[string][]byte{tok.TargetKey(): []byte(tc.inSecret)}}
 			if got := shownExpiry(tok.TargetKey(), s, tc.held, tc.shown); !got.Equal(tc.want) {
 				t.Errorf("shownExpiry() = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestTargetDataCorpID: .CorpID is the org of the token: DingTalk's answer (User), else, for a
+// ThirdPartyApp token (corpAccessToken answers no corpId), spec.corpId.
+func TestTargetDataCorpID(t *testing.T) {
+	tests := map[string]struct {
+		typ      v1alpha1.TokenType // spec.type
+		specCorp string             // spec.corpId
+		heldCorp string             // the corpId held with the token
+		want     string             // the rendered .CorpID
+	}{
+		"third-party app recovered after a restart": {typ: v1alpha1.TokenTypeThirdPartyApp, specCorp: "dingspec", want: "dingspec"},
+		"third-party app as issued":                 {typ: v1alpha1.TokenTypeThirdPartyApp, specCorp: "dingnew", heldCorp: "dingissued", want: "dingissued"},
+		"user: DingTalk's answer":                   {typ: v1alpha1.TokenTypeUser, heldCorp: "dinguser", want: "dinguser"},
+		"internal app: none":                        {typ: v1alpha1.TokenTypeInternalApp, want: ""},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			spec := withTemplate(map[string]string{"corp": "{{ .CorpID }}"})
+			spec.Type, spec.CorpID = tc.typ, tc.specCorp
+			d, err := targetSecret(spec, &heldToken{AccessToken: "tok", CorpID: tc.heldCorp, ExpiresAt: t0}, types.NamespacedName{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := string(d.Data["corp"]); got != tc.want {
+				t.Errorf(".CorpID = %q, want %q", got, tc.want)
 			}
 		})
 	}

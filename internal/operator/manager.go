@@ -151,6 +151,14 @@ func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, erro
 	hub := stream.NewHub(machinery.TicketSink(), stream.HubOptions{
 		Client:  stream.Options{Logger: mgr.GetLogger().WithName("stream")},
 		OnState: machinery.TicketStreamChanged,
+		// Opening a connection is a DingTalk call like the token calls: the same client, so the
+		// same --dingtalk-qps, --dingtalk-burst and --dingtalk-timeout.
+		NewOpener: func(endpoint string) (stream.Opener, error) {
+			if endpoint != o.DingTalkEndpoint {
+				return nil, fmt.Errorf("DingTalk Stream endpoint %q is not --dingtalk-endpoint", endpoint)
+			}
+			return dt, nil
+		},
 	})
 	machinery.UseTicketStream(hub)
 	if err := mgr.Add(hub); err != nil {

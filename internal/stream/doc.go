@@ -52,9 +52,10 @@ limitations under the License.
 //   - Hub.State(holder) gives the connection's State for the TicketStream condition: Connected
 //     (True), StreamUnavailable or CredentialsRejected (False), Connecting (not connected yet).
 //     HubOptions.OnState reports every change with the holders to enqueue.
-//   - The TicketSink given to NewHub receives each pushed ticket with the suite's SuiteID. It
-//     fans out: Hub.Holders(suite) names the DingTalkTokens that use the suite; the sink writes
-//     the ticket (keeping the newest by bornAt) into each one's Secret and enqueues them, and
+//   - The HolderSink given to NewHub receives each pushed ticket with the holders of the
+//     connection that received it, and only those (a holder with the same suiteKey but another
+//     suiteSecret has a connection of its own, which never authenticates). The sink writes the
+//     ticket (keeping the newest by bornAt) into each one's Secret and enqueues them, and
 //     returns an error if any write failed, so that DingTalk redelivers. Duplicates arrive (after
 //     a lost ack, or by DingTalk's choice): storing must be idempotent.
 //

@@ -17,6 +17,7 @@ limitations under the License.
 package stream_test
 
 import (
+	"k8s.io/apimachinery/pkg/types"
 	"context"
 	"errors"
 	"strings"
@@ -70,9 +71,10 @@ func creds(srv *simulator.Server) stream.Credentials {
 
 // stored is one StoreTicket call.
 type stored struct {
-	suite  stream.SuiteID
-	ticket string
-	bornAt time.Time
+	suite   stream.SuiteID
+	holders []types.NamespacedName // through a Hub: the holders of the receiving connection
+	ticket  string
+	bornAt  time.Time
 }
 
 // sink records StoreTicket calls; fail makes the next calls fail; block holds calls until released.
@@ -88,6 +90,17 @@ type sink struct {
 func newSink() *sink { return &sink{seen: make(chan stored, 100), entered: make(chan struct{}, 100)} }
 
 func (s *sink) StoreTicket(ctx context.Context, suite stream.SuiteID, ticket string, bornAt time.Time) error {
+	return s.store(ctx, stored{suite: suite, ticket: ticket, bornAt: bornAt})
+}
+
+// forHub is the sink as a Hub's: it records the holders a ticket is stored for.
+func (s *sink) forHub() stream.HolderSink {
+	return stream.HolderSinkFunc(func(ctx context.Context, holders []types.NamespacedName, ticket string, bornAt time.Time) error {
+		return s.store(ctx, stored{holders: holders, ticket: ticket, bornAt: bornAt})
+	})
+}
+
+func (s *sink) store(ctx context.Context, call stored) error {
 	s.mu.Lock()
 	block := s.block
 	s.mu.Unlock()
@@ -101,7 +114,6 @@ func (s *sink) StoreTicket(ctx context.Context, suite stream.SuiteID, ticket str
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	call := stored{suite: suite, ticket: ticket, bornAt: bornAt}
 	s.calls = append(s.calls, call)
 	s.seen <- call
 	if s.fail > 0 {

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -47,7 +48,7 @@ type HubOptions struct {
 // Release closes the connection. Connections run only between Start and the end of its context:
 // the Hub is a leader-election runnable, so only the leader connects. It is safe for concurrent use.
 type Hub struct {
-	sink TicketSink
+	sink HolderSink
 	opts HubOptions
 
 	mu      sync.Mutex
@@ -78,8 +79,9 @@ type hubConn struct {
 	cancel  context.CancelFunc // nil until started
 }
 
-// NewHub returns a Hub whose connections store tickets with sink.
-func NewHub(sink TicketSink, opts HubOptions) *Hub {
+// NewHub returns a Hub whose connections store the tickets they receive with sink, for their
+// own holders.
+func NewHub(sink HolderSink, opts HubOptions) *Hub {
 	return &Hub{
 		sink:    sink,
 		opts:    opts,
@@ -192,19 +194,13 @@ func (h *Hub) State(holder types.NamespacedName) (State, bool) {
 	return c.State(), true
 }
 
-// Holders returns the holders of every connection of suite (whatever their secret), sorted: the
-// DingTalkTokens a ticket pushed for suite belongs to.
-func (h *Hub) Holders(suite SuiteID) []types.NamespacedName {
+// holdersOf returns the holders of one connection, sorted.
+func (h *Hub) holdersOf(hc *hubConn) []types.NamespacedName {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var out []types.NamespacedName
-	for key, hc := range h.conns {
-		if key.suite != suite {
-			continue
-		}
-		for n := range hc.holders {
-			out = append(out, n)
-		}
+	out := make([]types.NamespacedName, 0, len(hc.holders))
+	for n := range hc.holders {
+		out = append(out, n)
 	}
 	slices.SortFunc(out, func(a, b types.NamespacedName) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
@@ -234,7 +230,12 @@ func (h *Hub) newConnLocked(creds Credentials) (*hubConn, error) {
 	opts := h.opts.Client
 	opts.Opener = opener
 	opts.OnState = func(suite SuiteID, st State) { h.notify(hc, suite, st) }
-	c, err := NewClient(creds, h.sink, opts)
+	// A ticket belongs to the holders of the connection that received it: one that authenticated
+	// with their suiteSecret.
+	sink := TicketSinkFunc(func(ctx context.Context, _ SuiteID, ticket string, bornAt time.Time) error {
+		return h.sink.StoreTicket(ctx, h.holdersOf(hc), ticket, bornAt)
+	})
+	c, err := NewClient(creds, sink, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -254,13 +255,7 @@ func (h *Hub) notify(hc *hubConn, suite SuiteID, st State) {
 	if h.opts.OnState == nil {
 		return
 	}
-	h.mu.Lock()
-	holders := make([]types.NamespacedName, 0, len(hc.holders))
-	for n := range hc.holders {
-		holders = append(holders, n)
-	}
-	h.mu.Unlock()
-	if len(holders) > 0 {
+	if holders := h.holdersOf(hc); len(holders) > 0 {
 		h.opts.OnState(suite, holders, st)
 	}
 }

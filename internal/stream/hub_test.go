@@ -56,14 +56,14 @@ func startHub(t *testing.T, h *stream.Hub) (stop func()) {
 	return stop
 }
 
-func newHub(t *testing.T, s stream.TicketSink, mod func(*stream.HubOptions)) *stream.Hub {
+func newHub(t *testing.T, s *sink, mod func(*stream.HubOptions)) *stream.Hub {
 	l := captureLogs(t)
 	l.watch(s)
 	o := stream.HubOptions{Client: l.options(stream.Options{Backoff: fast})}
 	if mod != nil {
 		mod(&o)
 	}
-	return stream.NewHub(s, o)
+	return stream.NewHub(s.forHub(), o)
 }
 
 func TestHubKeepsOneConnectionPerSuite(t *testing.T) {
@@ -90,15 +90,10 @@ func TestHubKeepsOneConnectionPerSuite(t *testing.T) {
 		t.Errorf("connections: %d and %d at the simulator, %d in the hub; want 1, 1, 2",
 			st.Suites[suiteKey].Connections, st.Suites[otherKey].Connections, h.Connections())
 	}
-	suite := creds(srv).ID()
-	if got := h.Holders(suite); fmt.Sprint(got) != fmt.Sprint([]types.NamespacedName{tokenA, tokenB}) {
-		t.Errorf("holders of %v: %v", suite, got)
-	}
-
-	// A push reaches the sink once, with the suite to fan out to.
+	// A push reaches the sink once, with the holders of the connection to fan out to.
 	ticket, _ := srv.Push(suiteKey)
-	if got := s.next(t); got.ticket != ticket || got.suite != suite {
-		t.Errorf("stored for %v", got.suite)
+	if got := s.next(t); got.ticket != ticket || fmt.Sprint(got.holders) != fmt.Sprint([]types.NamespacedName{tokenA, tokenB}) {
+		t.Errorf("stored for %v", got.holders)
 	}
 	if _, ok := h.State(types.NamespacedName{Namespace: "x", Name: "none"}); ok {
 		t.Error("a state for a holder that holds nothing")
@@ -132,7 +127,7 @@ func TestHubLastReleaseCloses(t *testing.T) {
 	h.Release(tokenB)
 	eventually(t, func() int { return srv.OpenStreams(suiteKey) }).Should(Equal(0))
 	eventually(t, func() float64 { return connections(t) - before }).Should(BeNumerically("==", 0))
-	if h.Connections() != 0 || len(h.Holders(creds(srv).ID())) != 0 {
+	if h.Connections() != 0 {
 		t.Errorf("the hub keeps %d connections", h.Connections())
 	}
 	if st := srv.StreamStats().Suites[suiteKey]; st.Connections != 1 {
@@ -212,15 +207,14 @@ func TestHubIsSafeForConcurrentUse(t *testing.T) {
 					return
 				}
 				_, _ = h.State(holder)
-				_ = h.Holders(creds(srv).ID())
 				h.Release(holder)
 			}
 			_ = h.Acquire(holder, creds(srv))
 		}()
 	}
 	wg.Wait()
-	if h.Connections() != 1 || len(h.Holders(creds(srv).ID())) != 8 {
-		t.Errorf("%d connections, %d holders; want 1 and 8", h.Connections(), len(h.Holders(creds(srv).ID())))
+	if h.Connections() != 1 {
+		t.Errorf("%d connections; want 1", h.Connections())
 	}
 	eventually(t, func() int { return srv.OpenStreams(suiteKey) }).Should(Equal(1))
 	for i := range 8 {
@@ -286,5 +280,31 @@ func TestStreamMetrics(t *testing.T) {
 	eventually(t, func() float64 { return connections(t) - conns }).Should(BeNumerically("==", 0))
 	if got := events(t, "suite_ticket") - tickets; got != 1 {
 		t.Errorf("suite_ticket counted %v after the connections closed, want 1", got)
+	}
+}
+
+// TestHubTicketGoesToTheReceivingConnectionOnly: a holder naming the suiteKey of another with a
+// made-up suiteSecret holds a connection of its own, which never authenticates; a ticket pushed
+// for the suite is stored for the holders of the authenticated connection only.
+func TestHubTicketGoesToTheReceivingConnectionOnly(t *testing.T) {
+	srv := startSim(t, simulator.StreamConfig{})
+	s := newSink()
+	h := newHub(t, s, nil)
+	startHub(t, h)
+	if err := h.Acquire(tokenA, creds(srv)); err != nil {
+		t.Fatal(err)
+	}
+	guess := stream.Credentials{SuiteKey: suiteKey, SuiteSecret: "guessed-" + suiteSecret, Endpoint: srv.URL()}
+	if err := h.Acquire(tokenC, guess); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() stream.Phase { st, _ := h.State(tokenA); return st.Phase }).Should(Equal(stream.Connected))
+	eventually(t, func() stream.Phase { st, _ := h.State(tokenC); return st.Phase }).Should(Equal(stream.CredentialsRejected))
+	if h.Connections() != 2 {
+		t.Errorf("%d connections in the hub, want 2 (one a secret)", h.Connections())
+	}
+	ticket, _ := srv.Push(suiteKey)
+	if got := s.next(t); got.ticket != ticket || fmt.Sprint(got.holders) != fmt.Sprint([]types.NamespacedName{tokenA}) {
+		t.Errorf("the pushed ticket was stored for %v, want only %v", got.holders, tokenA)
 	}
 }

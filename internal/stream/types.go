@@ -23,6 +23,8 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 )
 
@@ -126,4 +128,20 @@ type State struct {
 	Phase   Phase
 	Message string
 	Since   time.Time
+}
+
+// HolderSink stores the suite tickets a Hub's connections receive, each for the holders of the
+// connection that received it, and only those: a holder whose own connection cannot authenticate
+// (another suiteSecret, say a tenant guessing a suiteKey) never receives a ticket pushed on a
+// connection it does not hold. The contract is TicketSink's: ack after a nil error, idempotent.
+type HolderSink interface {
+	StoreTicket(ctx context.Context, holders []types.NamespacedName, ticket string, bornAt time.Time) error
+}
+
+// HolderSinkFunc adapts a function to HolderSink.
+type HolderSinkFunc func(ctx context.Context, holders []types.NamespacedName, ticket string, bornAt time.Time) error
+
+// StoreTicket implements HolderSink.
+func (f HolderSinkFunc) StoreTicket(ctx context.Context, holders []types.NamespacedName, ticket string, bornAt time.Time) error {
+	return f(ctx, holders, ticket, bornAt)
 }

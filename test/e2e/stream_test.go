@@ -111,7 +111,7 @@ func TestStreamLeaderOnly(t *testing.T) {
 	leader.Kill()
 	g.Eventually(func() bool { return standby.Logged(leaseAcquired) }).
 		WithTimeout(60*time.Second).WithPolling(250*time.Millisecond).Should(BeTrue(), "the standby took over")
-	g.Eventually(stats).WithTimeout(30*time.Second).WithPolling(100*time.Millisecond).
+	g.Eventually(stats).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).
 		Should(And(HaveField("Open", 1), HaveField("Connections", BeEquivalentTo(2))))
 	waitTicketStream(g, ns, "suite", dingtalkv1alpha1.ReasonConnected)
 	second := "e2e-stream-pushed-ticket-2"

@@ -73,6 +73,7 @@ func TestFanOut(t *testing.T) {
 		"FanOutSharedFetch":  testFanOutSharedFetch,
 		"NamespaceLifecycle": testNamespaceLifecycle,
 		"Admission":          testAdmission,
+		"Idle":               testIdle,
 		"StreamFanOut":       testStreamFanOut,
 	}
 	t.Run("scenarios", func(t *testing.T) {

@@ -196,3 +196,32 @@ func testNamespaceLifecycle(t *testing.T) {
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 	g.Expect(calls(key)).To(BeEquivalentTo(1), "namespaces coming and going call DingTalk no more")
 }
+
+// testIdle: a ClusterDingTalkToken that selects no namespace fetches nothing and does not
+// requeue itself (its status stays as written: no write a second), until a namespace matches.
+func testIdle(t *testing.T) {
+	g := NewWithT(t)
+	key, secret := newApp(t, 2*time.Minute)
+	credNS := env.CreateNamespace(t, "idle-creds")
+	env.CreateSecret(t, credNS, "creds", map[string]string{"appKey": key, "appSecret": secret})
+	sel := map[string]string{"fanout.test/idle": testutil.RandHex(4)}
+	name := "idle-" + testutil.RandHex(3)
+	env.Create(t, clusterToken(name, credNS, "creds", "idle-token", sel))
+	var tok *v1alpha1.ClusterDingTalkToken
+	g.Eventually(func(g Gomega) {
+		tok = getCluster(g, name)
+		ready := condition(tok, v1alpha1.ConditionReady)
+		g.Expect(ready.Reason).To(Equal(v1alpha1.ReasonPending))
+		g.Expect(ready.Message).To(ContainSubstring("No namespace matches"))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Expect(tok.Status.RefreshTime).To(BeNil(), "nothing is scheduled")
+	rv := tok.ResourceVersion
+	g.Consistently(func(g Gomega) { g.Expect(getCluster(g, name).ResourceVersion).To(Equal(rv)) }).
+		WithTimeout(5*time.Second).WithPolling(250*time.Millisecond).Should(Succeed(), "an idle object is not written again")
+	g.Expect(calls(key)).To(BeZero(), "no token is fetched for nobody")
+
+	// A namespace that starts to match: provisioned, with one call.
+	labelledNamespace(t, "idle", sel)
+	waitProvisioned(t, name, 1, 30*time.Second)
+	g.Expect(calls(key)).To(BeEquivalentTo(1))
+}

@@ -63,7 +63,7 @@ func testTargetWriteOnShutdown(t *testing.T) {
 	env.Create(t, tok)
 
 	g := NewWithT(t)
-	g.Eventually(stopped.Load).WithTimeout(30 * time.Second).Should(BeTrue(), "the target write never started")
+	g.Eventually(stopped.Load).WithTimeout(30*time.Second).Should(BeTrue(), "the target write never started")
 	envtesting.Must(t, m.Stop())
 	g.Expect(writeCtxErr.Load()).To(Equal(""), "the target write's context ended with the manager's")
 	s := env.Secret(g, ns, "victim")
