@@ -17,7 +17,6 @@ limitations under the License.
 package stream_test
 
 import (
-	"k8s.io/apimachinery/pkg/types"
 	"context"
 	"errors"
 	"strings"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/go-logr/logr/funcr"
 	"github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
