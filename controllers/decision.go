@@ -50,6 +50,15 @@ const (
 	// requestSkew is how far in the future a refresh request (the refresh-requested-at
 	// annotation) may lie and still count: the clock of whoever set it may run ahead of ours.
 	requestSkew = time.Minute
+	// minCallInterval spaces the DingTalk calls of one object, whatever starts its passes.
+	minCallInterval = 5 * time.Second
+	// credentialsChangeInterval spaces the calls credentials changes trigger: a tenant rewriting
+	// its Secret in a loop gets one call per interval; a change during the hold is acted on when
+	// it ends.
+	credentialsChangeInterval = 10 * time.Second
+	// stampPrecision is the precision of status times (whole seconds, rounded down): the holds
+	// counted from them add it, so that the real interval is never shorter.
+	stampPrecision = time.Second
 )
 
 // failureKind tells how a failed attempt gates the next DingTalk call.
@@ -137,6 +146,8 @@ var refreshPolicies = []policy{
 	holdWhileUnused,
 	waitForSuiteTicket,
 	waitForRetryAfter,
+	holdForCallBudget,
+	holdCredentialsChange,
 	refreshOnCredentialsChange,
 	refreshOnTicketAfterFailure,
 	refreshOnRequest,
@@ -173,8 +184,22 @@ func waitForRetryAfter(in refreshInput) (refreshDecision, bool) {
 	return refreshDecision{Why: "DingTalk asked to retry later"}, in.Now.Before(in.RetryAfterFloor)
 }
 
+// holdForCallBudget: one object never calls DingTalk more often than once per minCallInterval,
+// counted from the last time status shows it may have called (a token issued, a failure), so that
+// a restart keeps the spacing and no sequence of passes or failures shortens it.
+func holdForCallBudget(in refreshInput) (refreshDecision, bool) {
+	return refreshDecision{Why: "call budget: the last call was less than 5s ago"}, in.Now.Before(in.callFloor())
+}
+
+// holdCredentialsChange: a credentials change is acted on at most once per
+// credentialsChangeInterval; one during the hold is acted on when it ends (nextAttempt).
+func holdCredentialsChange(in refreshInput) (refreshDecision, bool) {
+	return refreshDecision{Why: "credentials changed less than 10s after the last call: held"},
+		in.credentialsChangePending() && in.Now.Before(in.credentialsHoldEnd())
+}
+
 // refreshOnCredentialsChange: new credentials (other than the suite ticket) refresh at once,
-// even past a backoff or the hourly retry of a rejected credential.
+// even past a backoff or the hourly retry of a rejected credential, once the hold allows.
 func refreshOnCredentialsChange(in refreshInput) (refreshDecision, bool) {
 	return refreshDecision{Fetch: true, Why: "credentials changed"}, in.credentialsChanged() && in.LastCredentialsDigest != ""
 }
@@ -260,6 +285,32 @@ func (in refreshInput) ticketChanged() bool {
 		in.SuiteTicketDigest != in.LastSuiteTicketDigest
 }
 
+// credentialsChangePending reports whether a credentials change waits to be acted on: new
+// credentials, or a new suite ticket after a failed attempt.
+func (in refreshInput) credentialsChangePending() bool {
+	return in.credentialsChanged() && in.LastCredentialsDigest != "" || in.ticketChanged() && in.FailedAttempts > 0
+}
+
+// lastCall is the latest status time at which this object may have called DingTalk: its token's
+// issue time or its last failure (zero: none).
+func (in refreshInput) lastCall() time.Time { return latest(in.IssuedAt, in.LastFailure) }
+
+// callFloor is the earliest time the call budget allows the next call (zero: none).
+func (in refreshInput) callFloor() time.Time {
+	if last := in.lastCall(); !last.IsZero() {
+		return last.Add(stampPrecision + minCallInterval)
+	}
+	return time.Time{}
+}
+
+// credentialsHoldEnd is the earliest time a credentials change may call DingTalk (zero: at once).
+func (in refreshInput) credentialsHoldEnd() time.Time {
+	if last := in.lastCall(); !last.IsZero() {
+		return last.Add(stampPrecision + credentialsChangeInterval)
+	}
+	return time.Time{}
+}
+
 // gate is the earliest time the backoff allows the next DingTalk call (zero: no gate).
 func (in refreshInput) gate() time.Time {
 	if in.FailedAttempts <= 0 || in.LastFailure.IsZero() {
@@ -284,11 +335,16 @@ func (in refreshInput) gate() time.Time {
 }
 
 // nextAttempt is when the next refresh attempt will happen if nothing else changes: the due time
-// (or a pending request's time, when earlier), held back by the backoff and by DingTalk's
-// Retry-After. It is what status.refreshTime shows.
+// (or a pending request's time, when earlier), held back by the backoff, by DingTalk's
+// Retry-After and by the call budget; or the end of the hold of a credentials change. It is what
+// status.refreshTime shows.
 func nextAttempt(in refreshInput) time.Time {
 	if in.AwaitingTicket || in.Unused {
 		return time.Time{} // a push, or a namespace that starts to match, re-queues the object
+	}
+	if in.credentialsChangePending() && in.Now.Before(in.credentialsHoldEnd()) {
+		// A held credentials change is acted on when the hold ends, past any backoff.
+		return latest(in.credentialsHoldEnd(), in.RetryAfterFloor)
 	}
 	next := in.dueAt()
 	if next.IsZero() {
@@ -303,7 +359,7 @@ func nextAttempt(in refreshInput) time.Time {
 		// ordinary backoff schedule.
 		gate = in.LastFailure.Add(backoffDelay(in.UID, in.FailedAttempts))
 	}
-	return latest(next, gate, in.RetryAfterFloor)
+	return latest(next, gate, in.RetryAfterFloor, in.callFloor())
 }
 
 // effectiveRefreshBefore is how long before expiry a token of this lifetime is refreshed: the spec

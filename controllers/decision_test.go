@@ -195,25 +195,98 @@ func TestDecide(t *testing.T) {
 			}(),
 			wantFetch: true, wantNext: due.Add(time.Hour),
 		},
-		"transient failure: backs off 5s": {
+		"transient failure: backs off 5s, held to 6s by the call budget (status times are whole seconds)": {
 			in:        failed(base(due.Add(2*time.Second)), v1alpha1.ReasonProviderUnavailable, 1, due),
-			wantFetch: false, wantNext: due.Add(backoffDelay(uid, 1)),
+			wantFetch: false, wantNext: due.Add(6 * time.Second),
 		},
-		"transient failure: retries once the backoff passed": {
+		"transient failure: retries once the backoff and the call budget passed": {
 			in:        failed(base(due.Add(6*time.Second)), v1alpha1.ReasonProviderUnavailable, 1, due),
-			wantFetch: true, wantNext: due.Add(backoffDelay(uid, 1)),
+			wantFetch: true, wantNext: due.Add(6 * time.Second),
+		},
+		"transient failure, second step: the backoff is longer than the call budget": {
+			in:        failed(base(due.Add(7*time.Second)), v1alpha1.ReasonProviderUnavailable, 2, due),
+			wantFetch: false, wantNext: due.Add(backoffDelay(uid, 2)),
 		},
 		"transient failure: the backoff never passes the expiry": {
 			in:        failed(base(expires.Add(-time.Minute)), v1alpha1.ReasonRateLimited, 9, expires.Add(-2*time.Minute)),
 			wantFetch: false, wantNext: expires,
 		},
-		"transient failure: spec change retries at once": {
+		"transient failure: spec change lifts the backoff": {
+			in: func() refreshInput {
+				in := failed(base(due.Add(6*time.Second)), v1alpha1.ReasonProviderUnavailable, 3, due)
+				in.SpecChanged = true
+				return in
+			}(),
+			wantFetch: true, wantNext: due.Add(6 * time.Second),
+		},
+		"transient failure: spec change does not lift the call budget": {
 			in: func() refreshInput {
 				in := failed(base(due.Add(2*time.Second)), v1alpha1.ReasonProviderUnavailable, 3, due)
 				in.SpecChanged = true
 				return in
 			}(),
+			wantFetch: false, wantNext: due.Add(6 * time.Second),
+		},
+		"call budget: a refresh request 2s after a refresh waits": {
+			in: func() refreshInput {
+				in := base(t0.Add(2 * time.Second))
+				in.RefreshRequestedAt = t0.Add(time.Second)
+				return in
+			}(),
+			wantFetch: false, wantNext: t0.Add(6 * time.Second),
+		},
+		"call budget: a refresh request is honoured once it passed": {
+			in: func() refreshInput {
+				in := base(t0.Add(6 * time.Second))
+				in.RefreshRequestedAt = t0.Add(time.Second)
+				return in
+			}(),
+			wantFetch: true, wantNext: t0.Add(6 * time.Second),
+		},
+		"call budget: alternating a local failure cannot shorten it": {
+			in:        failed(refreshInput{Now: t0.Add(3 * time.Second), UID: uid}, v1alpha1.ReasonCredentialsNotFound, 2, t0.Add(time.Second)),
+			wantFetch: false, wantNext: t0.Add(time.Second + backoffDelay(uid, 2)),
+		},
+		"credentials changed 3s after a call: held for 10s": {
+			in: func() refreshInput {
+				in := base(t0.Add(3 * time.Second))
+				in.CredentialsDigest = "hmac:c2"
+				return in
+			}(),
+			wantFetch: false, wantNext: t0.Add(11 * time.Second),
+		},
+		"credentials changed: acted on when the hold ends": {
+			in: func() refreshInput {
+				in := base(t0.Add(11 * time.Second))
+				in.CredentialsDigest = "hmac:c2"
+				return in
+			}(),
 			wantFetch: true, wantNext: due,
+		},
+		"credentials changed during the hourly retry of CredentialsRejected: held 10s, not an hour": {
+			in: func() refreshInput {
+				in := failed(base(due.Add(4*time.Second)), v1alpha1.ReasonCredentialsRejected, 1, due)
+				in.CredentialsDigest = "hmac:c2"
+				return in
+			}(),
+			wantFetch: false, wantNext: due.Add(11 * time.Second),
+		},
+		"suite ticket changed after a failure: held 10s too": {
+			in: func() refreshInput {
+				in := failed(base(due.Add(3*time.Second)), v1alpha1.ReasonCredentialsRejected, 1, due)
+				in.SuiteTicketDigest = "hmac:t2"
+				return in
+			}(),
+			wantFetch: false, wantNext: due.Add(11 * time.Second),
+		},
+		"credentials changed under a Retry-After floor: the floor wins": {
+			in: func() refreshInput {
+				in := base(t0.Add(3 * time.Second))
+				in.CredentialsDigest = "hmac:c2"
+				in.RetryAfterFloor = t0.Add(time.Minute)
+				return in
+			}(),
+			wantFetch: false, wantNext: t0.Add(time.Minute),
 		},
 		"restart keeps the backoff (it comes from status)": {
 			in:        failed(refreshInput{Now: t0.Add(30 * time.Second), UID: uid, CredentialsDigest: "hmac:c1", LastCredentialsDigest: "hmac:c1"}, v1alpha1.ReasonProviderUnavailable, 5, t0),
@@ -252,8 +325,8 @@ func TestDecide(t *testing.T) {
 			}(),
 			wantFetch: true, wantNext: due.Add(30 * time.Second),
 		},
-		"local failure (missing Secret): nothing gates the call, re-checked on the backoff schedule": {
-			in:        failed(refreshInput{Now: t0.Add(time.Second), UID: uid}, v1alpha1.ReasonCredentialsNotFound, 2, t0),
+		"local failure (missing Secret): only the call budget gates the call, re-checked on the backoff schedule": {
+			in:        failed(refreshInput{Now: t0.Add(6 * time.Second), UID: uid}, v1alpha1.ReasonCredentialsNotFound, 2, t0),
 			wantFetch: true, wantNext: t0.Add(backoffDelay(uid, 2)),
 		},
 		"refresh requested after the token was issued: call at once, though not due": {
@@ -388,18 +461,19 @@ func TestRefreshScheduleOverTime(t *testing.T) {
 	clk := clocktesting.NewFakeClock(t0)
 	const uid = types.UID("walk")
 	in := refreshInput{UID: uid, IssuedAt: t0, ExpiresAt: t0.Add(60 * time.Second), CredentialsDigest: "c", LastCredentialsDigest: "c"}
-	calls := 0
+	calls, lives := 0, 1
 	var last time.Time
 	for clk.Now().Before(t0.Add(3 * time.Minute)) {
 		in.Now = clk.Now()
 		if decide(in).Fetch {
 			calls++
-			if !last.IsZero() && in.Now.Sub(last) < 4*time.Second {
-				t.Fatalf("calls at %s and %s: closer than the first backoff step", last, in.Now)
+			if !last.IsZero() && in.Now.Sub(last) < minCallInterval {
+				t.Fatalf("calls at %s and %s: closer than the call budget", last, in.Now)
 			}
 			last = in.Now
 			if in.ExpiresAt.Before(in.Now) {
 				// The provider came back after the expiry: a new token.
+				lives++
 				in.IssuedAt, in.ExpiresAt, in.FailedAttempts, in.FailureReason, in.LastFailure = in.Now, in.Now.Add(60*time.Second), 0, "", time.Time{}
 			} else {
 				in.FailedAttempts++
@@ -413,10 +487,10 @@ func TestRefreshScheduleOverTime(t *testing.T) {
 		}
 		clk.Step(d)
 	}
-	// Per 60s token: due at ~40s, failures at ~40s, ~45s, ~55s and at the expiry (60s), then the
-	// provider answers at the next backoff step. Two such lives fit in 3 minutes.
-	if calls < 4 || calls > 10 {
-		t.Errorf("%d calls in 3 minutes, want a handful (bounded backoff)", calls)
+	// Per 60s token: due at ~40s, failures at ~40s, ~46s, ~56s and just after the expiry (61s,
+	// where the provider answers again): at most 4 calls a life.
+	if calls < 4 || calls > 4*lives {
+		t.Errorf("%d calls in 3 minutes over %d token lives, want at most 4 a life (bounded backoff)", calls, lives)
 	}
 }
 
