@@ -45,12 +45,22 @@ func testCredentialsChange(t *testing.T, ns string) {
 	envtesting.Must(t, env.Sim.AddApp(simulator.App{AppKey: a.key, AppSecret: newSecret, TokenLifetime: simulator.Duration(60 * time.Second)}))
 	changed := time.Now()
 	env.UpdateSecret(t, ns, "app-credentials", map[string]string{"appSecret": newSecret})
+	// The call budget acts on a credentials change at most 10s after the last call (status times
+	// are whole seconds: 11s from lastRefreshTime), at once after that.
+	holdEnd := before.LastRefreshTime.Add(11 * time.Second)
+	deadline := holdEnd
+	if changed.After(deadline) {
+		deadline = changed
+	}
+	var refreshed *v1alpha1.DingTalkToken
 	g.Eventually(func(g Gomega) {
 		tok := env.GetToken(g, ns, "app")
 		g.Expect(tok.Status.CredentialsDigest).NotTo(Equal(before.CredentialsDigest))
 		g.Expect(testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
-	}).WithTimeout(10 * time.Second).Should(Succeed())
-	g.Expect(time.Since(changed)).To(BeNumerically("<", 10*time.Second))
+		refreshed = tok
+	}).WithTimeout(time.Until(deadline) + 8*time.Second).Should(Succeed())
+	g.Expect(refreshed.Status.LastRefreshTime.Time).To(BeTemporally(">=", holdEnd), "a credentials change within 10s of a call waits for the hold")
+	g.Expect(time.Since(deadline)).To(BeNumerically("<", 8*time.Second))
 	g.Expect(env.Calls(simulator.PathAppAccessToken, a.key)).To(BeEquivalentTo(2))
 	g.Eventually(func() string {
 		return string(env.Secret(g, ns, "app").Data[v1alpha1.DefaultTargetKey])
@@ -69,7 +79,8 @@ func testCredentialsChange(t *testing.T, ns string) {
 	g.Expect(string(env.Secret(g, ns, "corp").Data["corp"])).To(Equal(su.corp), ".CorpID of a ThirdPartyApp token")
 	unauthorized := "dingcorp" + testutil.RandHex(4)
 	env.UpdateToken(t, ns, "corp", func(d *v1alpha1.DingTalkToken) { d.Spec.CorpID = unauthorized })
-	tok := env.WaitFor(t, ns, "corp", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonCredentialsRejected, 10*time.Second)
+	// Within 10s of the last call: held until then (see above).
+	tok := env.WaitFor(t, ns, "corp", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonCredentialsRejected, 20*time.Second)
 	g.Expect(tok.Status.CredentialsDigest).NotTo(Equal(corpBefore.CredentialsDigest))
 	g.Expect(testenv.Condition(tok, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue), "the old corp's token is still valid")
 	g.Expect(env.Calls(simulator.PathCorpAccessToken, su.key)).To(BeEquivalentTo(2))
@@ -79,7 +90,7 @@ func testCredentialsChange(t *testing.T, ns string) {
 	other := "dingcorp" + testutil.RandHex(4)
 	envtesting.Must(t, env.Sim.AuthorizeCorp(su.key, other))
 	env.UpdateToken(t, ns, "corp", func(d *v1alpha1.DingTalkToken) { d.Spec.CorpID = other })
-	tok = env.WaitFor(t, ns, "corp", v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, 10*time.Second)
+	tok = env.WaitFor(t, ns, "corp", v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, 20*time.Second)
 	g.Expect(tok.Status.TokenDigest).NotTo(Equal(corpBefore.TokenDigest))
 	g.Expect(env.Results(simulator.PathCorpAccessToken, su.key)).To(HaveKeyWithValue("success", BeEquivalentTo(2)))
 	env.WaitReady(t, ns, "corp")
@@ -115,9 +126,10 @@ func testSuiteTicket(t *testing.T, ns string) {
 	n := env.Calls(simulator.PathSuiteAccessToken, su.key)
 	g.Consistently(func() int64 { return env.Calls(simulator.PathSuiteAccessToken, su.key) }).
 		Within(3 * time.Second).Should(Equal(n))
-	// ...until the new ticket arrives: then at once.
+	// ...until the new ticket arrives: then at once, or when the 10s hold after the failed call ends.
 	env.UpdateSecret(t, ns, "suite-credentials", map[string]string{"suiteTicket": t3})
-	tok = env.WaitFor(t, ns, "suite", v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, 5*time.Second)
+	holdEnd := tok.Status.LastFailureTime.Add(11 * time.Second)
+	tok = env.WaitFor(t, ns, "suite", v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, time.Until(holdEnd)+5*time.Second)
 	g.Expect(tok.Status.FailedAttempts).To(BeZero())
 	g.Eventually(func() map[string]int { return env.EventCounts(g, ns, "suite") }).Should(And(
 		HaveKeyWithValue("RefreshFailed", 1), HaveKeyWithValue("RefreshRecovered", 1)))
@@ -217,11 +229,13 @@ func testExpiryWhileFailing(t *testing.T, ns string) {
 	env.Create(t, testenv.NewToken(ns, "suite", v1alpha1.TokenTypeThirdPartySuite, "suite-credentials"))
 	st := env.WaitReady(t, ns, "suite").Status
 	before := env.Secret(g, ns, "suite")
-	// Failures at the due time (~20s), +5s, then at the expiry (30s); the next try (+20s) works.
+	// Failures at the due time (~20s), +6s (the backoff's 5s, held to the call budget), then at the
+	// expiry (30s) or, when the call budget holds it, a second later; the next try (+20s) works.
 	envtesting.Must(t, env.Sim.SetFault(simulator.Fault{Credential: su.key, Status: 500, Count: 3}))
 	tok := env.WaitFor(t, ns, "suite", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonProviderUnavailable, 45*time.Second)
 	g.Expect(time.Now()).To(BeTemporally("~", st.ExpiresAt.Time, 3*time.Second), "Ready turned False at the expiry")
-	g.Expect(tok.Status.FailedAttempts).To(BeEquivalentTo(3))
+	g.Expect(tok.Status.FailedAttempts).To(BeNumerically(">=", 2))
+	g.Eventually(func() int32 { return env.GetToken(g, ns, "suite").Status.FailedAttempts }).WithTimeout(5 * time.Second).Should(BeEquivalentTo(3))
 	g.Expect(env.Secret(g, ns, "suite").Data).To(Equal(before.Data), "the last good token stays")
 	env.WaitFor(t, ns, "suite", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonTokenValid, 40*time.Second)
 	g.Expect(env.Sim.Valid(string(env.Secret(g, ns, "suite").Data["accessToken"]))).To(BeTrue())

@@ -116,7 +116,8 @@ func testUserRotation(t *testing.T, ns string) {
 	envtesting.Must(t, env.Client.Delete(envtesting.Ctx(t), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "user-refresh-token"}}))
 	g.Eventually(func(g Gomega) { checkRefreshSecret(t, g, ns, "user", u) }).WithTimeout(10 * time.Second).Should(Succeed())
 
-	// Re-authorization: a new authCode in the credentials Secret wins, at once.
+	// Re-authorization: a new authCode in the credentials Secret wins, at once (or when the 10s
+	// hold of a credentials change after the last call ends).
 	code := env.secret("code-")
 	envtesting.Must(t, env.Sim.AddAuthCode(u.clientID, code))
 	env.UpdateSecret(t, ns, "user-credentials", map[string]string{"authCode": code})
@@ -124,7 +125,7 @@ func testUserRotation(t *testing.T, ns string) {
 		g.Expect(env.Results(simulator.PathUserAccessToken, u.clientID)).To(Equal(map[string]int64{"success": 5}))
 		s := checkRefreshSecret(t, g, ns, "user", u)
 		g.Expect(strings.Split(string(s.Data[v1alpha1.UsedBootstrapKey]), "\n")).To(HaveLen(2))
-	}).WithTimeout(10 * time.Second).Should(Succeed())
+	}).WithTimeout(20 * time.Second).Should(Succeed())
 	env.WaitReady(t, ns, "user")
 }
 
