@@ -142,11 +142,10 @@ type policy func(in refreshInput) (d refreshDecision, ok bool)
 // refreshPolicies are the rules in order; the first that decides wins. A pass triggered by
 // anything but a due time, a spec or credentials change or a refresh request finds nothing due
 // and makes no call.
-var refreshPolicies = []policy{
-	holdWhileUnused,
-	waitForSuiteTicket,
-	waitForRetryAfter,
-	holdForCallBudget,
+var refreshPolicies = append([]policy{holdWhileUnused, waitForSuiteTicket, waitForRetryAfter, holdForCallBudget}, budgetedPolicies...)
+
+// budgetedPolicies are the rules the call budget holds back.
+var budgetedPolicies = []policy{
 	holdCredentialsChange,
 	refreshOnCredentialsChange,
 	refreshOnTicketAfterFailure,
@@ -158,8 +157,10 @@ var refreshPolicies = []policy{
 }
 
 // decide is the refresh policy: whether this pass calls DingTalk.
-func decide(in refreshInput) refreshDecision {
-	for _, p := range refreshPolicies {
+func decide(in refreshInput) refreshDecision { return decideBy(refreshPolicies, in) }
+
+func decideBy(policies []policy, in refreshInput) refreshDecision {
+	for _, p := range policies {
 		if d, ok := p(in); ok {
 			return d
 		}
@@ -345,6 +346,11 @@ func nextAttempt(in refreshInput) time.Time {
 	if in.credentialsChangePending() && in.Now.Before(in.credentialsHoldEnd()) {
 		// A held credentials change is acted on when the hold ends, past any backoff.
 		return latest(in.credentialsHoldEnd(), in.RetryAfterFloor)
+	}
+	if floor := in.callFloor(); in.Now.Before(floor) && in.CredentialsDigest != "" && decideBy(budgetedPolicies, in).Fetch {
+		// A call the budget alone held back (readable credentials, a token due or missing) is
+		// made when the budget allows, not on the slower re-check schedule of a local failure.
+		return latest(floor, in.RetryAfterFloor)
 	}
 	next := in.dueAt()
 	if next.IsZero() {

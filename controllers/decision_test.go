@@ -247,6 +247,10 @@ func TestDecide(t *testing.T) {
 			in:        failed(refreshInput{Now: t0.Add(3 * time.Second), UID: uid}, v1alpha1.ReasonCredentialsNotFound, 2, t0.Add(time.Second)),
 			wantFetch: false, wantNext: t0.Add(time.Second + backoffDelay(uid, 2)),
 		},
+		"call budget: readable credentials after a local failure are used when it passes, not at the re-check": {
+			in:        failed(refreshInput{Now: t0.Add(3 * time.Second), UID: uid, CredentialsDigest: "hmac:c1"}, v1alpha1.ReasonCredentialsNotFound, 4, t0.Add(time.Second)),
+			wantFetch: false, wantNext: t0.Add(7 * time.Second),
+		},
 		"credentials changed 3s after a call: held for 10s": {
 			in: func() refreshInput {
 				in := base(t0.Add(3 * time.Second))
