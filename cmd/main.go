@@ -73,6 +73,7 @@ func run() int {
 		"version", version.Version,
 		"dingtalkEndpoint", opts.DingTalkEndpoint,
 		"watchNamespaces", opts.WatchNamespaces,
+		"operatorNamespace", opts.Namespace(),
 		"leaderElection", opts.LeaderElection,
 		"rolloutRestart", opts.EnableRolloutRestart,
 		"metricsBindAddress", opts.MetricsBindAddress,

@@ -77,6 +77,32 @@ var leaderElectionGrants = map[string][]string{
 	"/events":                    {"create", "patch"},
 }
 
+// digestKeyGrants are granted only in the operator's own namespace: creating the installation's
+// digest key Secret on the first start (RBAC cannot limit create to a name) and reading that one
+// Secret (get, limited to its name: scope "<namespace>/named").
+var digestKeyGrants = map[string][]string{"/secrets": {"get", "create"}}
+
+// assertDigestKeyGrants checks the digest key Role: get on the one Secret by name, create, in
+// namespace only.
+func assertDigestKeyGrants(t *testing.T, objs []*unstructured.Unstructured, grants []grant, namespace string) {
+	t.Helper()
+	role := find[rbacv1.Role](t, objs, "Role", namespace, "dingtalk-token-operator-digest-key-role")
+	if role == nil {
+		t.Fatalf("no Role dingtalk-token-operator-digest-key-role in %s (config/rbac/digest_key_role.yaml)", namespace)
+	}
+	for _, r := range role.Rules {
+		if slices.Contains(r.Verbs, "get") && !slices.Equal(r.ResourceNames, []string{controllers.DigestKeySecretName}) {
+			t.Errorf("the digest key Role grants get on Secrets %v, want only %s", r.ResourceNames, controllers.DigestKeySecretName)
+		}
+	}
+	if !slices.ContainsFunc(grants, func(g grant) bool { return g.key == "/secrets" && g.verb == "get" && g.scope == namespace+"/named" }) {
+		t.Errorf("get on Secret %s is not granted in %s", controllers.DigestKeySecretName, namespace)
+	}
+	if !slices.ContainsFunc(grants, func(g grant) bool { return g.key == "/secrets" && g.verb == "create" && g.scope == namespace }) {
+		t.Errorf("create on Secrets is not granted in %s (the digest key)", namespace)
+	}
+}
+
 // metricsAuthGrants let the metrics endpoint authenticate and authorize scrapes (cluster-wide:
 // these resources are not namespaced).
 var metricsAuthGrants = map[string][]string{
@@ -150,14 +176,22 @@ func TestDefaultHardening(t *testing.T) {
 func TestDefaultRBACIsLeastPrivilege(t *testing.T) {
 	objs := render(t, filesys.MakeFsOnDisk(), "default")
 	grants := grantsTo(t, objs, operatorNamespace, serviceAccountName)
-	assertOnly(t, grants, merge(operatorGrants, leaderElectionGrants, metricsAuthGrants))
+	assertOnly(t, grants, merge(operatorGrants, leaderElectionGrants, metricsAuthGrants, digestKeyGrants))
 	assertGranted(t, grants, operatorGrants, "*")
 	assertGranted(t, grants, metricsAuthGrants, "*")
 	assertGranted(t, grants, leaderElectionGrants, operatorNamespace)
+	assertDigestKeyGrants(t, objs, grants, operatorNamespace)
 	for _, g := range grants {
 		if _, ok := leaderElectionGrants[g.key]; ok && g.scope != operatorNamespace {
 			t.Errorf("%s %s granted in scope %q; want only namespace %s", g.key, g.verb, g.scope, operatorNamespace)
 		}
+	}
+	// The digest key lives in the operator's namespace, the one the pod runs in.
+	c := deployment(t, objs, operatorNamespace).Spec.Template.Spec.Containers[0]
+	i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "POD_NAMESPACE" })
+	if i < 0 || c.Env[i].ValueFrom == nil || c.Env[i].ValueFrom.FieldRef == nil || c.Env[i].ValueFrom.FieldRef.FieldPath != "metadata.namespace" ||
+		!slices.Contains(c.Args, "--operator-namespace=$(POD_NAMESPACE)") {
+		t.Errorf("the manager is not told its namespace (POD_NAMESPACE from metadata.namespace, --operator-namespace=$(POD_NAMESPACE)): env %+v args %q", c.Env, c.Args)
 	}
 	// The manager role comes from the markers; its name is what the bindings reference.
 	if find[rbacv1.ClusterRole](t, objs, "ClusterRole", "", "dingtalk-token-operator-manager-role") == nil {
@@ -194,11 +228,12 @@ func TestNamespacedVariant(t *testing.T) {
 	}
 
 	grants := grantsTo(t, objs, namespacedNamespace, serviceAccountName)
-	assertOnly(t, grants, merge(operatorGrants, leaderElectionGrants, metricsAuthGrants))
+	assertOnly(t, grants, merge(operatorGrants, leaderElectionGrants, metricsAuthGrants, digestKeyGrants))
 	assertGranted(t, grants, operatorGrants, namespacedNamespace)
 	assertGranted(t, grants, leaderElectionGrants, namespacedNamespace)
+	assertDigestKeyGrants(t, objs, grants, namespacedNamespace)
 	for _, g := range grants {
-		if _, clusterScoped := metricsAuthGrants[g.key]; !clusterScoped && g.scope != namespacedNamespace {
+		if _, clusterScoped := metricsAuthGrants[g.key]; !clusterScoped && strings.TrimSuffix(g.scope, "/named") != namespacedNamespace {
 			t.Errorf("namespaced variant grants %s %s in scope %q; want only namespace %s", g.key, g.verb, g.scope, namespacedNamespace)
 		}
 	}
@@ -231,7 +266,7 @@ func TestRolloutRestartComponent(t *testing.T) {
 				t.Errorf("the component does not add --enable-rollout-restart: %q", dep.Spec.Template.Spec.Containers[0].Args)
 			}
 			grants := grantsTo(t, objs, variant.namespace, serviceAccountName)
-			assertOnly(t, grants, merge(operatorGrants, leaderElectionGrants, metricsAuthGrants, rolloutRestartGrants))
+			assertOnly(t, grants, merge(operatorGrants, leaderElectionGrants, metricsAuthGrants, digestKeyGrants, rolloutRestartGrants))
 			assertGranted(t, grants, rolloutRestartGrants, variant.scope)
 		})
 	}

@@ -177,17 +177,26 @@ func (c *credentials) values() []string {
 	}
 }
 
-// digest is status.credentialsDigest: an HMAC keyed by the UID of every value but the suite ticket.
-func (c *credentials) digest(uid types.UID) string {
-	return uidDigest(uid, c.values()...)
-}
+// credentialsDigest is status.credentialsDigest: every value but the suite ticket.
+func (d digester) credentials(uid types.UID, c *credentials) string { return d.of(uid, c.values()...) }
 
-// ticketDigest is status.suiteTicketDigest ("" for types without a suite ticket).
-func (c *credentials) ticketDigest(uid types.UID) string {
+// ticket is status.suiteTicketDigest ("" for types without a suite ticket).
+func (d digester) ticket(uid types.UID, c *credentials) string {
 	if c.suite.SuiteTicket == "" {
 		return ""
 	}
-	return uidDigest(uid, "suiteTicket", c.suite.SuiteTicket)
+	return d.of(uid, "suiteTicket", c.suite.SuiteTicket)
+}
+
+// sameCredentials reports whether a stored credentials digest is that of c (earlier versions'
+// digests included).
+func (d digester) sameCredentials(stored string, uid types.UID, c *credentials) bool {
+	return d.matches(stored, uid, c.values()...)
+}
+
+// sameTicket reports whether a stored suite-ticket digest is that of c's ticket.
+func (d digester) sameTicket(stored string, uid types.UID, c *credentials) bool {
+	return c.suite.SuiteTicket != "" && d.matches(stored, uid, "suiteTicket", c.suite.SuiteTicket)
 }
 
 // setParts is the full credential set that decides sharing: the type, every credential value

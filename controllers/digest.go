@@ -42,8 +42,35 @@ func keyedSum(key []byte, parts ...string) []byte {
 	return m.Sum(nil)
 }
 
-// uidDigest is the HMAC, keyed by a DingTalkToken's UID, shown in status: it tells that a value
-// changed without revealing it (64 bits: enough to tell a change, too short to be a handle).
+// digester makes every digest the operator shows (status, the token-digest annotation) or keeps
+// (the used bootstrap values of refresh-token Secrets): an HMAC keyed by the installation's digest
+// key (LoadDigestKey) of the object's UID and the value, so that it tells that a value changed
+// without revealing it, equal values of two objects differ, and nobody without the key can test a
+// guess (64 bits: enough to tell a change, too short to be a handle).
+type digester struct{ key []byte }
+
+// of is the digest of parts for the object uid.
+func (d digester) of(uid types.UID, parts ...string) string {
+	return digestPrefix + hex.EncodeToString(keyedSum(d.key, append([]string{string(uid)}, parts...)...)[:8])
+}
+
+// matches reports whether stored is the digest of parts for uid: under the installation key, or
+// keyed by the UID alone as earlier versions wrote them. Those are accepted when read (an upgrade
+// then neither fetches every token again nor replays a used bootstrap value) and never written.
+func (d digester) matches(stored string, uid types.UID, parts ...string) bool {
+	return stored != "" && (stored == d.of(uid, parts...) || stored == uidDigest(uid, parts...))
+}
+
+// token is status.tokenDigest of an access token.
+func (d digester) token(uid types.UID, token string) string { return d.of(uid, "token", token) }
+
+// bootstrap is the digest of a used User bootstrap value (authCode or refreshToken).
+func (d digester) bootstrap(uid types.UID, value string) string {
+	return d.of(uid, "bootstrap", value)
+}
+
+// uidDigest is the HMAC keyed by the object's UID alone that earlier versions showed: every reader
+// of the object knows the key, so it is only ever compared with (digester.matches).
 func uidDigest(uid types.UID, parts ...string) string {
 	return digestPrefix + hex.EncodeToString(keyedSum([]byte(uid), parts...)[:8])
 }

@@ -64,7 +64,7 @@ const controllerName = "dingtalktoken"
 // Where the last good token lives: in memory (keyed by the DingTalkToken, checked against its UID)
 // and in the target Secret itself. A pass that must restore an edited or deleted target takes the
 // token from memory. After a restart memory is empty: the token in the target Secret is trusted
-// again when its HMAC (keyed by the UID) equals status.tokenDigest; when the target was deleted or
+// again when its HMAC (keyed by the installation's digest key) equals status.tokenDigest; when the target was deleted or
 // edited while the operator was down, nothing trustworthy is left and the token is fetched again.
 type DingTalkTokenReconciler struct {
 	// Client is the manager's client: cached reads of DingTalkTokens and of the operator's own
@@ -89,6 +89,9 @@ type DingTalkTokenReconciler struct {
 	EnableRolloutRestart bool
 	// MaxConcurrentReconciles is passed to the controller (0: controller-runtime's default of 1).
 	MaxConcurrentReconciles int
+	// DigestKey is the installation's digest key (LoadDigestKey) of the machinery made when
+	// Machinery is nil.
+	DigestKey []byte
 
 	initOnce sync.Once
 	// Machinery is what every token kind's reconciler shares (nil: a machinery of its own, from
@@ -137,7 +140,7 @@ func (r *DingTalkTokenReconciler) init() {
 			r.Clock = clock.RealClock{}
 		}
 		if r.Machinery == nil {
-			r.Machinery = NewMachinery(r.Clock, r.DingTalk, r.Endpoint)
+			r.Machinery = NewMachinery(r.Clock, r.DingTalk, r.Endpoint, r.DigestKey)
 		}
 	})
 }

@@ -16,13 +16,26 @@ limitations under the License.
 
 package controllers
 
-import "k8s.io/apimachinery/pkg/util/wait"
+import (
+	"context"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
 
 // What the envtest scenarios (package controllers_test, beside this package: they run the manager
 // internal/operator builds, which imports this package) read of its internals.
 
-// TokenDigest is what status.tokenDigest holds for a token value.
-var TokenDigest = tokenDigest
+// TokenDigest is what status.tokenDigest holds for a token value under the digest key kept in
+// namespace (the operator's namespace; "default" for the managers of the suite).
+func TokenDigest(ctx context.Context, c client.Reader, namespace string, uid types.UID, token string) (string, error) {
+	key, err := LoadDigestKey(ctx, c, nil, namespace)
+	if err != nil {
+		return "", err
+	}
+	return digester{key: key}.token(uid, token), nil
+}
 
 // SetRefreshTokenWriteBackoff changes the in-pass retry of refresh-token writes; call it before
 // any manager starts.

@@ -145,7 +145,7 @@ func (p *clusterPass) observeFanOut(fan fanOut) {
 	p.held = mem.token(p.key, p.uid)
 	for _, ns := range fan.matched {
 		if s := fan.owned[ns]; p.held == nil && s != nil {
-			if h := recoverHeld(p.uid, p.st, p.spec.TargetKey, s); h != nil {
+			if h := recoverHeld(p.shared.digests, p.uid, p.st, p.spec.TargetKey, s); h != nil {
 				p.held = h
 				mem.setToken(p.key, *h)
 			}

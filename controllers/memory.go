@@ -46,7 +46,11 @@ type userRecord struct {
 	Stored bool
 }
 
-func (u userRecord) used(digest string) bool { return slices.Contains(u.Used, digest) }
+// usedValue reports whether the bootstrap value is on the used list (under the installation key,
+// or under the UID alone as earlier versions wrote it).
+func (u userRecord) usedValue(d digester, uid types.UID, value string) bool {
+	return slices.ContainsFunc(u.Used, func(used string) bool { return d.matches(used, uid, "bootstrap", value) })
+}
 
 // claim records which DingTalkToken uses a user bootstrap value in this process.
 type claim struct {

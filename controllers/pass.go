@@ -145,8 +145,16 @@ func (p *tokenPass) input() refreshInput {
 		in.IssuedAt, in.ExpiresAt = p.held.IssuedAt, p.held.ExpiresAt
 	}
 	if c := p.creds.values; c != nil {
-		in.CredentialsDigest = c.digest(p.uid)
-		in.SuiteTicketDigest = c.ticketDigest(p.uid)
+		d := p.shared.digests
+		in.CredentialsDigest = d.credentials(p.uid, c)
+		in.SuiteTicketDigest = d.ticket(p.uid, c)
+		// A digest an earlier version wrote is the same credentials, not a change.
+		if d.sameCredentials(st.CredentialsDigest, p.uid, c) {
+			in.LastCredentialsDigest = in.CredentialsDigest
+		}
+		if d.sameTicket(st.SuiteTicketDigest, p.uid, c) {
+			in.LastSuiteTicketDigest = in.SuiteTicketDigest
+		}
 	}
 	return in
 }
@@ -156,8 +164,6 @@ func stamp(t time.Time) *metav1.Time {
 	mt := metav1.NewTime(t.UTC().Truncate(time.Second))
 	return &mt
 }
-
-func tokenDigest(uid types.UID, token string) string { return uidDigest(uid, "token", token) }
 
 func refreshedCondition(st *v1alpha1.TokenStatus) *metav1.Condition {
 	return meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionRefreshed)
@@ -174,8 +180,8 @@ func (p *tokenPass) setCondition(typ string, status metav1.ConditionStatus, reas
 // recordAttempt records the outcome of a refresh attempt.
 func (p *tokenPass) recordAttempt(a attempt) {
 	if a.creds != nil {
-		p.st.CredentialsDigest = a.creds.digest(p.uid)
-		p.st.SuiteTicketDigest = a.creds.ticketDigest(p.uid)
+		p.st.CredentialsDigest = p.shared.digests.credentials(p.uid, a.creds)
+		p.st.SuiteTicketDigest = p.shared.digests.ticket(p.uid, a.creds)
 	}
 	switch {
 	case a.failure != nil:
@@ -192,7 +198,7 @@ func (p *tokenPass) issue(t issued, called bool) {
 	h := heldToken{UID: p.uid, AccessToken: t.AccessToken, CorpID: t.CorpID, IssuedAt: t.IssuedAt, ExpiresAt: t.ExpiresAt}
 	p.held = &h
 	p.shared.memory.setToken(p.key, h)
-	digest := tokenDigest(p.uid, t.AccessToken)
+	digest := p.shared.digests.token(p.uid, t.AccessToken)
 	st.TokenDigest = digest
 	st.ExpiresAt = stamp(t.ExpiresAt)
 	st.LastRefreshTime = stamp(t.IssuedAt)
@@ -326,7 +332,7 @@ func (p *tokenPass) ready(validUntil time.Time, holder string) readyState {
 func (p *tokenPass) settle(ready readyState) (next time.Time) {
 	st := p.st
 	if p.held != nil {
-		st.TokenDigest = tokenDigest(p.uid, p.held.AccessToken)
+		st.TokenDigest = p.shared.digests.token(p.uid, p.held.AccessToken)
 		st.ExpiresAt = stamp(p.held.ExpiresAt)
 		st.LastRefreshTime = stamp(p.held.IssuedAt)
 	}

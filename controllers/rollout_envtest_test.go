@@ -119,7 +119,7 @@ func testRolloutRestart(t *testing.T, ns string) {
 	// missing shares its credentials with suite: its status and Secret are read as one pass wrote them.
 	tok, target := tokenAndSecret(t, ns, "missing", "missing-token", "accessToken")
 	g.Expect(target.Data["accessToken"]).NotTo(BeEmpty())
-	g.Expect(controllers.TokenDigest(tok.UID, string(target.Data["accessToken"]))).To(Equal(tok.Status.TokenDigest))
+	g.Expect(controllers.TokenDigest(envtesting.Ctx(t), env.Client, "default", tok.UID, string(target.Data["accessToken"]))).To(Equal(tok.Status.TokenDigest))
 
 	// The next value change comes within 10 minutes of the restart: held back.
 	third := env.WaitRefreshedAfter(t, ns, "suite", second.LastRefreshTime.Time, 45*time.Second).Status

@@ -69,10 +69,15 @@ func (p *pass) observeTarget(t targetState) {
 	mem := p.shared.memory
 	p.held = mem.token(p.key, p.uid)
 	if p.held == nil && t.secret != nil {
-		if h := recoverHeld(p.uid, p.st, p.spec.TargetKey, t.secret); h != nil {
+		if h := recoverHeld(p.shared.digests, p.uid, p.st, p.spec.TargetKey, t.secret); h != nil {
 			p.held = h
 			mem.setToken(p.key, *h)
 			mem.setShown(p.key, *h)
+			// A rollout restart digest an earlier version wrote for this token is this token's:
+			// the new digest restarts nothing.
+			if st := &p.tok.Status; p.shared.digests.matches(st.RolloutRestartDigest, p.uid, "token", h.AccessToken) {
+				st.RolloutRestartDigest = p.shared.digests.token(p.uid, h.AccessToken)
+			}
 		}
 	}
 	if t.secret != nil {

@@ -139,6 +139,6 @@ func TestFailureReasonField(t *testing.T) {
 
 // testPass is a pass over tok at now, with nothing gathered yet.
 func testPass(tok *v1alpha1.DingTalkToken, now time.Time) *pass {
-	sh := NewMachinery(clocktesting.NewFakeClock(now), nil, "")
+	sh := NewMachinery(clocktesting.NewFakeClock(now), nil, "", nil)
 	return &pass{tokenPass: sh.startTokenPass(logr.Discard(), tok, specOfDingTalkToken(tok), &tok.Status.TokenStatus), tok: tok, before: tok.DeepCopy()}
 }

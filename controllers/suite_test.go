@@ -402,7 +402,7 @@ func tokenAndSecret(t *testing.T, ns, name, secret, key string) (*v1alpha1.DingT
 	NewWithT(t).Eventually(func(g Gomega) {
 		tok, s = env.GetToken(g, ns, name), env.Secret(g, ns, secret)
 		g.Expect(tok.Status.ExpiresAt).NotTo(BeNil())
-		g.Expect(controllers.TokenDigest(tok.UID, string(s.Data[key]))).To(Equal(tok.Status.TokenDigest), "status.tokenDigest")
+		g.Expect(controllers.TokenDigest(testenv.Quiet(context.Background()), env.Client, "default", tok.UID, string(s.Data[key]))).To(Equal(tok.Status.TokenDigest), "status.tokenDigest")
 		g.Expect(string(s.Data[v1alpha1.ExpiresAtKey])).To(Equal(tok.Status.ExpiresAt.UTC().Format(time.RFC3339)), "status.expiresAt")
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 	return tok, s

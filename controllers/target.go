@@ -81,10 +81,9 @@ func (t targets) read(ctx context.Context, key types.NamespacedName) (targetStat
 
 // recoverHeld trusts the token in an owned target Secret after a restart when its HMAC equals
 // status.tokenDigest: it is then the token this operator wrote, with status's timing.
-func recoverHeld(uid types.UID, st *v1alpha1.TokenStatus, targetKey string, s *corev1.Secret) *heldToken {
+func recoverHeld(d digester, uid types.UID, st *v1alpha1.TokenStatus, targetKey string, s *corev1.Secret) *heldToken {
 	value := string(s.Data[targetKey])
-	if value == "" || st.TokenDigest == "" || st.ExpiresAt == nil || st.LastRefreshTime == nil ||
-		tokenDigest(uid, value) != st.TokenDigest {
+	if value == "" || st.ExpiresAt == nil || st.LastRefreshTime == nil || !d.matches(st.TokenDigest, uid, "token", value) {
 		return nil
 	}
 	return &heldToken{

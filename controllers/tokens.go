@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"k8s.io/client-go/metadata"
@@ -39,6 +40,8 @@ type Machinery struct {
 	endpoint string
 	fetcher  *fetcher
 	memory   *memory
+	// digests keys every digest with the installation's digest key.
+	digests digester
 	// apiReader reads uncached (credentials Secrets).
 	apiReader client.Reader
 	// credentials watches the referenced credentials Secrets (credwatch.go): a changed
@@ -51,19 +54,23 @@ type Machinery struct {
 }
 
 // NewMachinery is the machinery of one manager's reconcilers: tokens from dt at endpoint,
-// timed by clk (nil: the real clock).
-func NewMachinery(clk clock.Clock, dt dingtalk.Client, endpoint string) *Machinery {
+// timed by clk (nil: the real clock), every digest keyed by the installation's digestKey
+// (LoadDigestKey).
+func NewMachinery(clk clock.Clock, dt dingtalk.Client, endpoint string, digestKey []byte) *Machinery {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
 	return &Machinery{clock: clk, dingtalk: dt, endpoint: endpoint, fetcher: newFetcher(clk), memory: newMemory(),
-		tickets: newTicketStream()}
+		tickets: newTicketStream(), digests: digester{key: digestKey}}
 }
 
 // setup gives the machinery the reconcilers' client (suite-ticket Secrets are written with it)
 // and uncached reader and, once for all reconcilers, the watch of the credentials Secrets they
 // reference (namespaces: those served; empty: all).
 func (sh *Machinery) setup(mgr ctrl.Manager, c client.Client, apiReader client.Reader, namespaces []string) error {
+	if len(sh.digests.key) == 0 {
+		return errors.New("the Machinery needs the installation's digest key (LoadDigestKey)")
+	}
 	sh.setupOnce.Do(func() {
 		sh.apiReader = apiReader
 		sh.tickets.client, sh.tickets.scheme = c, mgr.GetScheme()

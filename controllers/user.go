@@ -61,13 +61,13 @@ func (r *DingTalkTokenReconciler) refreshUser(ctx context.Context, p *pass, cred
 	if err != nil || refused != nil {
 		return attempt{failure: refused}, err
 	}
-	rec.recoverUsed(p.uid, &p.tok.Status.TokenStatus, creds)
+	rec.recoverUsed(r.digests, p.uid, &p.tok.Status.TokenStatus, creds)
 	grant := dingtalk.UserCredentials{ClientID: creds.user.ClientID, ClientSecret: creds.user.ClientSecret}
 	bootstrap := ""
 	switch {
-	case creds.user.AuthCode != "" && !rec.used(uidDigest(p.uid, "bootstrap", creds.user.AuthCode)):
+	case creds.user.AuthCode != "" && !rec.usedValue(r.digests, p.uid, creds.user.AuthCode):
 		bootstrap, grant.AuthCode = creds.user.AuthCode, creds.user.AuthCode
-	case creds.user.RefreshToken != "" && !rec.used(uidDigest(p.uid, "bootstrap", creds.user.RefreshToken)):
+	case creds.user.RefreshToken != "" && !rec.usedValue(r.digests, p.uid, creds.user.RefreshToken):
 		bootstrap, grant.RefreshToken = creds.user.RefreshToken, creds.user.RefreshToken
 	case rec.RefreshToken != "":
 		grant.RefreshToken = rec.RefreshToken
@@ -98,7 +98,7 @@ func (r *DingTalkTokenReconciler) refreshUser(ctx context.Context, p *pass, cred
 		rec.RefreshToken = t.RefreshToken
 	}
 	if bootstrap != "" {
-		rec.Used = append(rec.Used, uidDigest(p.uid, "bootstrap", bootstrap))
+		rec.Used = append(rec.Used, r.digests.bootstrap(p.uid, bootstrap))
 		if len(rec.Used) > maxUsedBootstraps {
 			rec.Used = rec.Used[len(rec.Used)-maxUsedBootstraps:]
 		}
@@ -137,14 +137,14 @@ func (r *DingTalkTokenReconciler) loadUserRecord(ctx context.Context, p *pass) (
 // attempt (status.credentialsDigest covers the bootstrap values), the bootstrap values in the
 // Secret were already used by then (an unused one always wins), so they are marked used and not
 // replayed: ReauthorizationRequired follows. A new value there (re-authorization) still wins.
-func (rec *userRecord) recoverUsed(uid types.UID, st *v1alpha1.TokenStatus, creds *credentials) {
+func (rec *userRecord) recoverUsed(d digester, uid types.UID, st *v1alpha1.TokenStatus, creds *credentials) {
 	if rec.Stored || rec.RefreshToken != "" || len(rec.Used) > 0 || st.TokenDigest == "" ||
-		st.CredentialsDigest != creds.digest(uid) {
+		!d.sameCredentials(st.CredentialsDigest, uid, creds) {
 		return
 	}
 	for _, b := range []string{creds.user.AuthCode, creds.user.RefreshToken} {
 		if b != "" {
-			rec.Used = append(rec.Used, uidDigest(uid, "bootstrap", b))
+			rec.Used = append(rec.Used, d.bootstrap(uid, b))
 		}
 	}
 }
@@ -279,7 +279,7 @@ func (r *DingTalkTokenReconciler) bootstrapClaimedBy(ctx context.Context, p *pas
 		if owner == nil || owner.UID == p.uid || len(s.Data[v1alpha1.UsedBootstrapKey]) == 0 {
 			continue
 		}
-		if recordOf(owner.UID, s).used(uidDigest(owner.UID, "bootstrap", bootstrap)) {
+		if recordOf(owner.UID, s).usedValue(r.digests, owner.UID, bootstrap) {
 			return types.NamespacedName{Namespace: s.Namespace, Name: owner.Name}, nil
 		}
 	}

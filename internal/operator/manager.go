@@ -27,6 +27,7 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -144,8 +145,12 @@ func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, erro
 	if err != nil {
 		return nil, fmt.Errorf("--dingtalk-endpoint: %w", err)
 	}
+	digestKey, err := loadDigestKey(mgr, o.Namespace())
+	if err != nil {
+		return nil, err
+	}
 	// One machinery for every kind: objects of any kind with equal credentials share one call.
-	machinery := controllers.NewMachinery(h.clock(), dt, o.DingTalkEndpoint)
+	machinery := controllers.NewMachinery(h.clock(), dt, o.DingTalkEndpoint, digestKey)
 	// DingTalk Stream mode: one connection per suite whose tokens take pushed suite tickets, held
 	// by the leader only (the Hub is a leader-election runnable).
 	hub := stream.NewHub(machinery.TicketSink(), stream.HubOptions{
@@ -205,6 +210,31 @@ func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, erro
 		return nil, fmt.Errorf("adding the readiness check: %w", err)
 	}
 	return mgr, nil
+}
+
+// digestKeyWait bounds the wait for the digest key at start: the API server may be starting too.
+const digestKeyWait = time.Minute
+
+// loadDigestKey reads (on the first start: creates) the installation's digest key in the
+// operator's namespace, retrying while the API server cannot be reached. It runs before the
+// manager starts (no controller may compute a digest without it), through the manager's uncached
+// reader and its client, whose writes go to the API server directly.
+func loadDigestKey(mgr ctrl.Manager, namespace string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), digestKeyWait)
+	defer cancel()
+	var key []byte
+	var last error
+	err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+		key, last = controllers.LoadDigestKey(ctx, mgr.GetAPIReader(), mgr.GetClient(), namespace)
+		return last == nil, nil
+	})
+	if err != nil {
+		if last == nil {
+			last = err
+		}
+		return nil, fmt.Errorf("the digest key (--operator-namespace %s): %w", namespace, last)
+	}
+	return key, nil
 }
 
 // cachesSynced is a readiness check that passes once the manager's caches have synced.

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 )
 
@@ -72,6 +74,10 @@ type Options struct {
 	LeaderElectionNamespace string
 	// LeaderElectionID names the Lease (default LeaderElectionID): one per operator Deployment.
 	LeaderElectionID string
+	// OperatorNamespace is the operator's own namespace, where the installation's digest key
+	// Secret lives. Empty: $POD_NAMESPACE, else LeaderElectionNamespace, else the namespace of the
+	// pod's service account, else "default" (see Namespace).
+	OperatorNamespace string
 
 	// MetricsBindAddress serves /metrics; "0" disables it.
 	MetricsBindAddress string
@@ -149,6 +155,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"Name of the leader election Lease: each operator Deployment sharing a namespace needs its own.")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", o.LeaderElectionNamespace,
 		"Namespace of the leader election Lease. Default: the namespace the pod runs in (required out of cluster).")
+	fs.StringVar(&o.OperatorNamespace, "operator-namespace", o.OperatorNamespace,
+		"The operator's own namespace: it keeps the installation's digest key Secret "+controllers.DigestKeySecretName+" there. "+
+			"Default: $POD_NAMESPACE, else --leader-election-namespace, else the pod's namespace, else default.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress,
 		"Address of the metrics endpoint, e.g. :8443 (HTTPS) or :8080 (with --metrics-secure=false); 0 disables it.")
 	fs.BoolVar(&o.MetricsSecure, "metrics-secure", o.MetricsSecure,
@@ -210,6 +219,11 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("--leader-election-namespace: %q is not a namespace name", o.LeaderElectionNamespace))
 		}
 	}
+	if o.OperatorNamespace != "" {
+		if msgs := validation.IsDNS1123Label(o.OperatorNamespace); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--operator-namespace: %q is not a namespace name", o.OperatorNamespace))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -246,6 +260,28 @@ func Parse(fs *flag.FlagSet, args []string) (Options, error) {
 		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	return o, o.Validate()
+}
+
+// serviceAccountNamespaceFile holds the namespace of the pod's service account, in a pod.
+const serviceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// Namespace is the operator's own namespace: --operator-namespace, else $POD_NAMESPACE, else
+// --leader-election-namespace, else the pod's (its service account's) namespace, else "default"
+// (a manager run outside a cluster, against a development cluster).
+func (o *Options) Namespace() string {
+	if o.OperatorNamespace != "" {
+		return o.OperatorNamespace
+	}
+	if ns := strings.TrimSpace(os.Getenv("POD_NAMESPACE")); ns != "" {
+		return ns
+	}
+	if o.LeaderElectionNamespace != "" {
+		return o.LeaderElectionNamespace
+	}
+	if b, err := os.ReadFile(serviceAccountNamespaceFile); err == nil && strings.TrimSpace(string(b)) != "" {
+		return strings.TrimSpace(string(b))
+	}
+	return "default"
 }
 
 // splitList splits a comma-separated list, trimming blanks and dropping empty and repeated items.

@@ -91,6 +91,7 @@ func TestParse(t *testing.T) {
 		"bad lease name":         {args: []string{"--leader-election-id=Shard_A"}, wantErr: "--leader-election-id"},
 		"negative api qps":       {args: []string{"--kube-api-qps=-1"}, wantErr: "--kube-api-qps"},
 		"bad selector":           {args: []string{"--watch-label-selector=shard in a"}, wantErr: "--watch-label-selector"},
+		"bad operator namespace": {args: []string{"--operator-namespace=A"}, wantErr: "--operator-namespace"},
 		"zero reconciles":        {args: []string{"--max-concurrent-reconciles=0"}, wantErr: "--max-concurrent-reconciles"},
 		"negative qps":           {args: []string{"--dingtalk-qps=-1"}, wantErr: "--dingtalk-qps"},
 		"zero burst":             {args: []string{"--dingtalk-burst=0"}, wantErr: "--dingtalk-burst"},
@@ -109,6 +110,30 @@ func TestParse(t *testing.T) {
 			}
 			if tc.check != nil {
 				tc.check(t, o)
+			}
+		})
+	}
+}
+
+// TestNamespace: the operator's namespace (where the digest key Secret lives) comes from
+// --operator-namespace, else $POD_NAMESPACE, else --leader-election-namespace, else "default"
+// out of a cluster.
+func TestNamespace(t *testing.T) {
+	for name, tc := range map[string]struct {
+		flag, env, lease string // --operator-namespace, $POD_NAMESPACE, --leader-election-namespace
+		want             string
+	}{
+		"flag wins":           {flag: "ops", env: "pod", lease: "lease", want: "ops"},
+		"POD_NAMESPACE":       {env: "pod", lease: "lease", want: "pod"},
+		"leader election":     {lease: "lease", want: "lease"},
+		"out of cluster":      {want: "default"},
+		"blank POD_NAMESPACE": {env: " ", lease: "lease", want: "lease"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("POD_NAMESPACE", tc.env)
+			o := Options{OperatorNamespace: tc.flag, LeaderElectionNamespace: tc.lease}
+			if got := o.Namespace(); got != tc.want {
+				t.Errorf("Namespace() = %q, want %q", got, tc.want)
 			}
 		})
 	}
