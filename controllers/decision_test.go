@@ -357,13 +357,13 @@ func TestDecide(t *testing.T) {
 			}(),
 			wantFetch: false, wantNext: t0.Add(time.Minute + 5*time.Second),
 		},
-		"request while backing off: waits for the backoff": {
+		"request while backing off: waits for the backoff (held to 6s by the call budget)": {
 			in: func() refreshInput {
 				in := failed(base(due.Add(2*time.Second)), v1alpha1.ReasonProviderUnavailable, 1, due)
 				in.RefreshRequestedAt = due.Add(time.Second)
 				return in
 			}(),
-			wantFetch: false, wantNext: due.Add(backoffDelay(uid, 1)),
+			wantFetch: false, wantNext: due.Add(6 * time.Second),
 		},
 		"request after CredentialsRejected: still hourly": {
 			in: func() refreshInput {
