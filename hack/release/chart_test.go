@@ -146,6 +146,8 @@ var baseObjects = []string{
 	"Deployment " + releaseNS + "/" + fullname,
 	"Role " + releaseNS + "/" + fullname + "-leader-election-role",
 	"RoleBinding " + releaseNS + "/" + fullname + "-leader-election-rolebinding",
+	"Role " + releaseNS + "/" + fullname + "-digest-key-role",
+	"RoleBinding " + releaseNS + "/" + fullname + "-digest-key-rolebinding",
 }
 
 // The objects of the operator's rights, cluster-wide.
@@ -835,7 +837,7 @@ func TestChartMatchesConfig(t *testing.T) {
 		if !reflect.DeepEqual(gc.SecurityContext, wc.SecurityContext) {
 			t.Errorf("container securityContext = %+v, config/manager's is %+v", gc.SecurityContext, wc.SecurityContext)
 		}
-		if !reflect.DeepEqual(gc.Resources, wc.Resources) || !reflect.DeepEqual(gc.Env[:1], wc.Env) {
+		if !reflect.DeepEqual(gc.Resources, wc.Resources) || len(gc.Env) < len(wc.Env) || !reflect.DeepEqual(gc.Env[:len(wc.Env)], wc.Env) {
 			t.Errorf("resources %+v and env %+v differ from config/manager's %+v and %+v", gc.Resources, gc.Env, wc.Resources, wc.Env)
 		}
 		if !reflect.DeepEqual(gc.LivenessProbe, wc.LivenessProbe) || !reflect.DeepEqual(gc.ReadinessProbe, wc.ReadinessProbe) {

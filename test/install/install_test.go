@@ -195,7 +195,8 @@ func (r *release) deployment(t *testing.T) *appsv1.Deployment {
 // startManager runs the manager binary as the chart's ServiceAccount (a client certificate with
 // its user name and groups, so that exactly the chart's RBAC applies) with the flags of the
 // chart's Deployment. Only what a pod gets from its environment is added: the Lease's namespace
-// (in a pod, the service account's namespace) and loopback addresses for metrics and probes.
+// (in a pod, the service account's namespace), $(POD_NAMESPACE) expanded as the kubelet does, and
+// loopback addresses for metrics and probes.
 func (r *release) startManager(t *testing.T) (p *testenv.Process, metricsAddr, probeAddr string) {
 	t.Helper()
 	d := r.deployment(t)
@@ -205,6 +206,7 @@ func (r *release) startManager(t *testing.T) (p *testenv.Process, metricsAddr, p
 	metricsAddr, probeAddr = envtesting.FreeAddr(t), envtesting.FreeAddr(t)
 	args := []string{"--kubeconfig=" + kubeconfig, "--leader-election-namespace=" + r.namespace}
 	for _, a := range pod.Containers[0].Args {
+		a = strings.ReplaceAll(a, "$(POD_NAMESPACE)", r.namespace) // the kubelet expands it
 		switch {
 		case strings.HasPrefix(a, "--metrics-bind-address="):
 			a = "--metrics-bind-address=" + metricsAddr
