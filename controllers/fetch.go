@@ -66,7 +66,9 @@ type issued struct {
 type fetcher struct {
 	clock clock.PassiveClock
 	key   []byte
-	group singleflight.Group
+	// seedKey keys the refresh jitter's seeds: the installation's digest key.
+	seedKey []byte
+	group   singleflight.Group
 
 	mu     sync.Mutex
 	tokens map[string]issued
@@ -84,6 +86,13 @@ func newFetcher(clk clock.PassiveClock) *fetcher {
 // setKey names a credential set (or any other secret-derived identity) without revealing it.
 func (f *fetcher) setKey(parts ...string) string {
 	return hex.EncodeToString(keyedSum(f.key, parts...))
+}
+
+// jitterSeed seeds the refresh jitter of a token: equal for every object that holds it, the same
+// after a restart (keyed by the installation's digest key, not the per-process key: the refresh
+// time a restart recomputes is the one status shows), and revealing nothing of it.
+func (f *fetcher) jitterSeed(accessToken string) string {
+	return hex.EncodeToString(keyedSum(f.seedKey, "jitter", accessToken))
 }
 
 // floor is the earliest time DingTalk allows another call for the set (zero: none).
@@ -145,7 +154,7 @@ func (f *fetcher) fetch(ctx context.Context, key string, accept func(issued) boo
 			}
 			return nil, err
 		}
-		t := issued{Token: tok, IssuedAt: sentAt, ExpiresAt: sentAt.Add(tok.ExpireIn)}
+		t := issued{Token: tok, IssuedAt: sentAt, ExpiresAt: sentAt.Add(tok.ExpireIn), JitterSeed: f.jitterSeed(tok.AccessToken)}
 		if share {
 			f.store(key, t)
 		}

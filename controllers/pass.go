@@ -143,6 +143,7 @@ func (p *tokenPass) input() refreshInput {
 	}
 	if p.held != nil {
 		in.IssuedAt, in.ExpiresAt = p.held.IssuedAt, p.held.ExpiresAt
+		in.JitterSeed = p.shared.fetcher.jitterSeed(p.held.AccessToken)
 	}
 	if c := p.creds.values; c != nil {
 		d := p.shared.digests

@@ -60,7 +60,9 @@ func NewMachinery(clk clock.Clock, dt dingtalk.Client, endpoint string, digestKe
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &Machinery{clock: clk, dingtalk: dt, endpoint: endpoint, fetcher: newFetcher(clk), memory: newMemory(),
+	f := newFetcher(clk)
+	f.seedKey = digestKey
+	return &Machinery{clock: clk, dingtalk: dt, endpoint: endpoint, fetcher: f, memory: newMemory(),
 		tickets: newTicketStream(), digests: digester{key: digestKey}}
 }
 
