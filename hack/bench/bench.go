@@ -41,224 +41,320 @@ import (
 )
 
 // longLifetime is DingTalk's real token lifetime, used once the steady state is measured: the
-// restart phase needs tokens that are valid and not due.
+// restart with no token due needs tokens that are valid and not due.
 const longLifetime = 7200 * time.Second
 
-// bench is one run's world.
+// bench is a run: the parameters, the manager binary and every scenario's results.
 type bench struct {
-	p          params
-	dir        string
+	p      params
+	dir    string
+	bin    string
+	source string // the commit the manager was built from
+	extra  []string
+	// managers counts the managers started (their log files are numbered).
+	managers int
+	sizes    []sizeResult
+	fan      *fanoutResult
+	started  time.Time
+	finished time.Time
+}
+
+// world is one scenario's control plane, simulator, client and watcher.
+type world struct {
+	env        *testenv.Environment
 	kubeconfig string
 	k8s        client.Client
 	sim        *simulator.Server
 	w          *watcher
-	apps       []simulator.App
-	extra      []string
-	managers   int
-	source     string // the commit the manager was built from
-	r          results
+	stop       context.CancelFunc
 }
 
-// results are the figures.
-type results struct {
-	started, finished    time.Time
-	loadStart, loadEnd   string
+// sizeResult holds the figures of one size. Times are from the bench's clock; load averages
+// (1, 5 and 15 minutes) are noted at each phase's start.
+type sizeResult struct {
+	s    size
+	load map[string]string // by phase
+
 	createSpan, allReady time.Duration
 	p50, p99             time.Duration
 	scaleCalls           int64
+	scaleRequests        float64 // API requests the manager made while issuing the tokens
+	scaleCPU             float64 // CPU seconds of the manager while issuing them
+	scaleMem             memory  // right after all were Ready
+	scaleHeap            int64   // KiB, live heap right after all were Ready
 
 	steadyCalls, steadyIdeal int64
 	steadySpan               time.Duration
+	steadyCPU                float64
 	peak                     int
 	peakAt                   time.Time
 	minRemaining             time.Duration
 	notReady                 int
 
-	restartCalls int64
-	restartReady time.Duration
-
-	rssNone, rssLive, rssNoise int64 // KiB, max of the samples
-	rssNoneAll, rssNoiseAll    []int64
-	heapNone, heapNoise        int64 // KiB, Go heap live after the last GC (max of the samples)
-	noiseCreate                time.Duration
-	noiseRestartCalls          int64
-	noiseRestartReady          time.Duration
+	dueWait        time.Duration // how long the tokens waited, manager down, until all were due
+	dueCalls       int64
+	dueRefreshed   time.Duration // from the new process's start to every token refreshed
+	dueNotReady    int           // tokens seen not Ready meanwhile
+	dueCPU         float64
+	noneCalls      int64
+	noneReady      time.Duration
+	noneCPU        float64
+	memNone        memory // fresh process, tokens Ready, no unrelated Secrets (max of samples)
+	memNoneAll     []int64
+	memNoise       memory // fresh process, with them
+	memNoiseAll    []int64
+	memLive        memory // the process that was running while they were created
+	heapNone       int64  // KiB
+	heapNoise      int64  // KiB
+	noiseCreate    time.Duration
+	noiseCalls     int64
+	noiseReady     time.Duration
+	settledCPU     float64 // CPU seconds of the fresh process over --settle, tokens Ready
+	settledCPUSpan time.Duration
 }
 
-func run(ctx context.Context, p params) (string, error) {
-	b := &bench{p: p, extra: strings.Fields(p.managerArgs)}
-	b.r.started, b.r.loadStart = time.Now(), loadavg()
+// run runs every scenario and returns their results (report renders them).
+func run(ctx context.Context, p params) (*bench, error) {
+	b := &bench{p: p, extra: strings.Fields(p.managerArgs), started: time.Now()}
 	dir, err := os.MkdirTemp("", "dingtalk-bench-")
-	if err != nil {
-		return "", err
-	}
-	b.dir = dir
-	logf("Working directory %s (manager logs)", dir)
-
-	bin := p.managerBin
-	built := make(chan error, 1)
-	b.source = "the binary " + bin
-	if bin == "" {
-		b.source = sourceRevision(p.root, p.rev)
-		bin = filepath.Join(dir, "manager")
-		go func() { built <- buildManager(p.root, p.rev, bin) }()
-	} else {
-		built <- nil
-	}
-	stop, err := b.startWorld(ctx)
-	if stop != nil {
-		defer stop()
-	}
-	if err != nil {
-		<-built
-		return "", err
-	}
-	if err := <-built; err != nil {
-		return "", err
-	}
-
-	m, err := b.phaseScale(ctx, bin)
-	if m != nil {
-		defer func() { m.Kill() }()
-	}
-	if err != nil {
-		return "", err
-	}
-	if err := b.phaseSteady(ctx); err != nil {
-		return "", err
-	}
-	if err := b.longLifetimes(ctx); err != nil {
-		return "", err
-	}
-	m2, err := b.phaseRestart(ctx, bin, m)
-	if m2 != nil {
-		defer func() { m2.Kill() }()
-	}
-	if err != nil {
-		return "", err
-	}
-	if err := b.phaseMemory(ctx, bin, m2); err != nil {
-		return "", err
-	}
-	b.r.finished, b.r.loadEnd = time.Now(), loadavg()
-	return b.report(), nil
-}
-
-// startWorld starts envtest (with the CRD), a kubeconfig for the manager, the simulator with
-// one internal app per credential set, the bench's client and its watcher.
-func (b *bench) startWorld(ctx context.Context) (func(), error) {
-	for i := range b.p.sets {
-		b.apps = append(b.apps, simulator.App{
-			AppKey:        fmt.Sprintf("benchapp%03d", i),
-			AppSecret:     "bench-secret-" + testutil.RandHex(8),
-			TokenLifetime: simulator.Duration(b.p.lifetime),
-		})
-	}
-	logf("Starting envtest (KUBEBUILDER_ASSETS=%s)", os.Getenv("KUBEBUILDER_ASSETS"))
-	env, err := testenv.Start(testenv.Options{Root: b.p.root, StartTimeout: 2 * time.Minute, Simulator: &simulator.Config{Apps: b.apps}})
 	if err != nil {
 		return nil, err
 	}
-	stop := func() { _ = env.Stop() }
+	b.dir = dir
+	logf("Working directory %s (manager logs)", dir)
+	if p.profileDir != "" {
+		if err := os.MkdirAll(p.profileDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	b.bin, b.source = p.managerBin, "the binary "+p.managerBin
+	if b.bin == "" {
+		b.source = sourceRevision(p.root, p.rev)
+		b.bin = filepath.Join(dir, "manager")
+		logf("Building the manager")
+		if err := buildManager(p.root, p.rev, b.bin); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range p.sizes {
+		r, err := b.runSize(ctx, s)
+		if err != nil {
+			return nil, fmt.Errorf("size %s: %w", s, err)
+		}
+		b.sizes = append(b.sizes, r)
+	}
+	if p.fanout > 0 {
+		f, err := b.runFanout(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("fan-out: %w", err)
+		}
+		b.fan = &f
+	}
+	b.finished = time.Now()
+	return b, nil
+}
+
+// startWorld starts envtest (with the CRDs), a kubeconfig for the manager, the simulator with
+// apps, the bench's client and its watcher.
+func (b *bench) startWorld(ctx context.Context, apps []simulator.App) (*world, error) {
+	logf("Starting envtest (KUBEBUILDER_ASSETS=%s)", os.Getenv("KUBEBUILDER_ASSETS"))
+	env, err := testenv.Start(testenv.Options{Root: b.p.root, StartTimeout: 2 * time.Minute, Simulator: &simulator.Config{Apps: apps}})
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	w := &world{env: env, k8s: env.Client, sim: env.Sim, stop: func() { cancel(); _ = env.Stop() }}
 	// The manager authenticates with a client certificate envtest issues, as cluster admin.
-	b.kubeconfig = filepath.Join(b.dir, "kubeconfig")
-	if err := env.AdminKubeconfig(b.kubeconfig, "dingtalk-token-operator-bench"); err != nil {
-		return stop, err
+	w.kubeconfig = filepath.Join(b.dir, fmt.Sprintf("kubeconfig-%d", time.Now().UnixNano()))
+	if err := env.AdminKubeconfig(w.kubeconfig, "dingtalk-token-operator-bench"); err != nil {
+		w.stop()
+		return nil, err
 	}
-	b.k8s, b.sim = env.Client, env.Sim
-	if b.w, err = newWatcher(ctx, testenv.Unthrottled(env.Config), env.Scheme); err != nil {
-		return stop, err
+	if w.w, err = newWatcher(wctx, testenv.Unthrottled(env.Config), env.Scheme); err != nil {
+		w.stop()
+		return nil, err
 	}
-	return stop, nil
+	return w, nil
 }
 
 // calls is the simulator's count of token calls so far.
-func (b *bench) calls() int64 { return b.sim.Stats().Total }
+func (w *world) calls() int64 { return w.sim.Stats().Total }
 
-func (b *bench) start(bin string) (*manager, error) {
+func (b *bench) start(w *world) (*manager, error) {
 	b.managers++
-	m, err := startManager(bin, b.kubeconfig, b.sim.URL(), filepath.Join(b.dir, fmt.Sprintf("manager-%d.log", b.managers)), b.extra)
+	m, err := startManager(b.bin, w.kubeconfig, w.sim.URL(), filepath.Join(b.dir, fmt.Sprintf("manager-%d.log", b.managers)),
+		b.p.profileDir != "", b.extra)
 	if err == nil {
 		logf("Started manager %d (pid %d)", b.managers, m.Pid())
 	}
 	return m, err
 }
 
-// phaseScale creates the namespaces and credentials Secrets, starts the manager, then creates
-// every DingTalkToken at once and waits until all are Ready.
-func (b *bench) phaseScale(ctx context.Context, bin string) (*manager, error) {
-	for i := range b.p.namespaces {
-		if err := b.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%d", i)}}); err != nil {
+// runSize runs the phases of one size in a control plane of its own.
+func (b *bench) runSize(ctx context.Context, s size) (sizeResult, error) {
+	r := sizeResult{s: s, load: map[string]string{}}
+	var apps []simulator.App
+	for i := range s.sets {
+		apps = append(apps, simulator.App{
+			AppKey:        fmt.Sprintf("benchapp%04d", i),
+			AppSecret:     "bench-secret-" + testutil.RandHex(8),
+			TokenLifetime: simulator.Duration(s.lifetime),
+		})
+	}
+	w, err := b.startWorld(ctx, apps)
+	if err != nil {
+		return r, err
+	}
+	defer w.stop()
+	sz := sizeRun{b: b, w: w, r: &r, apps: apps}
+	m, err := sz.scale(ctx)
+	if m != nil {
+		defer func() { m.Kill() }()
+	}
+	if err != nil {
+		return r, err
+	}
+	if err := sz.steady(ctx, m); err != nil {
+		return r, err
+	}
+	m2, err := sz.restartDue(ctx, m)
+	if m2 != nil {
+		defer func() { m2.Kill() }()
+	}
+	if err != nil {
+		return r, err
+	}
+	if err := sz.longLifetimes(ctx); err != nil {
+		return r, err
+	}
+	m3, err := sz.restartNoneDue(ctx, m2)
+	if m3 != nil {
+		defer func() { m3.Kill() }()
+	}
+	if err != nil {
+		return r, err
+	}
+	return r, sz.memory(ctx, m3)
+}
+
+// sizeRun is the state of one size's run.
+type sizeRun struct {
+	b    *bench
+	w    *world
+	r    *sizeResult
+	apps []simulator.App
+}
+
+func (z *sizeRun) namespace(set int) string { return fmt.Sprintf("bench-%d", set%z.b.p.namespaces) }
+
+// name prefixes the size's profile files.
+func (z *sizeRun) name(phase string) string { return fmt.Sprintf("%d-%s.pprof", z.r.s.tokens, phase) }
+
+// scale creates the namespaces and credentials Secrets, starts the manager, then creates every
+// DingTalkToken at once and waits until all are Ready.
+func (z *sizeRun) scale(ctx context.Context) (*manager, error) {
+	p, r, w := z.b.p, z.r, z.w
+	r.load["scale"] = loadavg()
+	for i := range p.namespaces {
+		if err := w.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%d", i)}}); err != nil {
 			return nil, err
 		}
 	}
-	for i, a := range b.apps {
-		s := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: b.setNamespace(i), Name: fmt.Sprintf("creds-%03d", i)},
+	err := parallel(32, len(z.apps), func(i int) error {
+		a := z.apps[i]
+		return w.k8s.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: z.namespace(i), Name: fmt.Sprintf("creds-%04d", i)},
 			StringData: map[string]string{"appKey": a.AppKey, "appSecret": a.AppSecret},
-		}
-		if err := b.k8s.Create(ctx, s); err != nil {
-			return nil, err
-		}
+		})
+	})
+	if err != nil {
+		return nil, err
 	}
-	m, err := b.start(bin)
+	m, err := z.b.start(w)
 	if err != nil {
 		return nil, err
 	}
 	if err := waitFor(ctx, time.Minute, func() bool { _, err := m.readyTokens(); return err == nil || m.Exited() }); err != nil || m.Exited() {
 		return m, fmt.Errorf("the manager did not serve metrics (see %s)", m.logPath)
 	}
-
 	// The client learns the kind's REST mapping before the clock starts.
-	if err := b.k8s.List(ctx, &v1alpha1.DingTalkTokenList{}, client.Limit(1)); err != nil {
+	if err := w.k8s.List(ctx, &v1alpha1.DingTalkTokenList{}, client.Limit(1)); err != nil {
 		return m, err
 	}
-	logf("Scale: creating %d DingTalkTokens over %d credential sets", b.p.tokens, b.p.sets)
+	cpu0, _ := m.cpuSeconds()
+	req0, _ := m.apiRequests()
+	logf("Scale: creating %d DingTalkTokens over %d credential sets", r.s.tokens, r.s.sets)
+	profiled := z.b.cpuProfile(ctx, m, z.name("cpu-scale"))
 	t0 := time.Now()
-	err = parallel(32, b.p.tokens, func(j int) error {
-		set := j % b.p.sets
+	err = parallel(32, r.s.tokens, func(j int) error {
+		set := j % r.s.sets
 		tok := &v1alpha1.DingTalkToken{
-			ObjectMeta: metav1.ObjectMeta{Namespace: b.setNamespace(set), Name: fmt.Sprintf("tok-%04d", j)},
+			ObjectMeta: metav1.ObjectMeta{Namespace: z.namespace(set), Name: fmt.Sprintf("tok-%05d", j)},
 			Spec: v1alpha1.DingTalkTokenSpec{
 				Type:           v1alpha1.TokenTypeInternalApp,
-				CredentialsRef: v1alpha1.CredentialsReference{Name: fmt.Sprintf("creds-%03d", set)},
+				CredentialsRef: v1alpha1.CredentialsReference{Name: fmt.Sprintf("creds-%04d", set)},
 			},
 		}
-		if err := b.k8s.Create(ctx, tok); err != nil {
+		if err := w.k8s.Create(ctx, tok); err != nil {
 			return err
 		}
-		b.w.created(tokenKey(tok.Namespace, tok.Name), time.Now())
+		w.w.created(tokenKey(tok.Namespace, tok.Name), time.Now())
 		return nil
 	})
 	if err != nil {
 		return m, err
 	}
-	b.r.createSpan = time.Since(t0)
-	if err := waitFor(ctx, b.p.readyTimeout, func() bool { return b.countReady() == b.p.tokens }); err != nil {
-		return m, fmt.Errorf("only %d of %d tokens Ready after %s", b.countReady(), b.p.tokens, b.p.readyTimeout)
+	r.createSpan = time.Since(t0)
+	if err := waitFor(ctx, p.readyTimeout, func() bool { return countReady(w.w) == r.s.tokens }); err != nil {
+		return m, fmt.Errorf("only %d of %d tokens Ready after %s", countReady(w.w), r.s.tokens, p.readyTimeout)
 	}
 	var last time.Time
 	var lat []time.Duration
-	for _, st := range b.w.snapshot() {
+	for _, st := range w.w.snapshot() {
 		lat = append(lat, st.ready.Sub(st.created))
 		if st.ready.After(last) {
 			last = st.ready
 		}
 	}
 	slices.Sort(lat)
-	b.r.allReady = last.Sub(t0)
-	b.r.p50, b.r.p99 = percentile(lat, 50), percentile(lat, 99)
-	b.r.scaleCalls = b.calls()
-	logf("Scale: all Ready after %s (p50 %s, p99 %s), %d DingTalk calls", b.r.allReady.Round(time.Millisecond),
-		b.r.p50.Round(time.Millisecond), b.r.p99.Round(time.Millisecond), b.r.scaleCalls)
+	r.allReady = last.Sub(t0)
+	r.p50, r.p99 = percentile(lat, 50), percentile(lat, 99)
+	r.scaleCalls = w.calls()
+	cpu1, _ := m.cpuSeconds()
+	req1, _ := m.apiRequests()
+	r.scaleCPU, r.scaleRequests = cpu1-cpu0, req1-req0
+	r.scaleMem, _ = m.memoryKiB()
+	r.scaleHeap = heapKiB(m)
+	logf("Scale: all Ready after %s (p50 %s, p99 %s), %d DingTalk calls, %.0f API requests, %.1f CPU seconds, RSS %d KiB",
+		r.allReady.Round(time.Millisecond), r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond),
+		r.scaleCalls, r.scaleRequests, r.scaleCPU, r.scaleMem.rss)
+	<-profiled
+	if err := m.profile(ctx, z.b.p.profileDir, z.name("heap-ready"), "heap?gc=1"); err != nil {
+		logf("  %v", err)
+	}
 	return m, nil
 }
 
-func (b *bench) setNamespace(set int) string { return fmt.Sprintf("bench-%d", set%b.p.namespaces) }
+// cpuProfile takes a CPU profile of --profile-seconds in the background; the channel closes when
+// it is written (at once when profiles are off).
+func (b *bench) cpuProfile(ctx context.Context, m *manager, name string) <-chan struct{} {
+	done := make(chan struct{})
+	if b.p.profileDir == "" {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		if err := m.profile(ctx, b.p.profileDir, name, fmt.Sprintf("profile?seconds=%d", b.p.profileSeconds)); err != nil {
+			logf("  %v", err)
+		}
+	}()
+	return done
+}
 
-func (b *bench) countReady() int {
+func countReady(w *watcher) int {
 	n := 0
-	for _, st := range b.w.snapshot() {
+	for _, st := range w.snapshot() {
 		if st.readyNow {
 			n++
 		}
@@ -266,57 +362,107 @@ func (b *bench) countReady() int {
 	return n
 }
 
-// phaseSteady counts DingTalk calls while every token is refreshed --cycles times.
-func (b *bench) phaseSteady(ctx context.Context) error {
-	logf("Steady state: waiting for %d refresh cycles of %s tokens", b.p.cycles, b.p.lifetime)
-	before := b.snapshotRefreshes()
-	callsA, tA := b.calls(), time.Now()
-	b.w.setSteady(true)
-	timeout := time.Duration(b.p.cycles+2) * b.p.lifetime
-	err := waitFor(ctx, timeout, func() bool {
-		for k, st := range b.w.snapshot() {
-			if st.refreshes-before[k] < b.p.cycles {
-				return false
-			}
-		}
-		return true
-	})
-	b.w.setSteady(false)
+// steady counts DingTalk calls while every token is refreshed --cycles times.
+func (z *sizeRun) steady(ctx context.Context, m *manager) error {
+	p, r, w := z.b.p, z.r, z.w
+	r.load["steady"] = loadavg()
+	logf("Steady state: waiting for %d refresh cycles of %s tokens", p.cycles, r.s.lifetime)
+	before := refreshCounts(w.w)
+	callsA, tA := w.calls(), time.Now()
+	cpu0, _ := m.cpuSeconds()
+	w.w.setSteady(true)
+	timeout := time.Duration(p.cycles+2) * r.s.lifetime
+	err := waitFor(ctx, timeout, func() bool { return allRefreshed(w.w, before, p.cycles) })
+	w.w.setSteady(false)
 	if err != nil {
-		return fmt.Errorf("not every token was refreshed %d times within %s", b.p.cycles, timeout)
+		return fmt.Errorf("not every token was refreshed %d times within %s", p.cycles, timeout)
 	}
-	b.r.steadyCalls, b.r.steadySpan = b.calls()-callsA, time.Since(tA)
-	b.r.steadyIdeal = int64(b.p.sets * b.p.cycles)
-	b.r.peak, b.r.peakAt, b.r.minRemaining = b.w.peak()
-	for _, st := range b.w.snapshot() {
-		b.r.notReady += st.notReady
+	r.steadyCalls, r.steadySpan = w.calls()-callsA, time.Since(tA)
+	r.steadyIdeal = int64(r.s.sets * p.cycles)
+	cpu1, _ := m.cpuSeconds()
+	r.steadyCPU = cpu1 - cpu0
+	r.peak, r.peakAt, r.minRemaining = w.w.peak()
+	for _, st := range w.w.snapshot() {
+		r.notReady += st.notReady
 	}
 	logf("Steady state: %d calls for an ideal %d; at most %d target Secrets changed in one second; least remaining lifetime %s",
-		b.r.steadyCalls, b.r.steadyIdeal, b.r.peak, b.r.minRemaining.Round(time.Millisecond))
+		r.steadyCalls, r.steadyIdeal, r.peak, r.minRemaining.Round(time.Millisecond))
 	return nil
 }
 
-func (b *bench) snapshotRefreshes() map[string]int {
+func refreshCounts(w *watcher) map[string]int {
 	out := map[string]int{}
-	for k, st := range b.w.snapshot() {
+	for k, st := range w.snapshot() {
 		out[k] = st.refreshes
 	}
 	return out
 }
 
+// allRefreshed reports whether every token was refreshed n times since before.
+func allRefreshed(w *watcher, before map[string]int, n int) bool {
+	for k, st := range w.snapshot() {
+		if st.refreshes-before[k] < n {
+			return false
+		}
+	}
+	return true
+}
+
+// restartDue kills the manager, waits until every token is due (status.refreshTime passed), then
+// starts a new process and counts the DingTalk calls until every token is refreshed.
+func (z *sizeRun) restartDue(ctx context.Context, old *manager) (*manager, error) {
+	r, w := z.r, z.w
+	r.load["restart-due"] = loadavg()
+	logf("Restart with every token due: SIGKILL, then a new manager once every token is due")
+	old.Kill()
+	t0 := time.Now()
+	var due time.Time
+	for _, st := range w.w.snapshot() {
+		due = latest(due, st.refreshTime)
+	}
+	if err := sleep(ctx, time.Until(due.Add(time.Second))); err != nil {
+		return nil, err
+	}
+	r.dueWait = time.Since(t0)
+	before := refreshCounts(w.w)
+	notReady := 0
+	for _, st := range w.w.snapshot() {
+		notReady += st.notReady
+	}
+	calls0 := w.calls()
+	m, err := z.b.start(w)
+	if err != nil {
+		return nil, err
+	}
+	err = waitFor(ctx, z.b.p.readyTimeout, func() bool { return allRefreshed(w.w, before, 1) || m.Exited() })
+	if err != nil || m.Exited() {
+		return m, fmt.Errorf("not every due token was refreshed after the restart (see %s)", m.logPath)
+	}
+	r.dueRefreshed = time.Since(m.started)
+	r.dueCalls = w.calls() - calls0
+	r.dueCPU, _ = m.cpuSeconds()
+	for _, st := range w.w.snapshot() {
+		r.dueNotReady += st.notReady
+	}
+	r.dueNotReady -= notReady
+	logf("Restart with every token due: %d DingTalk calls (ideal %d), every token refreshed %s after the start",
+		r.dueCalls, r.s.sets, r.dueRefreshed.Round(time.Millisecond))
+	return m, nil
+}
+
 // longLifetimes makes the simulator issue 2-hour tokens from now on and waits until every
 // DingTalkToken holds one (at its next due refresh).
-func (b *bench) longLifetimes(ctx context.Context) error {
+func (z *sizeRun) longLifetimes(ctx context.Context) error {
 	logf("Switching the simulator to %s tokens and waiting for every token to hold one", longLifetime)
-	for _, a := range b.apps {
+	for _, a := range z.apps {
 		a.TokenLifetime = simulator.Duration(longLifetime)
-		if err := b.sim.AddApp(a); err != nil {
+		if err := z.w.sim.AddApp(a); err != nil {
 			return err
 		}
 	}
-	timeout := 2*b.p.lifetime + time.Minute
+	timeout := 2*z.r.s.lifetime + z.b.p.readyTimeout
 	return waitFor(ctx, timeout, func() bool {
-		for _, st := range b.w.snapshot() {
+		for _, st := range z.w.w.snapshot() {
 			if st.lifetime < time.Hour || !st.readyNow {
 				return false
 			}
@@ -325,72 +471,86 @@ func (b *bench) longLifetimes(ctx context.Context) error {
 	})
 }
 
-// phaseRestart kills the manager with SIGKILL, starts a new one and counts DingTalk calls in the
-// restart window and the time until the new process reports every token Ready.
-func (b *bench) phaseRestart(ctx context.Context, bin string, old *manager) (*manager, error) {
-	logf("Restart: SIGKILL and a new manager with %d valid tokens", b.p.tokens)
+// restartNoneDue kills the manager with SIGKILL, starts a new one and counts DingTalk calls in
+// the restart window and the time until the new process reports every token Ready.
+func (z *sizeRun) restartNoneDue(ctx context.Context, old *manager) (*manager, error) {
+	r := z.r
+	r.load["restart-none-due"] = loadavg()
+	logf("Restart with no token due: SIGKILL and a new manager with %d valid tokens", r.s.tokens)
 	old.Kill()
-	m, calls, ready, err := b.restart(ctx, bin)
-	b.r.restartCalls, b.r.restartReady = calls, ready
+	m, calls, ready, err := z.restart(ctx)
+	r.noneCalls, r.noneReady = calls, ready
 	if err == nil {
-		logf("Restart: %d DingTalk calls in %s; all Ready (new process) after %s", calls, b.p.restartWindow, ready.Round(time.Millisecond))
+		r.noneCPU, _ = m.cpuSeconds()
+		logf("Restart with no token due: %d DingTalk calls in %s; all Ready (new process) after %s",
+			calls, z.b.p.restartWindow, ready.Round(time.Millisecond))
 	}
 	return m, err
 }
 
 // restart starts a manager and watches it for the restart window.
-func (b *bench) restart(ctx context.Context, bin string) (*manager, int64, time.Duration, error) {
-	before := b.calls()
-	m, err := b.start(bin)
+func (z *sizeRun) restart(ctx context.Context) (*manager, int64, time.Duration, error) {
+	p := z.b.p
+	before := z.w.calls()
+	m, err := z.b.start(z.w)
 	if err != nil {
 		return nil, 0, 0, err
 	}
 	var ready time.Duration
-	end := m.started.Add(b.p.restartWindow)
+	end := m.started.Add(p.restartWindow)
 	for time.Now().Before(end) || ready == 0 {
-		if n, err := m.readyTokens(); err == nil && n == b.p.tokens && ready == 0 {
+		if n, err := m.readyTokens(); err == nil && n == z.r.s.tokens && ready == 0 {
 			ready = time.Since(m.started)
 		}
 		if m.Exited() {
 			return m, 0, 0, fmt.Errorf("the manager exited (see %s)", m.logPath)
 		}
-		if time.Since(m.started) > b.p.readyTimeout {
-			return m, 0, 0, fmt.Errorf("the new manager did not report all tokens Ready within %s", b.p.readyTimeout)
+		if time.Since(m.started) > p.readyTimeout {
+			return m, 0, 0, fmt.Errorf("the new manager did not report all tokens Ready within %s", p.readyTimeout)
 		}
-		if err := testenv.Sleep(ctx, 250*time.Millisecond); err != nil {
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
 			return m, 0, 0, err
 		}
 	}
 	// Calls in the window only: a token due later is not a restart's doing.
-	return m, b.calls() - before, ready, nil
+	return m, z.w.calls() - before, ready, nil
 }
 
-// phaseMemory samples the manager's RSS with the tokens managed and no unrelated Secrets, creates
-// the unrelated Secrets, samples the running manager again, then restarts it and samples the new
-// process: the ratio compares two freshly started processes that differ only in the cluster's
-// Secret count.
-func (b *bench) phaseMemory(ctx context.Context, bin string, m *manager) error {
-	// Settled: every token Ready for --settle.
-	if err := b.settle(ctx, m, b.r.restartReady); err != nil {
+// memory samples the RSS and live heap of a freshly started manager with the tokens Ready and
+// no unrelated Secrets, creates the unrelated Secrets, samples the running manager again, then
+// restarts it and samples the new process: the ratio compares two freshly started processes that
+// differ only in the cluster's Secret count.
+func (z *sizeRun) memory(ctx context.Context, m *manager) error {
+	p, r, w := z.b.p, z.r, z.w
+	r.load["memory"] = loadavg()
+	// CPU while nothing is due: from the end of the restart window to the last sample.
+	cpu0, _ := m.cpuSeconds()
+	t0 := time.Now()
+	if err := settle(ctx, m, r.noneReady, p.settle); err != nil {
 		return err
 	}
 	logf("Memory: sampling the manager's RSS with no unrelated Secrets")
 	var err error
-	if b.r.rssNone, b.r.rssNoneAll, b.r.heapNone, err = b.sampleRSS(ctx, m); err != nil {
+	if r.memNone, r.memNoneAll, r.heapNone, err = sampleMemory(ctx, p, m); err != nil {
 		return err
 	}
-	logf("Memory: creating %d unrelated %d-byte Secrets", b.p.noise, b.p.noiseSize)
-	t0 := time.Now()
-	noiseNS := max(1, min(10, b.p.noise/100))
+	cpu1, _ := m.cpuSeconds()
+	r.settledCPU, r.settledCPUSpan = cpu1-cpu0, time.Since(t0)
+	if err := m.profile(ctx, p.profileDir, z.name("heap-settled"), "heap?gc=1"); err != nil {
+		logf("  %v", err)
+	}
+	logf("Memory: creating %d unrelated %d-byte Secrets", p.noise, p.noiseSize)
+	t1 := time.Now()
+	noiseNS := max(1, min(10, p.noise/100))
 	for i := range noiseNS {
-		if err := b.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("noise-%d", i)}}); err != nil {
+		if err := w.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("noise-%d", i)}}); err != nil {
 			return err
 		}
 	}
-	err = parallel(32, b.p.noise, func(i int) error {
-		blob := make([]byte, b.p.noiseSize)
+	err = parallel(32, p.noise, func(i int) error {
+		blob := make([]byte, p.noiseSize)
 		_, _ = rand.Read(blob)
-		return b.k8s.Create(ctx, &corev1.Secret{
+		return w.k8s.Create(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("noise-%d", i%noiseNS), Name: fmt.Sprintf("unrelated-%05d", i)},
 			Data:       map[string][]byte{"blob": blob},
 		})
@@ -398,65 +558,79 @@ func (b *bench) phaseMemory(ctx context.Context, bin string, m *manager) error {
 	if err != nil {
 		return err
 	}
-	b.r.noiseCreate = time.Since(t0)
-	if err := b.settle(ctx, m, time.Since(m.started)); err != nil {
+	r.noiseCreate = time.Since(t1)
+	if err := settle(ctx, m, time.Since(m.started), p.settle); err != nil {
 		return err
 	}
-	if b.r.rssLive, _, _, err = b.sampleRSS(ctx, m); err != nil {
+	if r.memLive, _, _, err = sampleMemory(ctx, p, m); err != nil {
 		return err
 	}
 	logf("Memory: restarting the manager with the unrelated Secrets in the cluster")
 	m.Kill()
-	m3, calls, ready, err := b.restart(ctx, bin)
+	m3, calls, ready, err := z.restart(ctx)
 	if m3 != nil {
 		defer m3.Kill()
 	}
 	if err != nil {
 		return err
 	}
-	b.r.noiseRestartCalls, b.r.noiseRestartReady = calls, ready
-	if err := b.settle(ctx, m3, ready); err != nil {
+	r.noiseCalls, r.noiseReady = calls, ready
+	if err := settle(ctx, m3, ready, p.settle); err != nil {
 		return err
 	}
-	if b.r.rssNoise, b.r.rssNoiseAll, b.r.heapNoise, err = b.sampleRSS(ctx, m3); err != nil {
+	if r.memNoise, r.memNoiseAll, r.heapNoise, err = sampleMemory(ctx, p, m3); err != nil {
 		return err
 	}
-	logf("Memory: RSS %d KiB without, %d KiB with the unrelated Secrets (ratio %.3f)", b.r.rssNone, b.r.rssNoise,
-		float64(b.r.rssNoise)/float64(b.r.rssNone))
+	if err := m3.profile(ctx, p.profileDir, z.name("heap-noise"), "heap?gc=1"); err != nil {
+		logf("  %v", err)
+	}
+	logf("Memory: RSS %d KiB without, %d KiB with the unrelated Secrets (ratio %.3f)", r.memNone.rss, r.memNoise.rss,
+		float64(r.memNoise.rss)/float64(r.memNone.rss))
 	return nil
 }
 
-// sampleRSS reads the manager's RSS --rss-samples times and returns the maximum and all samples,
-// and the most live Go heap (as of the last GC) it reported at the same moments.
-func (b *bench) sampleRSS(ctx context.Context, m *manager) (int64, []int64, int64, error) {
+// sampleMemory reads the manager's memory --rss-samples times and returns the sample with the
+// largest RSS, every RSS, and the most live Go heap (as of the last GC) it reported meanwhile.
+func sampleMemory(ctx context.Context, p params, m *manager) (memory, []int64, int64, error) {
 	var all []int64
+	var best memory
 	var heap int64
-	for i := range b.p.rssSamples {
+	for i := range p.rssSamples {
 		if i > 0 {
-			if err := testenv.Sleep(ctx, b.p.rssInterval); err != nil {
-				return 0, nil, 0, err
+			if err := sleep(ctx, p.rssInterval); err != nil {
+				return best, nil, 0, err
 			}
 		}
-		v, err := m.rssKiB()
+		v, err := m.memoryKiB()
 		if err != nil {
-			return 0, nil, 0, err
+			return best, nil, 0, err
 		}
-		all = append(all, v)
-		if h, err := m.gauge("go_gc_heap_live_bytes"); err == nil {
-			heap = max(heap, int64(h)/1024)
+		all = append(all, v.rss)
+		if v.rss > best.rss {
+			best = v
 		}
+		heap = max(heap, heapKiB(m))
 	}
-	return slices.Max(all), all, heap, nil
+	return best, all, heap, nil
 }
 
-// settle waits until the manager has had every token Ready for --settle, logging its RSS.
-func (b *bench) settle(ctx context.Context, m *manager, ready time.Duration) error {
-	until := m.started.Add(ready + b.p.settle)
+// heapKiB is the manager's live Go heap as of the last GC (go_gc_heap_live_bytes), 0 when unknown.
+func heapKiB(m *manager) int64 {
+	h, err := m.gauge("go_gc_heap_live_bytes")
+	if err != nil {
+		return 0
+	}
+	return int64(h) / 1024
+}
+
+// settle waits until the manager has had every token Ready for d, logging its RSS.
+func settle(ctx context.Context, m *manager, ready, d time.Duration) error {
+	until := m.started.Add(ready + d)
 	for time.Now().Before(until) {
-		if v, err := m.rssKiB(); err == nil {
-			logf("  manager RSS %d KiB", v)
+		if v, err := m.memoryKiB(); err == nil {
+			logf("  manager RSS %d KiB", v.rss)
 		}
-		if err := testenv.Sleep(ctx, min(10*time.Second, time.Until(until))); err != nil {
+		if err := sleep(ctx, min(10*time.Second, time.Until(until))); err != nil {
 			return err
 		}
 	}
@@ -526,11 +700,18 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error
 		if time.Now().After(deadline) {
 			return errors.New("timed out")
 		}
-		if err := testenv.Sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	return testenv.Sleep(ctx, d)
 }
 
 func percentile(sorted []time.Duration, p int) time.Duration {
@@ -539,4 +720,11 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 	}
 	i := (len(sorted)*p + 99) / 100
 	return sorted[min(max(i-1, 0), len(sorted)-1)]
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

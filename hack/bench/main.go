@@ -16,76 +16,143 @@ limitations under the License.
 
 // Command bench measures the operator: an envtest control plane (kube-apiserver and etcd), the
 // DingTalk simulator in-process on loopback, and the real manager binary as its own process,
-// built from ./cmd and run with a kubeconfig envtest issues. It prints one table and, with
+// built from ./cmd and run with a kubeconfig envtest issues. It prints one report and, with
 // --out, writes it with the machine and the parameters to a Markdown file.
 //
-//  1. Scale: --tokens DingTalkTokens over --sets credential sets, created at once.
-//  2. Steady state: --cycles refresh cycles with --lifetime simulator tokens.
-//  3. Memory: the manager's RSS with --noise unrelated Secrets in the cluster, over its RSS
-//     without them, both with the tokens managed.
-//  4. Restart: SIGKILL and a new process with every token valid.
+// For each size of --sizes (TOKENS/SETS[/LIFETIME]), in a control plane of its own:
 //
-// Benchmarks report; they do not fail on timing. `make bench` runs the full size; every size is
-// a flag, so a small run fits in CI:
+//  1. Scale: the DingTalkTokens over their credential sets, created at once.
+//  2. Steady state: --cycles refresh cycles.
+//  3. Restart with every token due: SIGKILL, wait until every token is due, a new process.
+//  4. Restart with none due: SIGKILL and a new process with every token valid for 2 h.
+//  5. Memory: the manager's RSS and live heap with --noise unrelated Secrets, over the same
+//     without them.
 //
-//	go run ./hack/bench --tokens 50 --sets 5 --noise 200 --lifetime 30s --cycles 1 --restart-window 10s
+// Then the fan-out: one ClusterDingTalkToken written into --fanout namespaces.
+//
+// Benchmarks report; they do not fail on timing. `make bench` runs the full size of 1,000
+// tokens and the fan-out; the 10,000-token size is selected with --sizes. Every size is a flag,
+// so a small run fits in CI:
+//
+//	go run ./hack/bench --sizes 50/5/20s --noise 200 --cycles 1 --restart-window 10s --fanout 50
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 )
 
+// size is one scale scenario: tokens over sets credential sets, with simulator tokens of lifetime.
+type size struct {
+	tokens, sets int
+	lifetime     time.Duration
+}
+
+func (s size) String() string { return fmt.Sprintf("%d/%d/%s", s.tokens, s.sets, s.lifetime) }
+
 // params are the benchmark's sizes and timings, one flag each.
 type params struct {
-	tokens, sets, namespaces int
-	lifetime                 time.Duration
-	cycles                   int
-	noise, noiseSize         int
-	restartWindow            time.Duration
-	settle                   time.Duration
-	rssSamples               int
-	rssInterval              time.Duration
-	readyTimeout             time.Duration
-	managerBin               string
-	rev                      string
-	managerArgs              string
-	root                     string
-	out                      string
-	command                  string
+	sizes          []size
+	namespaces     int
+	cycles         int
+	noise          int
+	noiseSize      int
+	fanout         int
+	fanoutLifetime time.Duration
+	fanoutCycles   int
+	restartWindow  time.Duration
+	settle         time.Duration
+	rssSamples     int
+	rssInterval    time.Duration
+	readyTimeout   time.Duration
+	profileDir     string
+	profileSeconds int
+	managerBin     string
+	rev            string
+	managerArgs    string
+	root           string
+	out            string
+	command        string
+}
+
+// defaultParams are the flag defaults: the full size `make bench` runs.
+func defaultParams() params {
+	return params{
+		sizes:          []size{{tokens: 1000, sets: 100}}, // lifetime: --lifetime
+		namespaces:     10,
+		cycles:         3,
+		noise:          10000,
+		noiseSize:      4096,
+		fanout:         1000,
+		fanoutLifetime: time.Minute,
+		fanoutCycles:   2,
+		restartWindow:  time.Minute,
+		settle:         20 * time.Second,
+		rssSamples:     5,
+		rssInterval:    2 * time.Second,
+		readyTimeout:   10 * time.Minute,
+		profileSeconds: 30,
+		root:           ".",
+	}
 }
 
 func main() {
-	p := params{}
-	flag.IntVar(&p.tokens, "tokens", 1000, "DingTalkTokens created at once")
-	flag.IntVar(&p.sets, "sets", 100, "distinct credential sets (internal apps) the tokens spread over")
-	flag.IntVar(&p.namespaces, "namespaces", 10, "namespaces the tokens and their credentials spread over")
-	flag.DurationVar(&p.lifetime, "lifetime", 60*time.Second, "simulator token lifetime during the scale and steady-state phases")
-	flag.IntVar(&p.cycles, "cycles", 3, "refresh cycles measured in the steady state")
-	flag.IntVar(&p.noise, "noise", 10000, "unrelated Secrets created for the memory measurement")
-	flag.IntVar(&p.noiseSize, "noise-size", 4096, "bytes of data in each unrelated Secret")
-	flag.DurationVar(&p.restartWindow, "restart-window", 60*time.Second, "how long DingTalk calls are counted after a restart")
-	flag.DurationVar(&p.settle, "settle", 20*time.Second, "how long a manager runs with all tokens Ready before its RSS is sampled")
-	flag.IntVar(&p.rssSamples, "rss-samples", 5, "RSS samples per measurement (the maximum is reported)")
-	flag.DurationVar(&p.rssInterval, "rss-interval", 2*time.Second, "time between RSS samples")
-	flag.DurationVar(&p.readyTimeout, "ready-timeout", 5*time.Minute, "give up waiting for tokens after this long")
+	p := defaultParams()
+	var tokens, sets int
+	var lifetime time.Duration
+	flag.Func("sizes", "comma-separated TOKENS/SETS[/LIFETIME] scale scenarios, each in a control plane of its own "+
+		"(default 1000/100/1m; the 10,000-token scenario: 1000/100,10000/1000/6m)", func(v string) error {
+		s, err := parseSizes(v)
+		p.sizes = s
+		return err
+	})
+	flag.IntVar(&tokens, "tokens", 0, "shorthand for --sizes TOKENS/SETS/LIFETIME, with --sets and --lifetime")
+	flag.IntVar(&sets, "sets", 0, "credential sets of --tokens (default a tenth of them)")
+	flag.DurationVar(&lifetime, "lifetime", time.Minute, "simulator token lifetime of --tokens, and of sizes that name none")
+	flag.IntVar(&p.namespaces, "namespaces", p.namespaces, "namespaces the tokens and their credentials spread over")
+	flag.IntVar(&p.cycles, "cycles", p.cycles, "refresh cycles measured in the steady state")
+	flag.IntVar(&p.noise, "noise", p.noise, "unrelated Secrets created for the memory measurement")
+	flag.IntVar(&p.noiseSize, "noise-size", p.noiseSize, "bytes of data in each unrelated Secret")
+	flag.IntVar(&p.fanout, "fanout", p.fanout, "namespaces one ClusterDingTalkToken is written into (0: no fan-out scenario)")
+	flag.DurationVar(&p.fanoutLifetime, "fanout-lifetime", p.fanoutLifetime, "simulator token lifetime in the fan-out scenario")
+	flag.IntVar(&p.fanoutCycles, "fanout-cycles", p.fanoutCycles, "refresh cycles measured in the fan-out scenario")
+	flag.DurationVar(&p.restartWindow, "restart-window", p.restartWindow, "how long DingTalk calls are counted after a restart with no token due")
+	flag.DurationVar(&p.settle, "settle", p.settle, "how long a manager runs with all tokens Ready before its RSS is sampled")
+	flag.IntVar(&p.rssSamples, "rss-samples", p.rssSamples, "RSS samples per measurement (the maximum is reported)")
+	flag.DurationVar(&p.rssInterval, "rss-interval", p.rssInterval, "time between RSS samples")
+	flag.DurationVar(&p.readyTimeout, "ready-timeout", p.readyTimeout, "give up waiting for tokens after this long")
+	flag.StringVar(&p.profileDir, "profile-dir", "", "serve the manager's pprof on loopback and write CPU and heap profiles of each phase here")
+	flag.IntVar(&p.profileSeconds, "profile-seconds", p.profileSeconds, "length of the CPU profile taken from the first create")
 	flag.StringVar(&p.managerBin, "manager-bin", "", "manager binary to run (default: built from ./cmd into a temporary directory)")
 	flag.StringVar(&p.rev, "rev", "", "build the manager from this git revision (e.g. HEAD) instead of the working tree")
 	flag.StringVar(&p.managerArgs, "manager-args", "", "extra manager flags, space-separated (e.g. --max-concurrent-reconciles=8)")
-	flag.StringVar(&p.root, "root", ".", "repository root (for config/crd/bases and ./cmd)")
+	flag.StringVar(&p.root, "root", p.root, "repository root (for config/crd/bases and ./cmd)")
 	flag.StringVar(&p.out, "out", "", "also write the report to this Markdown file")
 	flag.Parse()
 	p.command = "go run ./hack/bench " + strings.Join(os.Args[1:], " ")
-	if flag.NArg() > 0 || p.tokens < 1 || p.sets < 1 || p.sets > p.tokens || p.namespaces < 1 || p.cycles < 1 || p.rssSamples < 1 {
-		fmt.Fprintln(os.Stderr, "bench: invalid flags (need tokens >= sets >= 1, namespaces, cycles and rss-samples >= 1)")
+	if tokens > 0 {
+		if sets == 0 {
+			sets = max(1, tokens/10)
+		}
+		p.sizes = []size{{tokens: tokens, sets: sets, lifetime: lifetime}}
+	}
+	for i := range p.sizes {
+		if p.sizes[i].lifetime == 0 {
+			p.sizes[i].lifetime = lifetime
+		}
+	}
+	if err := p.validate(flag.NArg()); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
 	// The bench's own controller-runtime and client-go messages stay quiet; the manager logs to a file.
@@ -96,11 +163,12 @@ func main() {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	report, err := run(ctx, p)
+	b, err := run(ctx, p)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+	report := b.report()
 	fmt.Println(report)
 	if p.out != "" {
 		if err := os.MkdirAll(filepath.Dir(p.out), 0o755); err != nil {
@@ -113,6 +181,54 @@ func main() {
 		}
 		logf("Wrote %s", p.out)
 	}
+}
+
+// validate refuses flags the bench cannot run with.
+func (p params) validate(args int) error {
+	switch {
+	case args > 0:
+		return errors.New("unexpected arguments")
+	case len(p.sizes) == 0 && p.fanout == 0:
+		return errors.New("nothing to run: no --sizes and no --fanout")
+	case p.namespaces < 1 || p.cycles < 1 || p.rssSamples < 1 || p.fanoutCycles < 1:
+		return errors.New("--namespaces, --cycles, --fanout-cycles and --rss-samples must be at least 1")
+	}
+	for _, s := range p.sizes {
+		if s.tokens < 1 || s.sets < 1 || s.sets > s.tokens || s.lifetime < 15*time.Second {
+			return fmt.Errorf("size %s: need tokens >= sets >= 1 and a lifetime of 15s or more", s)
+		}
+	}
+	return nil
+}
+
+// parseSizes parses TOKENS/SETS[/LIFETIME],...
+func parseSizes(v string) ([]size, error) {
+	var out []size
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		parts := strings.Split(item, "/")
+		if len(parts) < 2 || len(parts) > 3 {
+			return nil, fmt.Errorf("size %q: want TOKENS/SETS[/LIFETIME]", item)
+		}
+		var s size
+		var err error
+		if s.tokens, err = strconv.Atoi(parts[0]); err != nil {
+			return nil, fmt.Errorf("size %q: %w", item, err)
+		}
+		if s.sets, err = strconv.Atoi(parts[1]); err != nil {
+			return nil, fmt.Errorf("size %q: %w", item, err)
+		}
+		if len(parts) == 3 {
+			if s.lifetime, err = time.ParseDuration(parts[2]); err != nil {
+				return nil, fmt.Errorf("size %q: %w", item, err)
+			}
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // logf prints a progress line to stderr.

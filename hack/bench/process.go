@@ -19,10 +19,11 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -30,18 +31,23 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 )
 
+// clockTicks is the kernel's USER_HZ, the unit of /proc/<pid>/stat's CPU times (100 on Linux).
+const clockTicks = 100
+
 // manager is the manager binary running as a child process (testenv.Process).
 type manager struct {
 	*testenv.Process
 	started     time.Time
 	metricsAddr string
+	pprofAddr   string // "" unless profiles are taken
 	logPath     string
 }
 
 // startManager runs the manager binary against the simulator with plain-HTTP metrics on a free
-// loopback port (--metrics-secure=false: the bench scrapes them) and no leader election. Every
-// other flag keeps its default unless extra sets it. Its log goes to logPath.
-func startManager(bin, kubeconfig, endpoint, logPath string, extra []string) (*manager, error) {
+// loopback port (--metrics-secure=false: the bench scrapes them), no leader election and, when
+// pprof is set, Go's profiles on another loopback port. Every other flag keeps its default unless
+// extra sets it. Its log goes to logPath.
+func startManager(bin, kubeconfig, endpoint, logPath string, pprof bool, extra []string) (*manager, error) {
 	metricsAddr, err := testenv.FreeAddr()
 	if err != nil {
 		return nil, err
@@ -50,35 +56,82 @@ func startManager(bin, kubeconfig, endpoint, logPath string, extra []string) (*m
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{
+	args := []string{
 		"--kubeconfig=" + kubeconfig,
 		"--dingtalk-endpoint=" + endpoint,
 		"--metrics-bind-address=" + metricsAddr,
 		"--metrics-secure=false",
 		"--health-probe-bind-address=" + probeAddr,
 		"--leader-elect=false",
-	}, extra...)
+	}
 	m := &manager{started: time.Now(), metricsAddr: metricsAddr, logPath: logPath}
-	if m.Process, err = testenv.StartProcess("manager", bin, logPath, args...); err != nil {
+	if pprof {
+		if m.pprofAddr, err = testenv.FreeAddr(); err != nil {
+			return nil, err
+		}
+		args = append(args, "--pprof-bind-address="+m.pprofAddr)
+	}
+	if m.Process, err = testenv.StartProcess("manager", bin, logPath, append(args, extra...)...); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-// rssKiB reads VmRSS from /proc/<pid>/status.
-func (m *manager) rssKiB() (int64, error) {
+// memory is the manager's resident memory (KiB) from /proc/<pid>/status: the total, and its
+// anonymous (heap, stacks) and file-backed (the binary's pages) parts.
+type memory struct {
+	rss, anon, file int64
+}
+
+// memoryKiB reads VmRSS, RssAnon and RssFile.
+func (m *manager) memoryKiB() (memory, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", m.Pid()))
+	if err != nil {
+		return memory{}, err
+	}
+	defer func() { _ = f.Close() }()
+	var out memory
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmRSS":
+			out.rss = n
+		case "RssAnon":
+			out.anon = n
+		case "RssFile":
+			out.file = n
+		}
+	}
+	if out.rss == 0 {
+		return out, fmt.Errorf("no VmRSS in /proc/%d/status", m.Pid())
+	}
+	return out, sc.Err()
+}
+
+// cpuSeconds is the CPU time the process used so far (user and system, /proc/<pid>/stat).
+func (m *manager) cpuSeconds() (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.Pid()))
 	if err != nil {
 		return 0, err
 	}
-	defer func() { _ = f.Close() }()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		}
+	// Fields after the command name (which may hold spaces), from the last ')': state is field 3,
+	// utime field 14, stime field 15.
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", m.Pid())
 	}
-	return 0, errors.New("no VmRSS in /proc/<pid>/status")
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("unreadable /proc/%d/stat", m.Pid())
+	}
+	return float64(utime+stime) / clockTicks, nil
 }
 
 // scrape reads the manager's metrics.
@@ -88,7 +141,7 @@ func (m *manager) scrape() (testenv.Metrics, error) {
 	return testenv.Scrape(ctx, http.DefaultClient, "http://"+m.metricsAddr+"/metrics", "")
 }
 
-// readyTokens scrapes the manager's metrics and counts the DingTalkTokens it reports Ready:
+// readyTokens scrapes the manager's metrics and counts the tokens it reports Ready:
 // dingtalk_token_ready_status{condition="True"} == 1. A new process reports a token only once it
 // has reconciled it, so this is readiness as that process sees it.
 func (m *manager) readyTokens() (int, error) {
@@ -99,7 +152,7 @@ func (m *manager) readyTokens() (int, error) {
 	return fams.Count("dingtalk_token_ready_status", map[string]string{"condition": "True"}, 1), nil
 }
 
-// gauge scrapes the manager's metrics for an unlabelled sample, e.g. go_memstats_heap_inuse_bytes
+// gauge scrapes the manager's metrics for an unlabelled sample, e.g. go_gc_heap_live_bytes
 // (controller-runtime registers the Go runtime's collector).
 func (m *manager) gauge(name string) (float64, error) {
 	fams, err := m.scrape()
@@ -111,4 +164,44 @@ func (m *manager) gauge(name string) (float64, error) {
 		return 0, fmt.Errorf("no %s in the metrics", name)
 	}
 	return v, nil
+}
+
+// apiRequests is the number of requests the manager made to the API server so far
+// (client-go's rest_client_requests_total, every code and method).
+func (m *manager) apiRequests() (float64, error) {
+	fams, err := m.scrape()
+	if err != nil {
+		return 0, err
+	}
+	return fams.Total("rest_client_requests_total", nil), nil
+}
+
+// profile writes the manager's pprof profile kind (e.g. "heap?gc=1", "profile?seconds=30") to
+// dir/name; nothing when profiles are not served.
+func (m *manager) profile(ctx context.Context, dir, name, kind string) error {
+	if m.pprofAddr == "" || dir == "" {
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.pprofAddr+"/debug/pprof/"+kind, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof %s: HTTP %d", kind, resp.StatusCode)
+	}
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	logf("  wrote the profile %s", filepath.Join(dir, name))
+	return f.Close()
 }

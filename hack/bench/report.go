@@ -25,87 +25,216 @@ import (
 	"time"
 )
 
+// The goals the report judges figures against.
+const (
+	readyGoal1k   = 10 * time.Second // 1,000 DingTalkTokens over 100 sets all Ready
+	readyGoal10k  = 60 * time.Second // 10,000 over 1,000 sets all Ready
+	rssGoal10kKiB = 150 * 1024       // 10,000 tokens: RSS
+	callsGoal     = 1.05             // DingTalk calls over one per credential set per cycle
+	noiseGoal     = 1.03             // RSS with 10,000 unrelated Secrets over without
+)
+
+func sec(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
+func mib(kib int64) string       { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
+func ratio(a, b float64) float64 { return a / max(b, 1e-9) }
+func cpus(v float64) string      { return fmt.Sprintf("%.1f s", v) }
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
 // report renders the figures, the machine and the parameters as Markdown.
 func (b *bench) report() string {
-	r, p := b.r, b.p
 	var s strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&s, format+"\n", args...) }
-	sec := func(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
-	mib := func(kib int64) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
-	verdict := func(ok bool) string {
-		if ok {
-			return "met"
-		}
-		return "**missed**"
-	}
-	ratio := float64(r.steadyCalls) / float64(r.steadyIdeal)
-	rss := float64(r.rssNoise) / float64(r.rssNone)
-
 	w("# Benchmarks")
 	w("")
-	w("Written by `%s` on %s (`make bench` runs it at full size). The figures are what one", p.command, r.started.UTC().Format("2006-01-02 15:04 MST"))
-	w("run measured on the machine below; benchmarks report and do not fail on timing.")
+	w("Written by `%s` on %s. The figures are what one run measured on the machine below; benchmarks", b.p.command, b.started.UTC().Format("2006-01-02 15:04 MST"))
+	w("report and do not fail on timing. Load averages (1, 5, 15 min) are noted where each phase started.")
 	w("")
-	w("| # | measure | figure | target | |")
-	w("|---|---|---|---|---|")
-	w("| 1 | Scale: %d DingTalkTokens over %d credential sets created at once, all Ready after | %s | <= 15 s | %s |",
-		p.tokens, p.sets, sec(r.allReady), verdict(r.allReady <= 15*time.Second))
-	w("| 1 | Scale: create -> Ready, p50 / p99 | %s / %s | | |", sec(r.p50), sec(r.p99))
-	w("| 1 | Scale: DingTalk calls to issue them | %d (ideal %d) | | |", r.scaleCalls, p.sets)
-	w("| 2 | Steady state, %d refresh cycles of %s tokens: DingTalk calls / ideal | %d / %d = %.2fx | <= 1.05x | %s |",
-		p.cycles, p.lifetime, r.steadyCalls, r.steadyIdeal, ratio, verdict(ratio <= 1.05))
-	w("| 2 | Steady state: most target Secrets changed in one second | %d | | |", r.peak)
-	w("| 2 | Steady state: least remaining lifetime seen in any target Secret | %s (of %s) | > 0 | %s |",
-		sec(r.minRemaining), p.lifetime, verdict(r.minRemaining > 0))
-	w("| 3 | Memory: manager RSS with %d unrelated %d-byte Secrets / without, %d tokens managed | %s / %s = %.3f | <= 1.15 | %s |",
-		p.noise, p.noiseSize, p.tokens, mib(r.rssNoise), mib(r.rssNone), rss, verdict(rss <= 1.15))
-	w("| 4 | Restart (SIGKILL, %d valid tokens): DingTalk calls in the first %s | %d | 0 | %s |",
-		p.tokens, p.restartWindow, r.restartCalls, verdict(r.restartCalls == 0))
-	w("| 4 | Restart: all Ready again, as the new process reports it | %s after its start | | |", sec(r.restartReady))
-	w("")
-	w("How each figure is taken:")
-	w("")
-	w("1. The DingTalkTokens are created by 32 concurrent clients (%s for all of them), after their %d", sec(r.createSpan), p.sets)
-	w("   credentials Secrets. \"All Ready\" runs from the first create to the last token seen Ready")
-	w("   (`Ready=True` through a watch in the bench); create -> Ready is per token, from its create's answer.")
-	w("   Calls are the simulator's count.")
-	w("2. From the moment all are Ready until every token's `status.lastRefreshTime` changed %d times", p.cycles)
-	w("   (%s): DingTalk calls divided by credential sets x cycles. The per-second figure counts target", sec(r.steadySpan))
-	w("   Secrets whose token or expiry changed, by the second a watch delivered the change (the")
-	w("   busiest second was %s). The least remaining lifetime is the `dingtalk.tokens.dev/expires-at`", r.peakAt.UTC().Format(time.TimeOnly))
-	w("   annotation minus the time, sampled every second over all target Secrets and at every change.")
-	w("   Tokens seen not Ready after their first Ready: %d. All tokens were issued within seconds of each", r.notReady)
-	w("   other, so every cycle finds them due together, spread by the refresh jitter (up to 10%% of the")
-	w("   refresh-before time, here %s).", p.lifetime/3/10)
-	w("3. Two freshly started manager processes, each with the %d tokens Ready and left alone for %s,", p.tokens, p.settle)
-	w("   differ only in the %d unrelated Secrets (in their own namespaces; created in %s). VmRSS from", p.noise, sec(r.noiseCreate))
-	w("   `/proc/<pid>/status`, %d samples %s apart, the maximum: without %s, with %s.", p.rssSamples, p.rssInterval, kibList(r.rssNoneAll), kibList(r.rssNoiseAll))
-	w("   The process that was running while the Secrets were created read %s afterwards. The live Go", mib(r.rssLive))
-	w("   heap as of the last GC (`go_gc_heap_live_bytes` from the manager's metrics, same samples): %s", mib(r.heapNone))
-	w("   without, %s with (%.3f; %+.0f bytes per unrelated Secret).", mib(r.heapNoise),
-		float64(r.heapNoise)/float64(max(r.heapNone, 1)), float64(r.heapNoise-r.heapNone)*1024/float64(max(p.noise, 1)))
-	w("4. After SIGKILL, a new process: DingTalk calls (simulator) during the first %s after its start,", p.restartWindow)
-	w("   and the time until its `dingtalk_token_ready_status{condition=\"True\"}` is 1 for all %d tokens", p.tokens)
-	w("   (the metric is set when that process reconciles a token). Before the restart the simulator was")
-	w("   switched to %s tokens and every token refreshed once, so all are valid and none is due.", longLifetime)
-	w("   The restart of phase 3, with the unrelated Secrets present: %d calls, all Ready after %s.", r.noiseRestartCalls, sec(r.noiseRestartReady))
-	w("")
+	if len(b.sizes) > 0 {
+		b.sizeTable(w)
+	}
+	if b.fan != nil {
+		b.fanoutTable(w)
+	}
+	b.method(w)
 	w("## Machine and parameters")
 	w("")
 	w("- CPUs (`nproc`): %d, %s", runtime.NumCPU(), cpuModel())
 	w("- Memory: %s", memTotal())
 	w("- Go: %s, %s/%s; kernel %s", runtime.Version(), runtime.GOOS, runtime.GOARCH, readTrim("/proc/sys/kernel/osrelease"))
-	w("- Date: %s; run took %s", r.started.UTC().Format(time.RFC3339), r.finished.Sub(r.started).Round(time.Second))
-	w("- Load average (1, 5, 15 min) at start: %s; at the end: %s (the machine was shared)", r.loadStart, r.loadEnd)
+	w("- Date: %s; run took %s; load average at the end: %s (the machine was shared)", b.started.UTC().Format(time.RFC3339),
+		b.finished.Sub(b.started).Round(time.Second), loadavg())
 	w("- Source: %s", b.source)
-	w("- Control plane: envtest kube-apiserver and etcd from `KUBEBUILDER_ASSETS` (%s)", os.Getenv("KUBEBUILDER_ASSETS"))
+	w("- Control plane: envtest kube-apiserver and etcd from `KUBEBUILDER_ASSETS` (%s), one per scenario", os.Getenv("KUBEBUILDER_ASSETS"))
 	w("- Manager: the binary built from `./cmd`, its flag defaults except `--kubeconfig`, `--dingtalk-endpoint`")
 	w("  (the simulator), `--metrics-secure=false` with a loopback `--metrics-bind-address` (scraped by the bench),")
-	w("  `--leader-elect=false`%s", extraArgs(b.extra))
-	w("- Parameters: --tokens %d --sets %d --namespaces %d --lifetime %s --cycles %d --noise %d --noise-size %d",
-		p.tokens, p.sets, p.namespaces, p.lifetime, p.cycles, p.noise, p.noiseSize)
-	w("  --restart-window %s --settle %s --rss-samples %d --rss-interval %s", p.restartWindow, p.settle, p.rssSamples, p.rssInterval)
+	w("  `--leader-elect=false`%s%s", profiledArgs(b.p.profileDir), extraArgs(b.extra))
+	var sizes []string
+	for _, z := range b.sizes {
+		sizes = append(sizes, z.s.String())
+	}
+	w("- Parameters: --sizes %s --namespaces %d --cycles %d --noise %d --noise-size %d --fanout %d --fanout-lifetime %s",
+		strings.Join(sizes, ","), b.p.namespaces, b.p.cycles, b.p.noise, b.p.noiseSize, b.p.fanout, b.p.fanoutLifetime)
+	w("  --fanout-cycles %d --restart-window %s --settle %s --rss-samples %d --rss-interval %s", b.p.fanoutCycles,
+		b.p.restartWindow, b.p.settle, b.p.rssSamples, b.p.rssInterval)
 	return s.String()
+}
+
+// sizeTable is one row per measure, one column per size.
+func (b *bench) sizeTable(w func(string, ...any)) {
+	w("## DingTalkTokens")
+	w("")
+	head, rule := "| # | measure |", "|---|---|"
+	for _, z := range b.sizes {
+		head += fmt.Sprintf(" %d tokens, %d sets, %s tokens |", z.s.tokens, z.s.sets, z.s.lifetime)
+		rule += "---|"
+	}
+	w("%s goal |", head)
+	w("%s---|", rule)
+	row := func(n, measure, goal string, cell func(z sizeResult) string) {
+		line := fmt.Sprintf("| %s | %s |", n, measure)
+		for _, z := range b.sizes {
+			line += " " + cell(z) + " |"
+		}
+		w("%s %s |", line, goal)
+	}
+	row("1", "all Ready, from the first create", "<= 10 s (1,000 over 100 sets), <= 60 s (10,000 over 1,000)", func(z sizeResult) string {
+		goal := map[int]time.Duration{1000: readyGoal1k, 10000: readyGoal10k}[z.s.tokens]
+		v := sec(z.allReady)
+		if goal > 0 && z.s.sets == z.s.tokens/10 {
+			v += " " + verdict(z.allReady <= goal)
+		}
+		return v + " (load " + z.load["scale"] + ")"
+	})
+	row("1", "create -> Ready, p50 / p99", "", func(z sizeResult) string { return sec(z.p50) + " / " + sec(z.p99) })
+	row("1", "DingTalk calls to issue them / ideal (one per set)", "", func(z sizeResult) string {
+		return fmt.Sprintf("%d / %d", z.scaleCalls, z.s.sets)
+	})
+	row("1", "API requests of the manager per token issued", "", func(z sizeResult) string {
+		return fmt.Sprintf("%.2f (%.0f)", z.scaleRequests/float64(z.s.tokens), z.scaleRequests)
+	})
+	row("1", "manager CPU while issuing them", "", func(z sizeResult) string { return cpus(z.scaleCPU) })
+	row("1", "manager RSS / live heap with every token Ready", "<= 150 MiB (10,000)", func(z sizeResult) string {
+		v := mib(z.scaleMem.rss) + " / " + mib(z.scaleHeap)
+		if z.s.tokens == 10000 {
+			v += " " + verdict(z.scaleMem.rss <= rssGoal10kKiB)
+		}
+		return v
+	})
+	row("2", fmt.Sprintf("steady state, %d refresh cycles: DingTalk calls / ideal", b.p.cycles), "<= 1.05x", func(z sizeResult) string {
+		r := ratio(float64(z.steadyCalls), float64(z.steadyIdeal))
+		return fmt.Sprintf("%d / %d = %.2fx %s (load %s)", z.steadyCalls, z.steadyIdeal, r, verdict(r <= callsGoal), z.load["steady"])
+	})
+	row("2", "steady state: least remaining lifetime in any target Secret", "> 0", func(z sizeResult) string {
+		return sec(z.minRemaining) + " " + verdict(z.minRemaining > 0)
+	})
+	row("2", "steady state: most target Secrets changed in one second", "", func(z sizeResult) string { return fmt.Sprint(z.peak) })
+	row("2", "steady state: manager CPU per refresh cycle", "", func(z sizeResult) string {
+		return cpus(z.steadyCPU / float64(b.p.cycles))
+	})
+	row("3", "restart (SIGKILL) with every token due: DingTalk calls / ideal", "<= 1.05x", func(z sizeResult) string {
+		r := ratio(float64(z.dueCalls), float64(z.s.sets))
+		return fmt.Sprintf("%d / %d = %.2fx %s (load %s)", z.dueCalls, z.s.sets, r, verdict(r <= callsGoal), z.load["restart-due"])
+	})
+	row("3", "restart with every token due: all refreshed after the start / manager CPU", "", func(z sizeResult) string {
+		return sec(z.dueRefreshed) + " / " + cpus(z.dueCPU)
+	})
+	row("4", "restart (SIGKILL) with no token due: DingTalk calls in the restart window", "0", func(z sizeResult) string {
+		return fmt.Sprintf("%d %s (load %s)", z.noneCalls, verdict(z.noneCalls == 0), z.load["restart-none-due"])
+	})
+	row("4", "restart with no token due: all Ready after the start / manager CPU in the window", "", func(z sizeResult) string {
+		return sec(z.noneReady) + " / " + cpus(z.noneCPU)
+	})
+	row("5", "memory: RSS (anon + file) / live heap, fresh process, no unrelated Secrets", "", func(z sizeResult) string {
+		return fmt.Sprintf("%s (%s + %s) / %s (load %s)", mib(z.memNone.rss), mib(z.memNone.anon), mib(z.memNone.file), mib(z.heapNone), z.load["memory"])
+	})
+	row("5", fmt.Sprintf("memory: the same with %d unrelated %d-byte Secrets", b.p.noise, b.p.noiseSize), "", func(z sizeResult) string {
+		return fmt.Sprintf("%s (%s + %s) / %s", mib(z.memNoise.rss), mib(z.memNoise.anon), mib(z.memNoise.file), mib(z.heapNoise))
+	})
+	row("5", "memory: RSS with the unrelated Secrets / without", "<= 1.03", func(z sizeResult) string {
+		r := ratio(float64(z.memNoise.rss), float64(z.memNone.rss))
+		return fmt.Sprintf("%.3f %s", r, verdict(r <= noiseGoal))
+	})
+	row("5", "memory: live heap per unrelated Secret", "", func(z sizeResult) string {
+		return fmt.Sprintf("%+.0f bytes", float64(z.heapNoise-z.heapNone)*1024/float64(max(b.p.noise, 1)))
+	})
+	row("5", "manager CPU with every token Ready and nothing due", "", func(z sizeResult) string {
+		return fmt.Sprintf("%s over %s", cpus(z.settledCPU), sec(z.settledCPUSpan))
+	})
+	w("")
+}
+
+// fanoutTable is the fan-out's figures.
+func (b *bench) fanoutTable(w func(string, ...any)) {
+	f := b.fan
+	w("## Fan-out: one ClusterDingTalkToken, %d namespaces", f.namespaces)
+	w("")
+	w("| # | measure | figure | goal |")
+	w("|---|---|---|---|")
+	w("| 6 | every namespace holds the token (target Secret), from the create | %s (load %s) | |", sec(f.provisioned), f.load["start"])
+	w("| 6 | status: all %d namespaces provisioned and Ready, from the create | %s | |", f.namespaces, sec(f.statusAll))
+	w("| 6 | DingTalk calls to issue it | %d | 1 |", f.firstCalls)
+	w("| 6 | manager CPU while provisioning | %s | |", cpus(f.cpuIssue))
+	for i, c := range f.cycles {
+		w("| 7 | refresh %d: the last namespace holds the new token, after it was due (first to last namespace) | %s (%s) (load %s) | |",
+			i+1, sec(c.dueLast), sec(c.spread), f.load["refresh"])
+		w("| 7 | refresh %d: DingTalk calls | %d %s | 1 |", i+1, c.calls, verdict(c.calls == 1))
+	}
+	w("| 8 | manager RSS (anon + file) / live heap at the end | %s (%s + %s) / %s | |", mib(f.mem.rss), mib(f.mem.anon), mib(f.mem.file), mib(f.heap))
+	w("| 8 | manager CPU over the scenario | %s over %s | |", cpus(f.cpu), sec(f.span))
+	w("")
+}
+
+// method says how each figure is taken.
+func (b *bench) method(w func(string, ...any)) {
+	w("How each figure is taken:")
+	w("")
+	w("1. Each size runs in a control plane of its own. The credentials Secrets (one per set) are")
+	w("   created first, then the manager, then the DingTalkTokens by 32 concurrent clients")
+	var spans []string
+	for _, z := range b.sizes {
+		spans = append(spans, fmt.Sprintf("%s for %d", sec(z.createSpan), z.s.tokens))
+	}
+	w("   (%s). \"All Ready\" runs from the first create to the last token seen Ready", strings.Join(spans, ", "))
+	w("   (`Ready=True` through a watch in the bench); create -> Ready is per token, from its create's")
+	w("   answer. Calls are the simulator's count; API requests are the manager's")
+	w("   `rest_client_requests_total` (every verb, events included); CPU is user + system time from")
+	w("   `/proc/<pid>/stat`; RSS is `VmRSS` (`RssAnon` + `RssFile`: the binary's pages) from")
+	w("   `/proc/<pid>/status`; the live heap is `go_gc_heap_live_bytes` (as of the last GC).")
+	w("2. From the moment all are Ready until every token's `status.lastRefreshTime` changed --cycles")
+	w("   times: DingTalk calls divided by credential sets x cycles. The least remaining lifetime is the")
+	w("   `dingtalk.tokens.dev/expires-at` annotation minus the time, sampled every second over all")
+	w("   target Secrets and at every change. All tokens were issued within seconds of each other, so")
+	w("   every cycle finds them due together, spread by the refresh jitter (up to 10% of the")
+	w("   refresh-before time, a third of the lifetime).")
+	w("3. SIGKILL; the bench waits until every token's `status.refreshTime` has passed, then starts a")
+	w("   new process and counts DingTalk calls until every token's `status.lastRefreshTime` moved.")
+	w("4. Before this restart the simulator was switched to %s tokens and every token refreshed once,", longLifetime)
+	w("   so all are valid and none is due. Calls during the first %s after the new process started;", b.p.restartWindow)
+	w("   all Ready is when its `dingtalk_token_ready_status{condition=\"True\"}` is 1 for every token (the")
+	w("   metric is set when that process reconciles a token).")
+	w("5. Two freshly started manager processes, each with every token Ready and left alone for %s,", b.p.settle)
+	w("   differ only in the %d unrelated Secrets (in namespaces of their own, no token there). %d", b.p.noise, b.p.rssSamples)
+	w("   samples %s apart, the one with the largest RSS. Memory per sample and the process that was", b.p.rssInterval)
+	w("   running while the unrelated Secrets were created:")
+	for _, z := range b.sizes {
+		w("   %d tokens: without %s, with %s KiB; that process %s afterwards; created in %s; the", z.s.tokens, kibList(z.memNoneAll),
+			kibList(z.memNoiseAll), mib(z.memLive.rss), sec(z.noiseCreate))
+		w("   restart with them made %d DingTalk calls and was all Ready after %s.", z.noiseCalls, sec(z.noiseReady))
+	}
+	if b.fan != nil {
+		w("6. The namespaces (labelled, %s to create) and the credentials Secret (in a namespace of its", sec(b.fan.nsCreate))
+		w("   own) exist before the manager starts; the clock starts at the ClusterDingTalkToken's create.")
+		w("   \"Holds the token\" is the last target Secret the bench's watch received.")
+		w("7. For each refresh: from the ClusterDingTalkToken's `status.refreshTime` (when it was due) to")
+		w("   the moment the last namespace's target Secret held the new token; in brackets, from the")
+		w("   first namespace's to the last's. Calls are counted from the previous refresh to this one.")
+	}
+	w("")
 }
 
 func kibList(v []int64) string {
@@ -113,7 +242,7 @@ func kibList(v []int64) string {
 	for _, x := range v {
 		parts = append(parts, fmt.Sprintf("%d", x))
 	}
-	return strings.Join(parts, ", ") + " KiB"
+	return strings.Join(parts, ", ")
 }
 
 func extraArgs(extra []string) string {
@@ -121,6 +250,13 @@ func extraArgs(extra []string) string {
 		return ""
 	}
 	return ", and " + "`" + strings.Join(extra, " ") + "`"
+}
+
+func profiledArgs(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	return ", a loopback `--pprof-bind-address` (profiles in " + dir + ")"
 }
 
 func readTrim(path string) string {

@@ -36,7 +36,7 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 )
 
-// tokenState is what the bench saw of one DingTalkToken.
+// tokenState is what the bench saw of one DingTalkToken (or ClusterDingTalkToken, keyed by name).
 type tokenState struct {
 	created     time.Time // when its Create returned
 	ready       time.Time // when it was first seen Ready
@@ -44,16 +44,27 @@ type tokenState struct {
 	notReady    int // times seen not Ready after its first Ready
 	lastRefresh time.Time
 	refreshes   int // lastRefreshTime changes after the first token
+	refreshTime time.Time
 	lifetime    time.Duration
+	provisioned int32 // ClusterDingTalkToken: status.namespaces.provisioned
 }
 
-// watcher follows DingTalkTokens and the operator's target Secrets through informers in the
-// bench process, stamping each change with the time it arrived.
+// secretState is what the bench saw of one target Secret.
+type secretState struct {
+	first   time.Time // when the watch first delivered it
+	changed time.Time // when its token or expiry last changed
+	token   string
+	expiry  time.Time
+}
+
+// watcher follows DingTalkTokens, ClusterDingTalkTokens and the operator's target Secrets
+// through informers in the bench process, stamping each change with the time it arrived.
 type watcher struct {
 	c cache.Cache
 
-	mu     sync.Mutex
-	tokens map[string]*tokenState
+	mu      sync.Mutex
+	tokens  map[string]*tokenState
+	secrets map[string]*secretState // by namespace/name
 	// While steady is set: target Secret changes per wall-clock second, and the least remaining
 	// lifetime seen in any target Secret (at each change, and sampled every second).
 	steady       bool
@@ -69,25 +80,29 @@ func newWatcher(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) (
 	if err != nil {
 		return nil, err
 	}
-	w := &watcher{c: c, tokens: map[string]*tokenState{}, changes: map[int64]int{}, minRemaining: math.MaxInt64}
-	tokInf, err := c.GetInformer(ctx, &v1alpha1.DingTalkToken{})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := tokInf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { w.onToken(obj) },
-		UpdateFunc: func(_, obj any) { w.onToken(obj) },
-	}); err != nil {
-		return nil, err
-	}
-	secInf, err := c.GetInformer(ctx, &corev1.Secret{})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := secInf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		UpdateFunc: func(oldObj, obj any) { w.onSecret(oldObj, obj) },
-	}); err != nil {
-		return nil, err
+	w := &watcher{c: c, tokens: map[string]*tokenState{}, secrets: map[string]*secretState{},
+		changes: map[int64]int{}, minRemaining: math.MaxInt64}
+	for obj, handler := range map[client.Object]toolscache.ResourceEventHandlerFuncs{
+		&v1alpha1.DingTalkToken{}: {
+			AddFunc:    func(obj any) { w.onToken(obj) },
+			UpdateFunc: func(_, obj any) { w.onToken(obj) },
+		},
+		&v1alpha1.ClusterDingTalkToken{}: {
+			AddFunc:    func(obj any) { w.onToken(obj) },
+			UpdateFunc: func(_, obj any) { w.onToken(obj) },
+		},
+		&corev1.Secret{}: {
+			AddFunc:    func(obj any) { w.onSecret(nil, obj) },
+			UpdateFunc: func(oldObj, obj any) { w.onSecret(oldObj, obj) },
+		},
+	} {
+		inf, err := c.GetInformer(ctx, obj)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return nil, err
+		}
 	}
 	go func() { _ = c.Start(ctx) }()
 	if !c.WaitForCacheSync(ctx) {
@@ -116,15 +131,25 @@ func (w *watcher) state(key string) *tokenState {
 }
 
 func (w *watcher) onToken(obj any) {
-	tok, ok := obj.(*v1alpha1.DingTalkToken)
-	if !ok {
+	var key string
+	var status *v1alpha1.TokenStatus
+	var provisioned int32
+	switch tok := obj.(type) {
+	case *v1alpha1.DingTalkToken:
+		key, status = tokenKey(tok.Namespace, tok.Name), &tok.Status.TokenStatus
+	case *v1alpha1.ClusterDingTalkToken:
+		key, status = tokenKey("", tok.Name), &tok.Status.TokenStatus
+		if n := tok.Status.Namespaces; n != nil {
+			provisioned = n.Provisioned
+		}
+	default:
 		return
 	}
 	now := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	st := w.state(tokenKey(tok.Namespace, tok.Name))
-	c := meta.FindStatusCondition(tok.Status.Conditions, v1alpha1.ConditionReady)
+	st := w.state(key)
+	c := meta.FindStatusCondition(status.Conditions, v1alpha1.ConditionReady)
 	ready := c != nil && c.Status == metav1.ConditionTrue
 	if ready && st.ready.IsZero() {
 		st.ready = now
@@ -133,31 +158,48 @@ func (w *watcher) onToken(obj any) {
 		st.notReady++
 	}
 	st.readyNow = ready
-	if lr := tok.Status.LastRefreshTime; lr != nil && !lr.Time.Equal(st.lastRefresh) {
+	st.provisioned = provisioned
+	if rt := status.RefreshTime; rt != nil {
+		st.refreshTime = rt.Time
+	}
+	if lr := status.LastRefreshTime; lr != nil && !lr.Time.Equal(st.lastRefresh) {
 		if !st.lastRefresh.IsZero() {
 			st.refreshes++
 		}
 		st.lastRefresh = lr.Time
-		if tok.Status.ExpiresAt != nil {
-			st.lifetime = tok.Status.ExpiresAt.Sub(lr.Time)
+		if status.ExpiresAt != nil {
+			st.lifetime = status.ExpiresAt.Sub(lr.Time)
 		}
 	}
 }
 
-// onSecret counts a target Secret whose token or expiry changed.
+// onSecret records a target Secret's arrival and the changes of its token or expiry.
 func (w *watcher) onSecret(oldObj, obj any) {
-	old, ok1 := oldObj.(*corev1.Secret)
-	cur, ok2 := obj.(*corev1.Secret)
-	if !ok1 || !ok2 || strings.HasSuffix(cur.Name, v1alpha1.RefreshTokenSecretSuffix) {
-		return
-	}
-	oldExp, newExp := expiresAt(old), expiresAt(cur)
-	if oldExp.Equal(newExp) && string(old.Data[v1alpha1.DefaultTargetKey]) == string(cur.Data[v1alpha1.DefaultTargetKey]) {
+	cur, ok := obj.(*corev1.Secret)
+	if !ok || strings.HasSuffix(cur.Name, v1alpha1.RefreshTokenSecretSuffix) {
 		return
 	}
 	now := time.Now()
+	token := string(cur.Data[v1alpha1.DefaultTargetKey])
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	key := tokenKey(cur.Namespace, cur.Name)
+	st := w.secrets[key]
+	newExp := expiresAt(cur)
+	if st == nil {
+		st = &secretState{first: now, changed: now, token: token, expiry: newExp}
+		w.secrets[key] = st
+	}
+	old, _ := oldObj.(*corev1.Secret)
+	if old == nil {
+		return
+	}
+	oldExp := expiresAt(old)
+	if oldExp.Equal(newExp) && token == st.token {
+		return
+	}
+	// DingTalk renews a token it reuses: a refresh may change the expiry alone.
+	st.token, st.expiry, st.changed = token, newExp, now
 	if !w.steady {
 		return
 	}
@@ -212,10 +254,13 @@ func expiresAt(s *corev1.Secret) time.Time {
 	return t
 }
 
-// setSteady starts or stops the steady-state recording.
+// setSteady starts or stops the steady-state recording (and resets it when starting).
 func (w *watcher) setSteady(on bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if on {
+		w.changes, w.minRemaining = map[int64]int{}, math.MaxInt64
+	}
 	w.steady = on
 }
 
@@ -230,7 +275,31 @@ func (w *watcher) snapshot() map[string]tokenState {
 	return out
 }
 
-// peak returns the most target Secret changes in one second and that second.
+// token copies one token's state.
+func (w *watcher) token(key string) tokenState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if st := w.tokens[key]; st != nil {
+		return *st
+	}
+	return tokenState{}
+}
+
+// secretsNamed copies the states of the target Secrets named name, by namespace.
+func (w *watcher) secretsNamed(name string) map[string]secretState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]secretState{}
+	for k, v := range w.secrets {
+		if ns, n, _ := strings.Cut(k, "/"); n == name {
+			out[ns] = *v
+		}
+	}
+	return out
+}
+
+// peak returns the most target Secret changes in one second and that second, and the least
+// remaining lifetime seen.
 func (w *watcher) peak() (int, time.Time, time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
