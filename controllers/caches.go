@@ -20,15 +20,32 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 )
 
 // What the informer caches keep of each object. managedFields are most of a cached object's
-// size (about 1 KiB for a DingTalkToken whose status the operator writes): the operator reads
-// none but its own field manager's entries on its Secrets (staleFields, hasUpdateEntry).
+// size (about 1 KiB for a DingTalkToken whose status the operator writes), and `kubectl apply`
+// keeps a copy of the whole object in an annotation: the operator reads neither, but its own
+// field manager's entries on its Secrets (staleFields, hasUpdateEntry).
 
-// stripManagedFields drops managedFields: DingTalkTokens, ClusterDingTalkTokens and Namespaces.
-var stripManagedFields = cache.TransformStripManagedFields()
+// lastApplied is the annotation `kubectl apply` keeps the whole applied object in.
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// stripManagedFields drops managedFields and kubectl's last-applied copy of the object:
+// DingTalkTokens, ClusterDingTalkTokens and Namespaces.
+var stripManagedFields toolscache.TransformFunc = func(in any) (any, error) {
+	obj, err := meta.Accessor(in)
+	if err != nil {
+		return in, nil
+	}
+	if obj.GetManagedFields() != nil {
+		obj.SetManagedFields(nil)
+	}
+	if a := obj.GetAnnotations(); a[lastApplied] != "" {
+		delete(a, lastApplied)
+		obj.SetAnnotations(a)
+	}
+	return in, nil
+}
 
 // ownManagedFields keeps only this operator's field manager's managedFields entries: an owned
 // Secret's upgrade from create to apply ownership reads the full list from the API server.

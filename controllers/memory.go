@@ -23,6 +23,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 )
 
 // heldToken is the last good token of a DingTalkToken. Secret: only its expiry and digest leave memory
@@ -62,15 +63,16 @@ type claim struct {
 // (a DingTalkToken deleted and re-created under the same name starts afresh).
 type memory struct {
 	mu     sync.Mutex
-	tokens map[types.NamespacedName]heldToken
+	tokens map[types.NamespacedName]*heldToken
 	// shown is, per DingTalkToken, the token its target Secret was last written or verified to
-	// hold: it may be older than tokens' (a refresh whose target write has not happened yet).
-	shown  map[types.NamespacedName]heldToken
+	// hold: it may be older than tokens' (a refresh whose target write has not happened yet). When
+	// it is the same token it shares tokens' record. Records are never changed once stored.
+	shown  map[types.NamespacedName]*heldToken
 	users  map[types.NamespacedName]userRecord
 	claims map[string]claim
 	// written holds, per DingTalkToken, the resourceVersion of each object this process last wrote
-	// (the DingTalkToken's status, its Secrets): a cached copy with another resourceVersion may
-	// be older than our own write, so it is read again from the API server.
+	// (the DingTalkToken's status, its Secrets) until the cache has caught up with it: a cached
+	// copy older than our own write is read again from the API server.
 	written map[types.NamespacedName]map[string]string
 	// requests is, per object, the last refresh-requested-at value seen.
 	requests map[types.NamespacedName]requestSeen
@@ -83,8 +85,8 @@ type requestSeen struct {
 
 func newMemory() *memory {
 	return &memory{
-		tokens:   map[types.NamespacedName]heldToken{},
-		shown:    map[types.NamespacedName]heldToken{},
+		tokens:   map[types.NamespacedName]*heldToken{},
+		shown:    map[types.NamespacedName]*heldToken{},
 		users:    map[types.NamespacedName]userRecord{},
 		claims:   map[string]claim{},
 		written:  map[types.NamespacedName]map[string]string{},
@@ -107,44 +109,75 @@ func (m *memory) wrote(key types.NamespacedName, kind string, obj metav1.Object)
 	w[kind+"/"+obj.GetNamespace()+"/"+obj.GetName()] = obj.GetResourceVersion()
 }
 
-// stale reports whether a cached object differs from what this process last wrote: the cache may
-// not have seen that write yet.
+// stale reports whether a cached object may predate what this process last wrote: the cache has
+// not shown that write (or a later one) yet. Once it has, the write is forgotten.
 func (m *memory) stale(key types.NamespacedName, kind string, obj metav1.Object) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	rv, ok := m.written[key][kind+"/"+obj.GetNamespace()+"/"+obj.GetName()]
-	return ok && rv != obj.GetResourceVersion()
+	w := m.written[key]
+	k := kind + "/" + obj.GetNamespace() + "/" + obj.GetName()
+	rv, ok := w[k]
+	if !ok {
+		return false
+	}
+	if !caughtUp(obj.GetResourceVersion(), rv) {
+		return true
+	}
+	delete(w, k)
+	if len(w) == 0 {
+		delete(m.written, key)
+	}
+	return false
+}
+
+// caughtUp reports whether a cached resourceVersion is the one written or a later one (versions
+// the API server does not order count only when equal).
+func caughtUp(cached, written string) bool {
+	if cached == written {
+		return true
+	}
+	c, err := resourceversion.CompareResourceVersion(cached, written)
+	return err == nil && c > 0
 }
 
 func (m *memory) token(key types.NamespacedName, uid types.UID) *heldToken {
 	return m.held(m.tokens, key, uid)
 }
 
-func (m *memory) setToken(key types.NamespacedName, t heldToken) { m.setHeld(m.tokens, key, t) }
+func (m *memory) setToken(key types.NamespacedName, t heldToken) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tokens[key] = &t
+}
 
 // shownToken is the token the DingTalkToken's target Secret was last written or verified to hold.
 func (m *memory) shownToken(key types.NamespacedName, uid types.UID) *heldToken {
 	return m.held(m.shown, key, uid)
 }
 
-func (m *memory) setShown(key types.NamespacedName, t heldToken) { m.setHeld(m.shown, key, t) }
+// setShown records the token the target Secret holds, sharing the held token's record when it is
+// that token (the common case: one record per object).
+func (m *memory) setShown(key types.NamespacedName, t heldToken) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur := m.tokens[key]; cur != nil && *cur == t {
+		m.shown[key] = cur
+		return
+	}
+	m.shown[key] = &t
+}
 
-// held looks key up in one of memory's token maps; a token of another UID (an older object of
-// the same name) is not returned.
-func (m *memory) held(from map[types.NamespacedName]heldToken, key types.NamespacedName, uid types.UID) *heldToken {
+// held looks key up in one of memory's token maps and returns a copy; a token of another UID (an
+// older object of the same name) is not returned.
+func (m *memory) held(from map[types.NamespacedName]*heldToken, key types.NamespacedName, uid types.UID) *heldToken {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, ok := from[key]
 	if !ok || t.UID != uid {
 		return nil
 	}
-	return &t
-}
-
-func (m *memory) setHeld(to map[types.NamespacedName]heldToken, key types.NamespacedName, t heldToken) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	to[key] = t
+	c := *t
+	return &c
 }
 
 func (m *memory) user(key types.NamespacedName, uid types.UID) *userRecord {
