@@ -140,14 +140,26 @@ func convert[T any](t *testing.T, o *unstructured.Unstructured) *T {
 	return out
 }
 
-// The objects every install has, whatever the toggles (cluster-wide mode).
-var baseObjects = []string{
+// The objects every install has, whatever the toggles (cluster-wide mode): the Deployment, its
+// ServiceAccount, and each Role of config/rbac (leader election, the digest key, ...) in the
+// release namespace, bound to the ServiceAccount.
+var baseObjects = append([]string{
 	"ServiceAccount " + releaseNS + "/" + fullname,
 	"Deployment " + releaseNS + "/" + fullname,
-	"Role " + releaseNS + "/" + fullname + "-leader-election-role",
-	"RoleBinding " + releaseNS + "/" + fullname + "-leader-election-rolebinding",
-	"Role " + releaseNS + "/" + fullname + "-digest-key-role",
-	"RoleBinding " + releaseNS + "/" + fullname + "-digest-key-rolebinding",
+}, configRoles()...)
+
+func configRoles() []string {
+	var out []string
+	for _, role := range configObjects("config/rbac/*role.yaml", func(o *unstructured.Unstructured) string {
+		if o.GetKind() != "Role" {
+			return ""
+		}
+		return o.GetName()
+	}) {
+		out = append(out, "Role "+releaseNS+"/"+fullname+"-"+role,
+			"RoleBinding "+releaseNS+"/"+fullname+"-"+strings.TrimSuffix(role, "-role")+"-rolebinding")
+	}
+	return out
 }
 
 // The objects of the operator's rights, cluster-wide.
