@@ -211,7 +211,7 @@ func (b *bench) runSize(ctx context.Context, s size) (sizeResult, error) {
 	if m != nil {
 		defer func() { m.Kill() }()
 	}
-	if err != nil {
+	if err != nil || b.p.scaleOnly {
 		return r, err
 	}
 	if err := sz.steady(ctx, m); err != nil {
