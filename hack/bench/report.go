@@ -115,6 +115,9 @@ func (b *bench) sizeTable(w func(string, ...any)) {
 		return fmt.Sprintf("%d / %d", z.scaleCalls, z.s.sets)
 	})
 	row("1", "API requests of the manager per token issued", "", func(z sizeResult) string {
+		if z.scaleRequests < 0 {
+			return "unknown (the metrics scrape failed)"
+		}
 		return fmt.Sprintf("%.2f (%.0f)", z.scaleRequests/float64(z.s.tokens), z.scaleRequests)
 	})
 	row("1", "manager CPU while issuing them", "", func(z sizeResult) string { return cpus(z.scaleCPU) })
