@@ -214,10 +214,11 @@ func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	defer func() { res, err = p.finish(ctx, err) }()
 
 	// See what the target Secret holds and recover the last good token: a read only, so that
-	// Ready reflects the Secret however the pass ends.
+	// Ready reflects the Secret however the pass ends. A new object's target the cache does not
+	// hold is looked up only before a DingTalk call (verifyTarget).
 	targets := r.targets(p)
 	targetKey := types.NamespacedName{Namespace: tok.Namespace, Name: tok.TargetName()}
-	target, err := targets.read(ctx, targetKey)
+	target, err := targets.readVerified(ctx, targetKey, !p.isNew())
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -249,6 +250,10 @@ func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	in := p.input()
 	if d := decide(in); d.Fetch {
 		p.log.V(1).Info("Refreshing token", "why", d.Why)
+		// Never a call for a token that cannot be written: an unverified target is looked up first.
+		if target, err = r.verifyTarget(ctx, p, in, targets, targetKey, target); err != nil || target.conflict != nil {
+			return ctrl.Result{}, err
+		}
 		a, err := r.refresh(ctx, p, in)
 		p.recordAttempt(a)
 		if err != nil {
@@ -281,6 +286,27 @@ func (r *DingTalkTokenReconciler) load(ctx context.Context, key types.Namespaced
 		return nil, err
 	}
 	return tok, nil
+}
+
+// verifyTarget looks an unverified target up on the API server before a refresh calls DingTalk
+// (a name taken by another owner's Secret fails the pass first: TargetConflict); a refresh that
+// takes a token another object of the set fetched moments ago calls nobody and needs no look:
+// its create finds a taken name.
+func (r *DingTalkTokenReconciler) verifyTarget(ctx context.Context, p *pass, in refreshInput, t targets,
+	key types.NamespacedName, state targetState) (targetState, error) {
+	c := p.creds.values
+	if !state.unverified || c == nil || c.shared() && r.sharedTokenReady(p.creds.setKey, in) {
+		return state, nil
+	}
+	state, err := t.read(ctx, key)
+	if err != nil {
+		return state, err
+	}
+	p.observeTarget(state)
+	if state.conflict != nil {
+		p.fail(*state.conflict)
+	}
+	return state, nil
 }
 
 // refresh fetches a token (shared for every type but User) and returns the attempt. Missing

@@ -61,6 +61,13 @@ func (r *DingTalkTokenReconciler) startPass(ctx context.Context, tok *v1alpha1.D
 	}
 }
 
+// isNew reports whether the object has never been through a pass that recorded status (its first
+// pass): no token and no failure to recover, so its target needs no look before a call is due.
+func (p *pass) isNew() bool {
+	st := &p.tok.Status
+	return st.ObservedGeneration == 0 && len(st.Conditions) == 0 && st.TokenDigest == ""
+}
+
 // observeTarget records what the target Secret holds and the last good token: memory's, else the
 // one the owned Secret holds when status vouches for it (after a restart); and the expiry of the
 // token the Secret verifiably holds, which Ready follows.

@@ -44,6 +44,10 @@ type targetState struct {
 	secret *corev1.Secret
 	// conflict is set when the name belongs to a Secret the object does not own.
 	conflict *failure
+	// unverified is set when the cache holds no Secret of that name and the API server was not
+	// asked (a new object's first pass): it is asked before a DingTalk call, and a create finds
+	// a Secret the cache cannot see.
+	unverified bool
 }
 
 // targets reads and writes target Secrets for any token kind: owner is the object that owns
@@ -62,8 +66,17 @@ type targets struct {
 // Secret without the managed-by label is invisible to the cache, or when the cached copy predates
 // this process's own last write) and tells whether the owner owns it.
 func (t targets) read(ctx context.Context, key types.NamespacedName) (targetState, error) {
+	return t.readVerified(ctx, key, true)
+}
+
+// readVerified is read; with verify false, a name the cache does not hold is not looked up on
+// the API server (the state is unverified).
+func (t targets) readVerified(ctx context.Context, key types.NamespacedName, verify bool) (targetState, error) {
 	s := &corev1.Secret{}
 	err := t.client.Get(ctx, key, s)
+	if apierrors.IsNotFound(err) && !verify {
+		return targetState{unverified: true}, nil
+	}
 	if apierrors.IsNotFound(err) || err == nil && t.memory.stale(t.memKey, "Secret", s) {
 		err = t.reader.Get(ctx, key, s)
 	}

@@ -111,6 +111,13 @@ func (sh *Machinery) fetchShared(ctx context.Context, setKey string, in refreshI
 	return attempt{creds: creds, token: &t, called: called}
 }
 
+// sharedTokenReady reports whether a token another object of the set fetched moments ago would be
+// taken (the acceptShared policy) instead of a call.
+func (sh *Machinery) sharedTokenReady(setKey string, in refreshInput) bool {
+	_, ok := sh.fetcher.cached(setKey, func(t issued) bool { return acceptShared(in, t) })
+	return ok
+}
+
 // firstFailure returns the first non-nil failure.
 func firstFailure(fs ...*failure) *failure {
 	for _, f := range fs {
