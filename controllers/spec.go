@@ -67,8 +67,9 @@ func specOfDingTalkToken(tok *v1alpha1.DingTalkToken) tokenSpec {
 	return s
 }
 
-// refreshRequestedAt parses a refresh-requested-at value: the requested time, in whole seconds
-// like the issue times it is compared with, or why it is ignored. A time up to requestSkew ahead
+// refreshRequestedAt parses a refresh-requested-at value: the requested time, rounded up to whole
+// seconds like the issue times it is compared with (a token issued in the second of a request with
+// a fraction may predate it), or why it is ignored. A time up to requestSkew ahead
 // (the requester's clock running ahead of ours) is honoured when it comes, not before: a token
 // issued earlier would not be newer than the request, and would be fetched again.
 func refreshRequestedAt(value string, now time.Time) (time.Time, string) {
@@ -81,7 +82,9 @@ func refreshRequestedAt(value string, now time.Time) (time.Time, string) {
 		return time.Time{}, "is not an RFC 3339 time such as 2026-11-25T14:50:12Z"
 	case t.After(now.Add(requestSkew)):
 		return time.Time{}, "lies in the future"
+	case t.Equal(t.Truncate(time.Second)):
+		return t, ""
 	default:
-		return t.Truncate(time.Second), ""
+		return t.Truncate(time.Second).Add(time.Second), ""
 	}
 }

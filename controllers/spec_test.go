@@ -30,14 +30,14 @@ func TestRefreshRequestedAt(t *testing.T) {
 		want    time.Time // the request time (zero: none)
 		ignored string    // why it is ignored ("": it is not)
 	}{
-		"none":                                 {},
-		"a time in the past":                   {value: "2026-11-25T11:00:00Z", want: t0.Add(-time.Hour)},
-		"fractions of a second are dropped":    {value: "2026-11-25T12:00:00.900Z", want: t0},
-		"a few seconds ahead is kept as it is": {value: "2026-11-25T12:00:30Z", want: t0.Add(30 * time.Second)},
-		"more than a minute ahead: ignored":    {value: "2026-11-25T12:05:00Z", ignored: "lies in the future"},
-		"not a time: ignored":                  {value: "now please", ignored: "is not an RFC 3339 time such as 2026-11-25T14:50:12Z"},
-		"a date without a time: ignored":       {value: "2026-11-25", ignored: "is not an RFC 3339 time such as 2026-11-25T14:50:12Z"},
-		"another zone is the same instant":     {value: "2026-11-25T20:00:00+08:00", want: t0},
+		"none":               {},
+		"a time in the past": {value: "2026-11-25T11:00:00Z", want: t0.Add(-time.Hour)},
+		"a fraction rounds up to the next second": {value: "2026-11-25T12:00:00.100Z", want: t0.Add(time.Second)},
+		"a few seconds ahead is kept as it is":    {value: "2026-11-25T12:00:30Z", want: t0.Add(30 * time.Second)},
+		"more than a minute ahead: ignored":       {value: "2026-11-25T12:05:00Z", ignored: "lies in the future"},
+		"not a time: ignored":                     {value: "now please", ignored: "is not an RFC 3339 time such as 2026-11-25T14:50:12Z"},
+		"a date without a time: ignored":          {value: "2026-11-25", ignored: "is not an RFC 3339 time such as 2026-11-25T14:50:12Z"},
+		"another zone is the same instant":        {value: "2026-11-25T20:00:00+08:00", want: t0},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
