@@ -19,7 +19,6 @@ package controllers_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -132,24 +131,13 @@ func TestEnvtest(t *testing.T) {
 	}
 	env = setupSuite(t)
 	t.Run("scenarios", func(t *testing.T) {
-		// All at once: the scenarios mostly wait for token lifetimes, so they run concurrently
-		// from goroutines (t.Parallel would cap them at -test.parallel, i.e. GOMAXPROCS).
-		var wg sync.WaitGroup
+		runs := make(map[string]func(*testing.T), len(scenarios))
 		for _, sc := range scenarios {
-			wg.Go(func() { t.Run(sc.name, func(t *testing.T) { sc.run(t, env.namespace(sc.name)) }) })
+			runs[sc.name] = func(t *testing.T) { sc.run(t, env.namespace(sc.name)) }
 		}
-		wg.Wait()
+		envtesting.RunConcurrently(t, runs)
 	})
 	t.Run("LeakScan", testLeakScan)
-	if t.Failed() {
-		// Everything the managers logged, for the post-mortem (the leak scan passed or failed above).
-		f, err := os.CreateTemp("", "controllers-envtest-*.log")
-		if err == nil {
-			_, _ = f.WriteString(env.logs.String())
-			_ = f.Close()
-			t.Logf("manager logs: %s", f.Name())
-		}
-	}
 }
 
 // testLeakScan runs after every scenario: everything the managers logged at the highest verbosity,
@@ -174,15 +162,9 @@ func testLeakScan(t *testing.T) {
 }
 
 func setupSuite(t *testing.T) *suite {
-	s := &suite{logs: &testutil.SyncBuffer{}, runID: testutil.RandHex(3)}
-	var sink io.Writer = s.logs
-	if os.Getenv("TEST_LOGS") != "" {
-		sink = io.MultiWriter(s.logs, os.Stderr)
-	}
+	s := &suite{runID: testutil.RandHex(3)}
 	// The highest verbosity: every V-level the code and controller-runtime have.
-	var err error
-	s.log, err = testenv.SetLogger(sink, "127")
-	envtesting.Must(t, err)
+	s.logs, s.log = envtesting.SuiteLogs(t, "controllers-envtest")
 	s.Env = envtesting.Start(t, testenv.Options{Simulator: &simulator.Config{}})
 
 	// The in-pass retry of a refresh-token write gives up after ~1s here (minutes in production),

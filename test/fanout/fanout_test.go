@@ -23,23 +23,17 @@ package fanout
 import (
 	"context"
 	"fmt"
-	"io"
-	"os"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
-	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/klog/v2"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
@@ -51,48 +45,31 @@ import (
 
 var (
 	env  *envtesting.Env
-	logs = &testutil.SyncBuffer{}
+	logs *testutil.SyncBuffer
 )
 
 // TestFanOut runs every scenario at once (each with its own namespaces, labels and simulator
 // app), then the leak scan over all of them.
 func TestFanOut(t *testing.T) {
-	var sink = zapcore.AddSync(logs)
-	if os.Getenv("TEST_LOGS") != "" {
-		sink = zapcore.AddSync(io.MultiWriter(logs, os.Stderr))
-	}
-	log := zap.New(zap.WriteTo(sink), zap.Level(zapcore.Level(-127)))
-	ctrl.SetLogger(log)
-	klog.SetLogger(log)
+	var log logr.Logger
+	logs, log = envtesting.SuiteLogs(t, "fanout-envtest")
 	env = envtesting.Start(t, testenv.Options{Simulator: &simulator.Config{}})
 	// No namespace list: the cluster-wide operator, which serves ClusterDingTalkTokens.
 	env.StartManager(t, env.ManagerOptions(), operator.Hooks{Logger: log})
 	watchNamespaceFinalizers(t)
 
-	scenarios := map[string]func(*testing.T){
-		"FanOutSharedFetch":  testFanOutSharedFetch,
-		"NamespaceLifecycle": testNamespaceLifecycle,
-		"Admission":          testAdmission,
-		"Idle":               testIdle,
-		"StreamFanOut":       testStreamFanOut,
-	}
 	t.Run("scenarios", func(t *testing.T) {
-		var wg sync.WaitGroup
-		for name, run := range scenarios {
-			wg.Go(func() { t.Run(name, run) })
-		}
-		wg.Wait()
+		envtesting.RunConcurrently(t, map[string]func(*testing.T){
+			"FanOutSharedFetch":  testFanOutSharedFetch,
+			"NamespaceLifecycle": testNamespaceLifecycle,
+			"Admission":          testAdmission,
+			"Idle":               testIdle,
+			"StreamFanOut":       testStreamFanOut,
+		})
 	})
 	t.Run("LeakScan", func(t *testing.T) {
 		env.ScanLeaks(t, logs.Bytes(), `"No refresh"`, `"Stored a pushed suite ticket"`)
 	})
-	if t.Failed() {
-		if f, err := os.CreateTemp("", "fanout-envtest-*.log"); err == nil {
-			_, _ = f.Write(logs.Bytes())
-			_ = f.Close()
-			t.Logf("manager logs: %s", f.Name())
-		}
-	}
 }
 
 // newApp adds an internal app to the simulator and returns its key and secret (both sensitive).
