@@ -78,10 +78,13 @@ type sizeResult struct {
 	createSpan, allReady time.Duration
 	p50, p99             time.Duration
 	scaleCalls           int64
-	scaleRequests        float64 // API requests the manager made while issuing the tokens
-	scaleCPU             float64 // CPU seconds of the manager while issuing them
-	scaleMem             memory  // right after all were Ready
-	scaleHeap            int64   // KiB, live heap right after all were Ready
+	scaleRequests        float64       // API requests the manager made while issuing the tokens
+	scaleCPU             float64       // CPU seconds of the manager while issuing them
+	scaleCPCPU           float64       // CPU seconds of the control plane (kube-apiserver, etcd) meanwhile
+	scaleBusy            float64       // CPU seconds the whole machine was busy meanwhile
+	scaleWindow          time.Duration // how long those were measured
+	scaleMem             memory        // right after all were Ready
+	scaleHeap            int64         // KiB, live heap right after all were Ready
 
 	steadyCalls, steadyIdeal int64
 	steadySpan               time.Duration
@@ -282,6 +285,7 @@ func (z *sizeRun) scale(ctx context.Context) (*manager, error) {
 		return m, err
 	}
 	cpu0, _ := m.cpuSeconds()
+	cp0, busy0, w0 := controlPlaneCPU(), machineBusy(), time.Now()
 	req0, reqErr := m.apiRequests()
 	logf("Scale: creating %d DingTalkTokens over %d credential sets", r.s.tokens, r.s.sets)
 	profiled := z.b.cpuProfile(ctx, m, z.name("cpu-scale"))
@@ -321,6 +325,7 @@ func (z *sizeRun) scale(ctx context.Context) (*manager, error) {
 	r.p50, r.p99 = percentile(lat, 50), percentile(lat, 99)
 	r.scaleCalls = w.calls()
 	cpu1, _ := m.cpuSeconds()
+	r.scaleCPCPU, r.scaleBusy, r.scaleWindow = controlPlaneCPU()-cp0, machineBusy()-busy0, time.Since(w0)
 	req1, err := m.apiRequests()
 	r.scaleCPU, r.scaleRequests = cpu1-cpu0, req1-req0
 	if reqErr != nil || err != nil {

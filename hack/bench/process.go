@@ -209,3 +209,57 @@ func (m *manager) profile(ctx context.Context, dir, name, kind string) error {
 	logf("  wrote the profile %s", filepath.Join(dir, name))
 	return f.Close()
 }
+
+// controlPlaneCPU is the CPU time (seconds) used so far by this process's children named
+// kube-apiserver and etcd: the envtest control plane.
+func controlPlaneCPU() float64 {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	self := strconv.Itoa(os.Getpid())
+	var total float64
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || closing < open {
+			continue
+		}
+		name, fields := s[open+1:closing], strings.Fields(s[closing+1:])
+		if (name != "kube-apiserver" && name != "etcd") || len(fields) < 13 || fields[1] != self {
+			continue
+		}
+		utime, _ := strconv.ParseInt(fields[11], 10, 64)
+		stime, _ := strconv.ParseInt(fields[12], 10, 64)
+		total += float64(utime+stime) / clockTicks
+	}
+	return total
+}
+
+// machineBusy is the CPU time (seconds, all CPUs) the machine spent busy so far (/proc/stat).
+func machineBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return float64(busy) / clockTicks
+}

@@ -120,7 +120,10 @@ func (b *bench) sizeTable(w func(string, ...any)) {
 		}
 		return fmt.Sprintf("%.2f (%.0f)", z.scaleRequests/float64(z.s.tokens), z.scaleRequests)
 	})
-	row("1", "manager CPU while issuing them", "", func(z sizeResult) string { return cpus(z.scaleCPU) })
+	row("1", "CPU while issuing them: manager / API server and etcd / whole machine (all CPUs)", "", func(z sizeResult) string {
+		return fmt.Sprintf("%s / %s / %s of %s", cpus(z.scaleCPU), cpus(z.scaleCPCPU), cpus(z.scaleBusy),
+			cpus(z.scaleWindow.Seconds()*float64(runtime.NumCPU())))
+	})
 	row("1", "manager RSS / live heap with every token Ready", "<= 150 MiB (10,000)", func(z sizeResult) string {
 		v := mib(z.scaleMem.rss) + " / " + mib(z.scaleHeap)
 		if z.s.tokens == 10000 {
