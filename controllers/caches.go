@@ -18,14 +18,14 @@ package controllers
 
 import (
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 )
 
 // What the informer caches keep of each object. managedFields are most of a cached object's
 // size (about 1 KiB for a DingTalkToken whose status the operator writes), and `kubectl apply`
 // keeps a copy of the whole object in an annotation: the operator reads neither, but its own
-// field manager's entries on its Secrets (staleFields, hasUpdateEntry).
+// field manager's entries on its Secrets (staleFields, hasUpdateEntry), which the Secrets' own
+// transform keeps (secretView: no data, no foreign entries, no last-applied copy).
 
 // lastApplied is the annotation `kubectl apply` keeps the whole applied object in.
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
@@ -44,26 +44,5 @@ var stripManagedFields toolscache.TransformFunc = func(in any) (any, error) {
 		delete(a, lastApplied)
 		obj.SetAnnotations(a)
 	}
-	return in, nil
-}
-
-// ownManagedFields keeps only this operator's field manager's managedFields entries: an owned
-// Secret's upgrade from create to apply ownership reads the full list from the API server.
-var ownManagedFields toolscache.TransformFunc = func(in any) (any, error) {
-	obj, err := meta.Accessor(in)
-	if err != nil {
-		return in, nil
-	}
-	all := obj.GetManagedFields()
-	if len(all) == 0 {
-		return in, nil
-	}
-	own := make([]metav1.ManagedFieldsEntry, 0, 1)
-	for _, e := range all {
-		if e.Manager == string(fieldOwner) {
-			own = append(own, e)
-		}
-	}
-	obj.SetManagedFields(own)
 	return in, nil
 }

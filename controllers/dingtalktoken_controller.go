@@ -100,11 +100,11 @@ type DingTalkTokenReconciler struct {
 }
 
 // CacheOptions returns the manager's cache options: Secrets are cached only when labelled
-// app.kubernetes.io/managed-by=dingtalk-token-operator, DingTalkTokens and ClusterDingTalkTokens
-// only when tokens matches them (nil or empty: all; the operator serves no other), and everything
-// only in namespaces (empty: all). Memory then follows the operator's own Secrets, not the
-// cluster's. managedFields are dropped (caches.go), but for the operator's own entries on its
-// Secrets.
+// app.kubernetes.io/managed-by=dingtalk-token-operator, as views that hold no data (secretView),
+// DingTalkTokens and ClusterDingTalkTokens only when tokens matches them (nil or empty: all; the
+// operator serves no other), and everything only in namespaces (empty: all). Memory then follows
+// the number of the operator's own Secrets, not the cluster's Secrets nor their size.
+// managedFields are dropped (caches.go), but for the operator's own entries on its Secrets.
 func CacheOptions(namespaces []string, tokens labels.Selector) cache.Options {
 	if tokens != nil && tokens.Empty() {
 		tokens = nil
@@ -115,7 +115,7 @@ func CacheOptions(namespaces []string, tokens labels.Selector) cache.Options {
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {
 				Label:     labels.SelectorFromSet(labels.Set{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue}),
-				Transform: ownManagedFields,
+				Transform: cachedSecret,
 			},
 			&v1alpha1.DingTalkToken{}:        {Label: tokens},
 			&v1alpha1.ClusterDingTalkToken{}: {Label: tokens},
@@ -348,5 +348,5 @@ func specOrRequestChanged() predicate.Predicate {
 // targets reads and writes the pass's target Secret.
 func (r *DingTalkTokenReconciler) targets(p *pass) targets {
 	return targets{client: r.Client, reader: r.APIReader, scheme: r.Scheme, memory: r.memory,
-		owner: p.tok, ownerKind: "DingTalkToken", memKey: p.key}
+		owner: p.tok, ownerKind: "DingTalkToken", memKey: p.key, recover: p.recovering()}
 }

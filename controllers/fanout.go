@@ -96,8 +96,11 @@ func (r *ClusterDingTalkTokenReconciler) startPass(ctx context.Context, tok *v1a
 type fanOut struct {
 	// matched are the namespaces the selector picks, being deleted or not, in name order.
 	matched []string
-	// owned are the target Secrets the object owns, by namespace (cached).
+	// owned are the target Secrets the object owns, by namespace (cached views).
 	owned map[string]*corev1.Secret
+	// recovered is the last good token an owned target holds, read uncached after a restart
+	// (nil: memory holds one, or none could be verified).
+	recovered *heldToken
 	// selectorInvalid says why the selector could not be used ("": it could).
 	selectorInvalid string
 }
@@ -132,7 +135,32 @@ func (r *ClusterDingTalkTokenReconciler) observeFanOut(ctx context.Context, p *c
 		}
 	}
 	slices.Sort(fan.matched)
-	return fan, nil
+	fan.recovered, err = r.recoverFanOut(ctx, p, fan)
+	return fan, err
+}
+
+// recoverFanOut recovers the last good token after a restart (memory holds none, status says one
+// was issued) from the first owned target, read uncached, that holds the token status vouches for.
+func (r *ClusterDingTalkTokenReconciler) recoverFanOut(ctx context.Context, p *clusterPass, fan fanOut) (*heldToken, error) {
+	if p.st.TokenDigest == "" || r.memory.token(p.key, p.uid) != nil {
+		return nil, nil
+	}
+	for _, ns := range fan.matched {
+		if fan.owned[ns] == nil {
+			continue
+		}
+		live, err := r.targets(p).readLive(ctx, types.NamespacedName{Namespace: ns, Name: p.tok.Spec.Target.Name})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if h := recoverHeld(p.shared.digests, p.uid, p.st, p.spec.TargetKey, live); h != nil {
+			return h, nil
+		}
+	}
+	return nil, nil
 }
 
 // observeFanOut records what the namespaces hold: the last good token (memory's, else one an
@@ -143,13 +171,9 @@ func (p *clusterPass) observeFanOut(fan fanOut) {
 	p.selectorInvalid = fan.selectorInvalid
 	p.unused = len(fan.matched) == 0
 	p.held = mem.token(p.key, p.uid)
-	for _, ns := range fan.matched {
-		if s := fan.owned[ns]; p.held == nil && s != nil {
-			if h := recoverHeld(p.shared.digests, p.uid, p.st, p.spec.TargetKey, s); h != nil {
-				p.held = h
-				mem.setToken(p.key, *h)
-			}
-		}
+	if p.held == nil && fan.recovered != nil {
+		p.held = fan.recovered
+		mem.setToken(p.key, *fan.recovered)
 	}
 	p.counts = v1alpha1.NamespaceCounts{Matched: int32(len(fan.matched))}
 	for _, ns := range fan.matched {
@@ -221,7 +245,7 @@ func (r *ClusterDingTalkTokenReconciler) cachedTarget(ctx context.Context, p *cl
 	if cached == nil {
 		return targetState{}, nil
 	}
-	if !r.memory.stale(p.key, "Secret", cached) {
+	if !r.memory.stale(p.key, "Secret", cached) && !truncated(cached) {
 		return targetState{secret: cached}, nil
 	}
 	return r.targets(p).read(ctx, key)

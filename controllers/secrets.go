@@ -24,7 +24,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -63,8 +62,8 @@ type desiredSecret struct {
 type secretWriter struct {
 	client client.Client
 	scheme *runtime.Scheme
-	// reader reads uncached: the full managedFields an ownership upgrade rewrites (the cache
-	// keeps only this field manager's entries). nil: the live Secret given was read uncached.
+	// reader reads uncached: the full managedFields an ownership upgrade rewrites (a view keeps
+	// only this field manager's entries). nil: the live Secret given was read uncached, not a view.
 	reader client.Reader
 }
 
@@ -84,8 +83,8 @@ func (w secretWriter) create(ctx context.Context, owner client.Object, d desired
 	return s, nil
 }
 
-// apply makes the existing owned Secret live hold d, under live's resourceVersion, and returns
-// the resourceVersion written.
+// apply makes the existing owned Secret live (a view) hold d, under live's resourceVersion, and
+// returns the resourceVersion written.
 func (w secretWriter) apply(ctx context.Context, owner client.Object, live *corev1.Secret, d desiredSecret) (string, error) {
 	rv := live.ResourceVersion
 	if stale := staleFields(live, d); stale && hasUpdateEntry(live) {
@@ -100,7 +99,7 @@ func (w secretWriter) apply(ctx context.Context, owner client.Object, live *core
 			return "", err
 		}
 		if patch != nil {
-			upgraded := live.DeepCopy()
+			upgraded := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: live.Namespace, Name: live.Name}}
 			if err := w.client.Patch(ctx, upgraded, client.RawPatch(types.JSONPatchType, patch), fieldOwner); err != nil {
 				return "", err
 			}
@@ -141,7 +140,7 @@ func (w secretWriter) apply(ctx context.Context, owner client.Object, live *core
 // uncached is live with every managedFields entry, read from the API server unless live was;
 // a Secret changed since the pass read it is a conflict (the pass is repeated).
 func (w secretWriter) uncached(ctx context.Context, live *corev1.Secret) (*corev1.Secret, error) {
-	if w.reader == nil {
+	if w.reader == nil && !isView(live) {
 		return live, nil
 	}
 	full := &corev1.Secret{}
@@ -169,13 +168,13 @@ func controllerRef(owner client.Object, scheme *runtime.Scheme) (*metav1ac.Owner
 		WithBlockOwnerDeletion(true), nil
 }
 
-// upToDate reports whether the owned Secret live already holds exactly d: the same data, d's
-// labels and annotations, the controller reference, and no label, annotation or data key this
-// field owner set earlier and d no longer has.
+// upToDate reports whether the owned Secret live (a view) already holds exactly d: the same data,
+// d's labels and annotations, the controller reference, and no label, annotation or data key this
+// field owner set earlier and d no longer has. A truncated view is never up to date.
 func upToDate(owner metav1.Object, live *corev1.Secret, d desiredSecret) bool {
-	return metav1.IsControlledBy(live, owner) && blocksOwnerDeletion(live, owner) &&
-		equality.Semantic.DeepEqual(live.Data, d.Data) &&
-		contains(live.Labels, d.Labels) && contains(live.Annotations, d.Annotations) &&
+	return !truncated(live) && metav1.IsControlledBy(live, owner) && blocksOwnerDeletion(live, owner) &&
+		holdsData(live, d.Data) &&
+		contains(live.Labels, d.Labels) && holdsAnnotations(live, d.Annotations) &&
 		!staleFields(live, d)
 }
 

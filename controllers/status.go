@@ -68,6 +68,12 @@ func (p *pass) isNew() bool {
 	return st.ObservedGeneration == 0 && len(st.Conditions) == 0 && st.TokenDigest == ""
 }
 
+// recovering reports whether the pass must recover the last good token from the target Secret:
+// memory holds none (after a restart) and status says one was issued.
+func (p *pass) recovering() bool {
+	return p.st.TokenDigest != "" && p.shared.memory.token(p.key, p.uid) == nil
+}
+
 // observeTarget records what the target Secret holds and the last good token: memory's, else the
 // one the owned Secret holds when status vouches for it (after a restart); and the expiry of the
 // token the Secret verifiably holds, which Ready follows.
@@ -75,8 +81,8 @@ func (p *pass) observeTarget(t targetState) {
 	p.target = t
 	mem := p.shared.memory
 	p.held = mem.token(p.key, p.uid)
-	if p.held == nil && t.secret != nil {
-		if h := recoverHeld(p.shared.digests, p.uid, p.st, p.spec.TargetKey, t.secret); h != nil {
+	if p.held == nil && t.live != nil {
+		if h := recoverHeld(p.shared.digests, p.uid, p.st, p.spec.TargetKey, t.live); h != nil {
 			p.held = h
 			mem.setToken(p.key, *h)
 			mem.setShown(p.key, *h)
@@ -118,7 +124,7 @@ func (p *pass) recordTarget(w targetWrite) {
 		switch old := p.target.secret; {
 		case old == nil:
 			p.log.V(1).Info("Created Secret", "secret", p.tok.TargetName())
-		case string(old.Data[p.spec.TargetKey]) != p.held.AccessToken && p.targetExpiry.IsZero() &&
+		case !holds(old, p.spec.TargetKey, p.held.AccessToken) && p.targetExpiry.IsZero() &&
 			p.tok.Status.TokenDigest == p.before.Status.TokenDigest:
 			p.log.Info("Restored target Secret", "secret", p.tok.TargetName())
 		default:

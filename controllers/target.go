@@ -40,8 +40,11 @@ const targetWriteTimeout = 5 * time.Second
 
 // targetState is what a target Secret's name holds before the pass writes.
 type targetState struct {
-	// secret is the existing Secret the object owns (nil: none yet).
+	// secret is the view (secretView) of the existing Secret the object owns (nil: none yet).
 	secret *corev1.Secret
+	// live is that Secret as read uncached, values included, when the pass recovers the token
+	// after a restart (nil otherwise: no value is kept beyond the pass that needs it).
+	live *corev1.Secret
 	// conflict is set when the name belongs to a Secret the object does not own.
 	conflict *failure
 	// unverified is set when the cache holds no Secret of that name and the API server was not
@@ -60,11 +63,14 @@ type targets struct {
 	owner     client.Object
 	ownerKind string
 	memKey    types.NamespacedName
+	// recover asks read for the Secret's values (targetState.live): memory holds no token.
+	recover bool
 }
 
 // read reads a target Secret (cache first; the API server when the cache has none, since a
-// Secret without the managed-by label is invisible to the cache, or when the cached copy predates
-// this process's own last write) and tells whether the owner owns it.
+// Secret without the managed-by label is invisible to the cache, when the cached copy predates
+// this process's own last write or is a truncated view, or when recover asks for its values) and
+// tells whether the owner owns it. The Secret is returned as a view.
 func (t targets) read(ctx context.Context, key types.NamespacedName) (targetState, error) {
 	return t.readVerified(ctx, key, true)
 }
@@ -77,7 +83,9 @@ func (t targets) readVerified(ctx context.Context, key types.NamespacedName, ver
 	if apierrors.IsNotFound(err) && !verify {
 		return targetState{unverified: true}, nil
 	}
-	if apierrors.IsNotFound(err) || err == nil && t.memory.stale(t.memKey, "Secret", s) {
+	if apierrors.IsNotFound(err) || err == nil && (t.memory.stale(t.memKey, "Secret", s) || truncated(s) ||
+		t.recover && metav1.IsControlledBy(s, t.owner)) {
+		s = &corev1.Secret{}
 		err = t.reader.Get(ctx, key, s)
 	}
 	switch {
@@ -87,13 +95,26 @@ func (t targets) readVerified(ctx context.Context, key types.NamespacedName, ver
 		return targetState{}, err
 	case !metav1.IsControlledBy(s, t.owner):
 		return targetState{conflict: targetConflict(key.Name, t.ownerKind)}, nil
-	default:
-		return targetState{secret: s}, nil
 	}
+	state := targetState{secret: secretView(s, false)}
+	if t.recover && !isView(s) {
+		state.live = s
+	}
+	return state, nil
+}
+
+// readLive reads a target Secret uncached, values included (recovering a token after a restart).
+func (t targets) readLive(ctx context.Context, key types.NamespacedName) (*corev1.Secret, error) {
+	s := &corev1.Secret{}
+	if err := t.reader.Get(ctx, key, s); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // recoverHeld trusts the token in an owned target Secret after a restart when its HMAC equals
-// status.tokenDigest: it is then the token this operator wrote, with status's timing.
+// status.tokenDigest: it is then the token this operator wrote, with status's timing. s is the
+// Secret as read uncached (a view holds no token).
 func recoverHeld(d digester, uid types.UID, st *v1alpha1.TokenStatus, targetKey string, s *corev1.Secret) *heldToken {
 	value := string(s.Data[targetKey])
 	if value == "" || st.ExpiresAt == nil || st.LastRefreshTime == nil || !d.matches(st.TokenDigest, uid, "token", value) {
@@ -105,9 +126,9 @@ func recoverHeld(d digester, uid types.UID, st *v1alpha1.TokenStatus, targetKey 
 	}
 }
 
-// heldExpiry is the expiry of the token the owned Secret holds, when it is the held token.
+// heldExpiry is the expiry of the token the owned Secret (a view) holds, when it is the held token.
 func heldExpiry(targetKey string, s *corev1.Secret, held *heldToken) time.Time {
-	if held == nil || string(s.Data[targetKey]) != held.AccessToken {
+	if held == nil || !holds(s, targetKey, held.AccessToken) {
 		return time.Time{}
 	}
 	return held.ExpiresAt
@@ -221,7 +242,7 @@ func (t targets) createRaced(ctx context.Context, key types.NamespacedName) (tar
 	if !metav1.IsControlledBy(live, t.owner) {
 		return targetState{conflict: targetConflict(key.Name, t.ownerKind)}, nil
 	}
-	return targetState{secret: live}, nil
+	return targetState{secret: secretView(live, false)}, nil
 }
 
 // refusedTarget turns the API server refusing the target Secret as invalid into TemplateInvalid

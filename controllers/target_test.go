@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
@@ -45,7 +44,8 @@ func TestShownExpiry(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			tok := &v1alpha1.DingTalkToken{}
-			s := &corev1.Secret{Data: map[string][]byte{tok.TargetKey(): []byte(tc.inSecret)}}
+			// The passes compare views of Secrets (no values, digests).
+			s := secretView(ownedSecret(map[string][]byte{tok.TargetKey(): []byte(tc.inSecret)}), false)
 			if got := shownExpiry(tok.TargetKey(), s, tc.held, tc.shown); !got.Equal(tc.want) {
 				t.Errorf("shownExpiry() = %s, want %s", got, tc.want)
 			}
