@@ -152,7 +152,9 @@ func (f *fetcher) fetch(ctx context.Context, key string, accept func(issued) boo
 				// Counted from the answer, to the nanosecond: never a call before DingTalk allows it.
 				f.setFloor(key, f.clock.Now().Add(min(ra, maxRetryAfter)))
 			}
-			return nil, err
+			// The answer may still carry a rotated refresh token (a 2xx answer with another
+			// field invalid): its caller must keep it.
+			return issued{Token: tok}, err
 		}
 		t := issued{Token: tok, IssuedAt: sentAt, ExpiresAt: sentAt.Add(tok.ExpireIn), JitterSeed: f.jitterSeed(tok.AccessToken)}
 		if share {
@@ -165,7 +167,8 @@ func (f *fetcher) fetch(ctx context.Context, key string, accept func(issued) boo
 	// dropped (DingTalk has already invalidated the old one).
 	res := <-ch
 	if res.Err != nil {
-		return issued{}, false, res.Err
+		t, _ := res.Val.(issued)
+		return t, ran, res.Err
 	}
 	// Reading ran is safe: the flight's function returned before its result was sent.
 	return res.Val.(issued), ran, nil

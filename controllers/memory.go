@@ -41,6 +41,10 @@ type userRecord struct {
 	UID types.UID
 	// RefreshToken is the newest refresh token DingTalk answered. Secret.
 	RefreshToken string
+	// Consumed is the refresh token the Secret held when the rotation that answered RefreshToken
+	// read it (RefreshToken itself once stored): a Secret holding any other was written by
+	// someone else meanwhile, and is not overwritten. Secret.
+	Consumed string
 	// Used are the HMACs (keyed by the UID) of the bootstrap values already used.
 	Used []string
 	// Stored is false while the refresh-token Secret does not hold this record yet.
@@ -196,6 +200,19 @@ func (m *memory) setUser(key types.NamespacedName, u userRecord) {
 	defer m.mu.Unlock()
 	u.Used = slices.Clone(u.Used)
 	m.users[key] = u
+}
+
+// holderOf names another DingTalkToken whose newest refresh token in memory is value (empty:
+// none): a refresh token stored for one DingTalkToken is never a bootstrap value for another.
+func (m *memory) holderOf(value string, self types.NamespacedName) types.NamespacedName {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for key, u := range m.users {
+		if key != self && value != "" && u.RefreshToken == value {
+			return key
+		}
+	}
+	return types.NamespacedName{}
 }
 
 // claim makes (key, uid) the user of a bootstrap value unless another live DingTalkToken claimed it

@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -35,10 +36,21 @@ import (
 )
 
 // User tokens: DingTalk rotates the refresh token on every refresh (the simulator invalidates the
-// old one), so losing the newest one loses the user. It is kept in memory and in the owned Secret
-// <name>-refresh-token, written before the target Secret under a resourceVersion precondition, on a
-// context independent of the reconcile, retried in-process. The only loss window left is a crash
-// between DingTalk's answer and that write.
+// old one), so losing the newest one loses the user. Three rules keep it, whatever the API server
+// does and whoever else writes:
+//   - No rotation starts without a live read: right before a grant, <name>-refresh-token is read
+//     uncached. When that read fails, DingTalk is not called: the pass fails with the API error
+//     and is retried with controller-runtime's backoff (the access token still has a third of its
+//     lifetime), so no refresh token is rotated that could not be stored.
+//   - The rotated refresh token is stored first (before the target Secret), under the
+//     resourceVersion of that read, on a context independent of the reconcile, retried in-process;
+//     while the API server is away it stays pending in memory and the next pass writes it first.
+//     A 2xx answer that carries a refresh token is stored even when another field is invalid.
+//   - Nobody's newer refresh token is overwritten: a write that conflicts re-reads the Secret, and
+//     when it holds neither the refresh token the rotation consumed nor the new one, another
+//     writer stored a newer one. It is kept (with the used bootstrap values of both), the rotated
+//     one is dropped, and the attempt is CredentialsConflict.
+// The only loss window left is a crash between DingTalk's answer and the write (docs/security.md).
 
 // refreshTokenWriteBackoff retries the refresh-token write within a pass, for at most
 // refreshTokenStoreTimeout; after that the record stays pending in memory and the next pass writes
@@ -53,14 +65,16 @@ const refreshTokenStoreTimeout = 20 * time.Second
 const maxUsedBootstraps = 16
 
 // refreshUser fetches a User token with the right grant: a new (unused) bootstrap authCode or
-// refreshToken from the credentials Secret wins (re-authorization); else the stored refresh token.
-// The rotated refresh token is stored before it returns; an error is a store that failed (the
-// attempt is still returned, to be recorded).
+// refreshToken from the credentials Secret wins (re-authorization); else the stored refresh token,
+// as the live read right before the grant shows it. The rotated refresh token is stored before
+// it returns; an error is an API error (no call was made when the live read failed; else the
+// store failed, the attempt is still returned, to be recorded).
 func (r *DingTalkTokenReconciler) refreshUser(ctx context.Context, p *pass, creds *credentials) (attempt, error) {
-	rec, refused, err := r.loadUserRecord(ctx, p)
+	live, refused, err := r.readRefreshSecret(ctx, p)
 	if err != nil || refused != nil {
 		return attempt{failure: refused}, err
 	}
+	rec := r.currentRecord(p, live)
 	rec.recoverUsed(r.digests, p.uid, &p.tok.Status.TokenStatus, creds)
 	grant := dingtalk.UserCredentials{ClientID: creds.user.ClientID, ClientSecret: creds.user.ClientSecret}
 	bootstrap := ""
@@ -87,48 +101,73 @@ func (r *DingTalkTokenReconciler) refreshUser(ctx context.Context, p *pass, cred
 			return attempt{failure: &failure{reason: v1alpha1.ReasonCredentialsConflict, message: conflictMessage(p.tok.Namespace, other)}}, nil
 		}
 	}
-	t, _, err := r.fetcher.fetch(ctx, p.creds.setKey, nil, func(ctx context.Context) (dingtalk.Token, error) {
+	t, _, callErr := r.fetcher.fetch(ctx, p.creds.setKey, nil, func(ctx context.Context) (dingtalk.Token, error) {
 		return r.DingTalk.UserAccessToken(ctx, grant)
 	})
-	if err != nil {
-		return attempt{creds: creds, failure: dingTalkFailure(err)}, nil
+	if callErr != nil && t.RefreshToken == "" {
+		return attempt{creds: creds, failure: dingTalkFailure(callErr)}, nil
 	}
-	// The rotated refresh token is stored before anything else happens.
+	// DingTalk rotated the refresh token (a 2xx answer carried one, even with another field
+	// invalid): it is stored before anything else happens, in place of the one the read showed.
+	rec.Consumed, rec.Stored = rec.RefreshToken, false
 	if t.RefreshToken != "" {
 		rec.RefreshToken = t.RefreshToken
 	}
 	if bootstrap != "" {
 		rec.Used = append(rec.Used, r.digests.bootstrap(p.uid, bootstrap))
-		if len(rec.Used) > maxUsedBootstraps {
-			rec.Used = rec.Used[len(rec.Used)-maxUsedBootstraps:]
-		}
 	}
-	rec.Stored = false
-	r.memory.setUser(p.key, *rec)
-	return attempt{creds: creds, token: &t, called: true}, r.storeRefreshToken(ctx, p, *rec)
+	rec.trimUsed()
+	r.memory.setUser(p.key, rec)
+	conflicted, storeErr := r.storeRefreshToken(ctx, p, rec, live)
+	switch {
+	case conflicted:
+		return attempt{creds: creds, failure: writersConflict(p.tok.RefreshTokenSecretName())}, storeErr
+	case callErr != nil:
+		return attempt{creds: creds, failure: dingTalkFailure(callErr)}, storeErr
+	}
+	return attempt{creds: creds, token: &t, called: true}, storeErr
 }
 
-// loadUserRecord returns the newest refresh-token record: memory, else the Secret read uncached
-// (the cache may be a rotation behind, and a stale refresh token is a refused one). A Secret of
-// that name not owned by this DingTalkToken is a TargetConflict.
-func (r *DingTalkTokenReconciler) loadUserRecord(ctx context.Context, p *pass) (*userRecord, *failure, error) {
-	if rec := r.memory.user(p.key, p.uid); rec != nil {
-		return rec, nil, nil
-	}
+// writersConflict is CredentialsConflict for a refresh token another writer stored meanwhile.
+func writersConflict(secret string) *failure {
+	return &failure{reason: v1alpha1.ReasonCredentialsConflict, message: fmt.Sprintf(
+		"Secret %s was given another refresh token while this DingTalkToken rotated its own: the other writer's is kept, "+
+			"this rotation is dropped; keep one writer per user grant", secret)}
+}
+
+// readRefreshSecret reads <name>-refresh-token uncached (nil: there is none). A Secret of that
+// name not owned by this DingTalkToken is a TargetConflict.
+func (r *DingTalkTokenReconciler) readRefreshSecret(ctx context.Context, p *pass) (*corev1.Secret, *failure, error) {
 	s := &corev1.Secret{}
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: p.tok.Namespace, Name: p.tok.RefreshTokenSecretName()}, s)
 	switch {
 	case apierrors.IsNotFound(err):
-		return &userRecord{UID: p.uid}, nil, nil
+		return nil, nil, nil
 	case err != nil:
 		return nil, nil, err
 	case !metav1.IsControlledBy(s, p.tok):
 		return nil, &failure{reason: v1alpha1.ReasonTargetConflict, message: fmt.Sprintf(
 			"Secret %s exists and is not owned by this DingTalkToken: the refresh token cannot be kept", s.Name)}, nil
 	}
-	rec := recordOf(p.uid, s)
-	r.memory.setUser(p.key, rec)
-	return &rec, nil, nil
+	return s, nil, nil
+}
+
+// currentRecord is the record a rotation starts from: the live Secret's (it wins over memory: a
+// refresh token stored by someone else is newer than ours), with memory's used bootstrap values
+// added; memory's alone when the Secret is gone (deleted: restored from memory by the write).
+func (r *DingTalkTokenReconciler) currentRecord(p *pass, live *corev1.Secret) userRecord {
+	mem := r.memory.user(p.key, p.uid)
+	if live == nil {
+		if mem != nil {
+			return *mem
+		}
+		return userRecord{UID: p.uid}
+	}
+	rec := recordOf(p.uid, live)
+	if mem != nil {
+		rec.Used = unionUsed(rec.Used, mem.Used)
+	}
+	return rec
 }
 
 // recoverUsed rebuilds the used-bootstrap list of a record that was lost: the refresh-token
@@ -149,18 +188,39 @@ func (rec *userRecord) recoverUsed(d digester, uid types.UID, st *v1alpha1.Token
 	}
 }
 
+// recordOf is the record a refresh-token Secret read uncached holds.
 func recordOf(uid types.UID, s *corev1.Secret) userRecord {
-	rec := userRecord{UID: uid, RefreshToken: string(s.Data[v1alpha1.RefreshTokenKey]), Stored: true}
-	for _, l := range strings.Split(string(s.Data[v1alpha1.UsedBootstrapKey]), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			rec.Used = append(rec.Used, l)
-		}
-	}
-	return rec
+	rt := string(s.Data[v1alpha1.RefreshTokenKey])
+	return userRecord{UID: uid, RefreshToken: rt, Consumed: rt, Used: usedOf(s), Stored: true}
 }
 
-func (rec userRecord) equal(o userRecord) bool {
-	return rec.RefreshToken == o.RefreshToken && slices.Equal(rec.Used, o.Used)
+// usedOf lists the used-bootstrap HMACs a refresh-token Secret (or its view) holds.
+func usedOf(s *corev1.Secret) []string {
+	var out []string
+	for _, l := range strings.Split(string(s.Data[v1alpha1.UsedBootstrapKey]), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// unionUsed is a followed by the entries of b it lacks.
+func unionUsed(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, u := range b {
+		if !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// trimUsed keeps the newest maxUsedBootstraps used values.
+func (rec *userRecord) trimUsed() {
+	if len(rec.Used) > maxUsedBootstraps {
+		rec.Used = rec.Used[len(rec.Used)-maxUsedBootstraps:]
+	}
 }
 
 // secret is the refresh-token Secret's desired content.
@@ -175,8 +235,37 @@ func (rec userRecord) secret(tok *v1alpha1.DingTalkToken) desiredSecret {
 	}
 }
 
+// storeStep is what a refresh-token write does with the Secret as last read.
+type storeStep int
+
+const (
+	// storeWrite: the Secret holds the refresh token the record replaces, or this one, or none
+	// (it is gone, or emptied): write the record under its resourceVersion.
+	storeWrite storeStep = iota
+	// storeAdopt: the Secret holds a refresh token neither consumed nor written by this record:
+	// another writer's, newer. Keep it: write only the union of the used values.
+	storeAdopt
+)
+
+// nextStoreStep decides how to store rec over what the Secret holds (exists: it exists).
+func nextStoreStep(rec userRecord, exists bool, liveRefreshToken string) storeStep {
+	if !exists || liveRefreshToken == "" || liveRefreshToken == rec.RefreshToken || liveRefreshToken == rec.Consumed {
+		return storeWrite
+	}
+	return storeAdopt
+}
+
+// liveRefreshToken is the refresh token a Secret read uncached holds ("" for none).
+func liveRefreshToken(s *corev1.Secret) string {
+	if s == nil {
+		return ""
+	}
+	return string(s.Data[v1alpha1.RefreshTokenKey])
+}
+
 // flushRefreshToken writes a record still pending from an earlier pass, and restores a
-// refresh-token Secret that was deleted or edited, from memory; it runs first in every pass.
+// refresh-token Secret that was deleted or edited, from memory; it runs first in every pass. A
+// refresh token another writer stored meanwhile is kept, never overwritten: CredentialsConflict.
 func (r *DingTalkTokenReconciler) flushRefreshToken(ctx context.Context, p *pass) error {
 	if p.spec.Type != v1alpha1.TokenTypeUser {
 		return nil
@@ -188,32 +277,60 @@ func (r *DingTalkTokenReconciler) flushRefreshToken(ctx context.Context, p *pass
 	if rec.Stored {
 		s := &corev1.Secret{}
 		err := r.Get(ctx, types.NamespacedName{Namespace: p.tok.Namespace, Name: p.tok.RefreshTokenSecretName()}, s)
-		if err == nil && metav1.IsControlledBy(s, p.tok) && recordOf(p.uid, s).equal(*rec) {
+		if err == nil && !r.memory.stale(p.key, "Secret", s) && upToDate(p.tok, s, rec.secret(p.tok)) {
 			return nil
 		}
 		if err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}
 	}
-	return r.storeRefreshToken(ctx, p, *rec)
+	conflicted, err := r.storeRefreshToken(ctx, p, *rec, nil)
+	if conflicted {
+		p.fail(*writersConflict(p.tok.RefreshTokenSecretName()))
+	}
+	return err
 }
 
-// storeRefreshToken writes rec into <name>-refresh-token, retried with backoff for at most
-// refreshTokenStoreTimeout on a context that outlives the reconcile's. Each try reads the Secret
-// uncached and writes under that resourceVersion (a conflict re-reads and retries: the record in
-// hand is the newest DingTalk answered). On giving up, rec stays pending in memory and the error
-// is returned.
-func (r *DingTalkTokenReconciler) storeRefreshToken(ctx context.Context, p *pass, rec userRecord) error {
+// storeRefreshToken writes rec into <name>-refresh-token: first under the resourceVersion of
+// first (the read right before the grant; nil: read it now), then, after a conflict, under that
+// of a new read, retried with backoff for at most refreshTokenStoreTimeout on a context that
+// outlives the reconcile's. A Secret holding another writer's refresh token is adopted, not
+// overwritten (conflicted). On giving up, the record stays pending in memory and the error is
+// returned.
+func (r *DingTalkTokenReconciler) storeRefreshToken(ctx context.Context, p *pass, rec userRecord, first *corev1.Secret) (conflicted bool, _ error) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTokenStoreTimeout)
 	defer cancel()
+	live, fresh := first, first != nil
 	var last error
 	err := wait.ExponentialBackoffWithContext(wctx, refreshTokenWriteBackoff, func(ctx context.Context) (bool, error) {
-		last = r.writeRefreshSecret(ctx, p, rec)
-		if last != nil {
-			p.log.V(1).Info("Retrying the refresh-token Secret write", "reason", apierrors.ReasonForError(last))
-			return false, nil
+		if !fresh {
+			var refused *failure
+			if live, refused, last = r.readRefreshSecret(ctx, p); last == nil && refused != nil {
+				last = errors.New(refused.message)
+			}
+			if last != nil {
+				return false, nil
+			}
 		}
-		return true, nil
+		fresh = false
+		if nextStoreStep(rec, live != nil, liveRefreshToken(live)) == storeAdopt {
+			other := recordOf(p.uid, live)
+			other.Used = unionUsed(other.Used, rec.Used)
+			other.trimUsed()
+			p.log.Info("Kept the refresh token another writer stored; this rotation's is dropped")
+			rec, conflicted = other, true
+			r.memory.setUser(p.key, rec)
+		}
+		last = r.writeRefreshSecret(ctx, p, rec, live)
+		switch {
+		case last == nil:
+			return true, nil
+		case apierrors.IsConflict(last) || apierrors.IsAlreadyExists(last):
+			p.log.V(1).Info("Re-reading the refresh-token Secret: it changed since it was read")
+		default:
+			p.log.V(1).Info("Retrying the refresh-token Secret write", "reason", apierrors.ReasonForError(last))
+		}
+		return false, nil
 	})
 	if err != nil {
 		p.log.Info("Refresh-token Secret not written yet; kept in memory and retried first in the next pass",
@@ -221,51 +338,49 @@ func (r *DingTalkTokenReconciler) storeRefreshToken(ctx context.Context, p *pass
 		if last == nil {
 			last = err
 		}
-		return fmt.Errorf("storing the refresh token of %s: %w", p.key, errorWithoutDetails(last))
+		return conflicted, fmt.Errorf("storing the refresh token of %s: %w", p.key, errorWithoutDetails(last))
 	}
-	rec.Stored = true
+	rec.Stored, rec.Consumed = true, rec.RefreshToken
 	// Memory may have moved on meanwhile only through this same DingTalkToken's passes, which are
 	// serialized by the controller: recording Stored is safe.
 	r.memory.setUser(p.key, rec)
-	return nil
+	return conflicted, nil
 }
 
-// writeRefreshSecret creates or applies the refresh-token Secret with rec, under the
-// resourceVersion just read.
-func (r *DingTalkTokenReconciler) writeRefreshSecret(ctx context.Context, p *pass, rec userRecord) error {
+// writeRefreshSecret creates the refresh-token Secret with rec (live nil: there was none), or
+// applies rec under live's resourceVersion: a Secret changed since live was read is a conflict.
+func (r *DingTalkTokenReconciler) writeRefreshSecret(ctx context.Context, p *pass, rec userRecord, live *corev1.Secret) error {
 	d := rec.secret(p.tok)
-	key := types.NamespacedName{Namespace: d.Namespace, Name: d.Name}
-	w := secretWriter{client: r.Client, scheme: r.Scheme}
-	s := &corev1.Secret{}
-	err := r.APIReader.Get(ctx, key, s)
-	switch {
-	case apierrors.IsNotFound(err):
+	w := secretWriter{client: r.Client, scheme: r.Scheme, reader: r.APIReader}
+	if live == nil {
 		created, err := w.create(ctx, p.tok, d)
 		if err != nil {
 			return err
 		}
 		r.memory.wrote(p.key, "Secret", created)
 		return nil
-	case err != nil:
-		return err
-	case !metav1.IsControlledBy(s, p.tok):
-		return apierrors.NewConflict(corev1.Resource("secrets"), key.Name, fmt.Errorf("not owned by the DingTalkToken"))
-	case upToDate(p.tok, s, d):
-		r.memory.wrote(p.key, "Secret", s)
-		return nil // already stored (the cache was behind)
 	}
-	rv, err := w.apply(ctx, p.tok, s, d)
+	view := secretView(live, false)
+	if upToDate(p.tok, view, d) {
+		r.memory.wrote(p.key, "Secret", live)
+		return nil
+	}
+	rv, err := w.apply(ctx, p.tok, view, d)
 	if err != nil {
 		return err
 	}
-	r.memory.wrote(p.key, "Secret", &metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, ResourceVersion: rv})
+	r.memory.wrote(p.key, "Secret", &metav1.ObjectMeta{Namespace: d.Namespace, Name: d.Name, ResourceVersion: rv})
 	return nil
 }
 
 // bootstrapClaimedBy names another DingTalkToken already using the bootstrap value: in this
-// process (a claim), or on record (its refresh-token Secret lists the value's HMAC keyed by its
-// UID). Empty when the value is free; it is then claimed for p.
+// process (a claim, or the refresh token memory holds for it), or on record (its refresh-token
+// Secret holds the value as its refresh token, or lists the value's HMAC as used). Empty when
+// the value is free; it is then claimed for p.
 func (r *DingTalkTokenReconciler) bootstrapClaimedBy(ctx context.Context, p *pass, bootstrap string) (types.NamespacedName, error) {
+	if other := r.memory.holderOf(bootstrap, p.key); other.Name != "" {
+		return other, nil
+	}
 	if c := r.memory.claim(r.fetcher.setKey("bootstrap", bootstrap), p.key, p.uid); c.key != p.key {
 		return c.key, nil
 	}
@@ -274,12 +389,13 @@ func (r *DingTalkTokenReconciler) bootstrapClaimedBy(ctx context.Context, p *pas
 		return types.NamespacedName{}, err
 	}
 	for i := range list.Items {
-		s := &list.Items[i]
+		s := &list.Items[i] // a view: digests of the values, the used list as it is
 		owner := metav1.GetControllerOf(s)
-		if owner == nil || owner.UID == p.uid || len(s.Data[v1alpha1.UsedBootstrapKey]) == 0 {
+		if owner == nil || owner.UID == p.uid || owner.Kind != "DingTalkToken" {
 			continue
 		}
-		if recordOf(owner.UID, s).usedValue(r.digests, owner.UID, bootstrap) {
+		used := userRecord{Used: usedOf(s)}
+		if holds(s, v1alpha1.RefreshTokenKey, bootstrap) || used.usedValue(r.digests, owner.UID, bootstrap) {
 			return types.NamespacedName{Namespace: s.Namespace, Name: owner.Name}, nil
 		}
 	}
