@@ -1,0 +1,273 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package hostile attacks the operator as a hostile tenant (any namespace editor) and a flaky
+// control plane would, and measures what each attack costs: the manager binary runs as a process
+// (built without the race detector, as it ships, so that its memory is what a cluster sees)
+// against an envtest control plane and the DingTalk simulator behind a recorder of every call.
+// Each test logs its figures ("measured: ...") before it asserts the bound docs/security.md
+// states, so the same tests measure a build without the bounds.
+package hostile
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv/envtesting"
+)
+
+var (
+	env *envtesting.Env
+	// managerBin is the manager binary built from ./cmd, without the race detector.
+	managerBin string
+	// dingtalk records every call the managers make to the simulator.
+	dingtalk *recorder
+)
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) int {
+	tmp, err := os.MkdirTemp("", "dingtalk-hostile-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	built := make(chan error, 1)
+	managerBin = filepath.Join(tmp, "manager")
+	go func() { built <- testenv.Build(root, "./cmd", managerBin, false) }()
+	e, err := testenv.Start(testenv.Options{Root: root, Simulator: &simulator.Config{}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		<-built
+		if errors.Is(err, testenv.ErrNoAssets) {
+			return 0 // no envtest binaries: nothing to attack (make envtest builds them)
+		}
+		return 1
+	}
+	defer func() { _ = e.Stop() }()
+	env = envtesting.Wrap(e)
+	if dingtalk, err = startRecorder(e.Sim.URL()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer dingtalk.close()
+	if err := <-built; err != nil {
+		fmt.Fprintln(os.Stderr, "building the manager:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// manager runs the manager binary for namespaces (its caches and reconciles see nothing else),
+// as a cluster admin, against the recorder; extra flags are appended. It returns once /readyz
+// answers (the caches synced).
+func manager(t *testing.T, name, kubeconfig string, namespaces []string, extra ...string) *testenv.Process {
+	t.Helper()
+	if kubeconfig == "" {
+		kubeconfig = filepath.Join(t.TempDir(), "admin.kubeconfig")
+		envtesting.Must(t, env.AdminKubeconfig(kubeconfig, "hostile-"+name))
+	}
+	probe := envtesting.FreeAddr(t)
+	args := append([]string{
+		"--kubeconfig=" + kubeconfig,
+		"--dingtalk-endpoint=" + dingtalk.url,
+		"--watch-namespaces=" + strings.Join(namespaces, ","),
+		"--metrics-bind-address=0",
+		"--health-probe-bind-address=" + probe,
+	}, extra...)
+	p := envtesting.StartProcess(t, name, managerBin, args...)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + probe + "/readyz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if p.Exited() || time.Now().After(deadline) {
+			t.Fatalf("%s never became ready:\n%s", name, p.Tail(40))
+		}
+		time.Sleep(100 * time.Millisecond) // polling a port: nothing to wait on
+	}
+}
+
+// rssKiB is a process's resident set size (VmRSS), in KiB.
+func rssKiB(t *testing.T, pid int) int64 {
+	t.Helper()
+	n, err := readRSS(pid)
+	if err != nil {
+		t.Fatalf("reading the manager's RSS: %v", err)
+	}
+	return n
+}
+
+func readRSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		}
+	}
+	return 0, errors.New("no VmRSS in /proc/<pid>/status")
+}
+
+const mib = 1024 // KiB in a MiB
+
+// killAtKiB is the RSS at which peakRSS kills a manager: a build without the bounds would
+// otherwise take the machine's memory (the issue's template needs terabytes).
+const killAtKiB = 512 * mib
+
+// peakRSS samples a process's RSS every 100ms while during runs, and returns the highest; a
+// process over killAtKiB is killed there (SIGKILL).
+func peakRSS(t *testing.T, pid int, during func()) int64 {
+	t.Helper()
+	stop := make(chan struct{})
+	peak := make(chan int64, 1)
+	go func() {
+		var most int64
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			n, err := readRSS(pid)
+			if err != nil { // the process is gone
+				peak <- most
+				return
+			}
+			most = max(most, n)
+			if n > killAtKiB {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			select {
+			case <-stop:
+				peak <- most
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	during()
+	close(stop)
+	return <-peak
+}
+
+// call is one call a manager made to DingTalk.
+type call struct {
+	path, credential string
+	at               time.Time
+}
+
+// recorder is a reverse proxy in front of the simulator that records every call: the
+// simulator counts calls, the recorder also knows when each was made.
+type recorder struct {
+	url string
+	srv *http.Server
+
+	mu    sync.Mutex
+	calls []call
+}
+
+func startRecorder(target string) (*recorder, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &recorder{url: "http://" + ln.Addr().String()}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	r.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(req.Body, 4<<20))
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		var ids struct {
+			AppKey   string `json:"appKey"`
+			SuiteKey string `json:"suiteKey"`
+			ClientID string `json:"clientId"`
+		}
+		_ = json.Unmarshal(body, &ids)
+		r.mu.Lock()
+		r.calls = append(r.calls, call{path: req.URL.Path, credential: ids.AppKey + ids.SuiteKey + ids.ClientID, at: time.Now()})
+		r.mu.Unlock()
+		proxy.ServeHTTP(w, req)
+	})}
+	go func() { _ = r.srv.Serve(ln) }()
+	return r, nil
+}
+
+func (r *recorder) close() { _ = r.srv.Close() }
+
+// of lists the times of the calls made with a credential (an appKey, suiteKey or clientId).
+func (r *recorder) of(credential string) []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []time.Time
+	for _, c := range r.calls {
+		if c.credential == credential {
+			out = append(out, c.at)
+		}
+	}
+	return out
+}
+
+// count is the number of calls made with a credential.
+func (r *recorder) count(credential string) int { return len(r.of(credential)) }
+
+// minGap is the shortest interval between two consecutive calls (0 with fewer than two).
+func minGap(ts []time.Time) time.Duration {
+	var gap time.Duration
+	for i := 1; i < len(ts); i++ {
+		if d := ts[i].Sub(ts[i-1]); gap == 0 || d < gap {
+			gap = d
+		}
+	}
+	return gap
+}
+
+// measured logs a figure in a form the closing note and docs/security.md quote.
+func measured(t *testing.T, format string, args ...any) {
+	t.Helper()
+	t.Logf("measured: "+format, args...)
+}

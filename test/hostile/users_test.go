@@ -1,0 +1,184 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package hostile
+
+import (
+	"context"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv/envtesting"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
+)
+
+// newUser adds a DingTalk user to the simulator with a bootstrap refresh token and tokens living
+// life, and its credentials Secret named secret in ns; it returns the clientId.
+func newUser(t *testing.T, ns, secret string, life time.Duration) string {
+	t.Helper()
+	id := "hostileuser" + testutil.RandHex(6)
+	clientSecret, bootstrap := env.Sensitive.New(testenv.Credential, "usersecret-"), env.Sensitive.New(testenv.RefreshToken, "bootstrap-")
+	envtesting.Must(t, env.Sim.AddUser(simulator.User{ClientID: id, ClientSecret: clientSecret, RefreshTokens: []string{bootstrap},
+		CorpID: "dingcorp" + testutil.RandHex(4), TokenLifetime: simulator.Duration(life)}))
+	env.CreateSecret(t, ns, secret, map[string]string{"clientId": id, "clientSecret": clientSecret, "refreshToken": bootstrap})
+	return id
+}
+
+// storedRefreshToken is what <name>-refresh-token holds.
+func storedRefreshToken(g Gomega, ns, name string) string {
+	s := env.Secret(g, ns, name+v1alpha1.RefreshTokenSecretSuffix)
+	return string(s.Data[v1alpha1.RefreshTokenKey])
+}
+
+// refused lists the simulator's answers to a user's calls other than a success.
+func refused(clientID string) map[string]int64 {
+	out := map[string]int64{}
+	for result, n := range env.Results(simulator.PathUserAccessToken, clientID) {
+		if result != "success" {
+			out[result] = n
+		}
+	}
+	return out
+}
+
+// TestUserRefreshDuringOutage: a User token's refresh falls due while the API server is
+// unreachable from the manager (a proxy in front of it is paused); then the manager is killed
+// (SIGKILL), the API server comes back and a new manager starts. No refresh token was rotated
+// that could not be stored (a rotation starts only after a live read of the refresh-token
+// Secret), so the new manager refreshes with the stored one: Ready again, never
+// ReauthorizationRequired.
+func TestUserRefreshDuringOutage(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	proxy, err := env.APIServerProxy()
+	envtesting.Must(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	kubeconfig, err := env.AdminKubeconfigVia(filepath.Join(t.TempDir(), "via-proxy.kubeconfig"), "hostile-outage", proxy.Addr())
+	envtesting.Must(t, err)
+	ns := env.CreateNamespace(t, "outage")
+	id := newUser(t, ns, "creds", 30*time.Second)
+	p := manager(t, "outage-1", kubeconfig, []string{ns})
+	env.Create(t, testenv.NewToken(ns, "user", v1alpha1.TokenTypeUser, "creds"))
+	st := env.WaitReady(t, ns, "user").Status
+	g.Eventually(func(g Gomega) string { return storedRefreshToken(g, ns, "user") }).Should(Equal(env.Sim.CurrentRefreshToken(id)))
+
+	// The API server goes away for the manager before the refresh falls due, and stays away
+	// until 3 s past it.
+	proxy.Pause()
+	dueOver := st.RefreshTime.Add(3 * time.Second)
+	g.Consistently(p.Exited).WithTimeout(time.Until(dueOver)).Should(BeFalse())
+	rotations := env.Results(simulator.PathUserAccessToken, id)["success"]
+	measured(t, "refresh due during an API-server outage: %d rotation(s) at DingTalk while the API server was unreachable", rotations-1)
+	p.Kill()
+	proxy.Resume()
+
+	manager(t, "outage-2", kubeconfig, []string{ns})
+	var tok *v1alpha1.DingTalkToken
+	g.Eventually(func(g Gomega) {
+		tok = env.GetToken(g, ns, "user")
+		g.Expect(testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason).NotTo(Equal(v1alpha1.ReasonReauthorizationRequired))
+		g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally(">", st.LastRefreshTime.Time))
+		g.Expect(testenv.Condition(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid))
+	}).WithTimeout(40 * time.Second).Should(Succeed())
+	measured(t, "after SIGKILL and restart: Refreshed %s, refused calls %v", testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason, refused(id))
+	g.Expect(refused(id)).To(BeEmpty(), "DingTalk refused a refresh token: one was lost")
+	g.Eventually(func(g Gomega) string { return storedRefreshToken(g, ns, "user") }).Should(Equal(env.Sim.CurrentRefreshToken(id)))
+}
+
+// TestUserTwoWriters: while the operator stores a rotated refresh token, another writer stores
+// a different one in <name>-refresh-token (between the operator's read and its write). The
+// operator's write conflicts; it re-reads, keeps the other writer's refresh token (never
+// overwritten) and reports CredentialsConflict; the next refresh uses the kept one.
+func TestUserTwoWriters(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := env.CreateNamespace(t, "writers")
+	id := newUser(t, ns, "creds", 30*time.Second)
+	other := env.Sensitive.New(testenv.RefreshToken, "other-writer-")
+	var armed atomic.Bool
+	var raced atomic.Int32
+	// Right before the operator's first write of the refresh-token Secret after arming, the
+	// other writer stores its refresh token (for real, through the test's own client).
+	race := func(ctx context.Context, obj client.Object) {
+		if obj.GetNamespace() != ns || obj.GetName() != "user"+v1alpha1.RefreshTokenSecretSuffix || !armed.CompareAndSwap(true, false) {
+			return
+		}
+		envtesting.Must(t, env.Sim.AddRefreshToken(id, other))
+		envtesting.Must(t, testenv.UpdateSecret(testenv.Quiet(ctx), env.Client, ns, obj.GetName(), map[string]string{v1alpha1.RefreshTokenKey: other}))
+		raced.Add(1)
+	}
+	opts := env.ManagerOptions(ns)
+	env.StartManager(t, opts, operator.Hooks{WrapClient: testenv.Intercept(interceptor.Funcs{
+		Apply: func(ctx context.Context, c client.WithWatch, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+			if ac, ok := obj.(*corev1ac.SecretApplyConfiguration); ok {
+				race(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ptr.Deref(ac.Namespace, ""), Name: ptr.Deref(ac.Name, "")}})
+			}
+			return c.Apply(ctx, obj, opts...)
+		},
+	})})
+	env.Create(t, testenv.NewToken(ns, "user", v1alpha1.TokenTypeUser, "creds"))
+	st := env.WaitReady(t, ns, "user").Status
+	armed.Store(true)
+
+	// At the due refresh the rotated token's write meets the other writer's.
+	tok := env.WaitFor(t, ns, "user", v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonCredentialsConflict, 40*time.Second)
+	g.Expect(raced.Load()).To(BeEquivalentTo(1))
+	g.Expect(testenv.Condition(tok, v1alpha1.ConditionRefreshed).Message).To(ContainSubstring("another refresh token"))
+	g.Expect(storedRefreshToken(g, ns, "user")).To(Equal(other), "the other writer's refresh token was overwritten")
+	measured(t, "two writers: the refresh-token Secret kept the other writer's refresh token; Refreshed %s", v1alpha1.ReasonCredentialsConflict)
+
+	// The next refresh uses it: DingTalk accepts it, and the stored one is DingTalk's newest.
+	tok = env.WaitRefreshedAfter(t, ns, "user", st.LastRefreshTime.Time, 30*time.Second)
+	g.Expect(testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
+	g.Expect(refused(id)).To(BeEmpty())
+	g.Eventually(func(g Gomega) string { return storedRefreshToken(g, ns, "user") }).Should(Equal(env.Sim.CurrentRefreshToken(id)))
+}
+
+// TestUserRotatedTokenInABadAnswer: DingTalk answers 2xx with a rotated refresh token and an
+// expireIn of 1 s (not a usable access token: ProviderUnavailable). The rotated refresh token is
+// stored anyway, so each retry uses the newest one and DingTalk never refuses one.
+func TestUserRotatedTokenInABadAnswer(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := env.CreateNamespace(t, "badanswer")
+	manager(t, "badanswer", "", []string{ns})
+	id := newUser(t, ns, "creds", time.Second)
+	env.Create(t, testenv.NewToken(ns, "user", v1alpha1.TokenTypeUser, "creds"))
+	// Three attempts: at once, then 6 s and 16 s later (the backoff).
+	g.Eventually(func() int64 { return env.Results(simulator.PathUserAccessToken, id)["success"] }).
+		WithTimeout(40 * time.Second).Should(BeNumerically(">=", 3))
+	tok := env.GetToken(g, ns, "user")
+	measured(t, "2xx answers with a refresh token and expireIn 1: %d rotations, refused %v, Refreshed %s",
+		env.Results(simulator.PathUserAccessToken, id)["success"], refused(id), testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason)
+	g.Expect(testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonProviderUnavailable))
+	g.Expect(refused(id)).To(BeEmpty(), "DingTalk refused a refresh token: a rotated one was dropped")
+	g.Eventually(func(g Gomega) string { return storedRefreshToken(g, ns, "user") }).Should(Equal(env.Sim.CurrentRefreshToken(id)))
+}
