@@ -18,7 +18,6 @@ package testenv
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -27,7 +26,6 @@ import (
 	"sync"
 
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // Proxy is a TCP proxy in front of an address (the API server), which a test can pause: the
@@ -161,26 +159,18 @@ func (e *Environment) APIServerProxy() (*Proxy, error) {
 	return StartProxy(u.Host)
 }
 
-// AdminKubeconfigVia writes a kubeconfig for a cluster administrator (system:masters) that
-// reaches the API server through server (a Proxy's address) to path, and returns path.
-func (e *Environment) AdminKubeconfigVia(path, name, server string) (string, error) {
-	u, err := e.env.AddUser(envtest.User{Name: name, Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return "", fmt.Errorf("adding user %s: %w", name, err)
-	}
-	b, err := u.KubeConfig()
-	if err != nil {
-		return "", err
-	}
-	cfg, err := clientcmd.Load(b)
+// KubeconfigVia writes to dst the kubeconfig src with every cluster reached through server (a
+// Proxy's address), and returns dst.
+func KubeconfigVia(src, dst, server string) (string, error) {
+	cfg, err := clientcmd.LoadFromFile(src)
 	if err != nil {
 		return "", err
 	}
 	for _, c := range cfg.Clusters {
 		c.Server = "https://" + server
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return "", err
 	}
-	return path, clientcmd.WriteToFile(*cfg, path)
+	return dst, clientcmd.WriteToFile(*cfg, dst)
 }

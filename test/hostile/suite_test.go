@@ -53,6 +53,9 @@ var (
 	managerBin string
 	// dingtalk records every call the managers make to the simulator.
 	dingtalk *recorder
+	// adminKubeconfig authenticates as a cluster administrator (made once: envtest's AddUser is
+	// not safe for concurrent use).
+	adminKubeconfig string
 )
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
@@ -88,6 +91,11 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer dingtalk.close()
+	adminKubeconfig = filepath.Join(tmp, "admin.kubeconfig")
+	if err := e.AdminKubeconfig(adminKubeconfig, "hostile-admin"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if err := <-built; err != nil {
 		fmt.Fprintln(os.Stderr, "building the manager:", err)
 		return 1
@@ -101,8 +109,7 @@ func runMain(m *testing.M) int {
 func manager(t *testing.T, name, kubeconfig string, namespaces []string, extra ...string) *testenv.Process {
 	t.Helper()
 	if kubeconfig == "" {
-		kubeconfig = filepath.Join(t.TempDir(), "admin.kubeconfig")
-		envtesting.Must(t, env.AdminKubeconfig(kubeconfig, "hostile-"+name))
+		kubeconfig = adminKubeconfig
 	}
 	probe := envtesting.FreeAddr(t)
 	args := append([]string{
@@ -160,9 +167,11 @@ const mib = 1024 // KiB in a MiB
 const killAtKiB = 512 * mib
 
 // peakRSS samples a process's RSS every 100ms while during runs, and returns the highest; a
-// process over killAtKiB is killed there (SIGKILL).
-func peakRSS(t *testing.T, pid int, during func()) int64 {
+// process over killAtKiB is killed there (SIGKILL). It logs what it measured (what, the RSS
+// before, the peak) however during ends, a failed assertion included.
+func peakRSS(t *testing.T, pid int, what string, during func()) int64 {
 	t.Helper()
+	base := rssKiB(t, pid)
 	stop := make(chan struct{})
 	peak := make(chan int64, 1)
 	go func() {
@@ -187,9 +196,22 @@ func peakRSS(t *testing.T, pid int, during func()) int64 {
 			}
 		}
 	}()
+	var most int64
+	defer func() {
+		if most == 0 { // during ended the test
+			close(stop)
+			most = <-peak
+		}
+		note := ""
+		if most > killAtKiB {
+			note = " (killed there)"
+		}
+		measured(t, "%s: manager RSS %d MiB before, peak %d MiB (+%d MiB)%s", what, base/mib, most/mib, (most-base)/mib, note)
+	}()
 	during()
 	close(stop)
-	return <-peak
+	most = <-peak
+	return most - base
 }
 
 // call is one call a manager made to DingTalk.
