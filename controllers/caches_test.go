@@ -27,8 +27,8 @@ import (
 )
 
 // TestCacheTransforms: the caches keep no managedFields and no kubectl last-applied copy of a
-// token, and of the operator's Secrets only the operator's own managedFields entries; every
-// other field stays.
+// token; of the operator's Secrets a view (secretView) with only the operator's own managedFields
+// entries and digests of the values; every other field of a token stays.
 func TestCacheTransforms(t *testing.T) {
 	tok := &v1alpha1.DingTalkToken{ObjectMeta: metav1.ObjectMeta{
 		Name: "t", Annotations: map[string]string{lastApplied: "{...}", v1alpha1.RefreshRequestedAtAnnotation: "2026-11-25T14:50:12Z"},
@@ -40,15 +40,17 @@ func TestCacheTransforms(t *testing.T) {
 	if tok.ManagedFields != nil || tok.Annotations[lastApplied] != "" || tok.Annotations[v1alpha1.RefreshRequestedAtAnnotation] == "" {
 		t.Errorf("token after the transform: managedFields %v, annotations %v", tok.ManagedFields, tok.Annotations)
 	}
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s", Annotations: map[string]string{"a": "b"},
-		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}, {Manager: string(fieldOwner), Operation: metav1.ManagedFieldsOperationUpdate}}},
-		Data: map[string][]byte{"k": []byte("v")}}
-	if _, err := ownManagedFields(s); err != nil {
+	s := ownedSecret(map[string][]byte{"k": []byte("v")})
+	s.Annotations = map[string]string{"a": "b", lastApplied: "{...}"}
+	s.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}, {Manager: string(fieldOwner), Operation: metav1.ManagedFieldsOperationUpdate}}
+	out, err := cachedSecret(s)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.ManagedFields) != 1 || s.ManagedFields[0].Manager != string(fieldOwner) || !hasUpdateEntry(s) ||
-		s.Annotations["a"] != "b" || string(s.Data["k"]) != "v" {
-		t.Errorf("Secret after the transform: %+v", s)
+	v := out.(*corev1.Secret)
+	if len(v.ManagedFields) != 1 || v.ManagedFields[0].Manager != string(fieldOwner) || !hasUpdateEntry(v) ||
+		!holdsAnnotations(v, map[string]string{"a": "b"}) || !holds(v, "k", "v") || string(v.Data["k"]) == "v" {
+		t.Errorf("Secret after the transform: %+v", v)
 	}
 }
 

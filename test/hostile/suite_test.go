@@ -174,6 +174,8 @@ func peakRSS(t *testing.T, pid int, what string, during func()) int64 {
 	base := rssKiB(t, pid)
 	stop := make(chan struct{})
 	peak := make(chan int64, 1)
+	start := time.Now()
+	var peakAfter time.Duration // when the peak was sampled, from start (read after peak is received)
 	go func() {
 		var most int64
 		tick := time.NewTicker(100 * time.Millisecond)
@@ -184,7 +186,9 @@ func peakRSS(t *testing.T, pid int, what string, during func()) int64 {
 				peak <- most
 				return
 			}
-			most = max(most, n)
+			if n > most {
+				most, peakAfter = n, time.Since(start)
+			}
 			if n > killAtKiB {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
@@ -206,7 +210,8 @@ func peakRSS(t *testing.T, pid int, what string, during func()) int64 {
 		if most > killAtKiB {
 			note = " (killed there)"
 		}
-		measured(t, "%s: manager RSS %d MiB before, peak %d MiB (+%d MiB)%s", what, base/mib, most/mib, (most-base)/mib, note)
+		measured(t, "%s: manager RSS %d MiB before, peak %d MiB (+%d MiB) %s after the attack began%s",
+			what, base/mib, most/mib, (most-base)/mib, peakAfter.Round(100*time.Millisecond), note)
 	}()
 	during()
 	close(stop)

@@ -179,15 +179,15 @@ func TestUserRotatedTokenInABadAnswer(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	ns := env.CreateNamespace(t, "badanswer")
-	manager(t, "badanswer", "", []string{ns})
+	p := manager(t, "badanswer", "", []string{ns})
 	id := newUser(t, ns, "creds", time.Second)
 	env.Create(t, testenv.NewToken(ns, "user", v1alpha1.TokenTypeUser, "creds"))
 	// Three attempts: at once, then 6 s and 16 s later (the backoff).
-	g.Eventually(func() int64 { return env.Results(simulator.PathUserAccessToken, id)["success"] }).
-		WithTimeout(40 * time.Second).Should(BeNumerically(">=", 3))
+	g.Consistently(p.Exited).WithTimeout(20 * time.Second).Should(BeFalse())
 	tok := env.GetToken(g, ns, "user")
 	measured(t, "2xx answers with a refresh token and expireIn 1: %d rotations, refused %v, Refreshed %s",
 		env.Results(simulator.PathUserAccessToken, id)["success"], refused(id), testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason)
+	g.Expect(env.Results(simulator.PathUserAccessToken, id)["success"]).To(BeNumerically(">=", 3))
 	g.Expect(testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonProviderUnavailable))
 	g.Expect(refused(id)).To(BeEmpty(), "DingTalk refused a refresh token: a rotated one was dropped")
 	g.Eventually(func(g Gomega) string { return storedRefreshToken(g, ns, "user") }).Should(Equal(env.Sim.CurrentRefreshToken(id)))
