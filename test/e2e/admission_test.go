@@ -31,9 +31,9 @@ import (
 )
 
 // TestAdmissionPolicy checks the shipped ValidatingAdmissionPolicy against the real API server:
-// a DingTalkToken is admitted only when its author may read the credentials Secret, write the
-// target Secret and patch each rollout restart target; writes that leave the spec alone (status,
-// labels) are not checked.
+// a DingTalkToken is admitted only when its author may read the credentials Secret, create
+// Secrets in the namespace (update on the target alone is refused) and patch each rollout restart
+// target; writes that leave the spec alone (status, labels) are not checked.
 func TestAdmissionPolicy(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -55,14 +55,20 @@ func TestAdmissionPolicy(t *testing.T) {
 	g.Eventually(create).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).
 		Should(MatchError(And(ContainSubstring("spec.credentialsRef.name"), ContainSubstring("may not get Secret creds"))))
 
-	// She may read them but not write the target.
+	// She may read them but not create Secrets.
 	grant(t, ns, "alice", "read-creds", rbacv1.PolicyRule{
 		APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"creds"}, Verbs: []string{"get"}})
-	g.Eventually(create).WithTimeout(10 * time.Second).Should(MatchError(ContainSubstring("spec.target.name")))
+	g.Eventually(create).WithTimeout(10 * time.Second).Should(MatchError(ContainSubstring("may not create Secrets in namespace " + ns)))
 
-	// Updating the named target is enough (creating Secrets would be too).
-	grant(t, ns, "alice", "write-target", rbacv1.PolicyRule{
+	// Updating the named target is not enough: the operator would create it (and, for a User
+	// token, a refresh-token Secret), which she may not.
+	grant(t, ns, "alice", "update-target", rbacv1.PolicyRule{
 		APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"bot"}, Verbs: []string{"update"}})
+	g.Consistently(create).WithTimeout(3 * time.Second).Should(MatchError(ContainSubstring("spec.target")))
+
+	// get on the credentials and create on Secrets: admitted.
+	grant(t, ns, "alice", "create-secrets", rbacv1.PolicyRule{
+		APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}})
 	g.Eventually(create).WithTimeout(10 * time.Second).Should(Succeed())
 	g.Expect(alice.Create(ctx, tok.DeepCopy())).To(Succeed())
 
