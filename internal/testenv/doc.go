@@ -55,6 +55,13 @@ limitations under the License.
 // operator's probes and /metrics (InsecureHTTP: its certificate is self-signed), Scrape and
 // Gather (the metrics of this process's managers) parse through expfmt into Metrics.
 //
+// # An API server that goes away
+//
+// APIServerProxy starts a Proxy, a TCP proxy in front of the control plane that a test can Pause
+// (every connection through it is cut, new ones refused) and Resume; KubeconfigVia rewrites a
+// kubeconfig to reach the API server through it, for a manager process that must lose the API
+// server while the test's own clients keep it.
+//
 // # Fixtures
 //
 // CreateNamespace (unique names: envtest never finishes deleting a namespace), CreateSecret,

@@ -192,3 +192,35 @@ func TestUserRotatedTokenInABadAnswer(t *testing.T) {
 	g.Expect(refused(id)).To(BeEmpty(), "DingTalk refused a refresh token: a rotated one was dropped")
 	g.Eventually(func(g Gomega) string { return storedRefreshToken(g, ns, "user") }).Should(Equal(env.Sim.CurrentRefreshToken(id)))
 }
+
+// TestStoredRefreshTokenIsNoBootstrap: a tenant who can read another DingTalkToken's
+// refresh-token Secret puts its refresh token into a second DingTalkToken's credentials as a
+// bootstrap value. The second one is CredentialsConflict, naming the first, and never calls
+// DingTalk with it: the first keeps its grant.
+func TestStoredRefreshTokenIsNoBootstrap(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := env.CreateNamespace(t, "stolen")
+	manager(t, "stolen", "", []string{ns})
+	id := newUser(t, ns, "creds", time.Hour)
+	env.Create(t, testenv.NewToken(ns, "owner", v1alpha1.TokenTypeUser, "creds"))
+	env.WaitReady(t, ns, "owner")
+	var stored string
+	g.Eventually(func(g Gomega) {
+		stored = storedRefreshToken(g, ns, "owner")
+		g.Expect(stored).To(Equal(env.Sim.CurrentRefreshToken(id)))
+	}).Should(Succeed())
+	calls := env.Results(simulator.PathUserAccessToken, id)["success"]
+
+	copied := env.Secret(g, ns, "creds").Data
+	env.CreateSecret(t, ns, "copied", map[string]string{
+		"clientId": string(copied["clientId"]), "clientSecret": string(copied["clientSecret"]), "refreshToken": stored})
+	env.Create(t, testenv.NewToken(ns, "thief", v1alpha1.TokenTypeUser, "copied"))
+	tok := env.WaitFor(t, ns, "thief", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCredentialsConflict, 30*time.Second)
+	measured(t, "another DingTalkToken's stored refresh token as a bootstrap value: %s, %d calls with it",
+		testenv.Condition(tok, v1alpha1.ConditionReady).Reason, env.Results(simulator.PathUserAccessToken, id)["success"]-calls)
+	g.Expect(testenv.Condition(tok, v1alpha1.ConditionReady).Message).To(ContainSubstring(ns + "/owner"))
+	g.Expect(env.Results(simulator.PathUserAccessToken, id)["success"]).To(Equal(calls))
+	g.Expect(refused(id)).To(BeEmpty())
+	g.Expect(storedRefreshToken(g, ns, "owner")).To(Equal(env.Sim.CurrentRefreshToken(id)), "the owner lost its grant")
+}
