@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -66,6 +67,20 @@ type Environment struct {
 	Sim *simulator.Server
 
 	env *envtest.Environment
+	// usersMu serializes envtest's AddUser, which is not safe for concurrent use (scenarios run
+	// at once).
+	usersMu sync.Mutex
+}
+
+// addUser adds an envtest user; safe for concurrent use.
+func (e *Environment) addUser(name string, groups []string) (*envtest.AuthenticatedUser, error) {
+	e.usersMu.Lock()
+	defer e.usersMu.Unlock()
+	u, err := e.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("adding user %s: %w", name, err)
+	}
+	return u, nil
 }
 
 // Start starts the control plane, installs the CRDs of config/crd/bases and, when asked, starts
@@ -159,9 +174,9 @@ func Unthrottled(cfg *rest.Config) *rest.Config {
 // AddUser adds a user authenticated by a client certificate, with groups, and returns its
 // configuration. RBAC applies to it unless a group is system:masters.
 func (e *Environment) AddUser(name string, groups ...string) (*rest.Config, error) {
-	u, err := e.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	u, err := e.addUser(name, groups)
 	if err != nil {
-		return nil, fmt.Errorf("adding user %s: %w", name, err)
+		return nil, err
 	}
 	return u.Config(), nil
 }
@@ -177,9 +192,9 @@ func (e *Environment) UserClient(name string, groups ...string) (client.Client, 
 
 // WriteKubeconfig writes a kubeconfig for a user with groups to path (mode 0600).
 func (e *Environment) WriteKubeconfig(path, name string, groups ...string) error {
-	u, err := e.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	u, err := e.addUser(name, groups)
 	if err != nil {
-		return fmt.Errorf("adding user %s: %w", name, err)
+		return err
 	}
 	b, err := u.KubeConfig()
 	if err != nil {
