@@ -126,32 +126,7 @@ func TestLeaderElectionFailoverAndMetrics(t *testing.T) {
 		g.Expect(k8s.Create(ctx, tok)).To(Succeed())
 	}
 
-	args := func() []string {
-		return []string{
-			"--leader-elect", "--leader-election-namespace=" + operatorNamespace,
-			"--dingtalk-endpoint=" + sim.URL(),
-			"--metrics-bind-address=" + envtesting.FreeAddr(t),
-			"--health-probe-bind-address=" + envtesting.FreeAddr(t),
-		}
-	}
-	a := startManager(t, "a", operatorKubeconfig, args()...)
-	b := startManager(t, "b", operatorKubeconfig, args()...)
-
-	var leader, standby *testenv.Process
-	g.Eventually(func() int {
-		n := 0
-		for _, p := range []*testenv.Process{a, b} {
-			if p.Logged(leaseAcquired) {
-				leader, n = p, n+1
-			}
-		}
-		return n
-	}).WithTimeout(60*time.Second).WithPolling(200*time.Millisecond).Should(Equal(1), "exactly one manager leads")
-	standby = a
-	if leader == a {
-		standby = b
-	}
-	t.Logf("manager %s leads, %s stands by", leader.Name, standby.Name)
+	leader, standby := startLeaderPair(t, g)
 
 	waitReady(g, ns, tokens)
 	fetched := func() int64 {

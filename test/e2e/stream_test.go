@@ -28,7 +28,6 @@ import (
 	dingtalkv1alpha1 "github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
-	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv/envtesting"
 )
 
 // TestStreamLeaderOnly runs two managers with leader election (processes, under the RBAC of
@@ -54,31 +53,7 @@ func TestStreamLeaderOnly(t *testing.T) {
 	g.Expect(k8s.Create(ctx, tok)).To(Succeed())
 	stats := func() simulator.SuiteStreamStats { return sim.StreamStats().Suites[suiteKey] }
 
-	args := func() []string {
-		return []string{
-			"--leader-elect", "--leader-election-namespace=" + operatorNamespace,
-			"--dingtalk-endpoint=" + sim.URL(),
-			"--metrics-bind-address=" + envtesting.FreeAddr(t),
-			"--health-probe-bind-address=" + envtesting.FreeAddr(t),
-		}
-	}
-	a := startManager(t, "a", operatorKubeconfig, args()...)
-	b := startManager(t, "b", operatorKubeconfig, args()...)
-	var leader, standby *testenv.Process
-	g.Eventually(func() int {
-		n := 0
-		for _, p := range []*testenv.Process{a, b} {
-			if p.Logged(leaseAcquired) {
-				leader, n = p, n+1
-			}
-		}
-		return n
-	}).WithTimeout(60*time.Second).WithPolling(200*time.Millisecond).Should(Equal(1), "exactly one manager leads")
-	standby = a
-	if leader == a {
-		standby = b
-	}
-	t.Logf("manager %s leads, %s stands by", leader.Name, standby.Name)
+	leader, standby := startLeaderPair(t, g)
 
 	// Only the leader connects; the token waits for its first ticket.
 	waitTicketStream(g, ns, "suite", dingtalkv1alpha1.ReasonConnected)
@@ -125,7 +100,7 @@ func TestStreamLeaderOnly(t *testing.T) {
 	// SIGTERM: the connection is closed with the manager.
 	g.Expect(standby.Terminate(30 * time.Second)).To(Succeed())
 	g.Eventually(func() int { return stats().Open }).WithTimeout(10 * time.Second).Should(BeZero())
-	for _, p := range []*testenv.Process{a, b} {
+	for _, p := range []*testenv.Process{leader, standby} {
 		for _, v := range []string{first, second, suiteSecret, "e2e-stream-initial-ticket"} {
 			g.Expect(p.Output()).NotTo(ContainSubstring(v), "manager %s printed a secret", p.Name)
 		}

@@ -27,6 +27,9 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/onsi/gomega"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -160,4 +163,35 @@ func startManager(t *testing.T, name, kubeconfig string, args ...string) *testen
 // scrape reads the metrics endpoint of a manager process with token and parses the exposition.
 func scrape(p *testenv.Process, token string) (testenv.Metrics, error) {
 	return testenv.Scrape(context.Background(), testenv.InsecureHTTP, "https://"+p.Flag("metrics-bind-address")+"/metrics", token)
+}
+
+// startLeaderPair starts two managers with leader election (the operator's identity, the
+// simulator, metrics and probes on free addresses) and waits until exactly one leads.
+func startLeaderPair(t *testing.T, g gomega.Gomega) (leader, standby *testenv.Process) {
+	t.Helper()
+	args := func() []string {
+		return []string{
+			"--leader-elect", "--leader-election-namespace=" + operatorNamespace,
+			"--dingtalk-endpoint=" + sim.URL(),
+			"--metrics-bind-address=" + envtesting.FreeAddr(t),
+			"--health-probe-bind-address=" + envtesting.FreeAddr(t),
+		}
+	}
+	a := startManager(t, "a", operatorKubeconfig, args()...)
+	b := startManager(t, "b", operatorKubeconfig, args()...)
+	g.Eventually(func() int {
+		n := 0
+		for _, p := range []*testenv.Process{a, b} {
+			if p.Logged(leaseAcquired) {
+				leader, n = p, n+1
+			}
+		}
+		return n
+	}).WithTimeout(60*time.Second).WithPolling(200*time.Millisecond).Should(gomega.Equal(1), "exactly one manager leads")
+	standby = a
+	if leader == a {
+		standby = b
+	}
+	t.Logf("manager %s leads, %s stands by", leader.Name, standby.Name)
+	return leader, standby
 }
