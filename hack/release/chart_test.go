@@ -732,6 +732,22 @@ func TestChartNamespacedModeRendersRolesOnly(t *testing.T) {
 				t.Errorf("no Role %s in %s", role, ns)
 			}
 		}
+		// A Role cannot grant cluster-scoped resources: the chart leaves their rules out, and
+		// keeps every namespaced one.
+		var granted []string
+		for _, rule := range convert[rbacv1.Role](t, r.find("Role "+ns+"/"+fullname+"-manager-role")).Rules {
+			for _, res := range rule.Resources {
+				if res == "namespaces" || strings.HasPrefix(res, "clusterdingtalktokens") {
+					t.Errorf("Role manager-role in %s names the cluster-scoped %s", ns, res)
+				}
+				granted = append(granted, res)
+			}
+		}
+		for _, res := range []string{"secrets", "dingtalktokens", "dingtalktokens/status", "dingtalktokens/finalizers", "events"} {
+			if !slices.Contains(granted, res) {
+				t.Errorf("Role manager-role in %s does not grant %s", ns, res)
+			}
+		}
 	}
 
 	strict := renderChart(t, map[string]any{"watchNamespaces": []any{"team-a"},
