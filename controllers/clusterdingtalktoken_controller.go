@@ -209,7 +209,7 @@ func (r *ClusterDingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl
 		p.log.V(1).Info("Refreshing token", "why", d.Why)
 		a, err := r.refresh(ctx, p, in)
 		p.recordAttempt(a)
-		if err != nil {
+		if _, deferred := p.deferred(); err != nil || deferred {
 			return ctrl.Result{}, err
 		}
 	} else {

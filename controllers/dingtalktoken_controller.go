@@ -256,7 +256,7 @@ func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		}
 		a, err := r.refresh(ctx, p, in)
 		p.recordAttempt(a)
-		if err != nil {
+		if _, deferred := p.deferred(); err != nil || deferred {
 			return ctrl.Result{}, err
 		}
 	} else {
@@ -291,11 +291,11 @@ func (r *DingTalkTokenReconciler) load(ctx context.Context, key types.Namespaced
 // verifyTarget looks an unverified target up on the API server before a refresh calls DingTalk
 // (a name taken by another owner's Secret fails the pass first: TargetConflict); a refresh that
 // takes a token another object of the set fetched moments ago calls nobody and needs no look:
-// its create finds a taken name.
+// its create finds a taken name; nor does one that will wait for its place under the rate limit.
 func (r *DingTalkTokenReconciler) verifyTarget(ctx context.Context, p *pass, in refreshInput, t targets,
 	key types.NamespacedName, state targetState) (targetState, error) {
 	c := p.creds.values
-	if !state.unverified || c == nil || c.shared() && r.sharedTokenReady(p.creds.setKey, in) {
+	if !state.unverified || c == nil || c.shared() && (r.sharedTokenReady(p.creds.setKey, in) || r.callWaits(p.creds.setKey)) {
 		return state, nil
 	}
 	state, err := t.read(ctx, key)

@@ -322,8 +322,12 @@ func (p *clusterPass) readyState() readyState {
 }
 
 // finish writes status once (when it changed), emits the events of its transitions, updates the
-// metrics and computes RequeueAfter.
+// metrics and computes RequeueAfter. A deferred pass writes nothing: it comes back when its place
+// under the rate limit is due.
 func (p *clusterPass) finish(ctx context.Context, err error) (ctrl.Result, error) {
+	if res, deferred := p.deferred(); deferred && err == nil {
+		return res, nil
+	}
 	st := &p.tok.Status
 	counts := p.counts
 	counts.Failed = int32(len(p.failed))

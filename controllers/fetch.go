@@ -63,24 +63,76 @@ type issued struct {
 // (singleflight); the answered token is kept until it expires so that DingTalkTokens whose refresh
 // falls due a little later in the same window take it instead of calling again. Retry-After answers
 // set a floor for the whole set.
+//
+// Shared calls take their place under the client-side rate limit ahead (limiter): a set whose
+// place is not due yet is not waited for inside a worker; its callers are told when to come back
+// (callDeferred), so the workers serve the objects whose set has a token meanwhile.
 type fetcher struct {
 	clock clock.PassiveClock
 	key   []byte
 	// seedKey keys the refresh jitter's seeds: the installation's digest key.
 	seedKey []byte
 	group   singleflight.Group
+	// limiter reserves places under the DingTalk client's rate limit (nil: calls wait inside).
+	limiter dingtalk.Reserver
 
 	mu     sync.Mutex
 	tokens map[string]issued
 	floors map[string]time.Time
+	// places are the times of the places sets hold under the rate limit.
+	places map[string]time.Time
 }
+
+// callDeferred is the outcome of a shared fetch whose set's place under the client-side rate
+// limit is not due yet: nothing was called, and the callers come back at until.
+type callDeferred struct {
+	until time.Time
+}
+
+func (d *callDeferred) Error() string {
+	return "the call waits for its place under the client-side rate limit until " + rfc3339(d.until)
+}
+
+// maxPlaceAge is how long a place nobody came back for is kept (its set's objects were deleted).
+const maxPlaceAge = time.Minute
 
 func newFetcher(clk clock.PassiveClock) *fetcher {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		panic("crypto/rand failed: " + err.Error())
 	}
-	return &fetcher{clock: clk, key: key, tokens: map[string]issued{}, floors: map[string]time.Time{}}
+	return &fetcher{clock: clk, key: key, tokens: map[string]issued{}, floors: map[string]time.Time{},
+		places: map[string]time.Time{}}
+}
+
+// takePlace gives the set key its place under the client-side rate limit: ok when its call may
+// be sent now (the limit has room, or the place it reserved earlier has come), else the time the
+// place is due. A set holds one place, whichever of its objects asks.
+func (f *fetcher) takePlace(key string) (due time.Time, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.clock.Now()
+	if at, held := f.places[key]; held {
+		if now.Before(at) {
+			return at, false
+		}
+		delete(f.places, key)
+		return time.Time{}, true
+	}
+	d := f.limiter.Reserve()
+	if d <= 0 {
+		return time.Time{}, true
+	}
+	f.places[key] = now.Add(d)
+	return f.places[key], false
+}
+
+// placeAhead reports whether the set key waits for a place under the rate limit.
+func (f *fetcher) placeAhead(key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	at, held := f.places[key]
+	return held && f.clock.Now().Before(at)
 }
 
 // setKey names a credential set (or any other secret-derived identity) without revealing it.
@@ -143,6 +195,13 @@ func (f *fetcher) fetch(ctx context.Context, key string, accept func(issued) boo
 		}
 		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 		defer cancel()
+		if share && f.limiter != nil {
+			due, ok := f.takePlace(key)
+			if !ok {
+				return issued{}, &callDeferred{until: due}
+			}
+			callCtx = dingtalk.WithReservedPlace(callCtx)
+		}
 		// Whole seconds: status times have second precision, so memory and status agree after a restart.
 		sentAt := f.clock.Now().Truncate(time.Second)
 		ran = true
@@ -195,6 +254,11 @@ func (f *fetcher) store(key string, t issued) {
 	for k, v := range f.floors {
 		if !now.Before(v) {
 			delete(f.floors, k)
+		}
+	}
+	for k, v := range f.places {
+		if now.Sub(v) > maxPlaceAge {
+			delete(f.places, k)
 		}
 	}
 	f.tokens[key] = t

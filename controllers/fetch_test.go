@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,5 +115,60 @@ func TestFetchOutlivesItsCaller(t *testing.T) {
 	got, _, err := f.fetch(ctx, "user-key", nil, call)
 	if err != nil || got.RefreshToken != "rotated" {
 		t.Fatalf("fetch = %+v, %v; want the answer with the rotated refresh token", got, err)
+	}
+}
+
+// placesAhead is a dingtalk.Reserver whose places are due after the delays given, in turn.
+type placesAhead struct {
+	delays []time.Duration
+	taken  int
+}
+
+func (r *placesAhead) Reserve() time.Duration {
+	d := r.delays[r.taken]
+	r.taken++
+	return d
+}
+
+// TestFetcherDefersToTheRateLimit: a shared call whose place under the client-side rate limit is
+// not due is not waited for: every caller of its set is told when the place is due, one place
+// per set, and the call goes then without a second reservation. User tokens are never deferred.
+func TestFetcherDefersToTheRateLimit(t *testing.T) {
+	clk := clocktesting.NewFakeClock(t0)
+	f := newFetcher(clk)
+	limit := &placesAhead{delays: []time.Duration{0, 2 * time.Second}}
+	f.limiter = limit
+	var calls atomic.Int32
+	call := func(context.Context) (dingtalk.Token, error) {
+		calls.Add(1)
+		return dingtalk.Token{AccessToken: "t", ExpireIn: time.Hour}, nil
+	}
+	accept := func(issued) bool { return true }
+	first, second := f.setKey("InternalApp", "a", "s", "", "x"), f.setKey("InternalApp", "b", "s", "", "x")
+
+	if _, called, err := f.fetch(context.Background(), first, accept, call); err != nil || !called {
+		t.Fatalf("a set whose place is now: called %v, %v", called, err)
+	}
+	for range 2 { // two objects of the second set
+		_, called, err := f.fetch(context.Background(), second, accept, call)
+		var d *callDeferred
+		if !errors.As(err, &d) || called || !d.until.Equal(t0.Add(2*time.Second)) {
+			t.Fatalf("a set whose place is 2s away: called %v, %v; want deferred until %s", called, err, t0.Add(2*time.Second))
+		}
+	}
+	if limit.taken != 2 || calls.Load() != 1 || !f.placeAhead(second) || f.placeAhead(first) {
+		t.Fatalf("places taken %d, calls %d, second set waits %v, first waits %v; want 2, 1, true, false",
+			limit.taken, calls.Load(), f.placeAhead(second), f.placeAhead(first))
+	}
+	if _, called, err := f.fetch(context.Background(), "user-key", nil, call); err != nil || !called || limit.taken != 2 {
+		t.Fatalf("a User fetch: called %v, %v, places taken %d; want its own call, waited for in the client", called, err, limit.taken)
+	}
+
+	clk.Step(2 * time.Second)
+	if _, called, err := f.fetch(context.Background(), second, accept, call); err != nil || !called || limit.taken != 2 {
+		t.Fatalf("the second set at its place: called %v, %v, places taken %d; want the call, no new place", called, err, limit.taken)
+	}
+	if _, called, err := f.fetch(context.Background(), second, accept, call); err != nil || called || f.placeAhead(second) {
+		t.Fatalf("the second set's other object: called %v, %v; want the shared token", called, err)
 	}
 }

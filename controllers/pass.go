@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
@@ -52,8 +53,11 @@ type attempt struct {
 	token *issued
 	// called is set when this object's own call answered (not a token shared by another object).
 	called bool
-	// failure is why no token came (nil: one did).
+	// failure is why no token came (nil: one did, or the attempt was deferred).
 	failure *failure
+	// deferredUntil is set when the call waits for its place under the client-side rate limit:
+	// nothing was called, and the pass is repeated then.
+	deferredUntil time.Time
 }
 
 // tokenPass is the part of a pass every token kind shares: the refresh state of one object.
@@ -82,6 +86,9 @@ type tokenPass struct {
 	// unused is set when nothing would receive a token (a ClusterDingTalkToken selecting no
 	// namespace): none is fetched, and no refresh is scheduled.
 	unused bool
+	// deferredUntil is set when the pass's DingTalk call waits for its place under the
+	// client-side rate limit: the pass ends there, writes nothing, and is repeated then.
+	deferredUntil time.Time
 }
 
 // credentialsRead is what a pass read of the credentials.
@@ -180,6 +187,10 @@ func (p *tokenPass) setCondition(typ string, status metav1.ConditionStatus, reas
 
 // recordAttempt records the outcome of a refresh attempt.
 func (p *tokenPass) recordAttempt(a attempt) {
+	if !a.deferredUntil.IsZero() {
+		p.deferredUntil = a.deferredUntil
+		return
+	}
 	if a.creds != nil {
 		p.st.CredentialsDigest = p.shared.digests.credentials(p.uid, a.creds)
 		p.st.SuiteTicketDigest = p.shared.digests.ticket(p.uid, a.creds)
@@ -396,6 +407,16 @@ func (p *tokenPass) emitRequestEvent(rec events.EventRecorder, obj runtime.Objec
 	}
 	rec.Eventf(obj, nil, corev1.EventTypeWarning, "RefreshRequestIgnored", "Refresh",
 		"Annotation %s=%q %s: it is ignored", v1alpha1.RefreshRequestedAtAnnotation, v, why)
+}
+
+// deferred reports whether the pass was deferred (its call waits for a place under the
+// client-side rate limit), and then its result: back when the place is due. A deferred pass
+// records nothing: it is repeated in full then.
+func (p *tokenPass) deferred() (ctrl.Result, bool) {
+	if p.deferredUntil.IsZero() {
+		return ctrl.Result{}, false
+	}
+	return ctrl.Result{RequeueAfter: requeueAfter(p.now, p.deferredUntil)}, true
 }
 
 // statusWrite is a pass's one status write: obj's status, changed since before (a copy taken

@@ -161,8 +161,12 @@ func (p *pass) recordRollout(o *rolloutOutcome) {
 }
 
 // finish writes status once (when it changed), emits the events of its transitions, updates the
-// metrics and computes RequeueAfter. err is the pass's API-server error, returned as is.
+// metrics and computes RequeueAfter. err is the pass's API-server error, returned as is. A
+// deferred pass writes nothing: it comes back when its place under the rate limit is due.
 func (p *pass) finish(ctx context.Context, err error) (ctrl.Result, error) {
+	if res, deferred := p.deferred(); deferred && err == nil {
+		return res, nil
+	}
 	ready := p.ready(p.targetExpiry, "Secret "+p.tok.TargetName())
 	next := p.settle(ready)
 	werr := p.writeStatus(ctx, statusWrite{client: p.r.Client, events: p.r.Recorder, kind: "DingTalkToken",

@@ -62,6 +62,9 @@ func NewMachinery(clk clock.Clock, dt dingtalk.Client, endpoint string, digestKe
 	}
 	f := newFetcher(clk)
 	f.seedKey = digestKey
+	if r, ok := dt.(dingtalk.Reserver); ok {
+		f.limiter = r
+	}
 	return &Machinery{clock: clk, dingtalk: dt, endpoint: endpoint, fetcher: f, memory: newMemory(),
 		tickets: newTicketStream(), digests: digester{key: digestKey}}
 }
@@ -101,6 +104,9 @@ func (sh *Machinery) fetchShared(ctx context.Context, setKey string, in refreshI
 				return sh.dingtalk.SuiteAccessToken(ctx, creds.suite)
 			}
 		})
+	if d, ok := errors.AsType[*callDeferred](err); ok {
+		return attempt{deferredUntil: d.until}
+	}
 	if err != nil {
 		return attempt{creds: creds, failure: dingTalkFailure(err)}
 	}
@@ -116,6 +122,12 @@ func (sh *Machinery) fetchShared(ctx context.Context, setKey string, in refreshI
 func (sh *Machinery) sharedTokenReady(setKey string, in refreshInput) bool {
 	_, ok := sh.fetcher.cached(setKey, func(t issued) bool { return acceptShared(in, t) })
 	return ok
+}
+
+// callWaits reports whether a refresh of the set would wait for its place under the client-side
+// rate limit (the pass is then deferred, and calls nobody).
+func (sh *Machinery) callWaits(setKey string) bool {
+	return sh.fetcher.placeAhead(setKey)
 }
 
 // firstFailure returns the first non-nil failure.

@@ -145,6 +145,42 @@ func New(opts Options) (*HTTPClient, error) {
 	}, nil
 }
 
+// Reserver is a Client whose client-side rate limit can be reserved ahead of a call, so that a
+// caller with other work to do need not wait inside the call: Reserve takes the next place under
+// the limit and returns how long until it is due (zero: now). A call whose context carries
+// WithReservedPlace is then sent without waiting for the limit again. A place never used is spent.
+type Reserver interface {
+	Reserve() time.Duration
+}
+
+var _ Reserver = (*HTTPClient)(nil)
+
+// Reserve takes the next place under the client-side rate limit (Reserver).
+func (c *HTTPClient) Reserve() time.Duration {
+	r := c.limiter.Reserve()
+	if !r.OK() {
+		// Only a burst of zero refuses, and New never builds one.
+		return 0
+	}
+	return r.Delay()
+}
+
+type reservedPlaceKey struct{}
+
+// WithReservedPlace marks ctx's call as holding a place Reserve took: it does not wait for the
+// client-side rate limit.
+func WithReservedPlace(ctx context.Context) context.Context {
+	return context.WithValue(ctx, reservedPlaceKey{}, true)
+}
+
+// waitForLimit waits for a place under the client-side rate limit, unless ctx holds one.
+func (c *HTTPClient) waitForLimit(ctx context.Context) error {
+	if reserved, _ := ctx.Value(reservedPlaceKey{}).(bool); reserved {
+		return nil
+	}
+	return c.limiter.Wait(ctx)
+}
+
 // ValidateBaseURL checks a DingTalk endpoint and returns it without a trailing slash. It must be
 // an absolute https URL, or http for a loopback host, without user info, query or fragment.
 func ValidateBaseURL(raw string) (string, error) {
@@ -269,7 +305,7 @@ func (c *HTTPClient) post(ctx context.Context, path string, body any) (Token, er
 // the answer. It never retries.
 func call[T any](ctx context.Context, c *HTTPClient, path string, body any, parse func(int, http.Header, []byte) (T, error)) (T, error) {
 	var zero T
-	if err := c.limiter.Wait(ctx); err != nil {
+	if err := c.waitForLimit(ctx); err != nil {
 		// Nothing was sent: no metric. The reconciler sees a classified error.
 		if ctx.Err() != nil {
 			return zero, contextError(ctx, path)

@@ -478,6 +478,29 @@ func TestClientSideRateLimit(t *testing.T) {
 	}
 }
 
+// TestReservedPlace: a place Reserve took is not waited for again; a call without one waits.
+func TestReservedPlace(t *testing.T) {
+	srv, _ := startSim(t)
+	c := newClient(t, srv.URL(), func(o *dingtalk.Options) { o.QPS, o.Burst = 0.001, 1 })
+	if d := c.Reserve(); d != 0 {
+		t.Fatalf("the first place is %s away, want now", d)
+	}
+	if d := c.Reserve(); d < 900*time.Second {
+		t.Fatalf("the second place is %s away, want about 1000s", d)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	if _, err := c.AppAccessToken(ctx, app); dingtalk.ClassOf(err) != dingtalk.ClassRateLimited {
+		t.Errorf("a call without a place: got %v, want RateLimited", err)
+	}
+	if _, err := c.AppAccessToken(dingtalk.WithReservedPlace(ctx), app); err != nil {
+		t.Errorf("a call holding its place: %v", err)
+	}
+	if n := srv.Stats().Total; n != 1 {
+		t.Errorf("%d calls reached the simulator, want 1", n)
+	}
+}
+
 func TestMetricsObserved(t *testing.T) {
 	srv, _ := startSim(t)
 	c := newClient(t, srv.URL(), nil)

@@ -82,6 +82,7 @@ func TestScale(t *testing.T) {
 		"CredentialsWatchNamespaced":  testCredentialsWatchNamespaced,
 		"WatchLabelSelector":          testWatchLabelSelector,
 		"TargetWriteOnShutdown":       testTargetWriteOnShutdown,
+		"RateLimitDefers":             testRateLimitDefers,
 	}
 	t.Run("scenarios", func(t *testing.T) {
 		var wg sync.WaitGroup
