@@ -53,6 +53,7 @@ func (b *bench) report() string {
 	w("")
 	w("Written by `%s` on %s. The figures are what one run measured on the machine below; benchmarks", b.p.command, b.started.UTC().Format("2006-01-02 15:04 MST"))
 	w("report and do not fail on timing. Load averages (1, 5, 15 min) are noted where each phase started.")
+	w("How the figures moved from version to version, and what the profiles show: [performance.md](performance.md).")
 	w("")
 	if len(b.sizes) > 0 {
 		b.sizeTable(w)
@@ -215,7 +216,7 @@ func (b *bench) method(w func(string, ...any)) {
 	w("   times: DingTalk calls divided by credential sets x cycles. The least remaining lifetime is the")
 	w("   `dingtalk.tokens.dev/expires-at` annotation minus the time, sampled every second over all")
 	w("   target Secrets and at every change. All tokens were issued within seconds of each other, so")
-	w("   every cycle finds them due together, spread by the refresh jitter (up to 10% of the")
+	w("   every cycle finds them due together, spread by the refresh jitter (up to 10%% of the")
 	w("   refresh-before time, a third of the lifetime).")
 	w("3. SIGKILL; the bench waits until every token's `status.refreshTime` has passed, then starts a")
 	w("   new process and counts DingTalk calls until every token's `status.lastRefreshTime` moved.")
