@@ -107,12 +107,13 @@ func newFetcher(clk clock.PassiveClock) *fetcher {
 
 // takePlace gives the set key its place under the client-side rate limit: ok when its call may
 // be sent now (the limit has room, or the place it reserved earlier has come), else the time the
-// place is due. A set holds one place, whichever of its objects asks.
+// place is due. A set holds one place, whichever of its objects asks; a place nobody came back
+// for within maxPlaceAge is spent, and a new one is taken.
 func (f *fetcher) takePlace(key string) (due time.Time, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.clock.Now()
-	if at, held := f.places[key]; held {
+	if at, held := f.places[key]; held && now.Sub(at) <= maxPlaceAge {
 		if now.Before(at) {
 			return at, false
 		}

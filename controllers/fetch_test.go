@@ -136,7 +136,7 @@ func (r *placesAhead) Reserve() time.Duration {
 func TestFetcherDefersToTheRateLimit(t *testing.T) {
 	clk := clocktesting.NewFakeClock(t0)
 	f := newFetcher(clk)
-	limit := &placesAhead{delays: []time.Duration{0, 2 * time.Second}}
+	limit := &placesAhead{delays: []time.Duration{0, 2 * time.Second, 3 * time.Second, 3 * time.Second}}
 	f.limiter = limit
 	var calls atomic.Int32
 	call := func(context.Context) (dingtalk.Token, error) {
@@ -170,5 +170,17 @@ func TestFetcherDefersToTheRateLimit(t *testing.T) {
 	}
 	if _, called, err := f.fetch(context.Background(), second, accept, call); err != nil || called || f.placeAhead(second) {
 		t.Fatalf("the second set's other object: called %v, %v; want the shared token", called, err)
+	}
+
+	// A place nobody came back for in time is spent: the next caller takes a new one.
+	third := f.setKey("InternalApp", "c", "s", "", "x")
+	if _, _, err := f.fetch(context.Background(), third, accept, call); !errors.As(err, new(*callDeferred)) {
+		t.Fatalf("the third set: %v, want deferred", err)
+	}
+	clk.Step(3*time.Second + maxPlaceAge + time.Second)
+	_, called, err := f.fetch(context.Background(), third, accept, call)
+	var d *callDeferred
+	if !errors.As(err, &d) || called || limit.taken != 4 || !d.until.Equal(clk.Now().Add(3*time.Second)) {
+		t.Fatalf("the third set after its place was left: called %v, %v, places taken %d; want a new place", called, err, limit.taken)
 	}
 }
