@@ -25,16 +25,18 @@ import (
 	"time"
 )
 
-// Fault changes the answer to matching token calls (and connections/open calls). Faults are tried in the order they were set;
+// Fault changes the answer to matching token calls (and business and connections/open calls). Faults are tried in the order they were set;
 // the first that matches and fires applies (and uses up one of its Count).
 //
 // What it does, by precedence: Close, Malformed, ErrCode200, Body, then an error answer when
 // Status, Code or RetryAfter is set. Latency delays the call first; a fault with only Latency
 // then lets the call be answered normally.
 type Fault struct {
-	// Endpoint limits the fault to one token path, e.g. /v1.0/oauth2/accessToken; "" matches all.
+	// Endpoint limits the fault to one token path, e.g. /v1.0/oauth2/accessToken, or a business
+	// endpoint's (PathUsersMe, PathUserByUnionID, ...); "" matches all.
 	Endpoint string `json:"endpoint,omitempty"`
-	// Credential limits the fault to one appKey, suiteKey or clientId; "" matches all.
+	// Credential limits the fault to one appKey, suiteKey or clientId (on a business endpoint: the
+	// one the presented token was issued to); "" matches all.
 	Credential string `json:"credential,omitempty"`
 	// Rate is the probability (0..1] that a matching call is affected; 0 means 1.
 	Rate float64 `json:"rate,omitempty"`
@@ -67,8 +69,10 @@ type Fault struct {
 // Validate checks a fault's ranges and that it names a known endpoint.
 func (f Fault) Validate() error {
 	var errs []error
-	if _, ok := endpoints[f.Endpoint]; f.Endpoint != "" && f.Endpoint != PathOpenConnection && !ok {
-		errs = append(errs, fmt.Errorf("endpoint %q is neither a token endpoint nor connections/open", f.Endpoint))
+	_, token := endpoints[f.Endpoint]
+	_, business := businessPaths[f.Endpoint]
+	if f.Endpoint != "" && f.Endpoint != PathOpenConnection && !token && !business {
+		errs = append(errs, fmt.Errorf("endpoint %q is neither a token endpoint, a business endpoint nor connections/open", f.Endpoint))
 	}
 	if f.Rate < 0 || f.Rate > 1 {
 		errs = append(errs, errors.New("rate must be within 0..1"))

@@ -91,8 +91,8 @@ var endpoints = map[string]endpoint{
 	PathUserAccessToken:  {PathUserAccessToken, func(r tokenRequest) string { return r.ClientID }, (*Simulator).userToken},
 }
 
-// Handler returns the HTTP handler: the token endpoints, the sign-in page, the Stream gateway and
-// the /_sim/ control endpoints.
+// Handler returns the HTTP handler: the token endpoints, the business endpoints that use a token
+// (business.go), the sign-in page, the Stream gateway and the /_sim/ control endpoints.
 func (s *Simulator) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 func (s *Simulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -110,6 +110,8 @@ func (s *Simulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case r.URL.Path == PathSignIn && r.Method == http.MethodGet:
 		s.serveSignIn(w, r)
+		return
+	case s.serveBusiness(w, r):
 		return
 	}
 	ep, ok := endpoints[r.URL.Path]
@@ -203,7 +205,7 @@ func (s *Simulator) appToken(req tokenRequest) (tokenAnswer, *apiError) {
 		return tokenAnswer{}, errorf(http.StatusBadRequest, "invalidClientIdOrSecret", "无效的clientId或者clientSecret")
 	}
 	life := lifetime(a.TokenLifetime)
-	tok := s.reuseLocked(&a.token, s.clk.Now(), life)
+	tok := s.reuseLocked(&a.token, s.clk.Now(), life, appToken, a.AppKey)
 	return tokenAnswer{AccessToken: tok, ExpireIn: seconds(life)}, nil
 }
 
@@ -215,7 +217,7 @@ func (s *Simulator) suiteToken(req tokenRequest) (tokenAnswer, *apiError) {
 		return tokenAnswer{}, apiErr
 	}
 	life := lifetime(su.TokenLifetime)
-	return tokenAnswer{AccessToken: s.issueLocked(s.clk.Now(), life), ExpireIn: seconds(life)}, nil
+	return tokenAnswer{AccessToken: s.issueLocked(s.clk.Now(), life, suiteToken, su.SuiteKey), ExpireIn: seconds(life)}, nil
 }
 
 func (s *Simulator) corpToken(req tokenRequest) (tokenAnswer, *apiError) {
@@ -232,7 +234,7 @@ func (s *Simulator) corpToken(req tokenRequest) (tokenAnswer, *apiError) {
 		return tokenAnswer{}, errorf(http.StatusBadRequest, "invalidAuthInfo", "企业未授权该应用")
 	}
 	life := lifetime(su.TokenLifetime)
-	return tokenAnswer{AccessToken: s.issueLocked(s.clk.Now(), life), ExpireIn: seconds(life)}, nil
+	return tokenAnswer{AccessToken: s.issueLocked(s.clk.Now(), life, corpToken, su.SuiteKey), ExpireIn: seconds(life)}, nil
 }
 
 // checkSuiteLocked checks a suite's key, secret and current ticket.
@@ -298,7 +300,7 @@ func (s *Simulator) userToken(req tokenRequest) (tokenAnswer, *apiError) {
 	u.refresh[rt] = now.Add(RefreshTokenLifetime)
 	u.current = rt
 	life := lifetime(u.TokenLifetime)
-	tok := s.reuseLocked(&u.token, now, life)
+	tok := s.reuseLocked(&u.token, now, life, userToken, u.ClientID)
 	return tokenAnswer{AccessToken: tok, RefreshToken: rt, ExpireIn: seconds(life), CorpID: u.CorpID}, nil
 }
 

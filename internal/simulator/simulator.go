@@ -32,6 +32,12 @@ limitations under the License.
 // suite's ticket while the old one stays valid for a grace period, redelivery of unacked events,
 // and fault hooks (disconnect, drop, oversized and garbage frames, refused opens).
 //
+// Its business endpoints (business.go) use a token the way DingTalk's do, for tests of what
+// consumes tokens (dingtalk-token-proxy): GET /v1.0/contact/users/me and /v1.0/contact/users/<unionId>
+// on the new API (header x-acs-dingtalk-access-token or Bearer; a bad token is HTTP 400
+// InvalidAuthentication), POST /topapi/v2/user/get and GET /user/get on the old one
+// (?access_token=; HTTP 200 with errcode 88 and sub_code 40014, or 40014/41001/42001).
+//
 // Its sign-in page, GET /oauth2/auth (see signin.go), signs a configured user in at once and
 // redirects to a loopback redirect_uri with a new one-time authCode, as DingTalk's login page does.
 //
@@ -66,8 +72,8 @@ type Simulator struct {
 	apps      map[string]*appState
 	suites    map[string]*suiteState
 	users     map[string]*userState
-	tokens    map[string]time.Time // every access token issued, with its expiry
-	nextSweep int                  // len(tokens) at which expired tokens are dropped
+	tokens    map[string]issued // every access token issued (kept a while after it expires)
+	nextSweep int               // len(tokens) at which long-expired tokens are dropped
 	faults    []Fault
 	stats     Stats
 
@@ -116,7 +122,7 @@ func New(cfg Config, clk clock.PassiveClock) *Simulator {
 		apps:   map[string]*appState{},
 		suites: map[string]*suiteState{},
 		users:  map[string]*userState{},
-		tokens: map[string]time.Time{},
+		tokens: map[string]issued{},
 		stats:  newStats(),
 	}
 	s.gw = newGateway(s, cfg.Stream)
@@ -257,41 +263,57 @@ func (s *Simulator) Valid(accessToken string) bool {
 func (s *Simulator) validate(accessToken string) (bool, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	exp, ok := s.tokens[accessToken]
-	if !ok || !s.clk.Now().Before(exp) {
+	it, ok := s.tokens[accessToken]
+	if !ok || !s.clk.Now().Before(it.expires) {
 		return false, time.Time{}
 	}
-	return true, exp
+	return true, it.expires
 }
 
-// liveLocked reports whether token is issued and unexpired at now.
-func (s *Simulator) liveLocked(token string, now time.Time) bool {
-	exp, ok := s.tokens[token]
-	return ok && now.Before(exp)
+// tokenKind is what an access token was issued for: the business endpoints accept some kinds only.
+type tokenKind int
+
+const (
+	appToken   tokenKind = iota // internal app
+	corpToken                   // third-party app, for one org
+	suiteToken                  // third-party suite
+	userToken                   // a signed-in user
+)
+
+// issued is an access token the simulator issued.
+type issued struct {
+	expires time.Time
+	kind    tokenKind
+	cred    string // the appKey, suiteKey or clientId it was issued to
 }
 
-// issueLocked records a new random token valid until now+life.
-func (s *Simulator) issueLocked(now time.Time, life time.Duration) string {
+// expiredMemory is how long an expired token is still known as one (the old API tells an
+// expired token, errcode 42001, from one it never issued, 40014).
+const expiredMemory = time.Hour
+
+// issueLocked records a new random token of kind for cred, valid until now+life.
+func (s *Simulator) issueLocked(now time.Time, life time.Duration, kind tokenKind, cred string) string {
 	if len(s.tokens) >= s.nextSweep {
-		for t, exp := range s.tokens {
-			if !now.Before(exp) {
+		for t, it := range s.tokens {
+			if now.Sub(it.expires) > expiredMemory {
 				delete(s.tokens, t)
 			}
 		}
 		s.nextSweep = max(1024, 2*len(s.tokens))
 	}
 	t := randomHex(16)
-	s.tokens[t] = now.Add(life)
+	s.tokens[t] = issued{expires: now.Add(life), kind: kind, cred: cred}
 	return t
 }
 
 // reuseLocked renews *current when still valid, else issues a new token into it.
-func (s *Simulator) reuseLocked(current *string, now time.Time, life time.Duration) string {
-	if *current != "" && s.liveLocked(*current, now) {
-		s.tokens[*current] = now.Add(life)
+func (s *Simulator) reuseLocked(current *string, now time.Time, life time.Duration, kind tokenKind, cred string) string {
+	if it, ok := s.tokens[*current]; ok && now.Before(it.expires) {
+		it.expires = now.Add(life)
+		s.tokens[*current] = it
 		return *current
 	}
-	*current = s.issueLocked(now, life)
+	*current = s.issueLocked(now, life, kind, cred)
 	return *current
 }
 
