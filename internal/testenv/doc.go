@@ -76,4 +76,12 @@ limitations under the License.
 // token, in the managers' logs (client-go's hex dumps of bodies decoded), every event, every
 // status and the metrics; it also fails on a logged request or response body and on a target
 // Secret holding a credential or refresh token. A suite runs it once, after all its scenarios.
+// Sensitive.ScanOutput scans the output of a program that is not a manager (dingtalk-token-proxy's
+// log and metrics) the same way.
+//
+// # A mounted Secret
+//
+// SecretVolume writes a directory as the kubelet writes a mounted Secret volume (timestamped
+// directories behind an atomically swapped ..data link, keys as links through it), for tests,
+// the bench and the demo that play the kubelet's part for dingtalk-token-proxy.
 package testenv

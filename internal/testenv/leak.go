@@ -190,6 +190,27 @@ func (s LeakScan) Run(ctx context.Context, c client.Client) (*LeakReport, error)
 	return &r, nil
 }
 
+// ScanOutput looks for the recorded values (raw, hex-encoded or base64-encoded at any alignment)
+// and for anything shaped like a simulator token in the output of a program that is not a
+// manager (dingtalk-token-proxy's log, a metrics exposition), given by name. It returns the
+// findings, by where and what, never the value; an error when there is nothing to scan for or a
+// source is empty (a scan of nothing proves nothing).
+func (s *Sensitive) ScanOutput(sources map[string][]byte) ([]string, error) {
+	values := s.snapshot()
+	if len(values) == 0 {
+		return nil, errors.New("no values to scan for: the test recorded none")
+	}
+	var out []string
+	for where, text := range sources {
+		if len(text) == 0 {
+			return nil, fmt.Errorf("nothing to scan in %s", where)
+		}
+		out = append(out, findLeaks(where, text, values)...)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 // collect reads every event, every DingTalkToken's and ClusterDingTalkToken's status and the
 // metrics registry.
 func collect(ctx context.Context, c client.Client) (map[string][]byte, string, error) {

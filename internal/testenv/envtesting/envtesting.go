@@ -218,6 +218,22 @@ func (e *Env) ScanLeaks(tb testing.TB, logs []byte, mustLog ...string) *testenv.
 	return r
 }
 
+// ScanOutput runs the leak scan over the output of a program that is not a manager (see
+// testenv.Sensitive.ScanOutput) and reports each leak as a test error.
+func ScanOutput(tb testing.TB, values *testenv.Sensitive, sources map[string][]byte) {
+	tb.Helper()
+	leaks, err := values.ScanOutput(sources)
+	Must(tb, err)
+	for _, l := range leaks {
+		tb.Error(l)
+	}
+	n := 0
+	for _, b := range sources {
+		n += len(b)
+	}
+	tb.Logf("leak scan: %d values against %d bytes in %d sources: %d findings", values.Len(), n, len(sources), len(leaks))
+}
+
 // FreeAddr returns a free loopback address.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
