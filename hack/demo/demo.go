@@ -46,7 +46,7 @@ import (
 )
 
 const (
-	steps = 7
+	steps = 8
 	// pollInterval is how often the demo reads the DingTalkTokens.
 	pollInterval = 500 * time.Millisecond
 	// readyTimeout bounds the wait for the first tokens.
@@ -66,7 +66,9 @@ type demo struct {
 	logFile   *os.File
 	lifetime  time.Duration
 	appliedAt time.Time
-	table     string // last table printed
+	table     string // last table of DingTalkTokens printed
+	// clusterTable is the last table of ClusterDingTalkTokens printed.
+	clusterTable string
 
 	result result
 }
@@ -93,6 +95,12 @@ type result struct {
 	StreamReadyAfterPush time.Duration
 	TicketPickedUp       bool
 	CallsForSecondPush   int64
+	// ClusterObjects lists the objects of the cluster samples the demo created ("Kind name");
+	// ClusterSecrets the target Secrets the ClusterDingTalkTokens wrote (namespace/name), and
+	// ClusterCalls the DingTalk token calls made for them.
+	ClusterObjects []string
+	ClusterSecrets []string
+	ClusterCalls   int64
 }
 
 // stepError is a failed step: what failed and how to fix it.
@@ -126,34 +134,28 @@ func (d *demo) done(t0 time.Time, format string, args ...any) {
 	d.printf("done in %.1fs%s\n", time.Since(t0).Seconds(), fmt.Sprintf(format, args...))
 }
 
+// run runs the steps in order. Each starts only while ctx is live: a Ctrl-C during a step that
+// cannot be cut short (starting the control plane) ends the demo when that step is done.
 func (d *demo) run(ctx context.Context) error {
 	d.printf("dingtalk-token-operator demo: a local control plane, the DingTalk simulator and the operator.\n\n")
-	if err := d.resolvePaths(); err != nil {
-		return err
-	}
-	if err := d.startControlPlane(); err != nil {
-		return err
-	}
-	if err := d.startSimulator(); err != nil {
-		return err
-	}
-	if err := d.startOperator(ctx); err != nil {
-		return err
-	}
-	if err := d.writeKubeconfig(); err != nil {
-		return err
-	}
-	if err := d.applySamples(ctx); err != nil {
-		return err
-	}
-	if err := d.waitReady(ctx); err != nil {
-		return err
-	}
-	if err := d.pushTickets(ctx); err != nil {
-		return err
-	}
-	if err := d.waitRefresh(ctx); err != nil {
-		return err
+	for _, step := range []func(context.Context) error{
+		func(context.Context) error { return d.resolvePaths() },
+		func(context.Context) error { return d.startControlPlane() },
+		func(context.Context) error { return d.startSimulator() },
+		d.startOperator,
+		func(context.Context) error { return d.writeKubeconfig() },
+		d.applySamples,
+		d.waitReady,
+		d.pushTickets,
+		d.applyClusterSamples,
+		d.waitRefresh,
+	} {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := step(ctx); err != nil {
+			return err
+		}
 	}
 	d.printSummary()
 	if d.cfg.exitAfterRefresh {
@@ -189,7 +191,7 @@ func (d *demo) resolvePaths() error {
 		}
 		c.assets = filepath.Join("bin", "k8s", version)
 	}
-	for _, p := range []*string{&c.assets, &c.simulatorConfig, &c.samples, &c.kubeconfig, &c.logFile} {
+	for _, p := range []*string{&c.assets, &c.simulatorConfig, &c.samples, &c.clusterSamples, &c.kubeconfig, &c.logFile} {
 		abs(p)
 	}
 	return nil
@@ -370,7 +372,7 @@ func (d *demo) waitRefresh(ctx context.Context) error {
 			due = rt.Time
 		}
 	}
-	d.step(7, "Waiting for a live refresh: the first is due at %s (in %s; tokens are refreshed a third of their lifetime before expiry)",
+	d.step(8, "Waiting for a live refresh: the first is due at %s (in %s; tokens are refreshed a third of their lifetime before expiry)",
 		due.UTC().Format(time.TimeOnly), time.Until(due).Round(time.Second))
 	d.printf("\n")
 	for {
@@ -414,8 +416,7 @@ func (d *demo) waitRefresh(ctx context.Context) error {
 func (d *demo) watch(ctx context.Context) error {
 	for {
 		if err := testenv.Sleep(ctx, pollInterval); err != nil {
-			d.printf("\n%s Stopping: the operator, the simulator and the control plane (everything in it is discarded) ...\n", d.since())
-			return nil
+			return err
 		}
 		toks, err := d.list(ctx)
 		if err != nil {
@@ -456,24 +457,30 @@ In another terminal (kubectl is not needed for the demo itself):
   curl -s -XPOST %[4]s/_sim/push -d '{"suiteKey":"suitestream"}'
   kubectl get secret isv-stream-suite-ticket -n %[2]s -o jsonpath='{.metadata.annotations}'
   kubectl get dtt isv-stream -n %[2]s -o jsonpath='{.status.conditions[?(@.type=="TicketStream")]}'
+  # the ClusterDingTalkToken and the namespaces it fans its token out to
+  kubectl get cdtt
+  kubectl get secrets -A -l team=crm
 
 The operator's log is %[5]s. Changes are printed below.
 `, kc, ns, d.lifetime-d.lifetime/3, d.sim.URL(), d.rel(d.cfg.logFile))
 }
 
-// cleanup stops everything the demo started, in reverse order.
+// cleanup stops everything the demo started, in reverse order; a second call does nothing.
 func (d *demo) cleanup() {
 	if d.mgr != nil {
 		_ = d.mgr.Stop()
+		d.mgr = nil
 	}
 	if d.env != nil {
 		if err := d.env.Stop(); err != nil {
 			d.printf("stopping the control plane: %v\n", err)
 		}
+		d.env = nil
 		_ = os.Remove(d.cfg.kubeconfig)
 	}
 	if d.logFile != nil {
 		_ = d.logFile.Close()
+		d.logFile = nil
 	}
 }
 

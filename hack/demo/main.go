@@ -56,6 +56,7 @@ type config struct {
 	kubeconfig       string        // written for kubectl
 	logFile          string        // the operator's log
 	tokenLifetime    time.Duration // overrides the simulator's lifetimes when > 0
+	clusterSamples   string        // kustomization of ClusterDingTalkTokens and their namespaces ("": none)
 	exitAfterRefresh bool          // stop after the first live refresh (tests, CI)
 	timeout          time.Duration // bound of the whole run with exitAfterRefresh
 }
@@ -69,6 +70,8 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 		"(default: $KUBEBUILDER_ASSETS, else bin/k8s/<version> as built by `make envtest`).")
 	fs.StringVar(&c.simulatorConfig, "simulator-config", "config/simulator/credentials.yaml", "DingTalk simulator credentials.")
 	fs.StringVar(&c.samples, "samples", "config/samples", "Kustomization of the DingTalkTokens and Secrets to apply.")
+	fs.StringVar(&c.clusterSamples, "cluster-samples", "config/samples/cluster",
+		"Kustomization of the ClusterDingTalkTokens (with their namespaces and credentials) to apply; empty skips that step.")
 	fs.StringVar(&c.namespace, "namespace", "demo", "Namespace the samples are applied to.")
 	fs.StringVar(&c.kubeconfig, "kubeconfig-out", "bin/demo.kubeconfig", "Where to write a kubeconfig for kubectl.")
 	fs.StringVar(&c.logFile, "log-file", "bin/demo-operator.log", "Where the operator's log goes.")
@@ -86,18 +89,28 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	return c, nil
 }
 
+// run runs the demo until it ends, or until ctx (Ctrl-C) is cancelled: an interrupt at any step
+// stops what was started and is no failure.
 func run(ctx context.Context, args []string, out io.Writer) error {
 	d, err := newDemo(args, out)
 	if err != nil {
 		return err
 	}
 	defer d.cleanup()
+	runCtx := ctx
 	if d.cfg.exitAfterRefresh {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d.cfg.timeout)
+		runCtx, cancel = context.WithTimeout(ctx, d.cfg.timeout)
 		defer cancel()
 	}
-	return d.run(ctx)
+	err = d.run(runCtx)
+	if ctx.Err() != nil {
+		d.printf("\n%s Interrupted: stopping the operator, the simulator and the control plane (everything in it is discarded) ...\n", d.since())
+		d.cleanup()
+		d.printf("Stopped.\n")
+		return nil
+	}
+	return err
 }
 
 func newDemo(args []string, out io.Writer) (*demo, error) {

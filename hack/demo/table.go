@@ -92,22 +92,26 @@ func (d *demo) printSecrets(ctx context.Context, toks []dingtalkv1alpha1.DingTal
 			case t.SuiteTicketSecretName():
 				what = "the newest suite ticket DingTalk pushed for " + t.Name + ", received over Stream mode"
 			}
-			d.printf("  %s/%s  (%s)\n", sec.Namespace, sec.Name, what)
-			keys := make([]string, 0, len(sec.Data))
-			for k := range sec.Data {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
-			line := make([]string, 0, len(keys))
-			for _, k := range keys {
-				line = append(line, k+"="+maskValue(k, sec.Data[k]))
-			}
-			d.printf("      %s\n", strings.Join(line, "  "))
+			d.printf("  %s/%s  (%s)\n      %s\n", sec.Namespace, sec.Name, what, maskedKeys(sec))
 			d.result.Secrets = append(d.result.Secrets, sec.Namespace+"/"+sec.Name)
 		}
 	}
 	d.printf("\n")
 	return nil
+}
+
+// maskedKeys lists a Secret's keys in order, each with its masked value.
+func maskedKeys(sec *corev1.Secret) string {
+	keys := make([]string, 0, len(sec.Data))
+	for k := range sec.Data {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	line := make([]string, 0, len(keys))
+	for _, k := range keys {
+		line = append(line, k+"="+maskValue(k, sec.Data[k]))
+	}
+	return strings.Join(line, "  ")
 }
 
 // maskValue shows expiresAt and corpId; any other value only by its length.

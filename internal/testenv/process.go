@@ -161,13 +161,23 @@ func (p *Process) Kill() {
 // Terminate sends SIGTERM, like the kubelet on a rollout, and waits at most timeout. It returns
 // the exit error (nil for exit code 0).
 func (p *Process) Terminate(timeout time.Duration) error {
+	return p.signal(syscall.SIGTERM, "SIGTERM", timeout)
+}
+
+// Interrupt sends SIGINT, like Ctrl-C in a terminal, and waits at most timeout. It returns the
+// exit error (nil for exit code 0).
+func (p *Process) Interrupt(timeout time.Duration) error {
+	return p.signal(syscall.SIGINT, "SIGINT", timeout)
+}
+
+func (p *Process) signal(sig os.Signal, name string, timeout time.Duration) error {
 	if !p.Exited() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		_ = p.cmd.Process.Signal(sig)
 	}
 	select {
 	case <-p.done:
 		return p.err
 	case <-time.After(timeout):
-		return errors.New(p.Name + " still running " + timeout.String() + " after SIGTERM")
+		return errors.New(p.Name + " still running " + timeout.String() + " after " + name)
 	}
 }
