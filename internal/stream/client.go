@@ -88,6 +88,11 @@ type Options struct {
 	Logger logr.Logger
 	// OnState is called after each change of State, from the client's goroutine; it must not block.
 	OnState func(SuiteID, State)
+
+	// firstOpen, set by a Hub, waits until its open budget lets the client make its first
+	// connections/open call (false: ctx ended); opened, set by a Hub, learns every open's outcome.
+	firstOpen func(ctx context.Context) bool
+	opened    func(err error)
 }
 
 func (o Options) withDefaults() Options {
@@ -200,6 +205,9 @@ func (c *Client) setState(phase Phase, msg string) {
 // Run connects and keeps the connection until ctx ends, reconnecting after each drop. It returns
 // when ctx ends and the connection is closed.
 func (c *Client) Run(ctx context.Context) {
+	if c.opts.firstOpen != nil && !c.opts.firstOpen(ctx) {
+		return
+	}
 	b := c.opts.Backoff
 	for ctx.Err() == nil {
 		end := c.session(ctx)
@@ -328,6 +336,9 @@ func (c *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 		Subscriptions: []dingtalk.StreamSubscription{{Type: TypeEvent, Topic: "*"}},
 		UA:            c.opts.UA, LocalIP: c.opts.LocalIP,
 	})
+	if c.opts.opened != nil {
+		c.opts.opened(err)
+	}
 	if err != nil {
 		return nil, err
 	}

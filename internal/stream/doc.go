@@ -35,6 +35,18 @@ limitations under the License.
 // Any drop reconnects after a backoff of 1 s doubling to 60 s with jitter (DefaultBackoff); a
 // connection that stayed up for Options.StableAfter starts the backoff again from 1 s. Refused
 // credentials (dingtalk.ClassCredentialsRejected) are retried every Options.CredentialsRetry.
+//
+// # The budget of new connections
+//
+// Opening a connection is a DingTalk call, and a holder whose suiteSecret changed needs a new
+// connection. A Hub's new connections make their first connections/open call only when its open
+// budget allows (budget.go): at most one per ChangeInterval (10 s) per holder, whatever suiteKey
+// it names; at most one per ChangeInterval per suite and namespace (of the holder that created
+// the connection), whatever suiteSecret; and after a refusal of the suite's credentials in that
+// namespace, 1 s doubling to 60 s (RefusedBackoffBase, RefusedBackoffCap), which a new
+// suiteSecret does not reset and an accepted open does. A held connection's State is Connecting
+// with a "held: ..." message. The budget is per namespace so that a tenant guessing another's
+// suiteKey delays only its own connections.
 // Nothing here logs, returns in an error or puts in a State message a suiteSecret, a ticket or a
 // frame's body.
 //

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
@@ -55,6 +56,8 @@ type Hub struct {
 	conns   map[connKey]*hubConn
 	holders map[types.NamespacedName]connKey
 	openers map[string]Opener
+	budget  *openBudget
+	clock   clock.WithTicker
 	ctx     context.Context // Start's context; nil before Start
 	stopped bool
 	wg      sync.WaitGroup
@@ -77,6 +80,10 @@ type hubConn struct {
 	client  *Client
 	holders map[types.NamespacedName]bool
 	cancel  context.CancelFunc // nil until started
+	// creator is the holder whose Acquire created the connection, scope where the open budget
+	// counts it.
+	creator types.NamespacedName
+	scope   budgetScope
 }
 
 // NewHub returns a Hub whose connections store the tickets they receive with sink, for their
@@ -88,6 +95,8 @@ func NewHub(sink HolderSink, opts HubOptions) *Hub {
 		conns:   map[connKey]*hubConn{},
 		holders: map[types.NamespacedName]connKey{},
 		openers: map[string]Opener{},
+		budget:  newOpenBudget(),
+		clock:   cmp.Or[clock.WithTicker](opts.Client.Clock, clock.RealClock{}),
 	}
 }
 
@@ -141,7 +150,7 @@ func (h *Hub) Acquire(holder types.NamespacedName, creds Credentials) error {
 	hc, ok := h.conns[key]
 	if !ok {
 		var err error
-		if hc, err = h.newConnLocked(creds); err != nil {
+		if hc, err = h.newConnLocked(holder, creds); err != nil {
 			return err
 		}
 		h.conns[key] = hc
@@ -215,8 +224,8 @@ func (h *Hub) Connections() int {
 	return len(h.conns)
 }
 
-// newConnLocked builds the client of a new connection.
-func (h *Hub) newConnLocked(creds Credentials) (*hubConn, error) {
+// newConnLocked builds the client of a new connection for creator.
+func (h *Hub) newConnLocked(creator types.NamespacedName, creds Credentials) (*hubConn, error) {
 	id := creds.ID()
 	opener, ok := h.openers[id.Endpoint]
 	if !ok {
@@ -226,10 +235,12 @@ func (h *Hub) newConnLocked(creds Credentials) (*hubConn, error) {
 		}
 		h.openers[id.Endpoint] = opener
 	}
-	hc := &hubConn{holders: map[types.NamespacedName]bool{}}
+	hc := &hubConn{holders: map[types.NamespacedName]bool{}, creator: creator, scope: budgetScope{suite: id, namespace: creator.Namespace}}
 	opts := h.opts.Client
 	opts.Opener = opener
 	opts.OnState = func(suite SuiteID, st State) { h.notify(hc, suite, st) }
+	opts.firstOpen = func(ctx context.Context) bool { return h.waitFirstOpen(ctx, hc) }
+	opts.opened = func(err error) { h.opened(hc, err) }
 	// A ticket belongs to the holders of the connection that received it: one that authenticated
 	// with their suiteSecret.
 	sink := TicketSinkFunc(func(ctx context.Context, _ SuiteID, ticket string, bornAt time.Time) error {
@@ -270,4 +281,35 @@ func (h *Hub) startLocked(hc *hubConn) {
 		defer cancel()
 		hc.client.Run(ctx)
 	}()
+}
+
+// budgetHeld is the State message of a new connection the open budget holds back. It names the
+// rule, never a time, so that it does not churn the TicketStream condition.
+const budgetHeld = "held: a new suiteSecret opens at most one connection per 10s, and after refused credentials waits 1s doubling to 60s"
+
+// waitFirstOpen waits until the open budget lets hc make its first connections/open call, and
+// records it; false when ctx ended first.
+func (h *Hub) waitFirstOpen(ctx context.Context, hc *hubConn) bool {
+	for {
+		h.mu.Lock()
+		now := h.clock.Now()
+		at := h.budget.firstOpenAt(hc.scope, hc.creator, now)
+		if !now.Before(at) {
+			h.budget.opening(hc.scope, hc.creator, now)
+			h.mu.Unlock()
+			return true
+		}
+		h.mu.Unlock()
+		hc.client.setState(Connecting, budgetHeld)
+		if !hc.client.sleep(ctx, at.Sub(now)) {
+			return false
+		}
+	}
+}
+
+// opened records the outcome of one of hc's connections/open calls in the open budget.
+func (h *Hub) opened(hc *hubConn, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.budget.opened(hc.scope, err, h.clock.Now())
 }

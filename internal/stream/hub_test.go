@@ -19,12 +19,14 @@ package stream_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
@@ -160,7 +162,8 @@ func TestHubConnectsOnlyWhileStarted(t *testing.T) {
 func TestHubMovesAHolderWhoseSecretChanged(t *testing.T) {
 	srv := startSim(t, simulator.StreamConfig{})
 	rec := &hubRecorder{}
-	h := newHub(t, newSink(), func(o *stream.HubOptions) { o.OnState = rec.record })
+	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+	h := newHub(t, newSink(), func(o *stream.HubOptions) { o.OnState = rec.record; o.Client.Clock = clk })
 	startHub(t, h)
 
 	wrong := creds(srv)
@@ -176,12 +179,22 @@ func TestHubMovesAHolderWhoseSecretChanged(t *testing.T) {
 	if err := h.Acquire(tokenA, creds(srv)); err != nil { // the Secret was fixed
 		t.Fatal(err)
 	}
-	eventually(t, func() stream.Phase { st, _ := h.State(tokenA); return st.Phase }).Should(Equal(stream.Connected))
+	// A new connection of the suite within 10 s of the last one waits for the open budget.
+	eventually(t, func() string { st, _ := h.State(tokenA); return st.Message }).Should(ContainSubstring("held"))
 	if h.Connections() != 1 {
 		t.Errorf("%d connections: the refused one was not closed", h.Connections())
 	}
+	clk.Step(stream.ChangeInterval)
+	// The step may come before the held connection's timer exists: step on until it opens.
+	eventually(t, func() stream.Phase {
+		if openCalls(srv, suiteKey) < 2 {
+			clk.Step(100 * time.Millisecond)
+		}
+		st, _ := h.State(tokenA)
+		return st.Phase
+	}).Should(Equal(stream.Connected))
 	if n := openCalls(srv, suiteKey); n != 2 {
-		t.Errorf("%d connections/open calls, want 2 (refused, then accepted at once)", n)
+		t.Errorf("%d connections/open calls, want 2 (refused, then accepted once the budget allowed)", n)
 	}
 	if err := h.Acquire(tokenB, stream.Credentials{SuiteKey: suiteKey}); dingtalk.ClassOf(err) != dingtalk.ClassCredentialsRejected {
 		t.Errorf("empty secret: %v", err)
@@ -283,9 +296,9 @@ func TestStreamMetrics(t *testing.T) {
 	}
 }
 
-// TestHubTicketGoesToTheReceivingConnectionOnly: a holder naming the suiteKey of another with a
-// made-up suiteSecret holds a connection of its own, which never authenticates; a ticket pushed
-// for the suite is stored for the holders of the authenticated connection only.
+// TestHubTicketGoesToTheReceivingConnectionOnly: a holder naming the suiteKey of another tenant
+// with a made-up suiteSecret holds a connection of its own, which never authenticates; a ticket
+// pushed for the suite is stored for the holders of the authenticated connection only.
 func TestHubTicketGoesToTheReceivingConnectionOnly(t *testing.T) {
 	srv := startSim(t, simulator.StreamConfig{})
 	s := newSink()
@@ -294,17 +307,120 @@ func TestHubTicketGoesToTheReceivingConnectionOnly(t *testing.T) {
 	if err := h.Acquire(tokenA, creds(srv)); err != nil {
 		t.Fatal(err)
 	}
+	guesser := types.NamespacedName{Namespace: "team-b", Name: "guess"}
 	guess := stream.Credentials{SuiteKey: suiteKey, SuiteSecret: "guessed-" + suiteSecret, Endpoint: srv.URL()}
-	if err := h.Acquire(tokenC, guess); err != nil {
+	if err := h.Acquire(guesser, guess); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, func() stream.Phase { st, _ := h.State(tokenA); return st.Phase }).Should(Equal(stream.Connected))
-	eventually(t, func() stream.Phase { st, _ := h.State(tokenC); return st.Phase }).Should(Equal(stream.CredentialsRejected))
+	eventually(t, func() stream.Phase { st, _ := h.State(guesser); return st.Phase }).Should(Equal(stream.CredentialsRejected))
 	if h.Connections() != 2 {
 		t.Errorf("%d connections in the hub, want 2 (one a secret)", h.Connections())
 	}
 	ticket, _ := srv.Push(suiteKey)
 	if got := s.next(t); got.ticket != ticket || fmt.Sprint(got.holders) != fmt.Sprint([]types.NamespacedName{tokenA}) {
 		t.Errorf("the pushed ticket was stored for %v, want only %v", got.holders, tokenA)
+	}
+}
+
+// TestHubBudgetsNewConnections drives the open budget with a fake clock: a holder whose
+// suiteSecret changed, and another holder of the suite in its namespace, open at most one new
+// connection per 10 s; a holder of another namespace is not held by them.
+func TestHubBudgetsNewConnections(t *testing.T) {
+	srv := startSim(t, simulator.StreamConfig{})
+	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+	h := newHub(t, newSink(), func(o *stream.HubOptions) { o.Client.Clock = clk })
+	startHub(t, h)
+	with := func(secret string) stream.Credentials {
+		c := creds(srv)
+		c.SuiteSecret = secret
+		return c
+	}
+	state := func(holder types.NamespacedName) func() stream.State {
+		return func() stream.State { st, _ := h.State(holder); return st }
+	}
+	held := And(HaveField("Phase", stream.Connecting), HaveField("Message", ContainSubstring("held")))
+	acquire := func(holder types.NamespacedName, c stream.Credentials) {
+		t.Helper()
+		if err := h.Acquire(holder, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The suite's first connection opens at once.
+	acquire(tokenA, creds(srv))
+	eventually(t, state(tokenA)).Should(HaveField("Phase", stream.Connected))
+
+	// tokenA's suiteSecret changes: the new connection waits 10 s from the last open.
+	acquire(tokenA, with("wrong-secret-1a2b"))
+	eventually(t, func() bool { return clk.Waiters() == 1 }).Should(BeTrue())
+	eventually(t, state(tokenA)).Should(held)
+	clk.Step(stream.ChangeInterval - 100*time.Millisecond)
+	if n := openCalls(srv, suiteKey); n != 1 {
+		t.Fatalf("%d connections/open calls 9.9 s after the change, want 1", n)
+	}
+	clk.Step(100 * time.Millisecond)
+	eventually(t, state(tokenA)).Should(HaveField("Phase", stream.CredentialsRejected))
+	if n := openCalls(srv, suiteKey); n != 2 {
+		t.Fatalf("%d connections/open calls 10 s after the change, want 2", n)
+	}
+
+	// Another holder of the namespace with yet another secret: held 10 s too.
+	tokenA2 := types.NamespacedName{Namespace: tokenA.Namespace, Name: "crm-2"}
+	acquire(tokenA2, with("wrong-secret-3c4d"))
+	eventually(t, func() bool { return clk.Waiters() == 2 }).Should(BeTrue()) // tokenA's retry, tokenA2's hold
+	eventually(t, state(tokenA2)).Should(held)
+
+	// A holder in another namespace is not held by them: it opens at once.
+	acquire(tokenB, with("wrong-secret-5e6f"))
+	eventually(t, state(tokenB)).Should(HaveField("Phase", stream.CredentialsRejected))
+	eventually(t, func() bool { return clk.Waiters() == 3 }).Should(BeTrue())
+	if n := openCalls(srv, suiteKey); n != 3 {
+		t.Fatalf("%d connections/open calls, want 3", n)
+	}
+	if st := state(tokenA2)(); st.Phase != stream.Connecting {
+		t.Fatalf("tokenA2 %v before its hold ended", st.Phase)
+	}
+	clk.Step(stream.ChangeInterval)
+	eventually(t, state(tokenA2)).Should(HaveField("Phase", stream.CredentialsRejected))
+	if n := openCalls(srv, suiteKey); n != 4 {
+		t.Errorf("%d connections/open calls, want 4", n)
+	}
+}
+
+// TestHubSecretChurnCostsFewOpens: a holder whose suiteSecret changes every 200 ms for 20 s (on a
+// fake clock) makes at most 8 connections/open calls, not one per change.
+func TestHubSecretChurnCostsFewOpens(t *testing.T) {
+	srv := startSim(t, simulator.StreamConfig{})
+	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+	h := newHub(t, newSink(), func(o *stream.HubOptions) { o.Client.Clock = clk })
+	startHub(t, h)
+	if err := h.Acquire(tokenA, creds(srv)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() stream.Phase { st, _ := h.State(tokenA); return st.Phase }).Should(Equal(stream.Connected))
+
+	for i := range 100 {
+		c := creds(srv)
+		c.SuiteSecret = fmt.Sprintf("churned-secret-%03d", i)
+		if err := h.Acquire(tokenA, c); err != nil {
+			t.Fatal(err)
+		}
+		// The new connection is held, or has opened and been refused.
+		eventually(t, func() bool {
+			st, _ := h.State(tokenA)
+			return st.Phase == stream.CredentialsRejected || strings.Contains(st.Message, "held")
+		}).Should(BeTrue())
+		clk.Step(200 * time.Millisecond)
+	}
+	// A connection woken by a step may be released by the next change while its open is in
+	// flight: the budget counts it anyway, the simulator may not have seen it.
+	n := openCalls(srv, suiteKey)
+	t.Logf("100 suiteSecret changes in 20 s (fake clock): %d connections/open calls", n)
+	if n > 8 {
+		t.Errorf("%d connections/open calls, want at most 8 (the first one, then at most one per 10 s)", n)
+	}
+	if h.Connections() != 1 {
+		t.Errorf("the hub keeps %d connections, want 1", h.Connections())
 	}
 }

@@ -186,14 +186,7 @@ func TestCredentialChurn(t *testing.T) {
 	readyTokens(t, victim, "due", "creds", 1)
 	due := env.GetToken(g, victim, "due-0").Status
 
-	start := time.Now()
-	writes := 0
-	for time.Since(start) < 30*time.Second {
-		env.UpdateSecret(t, churner, "creds", map[string]string{"appSecret": "churned-" + testutil.RandHex(8)})
-		writes++
-		time.Sleep(200 * time.Millisecond) // the attack's own pace
-	}
-	end := time.Now()
+	start, end, writes := churnSecret(t, churner, "creds", "appSecret", 30*time.Second)
 	// The change written last is acted on when its hold ends.
 	g.Eventually(func() int { return len(callsBetween(dingtalk.of(churnKey), start, time.Now())) }).
 		WithTimeout(15 * time.Second).Should(BeNumerically(">=", 1))
