@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -287,7 +288,7 @@ type errStream string
 func (e errStream) Error() string { return string(e) }
 
 const (
-	errEndpoint     errStream = "the stream endpoint answered by connections/open is neither wss nor ws on loopback"
+	errEndpoint     errStream = "the stream endpoint answered by connections/open is not wss (ws only on loopback with a plain-http loopback API endpoint)"
 	errDial         errStream = "connecting to the stream endpoint failed"
 	errLost         errStream = "the stream connection was lost"
 	errTimeout      errStream = "the stream connection went silent (no frame or pong)"
@@ -342,9 +343,9 @@ func (c *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	endpoint, err := dingtalk.ValidateStreamURL(st.Endpoint)
+	endpoint, err := c.streamURL(st.Endpoint)
 	if err != nil {
-		return nil, errEndpoint
+		return nil, err
 	}
 	u, _ := url.Parse(endpoint) // valid: just validated
 	q := u.Query()
@@ -361,6 +362,20 @@ func (c *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 		return nil, errDial
 	}
 	return conn, nil
+}
+
+// streamURL checks the websocket endpoint connections/open answered: wss, or ws on a loopback
+// host only when the API endpoint itself is plain http on loopback (the simulator). An API
+// endpoint over https never hands the ticket to an unencrypted connection, wherever it points.
+func (c *Client) streamURL(raw string) (string, error) {
+	endpoint, err := dingtalk.ValidateStreamURL(raw)
+	if err != nil {
+		return "", errEndpoint
+	}
+	if strings.HasPrefix(endpoint, "ws:") && !strings.HasPrefix(c.id.Endpoint, "http:") {
+		return "", errEndpoint
+	}
+	return endpoint, nil
 }
 
 // event is a suite ticket waiting for the sink.

@@ -349,8 +349,47 @@ func TestClientRefusesAnInsecureStreamEndpoint(t *testing.T) {
 	}
 	run(t, c)
 	eventually(t, phaseOf(c)).Should(Equal(stream.StreamUnavailable))
-	if msg := c.State().Message; !strings.Contains(msg, "neither wss nor ws on loopback") || strings.Contains(msg, "plain-ticket") {
+	if msg := c.State().Message; !strings.Contains(msg, "is not wss") || strings.Contains(msg, "plain-ticket") {
 		t.Errorf("message %q", msg)
+	}
+}
+
+// TestClientUsesPlainWSOnlyWithAPlainHTTPLoopbackAPI: with the API endpoint over https, a ws://
+// endpoint is refused even on loopback (the ticket never travels unencrypted); with the API
+// endpoint on plain-http loopback (the simulator) the same answer is used.
+func TestClientUsesPlainWSOnlyWithAPlainHTTPLoopbackAPI(t *testing.T) {
+	srv := startSim(t, simulator.StreamConfig{})
+	// The simulator on plain-http loopback opens the connections, answering a ws://127.0.0.1
+	// endpoint, whatever API endpoint the client was made for.
+	sim, err := dingtalk.New(dingtalk.Options{BaseURL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		endpoint string       // the API endpoint the client is made for
+		want     stream.Phase // where it ends
+	}{
+		"https API endpoint": {endpoint: "https://api.dingtalk.com", want: stream.StreamUnavailable},
+		"https loopback API": {endpoint: "https://127.0.0.1:1", want: stream.StreamUnavailable},
+		"http loopback API":  {endpoint: srv.URL(), want: stream.Connected},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := stream.NewClient(stream.Credentials{SuiteKey: suiteKey, SuiteSecret: suiteSecret, Endpoint: tc.endpoint}, newSink(),
+				captureLogs(t).options(stream.Options{Opener: sim, Backoff: fast}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			run(t, c)
+			eventually(t, phaseOf(c)).Should(Equal(tc.want))
+			if tc.want == stream.StreamUnavailable {
+				if msg := c.State().Message; !strings.Contains(msg, "is not wss") {
+					t.Errorf("message %q", msg)
+				}
+				if n := srv.OpenStreams(suiteKey); n != 0 {
+					t.Errorf("%d ws:// connections opened for an https API endpoint", n)
+				}
+			}
+		})
 	}
 }
 

@@ -22,8 +22,9 @@ limitations under the License.
 // A Client opens a connection with POST {endpoint}/v1.0/gateway/connections/open (clientId =
 // suiteKey, clientSecret = suiteSecret, one subscription {EVENT, *}) through internal/dingtalk,
 // which validates the endpoint (https, or http on loopback), never follows redirects, caps the
-// answer and classifies errors. It dials the answered websocket endpoint (wss, or ws on loopback
-// only) with the one-time ticket and then reads JSON frames of at most Options.MaxFrameBytes:
+// answer and classifies errors. It dials the answered websocket endpoint (wss; ws only on a
+// loopback host, and only when the API endpoint is plain http on loopback too) with the one-time
+// ticket and then reads JSON frames of at most Options.MaxFrameBytes:
 //
 //   - SYSTEM ping: answered at once, echoing the frame's data;
 //   - SYSTEM disconnect: the connection is closed and reopened;
