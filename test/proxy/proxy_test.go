@@ -100,7 +100,7 @@ func TestProxyAcrossRefreshes(t *testing.T) {
 
 	env.Sim.ResetStats()
 	c := startClients(t, "http://"+api, "http://"+oapi)
-	g.Eventually(kubelet.versions).WithTimeout(time.Duration(refreshes+1) * lifetime).WithPolling(time.Second).
+	g.Eventually(kubelet.versions).WithTimeout(time.Duration(refreshes+1)*lifetime).WithPolling(time.Second).
 		Should(BeNumerically(">", refreshes), "the operator refreshed the token three times and the kubelet copied each")
 	// Calls go on with the last token for a moment, then stop.
 	g.Eventually(c.sent.Load).WithTimeout(10 * time.Second).Should(BeNumerically(">", c.sent.Load()+20))
