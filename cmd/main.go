@@ -76,6 +76,7 @@ func run() int {
 		"operatorNamespace", opts.Namespace(),
 		"leaderElection", opts.LeaderElection,
 		"rolloutRestart", opts.EnableRolloutRestart,
+		"streamUnhandledEvents", opts.StreamUnhandledEvents,
 		"metricsBindAddress", opts.MetricsBindAddress,
 		"metricsSecure", opts.MetricsSecure)
 	// SIGTERM or SIGINT stops the manager: it releases the leader Lease and waits for running

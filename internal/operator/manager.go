@@ -154,7 +154,10 @@ func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, erro
 	// DingTalk Stream mode: one connection per suite whose tokens take pushed suite tickets, held
 	// by the leader only (the Hub is a leader-election runnable).
 	hub := stream.NewHub(machinery.TicketSink(), stream.HubOptions{
-		Client:  stream.Options{Logger: mgr.GetLogger().WithName("stream")},
+		Client: stream.Options{
+			Logger:          mgr.GetLogger().WithName("stream"),
+			UnhandledEvents: stream.UnhandledEvents(o.StreamUnhandledEvents),
+		},
 		OnState: machinery.TicketStreamChanged,
 		// Opening a connection is a DingTalk call like the token calls: the same client, so the
 		// same --dingtalk-qps, --dingtalk-burst and --dingtalk-timeout.

@@ -34,6 +34,7 @@ import (
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/stream"
 )
 
 // LeaderElectionID names the Lease the operator's replicas compete for. It is specific to this
@@ -67,6 +68,11 @@ type Options struct {
 	EnableRolloutRestart bool
 	// MaxConcurrentReconciles is how many DingTalkTokens are reconciled at once.
 	MaxConcurrentReconciles int
+	// StreamUnhandledEvents is the answer to the DingTalk Stream events the operator does not
+	// handle (every eventType but suite_ticket): "redeliver" (LATER, so that another Stream client
+	// of the app, such as the vendor's own backend, receives them when DingTalk delivers them
+	// again) or "acknowledge" (SUCCESS, when the operator is the app's only Stream client).
+	StreamUnhandledEvents string
 
 	// LeaderElection makes replicas elect one active manager through a Lease.
 	LeaderElection bool
@@ -110,6 +116,7 @@ func DefaultOptions() Options {
 		DingTalkBurst:           40,
 		DingTalkTimeout:         dingtalk.DefaultTimeout,
 		MaxConcurrentReconciles: 4,
+		StreamUnhandledEvents:   string(stream.RedeliverUnhandled),
 		LeaderElectionID:        LeaderElectionID,
 		MetricsBindAddress:      "0",
 		MetricsSecure:           true,
@@ -149,6 +156,10 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 			"(needs the RBAC of config/components/rollout-restart).")
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", o.MaxConcurrentReconciles,
 		"How many DingTalkTokens are reconciled at once.")
+	fs.StringVar(&o.StreamUnhandledEvents, "stream-unhandled-events", o.StreamUnhandledEvents,
+		"Answer to the DingTalk Stream events the operator does not handle (every eventType but suite_ticket): "+
+			"redeliver (LATER: DingTalk delivers them again, so that another Stream client of the suite, such as your own backend, "+
+			"receives them) or acknowledge (SUCCESS: only when the operator is the suite's only Stream client).")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection,
 		"Elect one active replica through a Lease (--leader-election-id).")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID,
@@ -202,6 +213,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxConcurrentReconciles < 1 {
 		errs = append(errs, errors.New("--max-concurrent-reconciles must be at least 1"))
+	}
+	if _, err := stream.ParseUnhandledEvents(o.StreamUnhandledEvents); err != nil {
+		errs = append(errs, fmt.Errorf("--stream-unhandled-events: %w", err))
 	}
 	for _, ns := range o.WatchNamespaces {
 		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {

@@ -38,6 +38,7 @@ func TestParse(t *testing.T) {
 				if o.DingTalkEndpoint != "https://api.dingtalk.com" || o.LeaderElection || !o.MetricsSecure ||
 					o.MetricsBindAddress != "0" || o.HealthProbeBindAddress != ":8081" || len(o.WatchNamespaces) != 0 ||
 					o.PprofBindAddress != "0" || o.WatchLabelSelector != "" || o.LeaderElectionID != LeaderElectionID ||
+					o.StreamUnhandledEvents != "redeliver" ||
 					o.KubeAPIQPS != 0 || o.RESTConfig(&rest.Config{QPS: -1}).QPS != -1 {
 					t.Errorf("defaults = %+v", o)
 				}
@@ -51,6 +52,7 @@ func TestParse(t *testing.T) {
 				"--dingtalk-qps=5", "--dingtalk-burst=10", "--dingtalk-timeout=3s", "--zap-log-level=debug",
 				"--pprof-bind-address=127.0.0.1:6060", "--watch-label-selector=shard in (a,b),!legacy",
 				"--leader-election-id=shard-a.dingtalk.tokens.dev", "--kube-api-qps=50",
+				"--stream-unhandled-events=acknowledge",
 			},
 			check: func(t *testing.T, o Options) {
 				if o.DingTalkEndpoint != "https://proxy.example.com/dingtalk" {
@@ -70,7 +72,8 @@ func TestParse(t *testing.T) {
 				if !o.EnableRolloutRestart || !o.LeaderElection || o.LeaderElectionNamespace != "ops" ||
 					o.MetricsBindAddress != ":8443" || o.HealthProbeBindAddress != ":9440" ||
 					o.MaxConcurrentReconciles != 8 || o.DingTalkQPS != 5 || o.DingTalkBurst != 10 || o.DingTalkTimeout.Seconds() != 3 ||
-					o.PprofBindAddress != "127.0.0.1:6060" || o.LeaderElectionID != "shard-a.dingtalk.tokens.dev" {
+					o.PprofBindAddress != "127.0.0.1:6060" || o.LeaderElectionID != "shard-a.dingtalk.tokens.dev" ||
+					o.StreamUnhandledEvents != "acknowledge" {
 					t.Errorf("options = %+v", o)
 				}
 			},
@@ -97,6 +100,7 @@ func TestParse(t *testing.T) {
 		"zero burst":             {args: []string{"--dingtalk-burst=0"}, wantErr: "--dingtalk-burst"},
 		"zero timeout":           {args: []string{"--dingtalk-timeout=0s"}, wantErr: "--dingtalk-timeout"},
 		"stray argument":         {args: []string{"start"}, wantErr: "unexpected arguments"},
+		"unknown stream answer":  {args: []string{"--stream-unhandled-events=drop"}, wantErr: "--stream-unhandled-events"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			fs := flag.NewFlagSet("manager", flag.ContinueOnError)

@@ -116,7 +116,7 @@ type StreamStats struct {
 type SuiteStreamStats struct {
 	Open        int   `json:"open"`        // connections open now
 	Connections int64 `json:"connections"` // connections accepted in total
-	Pushes      int64 `json:"pushes"`      // suite_ticket events created (periodic, on connect, pushed)
+	Pushes      int64 `json:"pushes"`      // events created: suite tickets (periodic, on connect, pushed), other eventTypes pushed
 	Sent        int64 `json:"sent"`        // event frames written, redeliveries and duplicates included
 	Redelivered int64 `json:"redelivered"` // event frames written again because no SUCCESS came
 	Duplicates  int64 `json:"duplicates"`  // extra copies sent on demand
@@ -130,6 +130,18 @@ type SuiteStreamStats struct {
 	Drops       int64 `json:"drops"`       // connections dropped by the drop action
 	Oversized   int64 `json:"oversized"`   // oversized frames sent
 	Garbage     int64 `json:"garbage"`     // garbage frames sent
+	// Events counts the suite's events per eventType (suite_ticket, org_suite_auth, ...).
+	Events map[string]EventStats `json:"events,omitempty"`
+}
+
+// EventStats counts the events of one eventType of a suite, as SuiteStreamStats counts them all.
+type EventStats struct {
+	Pushes      int64 `json:"pushes"`
+	Sent        int64 `json:"sent"`
+	Redelivered int64 `json:"redelivered"`
+	Acked       int64 `json:"acked"`
+	Later       int64 `json:"later"`
+	Pending     int   `json:"pending"`
 }
 
 // gateway is the Stream mode state of a Simulator. Its lock is never held with the simulator's.
@@ -144,6 +156,7 @@ type gateway struct {
 	nextPush map[string]time.Time       // per suite, real time
 	refuse   map[string]time.Time       // suiteKey ("" all) -> end of the refusal, simulator's clock
 	stats    map[string]*SuiteStreamStats
+	events   map[string]map[string]*EventStats // per suite, per eventType
 	rejected int64
 	looping  bool // the push and redelivery loop runs
 	closed   bool
@@ -160,9 +173,10 @@ type openTicket struct {
 
 // pendingEvent is an event sent (or to be sent) and not acked SUCCESS yet.
 type pendingEvent struct {
-	id       string
-	frame    []byte
-	lastSent time.Time // real time; zero: never sent
+	id        string
+	eventType string
+	frame     []byte
+	lastSent  time.Time // real time; zero: never sent
 }
 
 func newGateway(sim *Simulator, cfg StreamConfig) *gateway {
@@ -175,6 +189,7 @@ func newGateway(sim *Simulator, cfg StreamConfig) *gateway {
 		nextPush: map[string]time.Time{},
 		refuse:   map[string]time.Time{},
 		stats:    map[string]*SuiteStreamStats{},
+		events:   map[string]map[string]*EventStats{},
 		stop:     make(chan struct{}),
 	}
 }
@@ -185,6 +200,21 @@ func (g *gateway) statsLocked(suite string) *SuiteStreamStats {
 	if !ok {
 		st = &SuiteStreamStats{}
 		g.stats[suite] = st
+	}
+	return st
+}
+
+// eventStatsLocked returns the counters of the suite's events of eventType, creating them.
+func (g *gateway) eventStatsLocked(suite, eventType string) *EventStats {
+	byType, ok := g.events[suite]
+	if !ok {
+		byType = map[string]*EventStats{}
+		g.events[suite] = byType
+	}
+	st, ok := byType[eventType]
+	if !ok {
+		st = &EventStats{}
+		byType[eventType] = st
 	}
 	return st
 }
@@ -319,11 +349,18 @@ func (g *gateway) takeTicket(ticket string, now time.Time) (openTicket, bool) {
 	return ot, true
 }
 
+// EventSuiteTicket is the eventType of a suite ticket push.
+const EventSuiteTicket = "suite_ticket"
+
 // PushRequest is the body of POST /_sim/push.
 type PushRequest struct {
 	// SuiteKey names the suite; "" pushes to every suite.
 	SuiteKey string `json:"suiteKey,omitempty"`
-	// Ticket is the new ticket (one suite only); "" makes a random one.
+	// EventType is the eventType pushed: "" or suite_ticket pushes a new suite ticket; any other
+	// (org_suite_auth, org_suite_change, ...) pushes an event of that type carrying no ticket,
+	// as DingTalk pushes the suite's business events to the same connections.
+	EventType string `json:"eventType,omitempty"`
+	// Ticket is the new ticket (one suite only, suite_ticket only); "" makes a random one.
 	Ticket string `json:"ticket,omitempty"`
 	// Duplicates sends that many extra copies of the event (same messageId) at once.
 	Duplicates int `json:"duplicates,omitempty"`
@@ -340,6 +377,9 @@ func (s *Simulator) Push(suiteKey string) (string, error) {
 func (s *Simulator) PushTickets(req PushRequest) (int, error) {
 	if req.Duplicates < 0 || req.Duplicates > 100 {
 		return 0, fmt.Errorf("duplicates must be within 0..100")
+	}
+	if req.EventType != "" && req.EventType != EventSuiteTicket {
+		return s.pushEvents(req)
 	}
 	if req.SuiteKey != "" {
 		_, err := s.pushTicket(req.SuiteKey, req.Ticket, req.Duplicates, true)
@@ -358,6 +398,40 @@ func (s *Simulator) PushTickets(req PushRequest) (int, error) {
 		}
 	}
 	return len(keys), nil
+}
+
+// PushEvent pushes an event of eventType (not suite_ticket) carrying no ticket to one of the
+// suite's connections; it waits for one, and is delivered again until acked SUCCESS.
+func (s *Simulator) PushEvent(suiteKey, eventType string) error {
+	_, err := s.PushTickets(PushRequest{SuiteKey: suiteKey, EventType: eventType})
+	return err
+}
+
+// pushEvents runs a PushRequest of an eventType other than suite_ticket.
+func (s *Simulator) pushEvents(req PushRequest) (int, error) {
+	if req.Ticket != "" {
+		return 0, fmt.Errorf("a ticket can be given for suite_ticket only")
+	}
+	if len(req.EventType) > 64 {
+		return 0, fmt.Errorf("eventType is longer than 64 bytes")
+	}
+	keys := []string{req.SuiteKey}
+	if req.SuiteKey == "" {
+		keys = s.suiteKeys()
+	} else if !s.hasSuite(req.SuiteKey) {
+		return 0, fmt.Errorf("unknown suite %q", req.SuiteKey)
+	}
+	for _, k := range keys {
+		s.gw.deliver(k, businessEvent(k, req.EventType, s.clk.Now()), req.Duplicates)
+	}
+	return len(keys), nil
+}
+
+func (s *Simulator) hasSuite(suiteKey string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.suites[suiteKey]
+	return ok
 }
 
 // SuiteTicket returns the suite's current ticket ("" for an unknown suite).
@@ -432,12 +506,27 @@ func millis(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
 // ticketEvent is a suite_ticket EVENT frame.
 func ticketEvent(suiteKey, ticket string, born time.Time) frame {
-	data, _ := json.Marshal(map[string]string{
-		"suiteTicket": ticket, "syncAction": "suite_ticket", "suiteKey": suiteKey, "eventId": randomHex(16),
+	return eventFrame(suiteKey, EventSuiteTicket, "", born, map[string]string{
+		"suiteTicket": ticket, "syncAction": EventSuiteTicket, "suiteKey": suiteKey, "eventId": randomHex(16),
 	})
-	return frame{SpecVersion: "1.0", Type: "EVENT", Data: string(data), Headers: map[string]string{
+}
+
+// businessEvent is an EVENT frame of another eventType, for an organisation (org_suite_auth and
+// the like: which of them Stream mode delivers, and how, is unconfirmed; this is the shape of
+// every Stream event).
+func businessEvent(suiteKey, eventType string, born time.Time) frame {
+	corp := "ding" + randomHex(8)
+	return eventFrame(suiteKey, eventType, corp, born, map[string]string{
+		"syncAction": eventType, "suiteKey": suiteKey, "authCorpId": corp, "eventId": randomHex(16),
+	})
+}
+
+// eventFrame is an EVENT frame of eventType with data.
+func eventFrame(suiteKey, eventType, corp string, born time.Time, data map[string]string) frame {
+	b, _ := json.Marshal(data)
+	return frame{SpecVersion: "1.0", Type: "EVENT", Data: string(b), Headers: map[string]string{
 		"topic": "*", "messageId": randomHex(16), "contentType": "application/json", "time": millis(time.Now()),
-		"eventType": "suite_ticket", "eventId": randomHex(16), "eventCorpId": "", "eventBornTime": millis(born),
+		"eventType": eventType, "eventId": randomHex(16), "eventCorpId": corp, "eventBornTime": millis(born),
 		"eventUnifiedAppId": suiteKey,
 	}}
 }
@@ -454,10 +543,11 @@ func systemFrame(topic string, data any) frame {
 // the suite, chosen at random as DingTalk does; without one it waits for the loop.
 func (g *gateway) deliver(suite string, ev frame, duplicates int) {
 	b, _ := json.Marshal(ev)
-	pe := &pendingEvent{id: ev.Headers["messageId"], frame: b}
+	pe := &pendingEvent{id: ev.Headers["messageId"], eventType: ev.Headers["eventType"], frame: b}
 	g.mu.Lock()
-	st := g.statsLocked(suite)
+	st, et := g.statsLocked(suite), g.eventStatsLocked(suite, pe.eventType)
 	st.Pushes++
+	et.Pushes++
 	q := append(g.pending[suite], pe)
 	if len(q) > maxPendingPerSuite {
 		q = q[len(q)-maxPendingPerSuite:]
@@ -467,6 +557,7 @@ func (g *gateway) deliver(suite string, ev frame, duplicates int) {
 	if c != nil {
 		pe.lastSent = time.Now()
 		st.Sent += int64(1 + duplicates)
+		et.Sent += int64(1 + duplicates)
 		st.Duplicates += int64(duplicates)
 	}
 	g.mu.Unlock()
@@ -588,11 +679,13 @@ func (g *gateway) tick(now time.Time) (due []string, more bool) {
 			if c == nil {
 				break
 			}
-			st := g.statsLocked(suite)
+			st, et := g.statsLocked(suite), g.eventStatsLocked(suite, pe.eventType)
 			if !pe.lastSent.IsZero() {
 				st.Redelivered++
+				et.Redelivered++
 			}
 			st.Sent++
+			et.Sent++
 			pe.lastSent = now
 			sends = append(sends, send{c, pe.frame})
 		}
@@ -622,12 +715,15 @@ func (g *gateway) ack(suite, messageID, status string) {
 		if pe.id != messageID {
 			continue
 		}
+		et := g.eventStatsLocked(suite, pe.eventType)
 		switch status {
 		case "SUCCESS":
 			st.Acked++
+			et.Acked++
 			g.pending[suite] = append(q[:i:i], q[i+1:]...)
 		case "LATER":
 			st.Later++
+			et.Later++
 		}
 		return
 	}
@@ -667,6 +763,17 @@ func (s *Simulator) StreamStats() StreamStats {
 		cp := *st
 		cp.Open = len(g.conns[suite])
 		cp.Pending = len(g.pending[suite])
+		if byType := g.events[suite]; len(byType) > 0 {
+			cp.Events = make(map[string]EventStats, len(byType))
+			for typ, et := range byType {
+				cp.Events[typ] = *et
+			}
+			for _, pe := range g.pending[suite] {
+				e := cp.Events[pe.eventType]
+				e.Pending++
+				cp.Events[pe.eventType] = e
+			}
+		}
 		out.Suites[suite] = cp
 	}
 	return out

@@ -298,6 +298,69 @@ func TestStreamPushAckAndRedelivery(t *testing.T) {
 	}
 }
 
+// TestStreamBusinessEvents: an org_suite_auth event (no ticket, the suite's ticket unchanged)
+// goes to one connection of the suite; answered LATER it is delivered again, to any of the
+// suite's connections, until one acks it SUCCESS. The counters are kept per eventType too.
+func TestStreamBusinessEvents(t *testing.T) {
+	srv, _ := startGateway(t, simulator.StreamConfig{RedeliverInterval: simulator.Duration(20 * time.Millisecond)})
+	operator := connect(t, srv)
+	ticket := srv.SuiteTicket("suitekey")
+	if err := srv.PushEvent("suitekey", "org_suite_auth"); err != nil {
+		t.Fatal(err)
+	}
+	f := operator.next(isEvent)
+	var data map[string]string
+	if err := json.Unmarshal([]byte(f.Data), &data); err != nil || f.Headers["eventType"] != "org_suite_auth" ||
+		data["syncAction"] != "org_suite_auth" || data["suiteTicket"] != "" || f.Headers["eventCorpId"] != data["authCorpId"] {
+		t.Fatalf("event %s (%v)", f.raw, err)
+	}
+	if srv.SuiteTicket("suitekey") != ticket {
+		t.Error("a business event changed the suite ticket")
+	}
+	id := f.Headers["messageId"]
+	operator.ack(id, "LATER")
+
+	// A second consumer of the suite (the vendor's backend): redeliveries go to either
+	// connection at random; the operator's keeps answering LATER until the backend acks.
+	backend := connect(t, srv)
+	deadline := time.After(wait)
+	for acked := false; !acked; {
+		select {
+		case f := <-operator.frames:
+			if isEvent(f) {
+				operator.ack(f.Headers["messageId"], "LATER")
+			}
+		case f := <-backend.frames:
+			if isEvent(f) && f.Headers["messageId"] == id {
+				backend.ack(id, "SUCCESS")
+				acked = true
+			}
+		case <-deadline:
+			t.Fatal("the event never reached the second connection")
+		}
+	}
+	waitFor(t, "the ack", func() bool { return suiteStats(srv).Events["org_suite_auth"].Acked == 1 })
+	st := suiteStats(srv)
+	if e := st.Events["org_suite_auth"]; e.Pushes != 1 || e.Later < 1 || e.Redelivered < 1 || e.Pending != 0 || e.Sent < 2 {
+		t.Errorf("org_suite_auth counters %+v", e)
+	}
+	if _, ok := st.Events["suite_ticket"]; ok || st.Pushes != 1 || st.Acked != 1 {
+		t.Errorf("suite counters %+v", st)
+	}
+
+	// Through /_sim/push as well; a ticket is for suite_ticket only.
+	if a := do(t, http.MethodPost, srv.URL()+"/_sim/push", "application/json", `{"suiteKey":"suitekey","eventType":"org_suite_change"}`); a.Status != http.StatusOK ||
+		strings.TrimSpace(a.Raw) != `{"pushed":1}` {
+		t.Errorf("POST /_sim/push org_suite_change: HTTP %d %s", a.Status, a.Raw)
+	}
+	for _, bad := range []string{`{"suiteKey":"suitekey","eventType":"org_suite_auth","ticket":"x"}`, `{"suiteKey":"nope","eventType":"org_suite_auth"}`} {
+		if a := do(t, http.MethodPost, srv.URL()+"/_sim/push", "application/json", bad); a.Status != http.StatusBadRequest {
+			t.Errorf("POST /_sim/push %s: HTTP %d, want 400", bad, a.Status)
+		}
+	}
+	waitFor(t, "the second event", func() bool { return suiteStats(srv).Events["org_suite_change"].Sent >= 1 })
+}
+
 func TestStreamPushWaitsForAConnection(t *testing.T) {
 	srv, _ := startGateway(t, simulator.StreamConfig{RedeliverInterval: simulator.Duration(50 * time.Millisecond)})
 	ticket, err := srv.Push("suitekey")

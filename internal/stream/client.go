@@ -89,6 +89,9 @@ type Options struct {
 	Logger logr.Logger
 	// OnState is called after each change of State, from the client's goroutine; it must not block.
 	OnState func(SuiteID, State)
+	// UnhandledEvents is the answer to the events the client does not handle (every EVENT but
+	// suite_ticket, and CALLBACKs). Default RedeliverUnhandled.
+	UnhandledEvents UnhandledEvents
 
 	// firstOpen, set by a Hub, waits until its open budget lets the client make its first
 	// connections/open call (false: ctx ended); opened, set by a Hub, learns every open's outcome.
@@ -130,7 +133,30 @@ func (o Options) withDefaults() Options {
 	if o.Logger.GetSink() == nil {
 		o.Logger = logr.Discard()
 	}
+	if o.UnhandledEvents == "" {
+		o.UnhandledEvents = RedeliverUnhandled
+	}
 	return o
+}
+
+// UnhandledEvents is what a client answers to the events it does not handle.
+type UnhandledEvents string
+
+const (
+	// RedeliverUnhandled answers LATER, so that DingTalk delivers the event again, to another
+	// connection of the app with luck: for a suite whose own backend consumes the Stream too.
+	RedeliverUnhandled UnhandledEvents = "redeliver"
+	// AcknowledgeUnhandled answers SUCCESS: for a suite whose only consumer is the operator.
+	AcknowledgeUnhandled UnhandledEvents = "acknowledge"
+)
+
+// ParseUnhandledEvents reads the value of --stream-unhandled-events.
+func ParseUnhandledEvents(v string) (UnhandledEvents, error) {
+	switch u := UnhandledEvents(v); u {
+	case RedeliverUnhandled, AcknowledgeUnhandled:
+		return u, nil
+	}
+	return "", fmt.Errorf("%q is neither %s nor %s", v, RedeliverUnhandled, AcknowledgeUnhandled)
 }
 
 // Client keeps one suite's stream connection: it connects, reconnects with backoff and hands
@@ -156,6 +182,9 @@ func NewClient(creds Credentials, sink TicketSink, opts Options) (*Client, error
 		return nil, errors.New("stream: a TicketSink is required")
 	}
 	opts = opts.withDefaults()
+	if _, err := ParseUnhandledEvents(string(opts.UnhandledEvents)); err != nil {
+		return nil, fmt.Errorf("stream: Options.UnhandledEvents: %w", err)
+	}
 	id := creds.ID()
 	if opts.Opener == nil {
 		dt, err := dingtalk.New(dingtalk.Options{BaseURL: id.Endpoint})
@@ -444,12 +473,12 @@ func (s *session) next() ([]byte, error) {
 		if _, err := io.Copy(io.Discard, r); err != nil {
 			return nil, err
 		}
-		metrics.StreamEvents.WithLabelValues(metrics.StreamEventOversized).Inc()
+		metrics.StreamEvent(metrics.StreamEventOversized, metrics.StreamOutcomeDropped)
 		s.c.log.Info("Dropped an oversized DingTalk stream frame", "limitBytes", limit)
 		return nil, nil
 	}
 	if kind != websocket.TextMessage {
-		metrics.StreamEvents.WithLabelValues(metrics.StreamEventInvalid).Inc()
+		metrics.StreamEvent(metrics.StreamEventInvalid, metrics.StreamOutcomeDropped)
 		s.c.log.V(1).Info("Dropped a binary DingTalk stream frame")
 		return nil, nil
 	}
@@ -460,27 +489,40 @@ func (s *session) next() ([]byte, error) {
 func (s *session) handle(data []byte) error {
 	f, err := ParseFrame(data)
 	if err != nil {
-		metrics.StreamEvents.WithLabelValues(metrics.StreamEventInvalid).Inc()
+		metrics.StreamEvent(metrics.StreamEventInvalid, metrics.StreamOutcomeDropped)
 		s.c.log.V(1).Info("Dropped an invalid DingTalk stream frame", "reason", err.Error())
 		return nil
 	}
 	kind := f.kind()
 	switch kind {
 	case metrics.StreamEventPing:
-		metrics.StreamEvents.WithLabelValues(kind).Inc()
+		metrics.StreamEvent(kind, metrics.StreamOutcomeAcknowledged)
 		return s.write(encodeReply(f.Headers.MessageID, f.Data))
 	case metrics.StreamEventDisconnect:
-		metrics.StreamEvents.WithLabelValues(kind).Inc()
+		metrics.StreamEvent(kind, metrics.StreamOutcomeAcknowledged)
 		return errDisconnected
 	case metrics.StreamEventSuiteTicket:
 		return s.queueTicket(f)
 	case metrics.StreamEventOther, metrics.StreamEventCallback:
-		metrics.StreamEvents.WithLabelValues(kind).Inc()
-		return s.write(encodeAck(f.Headers.MessageID, statusSuccess))
+		return s.answerUnhandled(kind, f)
 	default:
-		metrics.StreamEvents.WithLabelValues(kind).Inc()
+		metrics.StreamEvent(kind, metrics.StreamOutcomeDropped)
 		return nil
 	}
+}
+
+// answerUnhandled answers an event (or callback) the operator does not handle: LATER by default,
+// so that DingTalk delivers it again, to another connection of the app with luck (the vendor's
+// own backend, which DingTalk picks at random among the app's connections); SUCCESS when the
+// operator is the app's only consumer (Options.UnhandledEvents Acknowledge).
+func (s *session) answerUnhandled(kind string, f Frame) error {
+	status, outcome := statusLater, metrics.StreamOutcomeRedeliver
+	if s.c.opts.UnhandledEvents == AcknowledgeUnhandled {
+		status, outcome = statusSuccess, metrics.StreamOutcomeAcknowledged
+	}
+	metrics.StreamEvent(kind, outcome)
+	s.c.log.V(1).Info("Answered a DingTalk stream event the operator does not handle", "kind", kind, "status", status)
+	return s.write(encodeAck(f.Headers.MessageID, status))
 }
 
 // queueTicket hands a suite_ticket event to the sink worker. An event without a ticket, or one
@@ -488,14 +530,14 @@ func (s *session) handle(data []byte) error {
 func (s *session) queueTicket(f Frame) error {
 	ticket, err := parseSuiteTicket(f.Data)
 	if err != nil {
-		metrics.StreamEvents.WithLabelValues(metrics.StreamEventInvalid).Inc()
+		metrics.StreamEvent(metrics.StreamEventInvalid, metrics.StreamOutcomeDropped)
 		s.c.log.Info("Dropped a suite_ticket event without a usable ticket", "reason", err.Error())
 		return nil
 	}
-	metrics.StreamEvents.WithLabelValues(metrics.StreamEventSuiteTicket).Inc()
 	select {
 	case s.events <- event{messageID: f.Headers.MessageID, ticket: ticket, bornAt: f.bornAt(s.c.opts.Clock.Now())}:
 	default:
+		metrics.StreamEvent(metrics.StreamEventSuiteTicket, metrics.StreamOutcomeRedeliver)
 		s.c.log.Info("Dropped a suite_ticket event: the sink is behind; DingTalk will deliver it again")
 	}
 	return nil
@@ -507,22 +549,29 @@ func (s *session) store(ctx context.Context) {
 		var ev event
 		select {
 		case <-ctx.Done():
+			// The tickets still queued are left unanswered: DingTalk redelivers them.
+			for range len(s.events) {
+				metrics.StreamEvent(metrics.StreamEventSuiteTicket, metrics.StreamOutcomeRedeliver)
+			}
 			return
 		case ev = <-s.events:
 		}
 		sctx, cancel := context.WithTimeout(ctx, s.c.opts.StoreTimeout)
 		err := s.c.sink.StoreTicket(sctx, s.c.id, ev.ticket, ev.bornAt)
 		cancel()
-		status := statusSuccess
+		status, outcome := statusSuccess, metrics.StreamOutcomeStored
 		if err != nil {
-			status = statusLater
+			status, outcome = statusLater, metrics.StreamOutcomeRedeliver
 			s.c.log.Error(err, "Storing a pushed suite ticket failed; asked DingTalk to deliver it again")
 		} else {
 			s.c.log.V(1).Info("Stored a pushed suite ticket", "bornAt", ev.bornAt)
 		}
 		if ctx.Err() != nil {
-			return // the connection is gone; DingTalk redelivers the event
+			// The connection is gone before the ack: DingTalk redelivers the event.
+			metrics.StreamEvent(metrics.StreamEventSuiteTicket, metrics.StreamOutcomeRedeliver)
+			return
 		}
+		metrics.StreamEvent(metrics.StreamEventSuiteTicket, outcome)
 		_ = s.write(encodeAck(ev.messageID, status))
 	}
 }

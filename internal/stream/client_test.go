@@ -196,6 +196,63 @@ func TestClientDuplicatesAreDeliveredAndCountedOnce(t *testing.T) {
 	}
 }
 
+// TestClientAnswersUnhandledEvents: an event the operator does not handle (org_suite_auth) is
+// answered LATER by default, so that DingTalk delivers it again (to the vendor's own backend, with
+// luck), and SUCCESS with UnhandledEvents Acknowledge; suite tickets are stored and acked SUCCESS
+// either way; dingtalk_stream_events_total counts each with its outcome.
+func TestClientAnswersUnhandledEvents(t *testing.T) {
+	for name, tc := range map[string]struct {
+		option  stream.UnhandledEvents // Options.UnhandledEvents
+		status  string                 // the answer the gateway counts
+		outcome string                 // the metric's outcome of the event
+	}{
+		"default":     {option: "", status: "LATER", outcome: metrics.StreamOutcomeRedeliver},
+		"redeliver":   {option: stream.RedeliverUnhandled, status: "LATER", outcome: metrics.StreamOutcomeRedeliver},
+		"acknowledge": {option: stream.AcknowledgeUnhandled, status: "SUCCESS", outcome: metrics.StreamOutcomeAcknowledged},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := startSim(t, simulator.StreamConfig{})
+			s := newSink()
+			c := newClient(t, srv, s, captureLogs(t), func(o *stream.Options) { o.UnhandledEvents = tc.option })
+			run(t, c)
+			eventually(t, phaseOf(c)).Should(Equal(stream.Connected))
+			unhandled := outcomes(t, metrics.StreamEventOther, tc.outcome)
+			stored := outcomes(t, metrics.StreamEventSuiteTicket, metrics.StreamOutcomeStored)
+
+			if err := srv.PushEvent(suiteKey, "org_suite_auth"); err != nil {
+				t.Fatal(err)
+			}
+			answered := func() simulator.EventStats { return suiteStats(srv, suiteKey)().Events["org_suite_auth"] }
+			if tc.status == "LATER" {
+				eventually(t, answered).Should(And(HaveField("Later", BeEquivalentTo(1)), HaveField("Acked", BeZero()), HaveField("Pending", 1)))
+			} else {
+				eventually(t, answered).Should(And(HaveField("Acked", BeEquivalentTo(1)), HaveField("Later", BeZero()), HaveField("Pending", 0)))
+			}
+			eventually(t, func() float64 { return outcomes(t, metrics.StreamEventOther, tc.outcome) - unhandled }).Should(BeNumerically("==", 1))
+
+			// The suite_ticket path is the same in every mode.
+			ticket, _ := srv.Push(suiteKey)
+			if got := s.next(t); got.ticket != ticket {
+				t.Error("stored another ticket")
+			}
+			eventually(t, func() simulator.EventStats { return suiteStats(srv, suiteKey)().Events["suite_ticket"] }).
+				Should(And(HaveField("Acked", BeEquivalentTo(1)), HaveField("Later", BeZero())))
+			eventually(t, func() float64 {
+				return outcomes(t, metrics.StreamEventSuiteTicket, metrics.StreamOutcomeStored) - stored
+			}).Should(BeNumerically("==", 1))
+		})
+	}
+	if _, err := stream.NewClient(stream.Credentials{SuiteKey: suiteKey, SuiteSecret: suiteSecret}, newSink(),
+		stream.Options{UnhandledEvents: "drop"}); err == nil || !strings.Contains(err.Error(), "redeliver") {
+		t.Errorf("UnhandledEvents drop: %v", err)
+	}
+	for v, ok := range map[string]bool{"redeliver": true, "acknowledge": true, "": false, "LATER": false} {
+		if _, err := stream.ParseUnhandledEvents(v); (err == nil) != ok {
+			t.Errorf("ParseUnhandledEvents(%q): %v", v, err)
+		}
+	}
+}
+
 func TestClientLeavesAFailedStoreUnacked(t *testing.T) {
 	srv := startSim(t, simulator.StreamConfig{RedeliverInterval: simulator.Duration(50 * time.Millisecond)})
 	s := newSink()
@@ -204,11 +261,15 @@ func TestClientLeavesAFailedStoreUnacked(t *testing.T) {
 	run(t, c)
 	eventually(t, phaseOf(c)).Should(Equal(stream.Connected))
 
+	redeliver := outcomes(t, metrics.StreamEventSuiteTicket, metrics.StreamOutcomeRedeliver)
 	ticket, _ := srv.Push(suiteKey)
 	if first, again := s.next(t), s.next(t); first.ticket != ticket || again.ticket != ticket {
 		t.Fatal("the failed event was not delivered again")
 	}
 	eventually(t, suiteStats(srv, suiteKey)).Should(And(HaveField("Acked", BeNumerically("==", 1)), HaveField("Pending", 0)))
+	if got := outcomes(t, metrics.StreamEventSuiteTicket, metrics.StreamOutcomeRedeliver) - redeliver; got != 1 {
+		t.Errorf("suite_ticket counted %v times with outcome redeliver, want 1", got)
+	}
 	if st := suiteStats(srv, suiteKey)(); st.Later != 1 || st.Redelivered < 1 {
 		t.Errorf("LATER %d, redelivered %d; want 1 and >= 1", st.Later, st.Redelivered)
 	}

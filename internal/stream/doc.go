@@ -30,7 +30,11 @@ limitations under the License.
 //   - SYSTEM disconnect: the connection is closed and reopened;
 //   - EVENT suite_ticket: handed to the TicketSink, then acked {"status":"SUCCESS"}; when the
 //     sink fails it is answered LATER, so DingTalk delivers it again;
-//   - other EVENTs and CALLBACKs: acked SUCCESS and ignored;
+//   - other EVENTs and CALLBACKs (events the operator does not handle): answered LATER by
+//     default (Options.UnhandledEvents RedeliverUnhandled), so that DingTalk delivers them again,
+//     to another Stream client of the app with luck (the vendor's own backend: DingTalk gives
+//     each push to one of the app's connections at random); SUCCESS with AcknowledgeUnhandled,
+//     when the operator is the app's only Stream client;
 //   - oversized frames, frames that are not gateway frames, binary frames: dropped and counted.
 //
 // Any drop reconnects after a backoff of 1 s doubling to 60 s with jitter (DefaultBackoff); a
@@ -72,5 +76,6 @@ limitations under the License.
 //     returns an error if any write failed, so that DingTalk redelivers. Duplicates arrive (after
 //     a lost ack, or by DingTalk's choice): storing must be idempotent.
 //
-// Metrics (internal/metrics): dingtalk_stream_connections and dingtalk_stream_events_total{type}.
+// Metrics (internal/metrics): dingtalk_stream_connections and dingtalk_stream_events_total{type,
+// outcome}: stored, redeliver (answered LATER or left unanswered), acknowledged, dropped.
 package stream

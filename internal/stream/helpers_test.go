@@ -234,14 +234,25 @@ func openCalls(srv *simulator.Server, key string) int64 {
 	return srv.Stats().Endpoints[simulator.PathOpenConnection].Credentials[key].Total
 }
 
-// events reads dingtalk_stream_events_total{type}.
+// events reads dingtalk_stream_events_total{type}, summed over the outcomes.
 func events(t *testing.T, kind string) float64 {
+	t.Helper()
+	return eventsBy(t, map[string]string{"type": kind})
+}
+
+// outcomes reads dingtalk_stream_events_total{type, outcome}.
+func outcomes(t *testing.T, kind, outcome string) float64 {
+	t.Helper()
+	return eventsBy(t, map[string]string{"type": kind, "outcome": outcome})
+}
+
+func eventsBy(t *testing.T, labels map[string]string) float64 {
 	t.Helper()
 	m, err := testenv.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return max(0, m.Value("dingtalk_stream_events_total", map[string]string{"type": kind}))
+	return m.Total("dingtalk_stream_events_total", labels)
 }
 
 // connections reads dingtalk_stream_connections.

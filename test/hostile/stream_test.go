@@ -17,14 +17,21 @@ limitations under the License.
 package hostile
 
 import (
+	"encoding/json"
+	"net/url"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	dtclient "github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/stream"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv/envtesting"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
@@ -104,4 +111,160 @@ func TestSuiteSecretChurn(t *testing.T) {
 	measured(t, "the other tenant's refresh was due at %s and called DingTalk at %s",
 		due.RefreshTime.Format(time.TimeOnly), refreshes[0].Format("15:04:05.000"))
 	g.Expect(refreshes[0]).To(BeTemporally("~", due.RefreshTime.Time, 2*time.Second), "on time")
+}
+
+// vendorBackend is the vendor's own Stream client of a suite, as the vendor would write it when
+// sharing the suite's Stream with the operator: it answers LATER to suite_ticket events (leaving
+// them to the operator) and SUCCESS to every other event, which it counts by eventType.
+type vendorBackend struct {
+	ws       *websocket.Conn
+	mu       sync.Mutex
+	received map[string]int
+}
+
+// connectVendorBackend opens a Stream connection of the suite at the simulator at base.
+func connectVendorBackend(t *testing.T, base, suiteKey, suiteSecret string) *vendorBackend {
+	t.Helper()
+	dt, err := dtclient.New(dtclient.Options{BaseURL: base})
+	envtesting.Must(t, err)
+	st, err := dt.OpenStreamConnection(envtesting.Ctx(t), dtclient.StreamOpenRequest{ClientID: suiteKey, ClientSecret: suiteSecret,
+		Subscriptions: []dtclient.StreamSubscription{{Type: stream.TypeEvent, Topic: "*"}}, UA: "vendor-backend"})
+	envtesting.Must(t, err)
+	ws, resp, err := websocket.DefaultDialer.DialContext(envtesting.Ctx(t), st.Endpoint+"?ticket="+url.QueryEscape(st.Ticket), nil)
+	if resp != nil {
+		_ = resp.Body.Close()
+	}
+	envtesting.Must(t, err)
+	b := &vendorBackend{ws: ws, received: map[string]int{}}
+	t.Cleanup(func() { _ = ws.Close() })
+	go b.serve()
+	return b
+}
+
+func (b *vendorBackend) serve() {
+	for {
+		_, data, err := b.ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		f, err := stream.ParseFrame(data)
+		if err != nil {
+			continue
+		}
+		answer := f.Data // a ping's answer echoes its data
+		if f.Type != stream.TypeSystem {
+			status := "SUCCESS"
+			if f.Headers.EventType == stream.EventSuiteTicket {
+				status = "LATER"
+			} else {
+				b.mu.Lock()
+				b.received[f.Headers.EventType]++
+				b.mu.Unlock()
+			}
+			answer = `{"status":"` + status + `"}`
+		}
+		reply, _ := json.Marshal(map[string]any{"code": 200, "message": "OK", "data": answer,
+			"headers": map[string]string{"messageId": f.Headers.MessageID, "contentType": "application/json"}})
+		if b.ws.WriteMessage(websocket.TextMessage, reply) != nil {
+			return
+		}
+	}
+}
+
+// got is how many events of eventType the backend received and acked.
+func (b *vendorBackend) got(eventType string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.received[eventType]
+}
+
+// TestUnhandledStreamEvents: a vendor shares its suite's Stream with the operator (DingTalk gives
+// each push to one connection of the app at random). An org_suite_auth event that reaches the
+// operator's connection is answered LATER by default, so that DingTalk delivers it again and the
+// vendor's backend receives it; with --stream-unhandled-events=acknowledge the operator answers
+// SUCCESS and the backend never sees it. Suite tickets are stored and acked SUCCESS either way;
+// dingtalk_stream_events_total counts both with their outcome.
+func TestUnhandledStreamEvents(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		flags   []string // the manager's extra flags
+		outcome string   // dingtalk_stream_events_total's outcome of the event
+	}{
+		"redeliver by default": {outcome: "redeliver"},
+		"acknowledge":          {flags: []string{"--stream-unhandled-events=acknowledge"}, outcome: "acknowledged"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			g := NewWithT(t)
+			// A simulator of its own that redelivers an event not acked SUCCESS after 100 ms.
+			key, secret := "vendorsuite"+testutil.RandHex(6), env.Sensitive.New(testenv.Credential, "suitesecret-")
+			sim, err := simulator.Start(simulator.Config{
+				Suites: []simulator.Suite{{SuiteKey: key, SuiteSecret: secret, SuiteTicket: env.Sensitive.New(testenv.Credential, "suiteticket-")}},
+				Stream: simulator.StreamConfig{RedeliverInterval: simulator.Duration(100 * time.Millisecond)},
+			}, nil)
+			envtesting.Must(t, err)
+			t.Cleanup(func() { _ = sim.Close() })
+			ns := env.CreateNamespace(t, "streamevents")
+			env.CreateSecret(t, ns, "isv", map[string]string{"suiteKey": key, "suiteSecret": secret})
+			tok := testenv.NewToken(ns, "suite", v1alpha1.TokenTypeThirdPartySuite, "isv")
+			tok.Spec.SuiteTicket = &v1alpha1.SuiteTicketConfig{Source: v1alpha1.SuiteTicketSourceStream}
+			env.Create(t, tok)
+			metricsAddr := envtesting.FreeAddr(t)
+			p := manager(t, "streamevents", "", []string{ns}, append([]string{"--dingtalk-endpoint=" + sim.URL(),
+				"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false"}, tc.flags...)...)
+			env.WaitFor(t, ns, "suite", v1alpha1.ConditionTicketStream, metav1.ConditionTrue, v1alpha1.ReasonConnected, 60*time.Second)
+			stats := func(eventType string) func() simulator.EventStats {
+				return func() simulator.EventStats { return sim.StreamStats().Suites[key].Events[eventType] }
+			}
+
+			// The suite_ticket path: stored, acked SUCCESS, the token Ready.
+			ticket := env.Sensitive.New(testenv.SuiteTicket, "pushed-ticket-")
+			_, err = sim.PushTickets(simulator.PushRequest{SuiteKey: key, Ticket: ticket})
+			envtesting.Must(t, err)
+			env.WaitReady(t, ns, "suite")
+			g.Eventually(stats(simulator.EventSuiteTicket)).WithTimeout(10 * time.Second).
+				Should(And(HaveField("Acked", BeEquivalentTo(1)), HaveField("Later", BeZero()), HaveField("Pending", 0)))
+
+			// An org_suite_auth event reaches the operator's connection, the suite's only one.
+			envtesting.Must(t, sim.PushEvent(key, "org_suite_auth"))
+			var backend *vendorBackend
+			if tc.outcome == "redeliver" {
+				g.Eventually(stats("org_suite_auth")).WithTimeout(10 * time.Second).
+					Should(And(HaveField("Later", BeNumerically(">=", 1)), HaveField("Acked", BeZero()), HaveField("Pending", 1)))
+				// The vendor's backend connects: DingTalk's redeliveries reach it, and it acks.
+				connected := time.Now()
+				backend = connectVendorBackend(t, sim.URL(), key, secret)
+				g.Eventually(stats("org_suite_auth")).WithTimeout(10 * time.Second).
+					Should(And(HaveField("Acked", BeEquivalentTo(1)), HaveField("Pending", 0)))
+				e := stats("org_suite_auth")()
+				measured(t, "default: org_suite_auth answered LATER %d times by the operator, delivered %d times, received by the vendor's backend %s after it connected (%d event)",
+					e.Later, e.Sent, time.Since(connected).Round(10*time.Millisecond), backend.got("org_suite_auth"))
+				g.Expect(backend.got("org_suite_auth")).To(Equal(1), "the vendor's backend received the event")
+			} else {
+				g.Eventually(stats("org_suite_auth")).WithTimeout(10 * time.Second).
+					Should(And(HaveField("Acked", BeEquivalentTo(1)), HaveField("Later", BeZero()), HaveField("Pending", 0)))
+				backend = connectVendorBackend(t, sim.URL(), key, secret)
+				g.Consistently(func() int { return backend.got("org_suite_auth") }).WithTimeout(time.Second).Should(BeZero(),
+					"an event the operator acknowledged is never delivered again")
+				measured(t, "acknowledge: org_suite_auth acked SUCCESS by the operator; the vendor's backend received %d", backend.got("org_suite_auth"))
+			}
+			// The operator answered no suite ticket LATER, nor stored any other event.
+			g.Expect(stats(simulator.EventSuiteTicket)()).To(HaveField("Later", BeZero()))
+
+			var body string
+			g.Eventually(func(g Gomega) {
+				status, text, err := testenv.Get("http://"+metricsAddr+"/metrics", "")
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(status).To(Equal(200))
+				m, err := testenv.ParseMetrics(strings.NewReader(text))
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(m.Total("dingtalk_stream_events_total", map[string]string{"type": "suite_ticket", "outcome": "stored"})).To(BeNumerically("==", 1))
+				g.Expect(m.Total("dingtalk_stream_events_total", map[string]string{"type": "event", "outcome": tc.outcome})).To(BeNumerically(">=", 1))
+				g.Expect(m.Total("dingtalk_stream_events_total", map[string]string{"type": "event"})).To(
+					Equal(m.Total("dingtalk_stream_events_total", map[string]string{"type": "event", "outcome": tc.outcome})))
+				body = text
+			}).WithTimeout(10 * time.Second).Should(Succeed())
+			envtesting.ScanOutput(t, env.Sensitive, map[string][]byte{"manager log": []byte(p.Output()), "metrics": []byte(body)})
+		})
+	}
 }
