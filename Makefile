@@ -118,10 +118,11 @@ demo: envtest ## Start a local control plane, the DingTalk simulator and the ope
 ##@ Build
 
 .PHONY: build
-build: manifests generate fmt vet ## Build the manager, simulator and kubectl-dingtalk binaries (--version prints v$(VERSION)).
+build: manifests generate fmt vet ## Build the manager, simulator, kubectl-dingtalk and dingtalk-token-proxy binaries (--version prints v$(VERSION)).
 	go build -ldflags "$(LDFLAGS)" -o bin/manager ./cmd
 	go build -ldflags "$(LDFLAGS)" -o bin/dingtalk-simulator ./cmd/dingtalk-simulator
 	go build -ldflags "$(LDFLAGS)" -o bin/kubectl-dingtalk ./cmd/kubectl-dingtalk
+	go build -ldflags "$(LDFLAGS)" -o bin/dingtalk-token-proxy ./cmd/dingtalk-token-proxy
 
 .PHONY: run
 run: manifests generate fmt vet ## Run the operator against the current kubeconfig.

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,13 +46,18 @@ const (
 	entrypoint = "/manager"
 )
 
+// imageBinaries are the image's executables, by their path in it (from /) and their main package:
+// the manager, the entrypoint, and dingtalk-token-proxy, which a sidecar runs with
+// `command: [/dingtalk-token-proxy]`.
+var imageBinaries = []struct{ name, pkg string }{{"manager", "./cmd"}, {"dingtalk-token-proxy", proxyPkg}}
+
 // ImageFile names the image tarball of one platform in the output directory.
 func ImageFile(version, platform string) string {
 	return fmt.Sprintf("dingtalk-token-operator-image-%s-%s.tar", version, strings.ReplaceAll(platform, "/", "-"))
 }
 
-// BuildImages builds the manager for each image platform and writes one image tarball per
-// platform. It returns the files written.
+// BuildImages builds the image's binaries for each image platform and writes one image tarball
+// per platform. It returns the files written.
 func BuildImages(ctx context.Context, o Options) ([]string, error) {
 	tmp, err := os.MkdirTemp("", "release-image-")
 	if err != nil {
@@ -60,12 +66,14 @@ func BuildImages(ctx context.Context, o Options) ([]string, error) {
 	defer os.RemoveAll(tmp)
 	var files []string
 	for _, platform := range o.ImagePlatforms {
-		bin := filepath.Join(tmp, strings.ReplaceAll(platform, "/", "-"), "manager")
-		if err := goBuild(ctx, &o, "./cmd", platform, bin); err != nil {
-			return nil, err
+		bins := filepath.Join(tmp, strings.ReplaceAll(platform, "/", "-"))
+		for _, b := range imageBinaries {
+			if err := goBuild(ctx, &o, b.pkg, platform, filepath.Join(bins, b.name)); err != nil {
+				return nil, err
+			}
 		}
 		out := filepath.Join(o.Out, ImageFile(o.Version, platform))
-		if err := WriteImage(bin, platform, &o, out); err != nil {
+		if err := WriteImage(bins, platform, &o, out); err != nil {
 			return nil, fmt.Errorf("image for %s: %w", platform, err)
 		}
 		files = append(files, out)
@@ -73,11 +81,12 @@ func BuildImages(ctx context.Context, o Options) ([]string, error) {
 	return files, nil
 }
 
-// WriteImage puts the binary into an image with no base (FROM scratch) and writes it to out as
-// an OCI image layout in a tar file, with a docker-style manifest.json beside index.json, so
-// that `docker load`, `podman load`, `skopeo copy oci-archive:` and `crane push` all read it.
-func WriteImage(binary, platform string, o *Options, out string) error {
-	img, err := Image(binary, platform, o)
+// WriteImage puts the binaries of the directory bins (imageBinaries) into an image with no base
+// (FROM scratch) and writes it to out as an OCI image layout in a tar file, with a docker-style
+// manifest.json beside index.json, so that `docker load`, `podman load`, `skopeo copy
+// oci-archive:` and `crane push` all read it.
+func WriteImage(bins, platform string, o *Options, out string) error {
+	img, err := Image(bins, platform, o)
 	if err != nil {
 		return err
 	}
@@ -106,16 +115,20 @@ func WriteImage(binary, platform string, o *Options, out string) error {
 	return tarDir(dir, out, o.Created)
 }
 
-// Image is the manager's image for one platform: one layer with the binary and the nonroot
-// user's passwd and group entries, run as 65532:65532. No shell, no package manager, no CA
-// bundle (the binary carries its own roots).
-func Image(binary, platform string, o *Options) (v1.Image, error) {
+// Image is the manager's image for one platform: one layer with the binaries of the directory
+// bins (imageBinaries) and the nonroot user's passwd and group entries, run as 65532:65532. No
+// shell, no package manager, no CA bundle (the binaries carry their own roots).
+func Image(bins, platform string, o *Options) (v1.Image, error) {
 	goos, goarch, _ := strings.Cut(platform, "/")
-	bin, err := os.ReadFile(binary)
-	if err != nil {
-		return nil, err
+	executables := map[string][]byte{}
+	for _, b := range imageBinaries {
+		body, err := os.ReadFile(filepath.Join(bins, b.name))
+		if err != nil {
+			return nil, err
+		}
+		executables[b.name] = body
 	}
-	layerTar, err := rootFS(bin, o.Created)
+	layerTar, err := rootFS(executables, o.Created)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +143,7 @@ func Image(binary, platform string, o *Options) (v1.Image, error) {
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	img, err = mutate.Append(img, mutate.Addendum{
 		Layer:   layer,
-		History: v1.History{Created: created, CreatedBy: "make image: COPY manager /manager", Comment: "dingtalk-token-operator " + o.Version},
+		History: v1.History{Created: created, CreatedBy: "make image: COPY manager dingtalk-token-proxy /", Comment: "dingtalk-token-operator " + o.Version},
 	})
 	if err != nil {
 		return nil, err
@@ -156,20 +169,24 @@ func Image(binary, platform string, o *Options) (v1.Image, error) {
 	return mutate.ConfigFile(img, cfg)
 }
 
-// rootFS is the layer's tar: /manager, and /etc/passwd and /etc/group naming the nonroot user
-// (what distroless/static:nonroot holds), all owned by root so the manager cannot change them.
-func rootFS(manager []byte, mtime time.Time) ([]byte, error) {
+// rootFS is the layer's tar: the executables at /, and /etc/passwd and /etc/group naming the
+// nonroot user (what distroless/static:nonroot holds), all owned by root so that the processes
+// cannot change them.
+func rootFS(executables map[string][]byte, mtime time.Time) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	entries := []struct {
+	type entry struct {
 		name string
 		mode int64
 		body []byte
-	}{
+	}
+	entries := []entry{
 		{"etc/", 0o755, nil},
 		{"etc/group", 0o644, fmt.Appendf(nil, "root:x:0:\nnonroot:x:%d:\n", nonRoot)},
 		{"etc/passwd", 0o644, fmt.Appendf(nil, "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%d:%d:nonroot:/home/nonroot:/sbin/nologin\n", nonRoot, nonRoot)},
-		{"manager", 0o755, manager},
+	}
+	for _, name := range slices.Sorted(maps.Keys(executables)) {
+		entries = append(entries, entry{name, 0o755, executables[name]})
 	}
 	for _, e := range entries {
 		hdr := &tar.Header{Name: e.name, Mode: e.mode, Size: int64(len(e.body)), ModTime: mtime, Format: tar.FormatPAX, Typeflag: tar.TypeReg}

@@ -81,6 +81,9 @@ func Release(ctx context.Context, o Options) error {
 	if err := buildPlugin(ctx, o); err != nil {
 		return err
 	}
+	if err := buildProxy(ctx, o); err != nil { // dingtalk-token-proxy's archives
+		return err
+	}
 	if err := WriteSums(o.Out); err != nil {
 		return err
 	}

@@ -84,8 +84,9 @@ func dist(t *testing.T) (dir, version string) {
 }
 
 // TestImages reads each image tarball as a container runtime would: the platform, the user, the
-// entrypoint, a layer with the manager and nothing to run a shell with, Mozilla's CA roots
-// compiled into the binary; and runs the binary of the machine's platform with --version.
+// entrypoint, a layer with the manager and dingtalk-token-proxy and nothing to run a shell with,
+// Mozilla's CA roots compiled into the binaries; and runs the binaries of the machine's platform
+// with --version.
 func TestImages(t *testing.T) {
 	dir, version := dist(t)
 	for _, platform := range DefaultImagePlatforms {
@@ -128,9 +129,14 @@ func TestImages(t *testing.T) {
 			}
 
 			files := layerFiles(t, img)
-			if got := slices.Sorted(mapsKeys(files)); !slices.Equal(got, []string{"etc/", "etc/group", "etc/passwd", "manager"}) {
-				t.Errorf("the layer holds %q, want the manager, etc/passwd and etc/group only (no shell, no base image)", got)
+			if got := slices.Sorted(mapsKeys(files)); !slices.Equal(got, []string{"dingtalk-token-proxy", "etc/", "etc/group", "etc/passwd", "manager"}) {
+				t.Errorf("the layer holds %q, want the manager, dingtalk-token-proxy, etc/passwd and etc/group only (no shell, no base image)", got)
 			}
+			proxy := files["dingtalk-token-proxy"]
+			if proxy.hdr.Mode&0o111 == 0 || proxy.hdr.Uid != 0 {
+				t.Errorf("dingtalk-token-proxy mode %o uid %d, want executable and owned by root", proxy.hdr.Mode, proxy.hdr.Uid)
+			}
+			assertStaticStampedBinary(t, proxy.body, platform, version)
 			mgr := files["manager"]
 			if mgr.hdr.Mode&0o111 == 0 || mgr.hdr.Uid != 0 {
 				t.Errorf("manager mode %o uid %d, want executable and owned by root", mgr.hdr.Mode, mgr.hdr.Uid)
@@ -154,6 +160,7 @@ func TestImages(t *testing.T) {
 			if want := "dingtalk-token-operator " + version + " (commit "; !strings.HasPrefix(string(out), want) {
 				t.Errorf("manager --version printed %q, want %q...", out, want)
 			}
+			assertProxyVersion(t, proxy.body, version)
 		})
 	}
 }
@@ -177,8 +184,8 @@ func TestImageSizes(t *testing.T) {
 			t.Fatal(err)
 		}
 		files := layerFiles(t, img)
-		t.Logf("%s: tarball %.1f MiB, compressed layer %.1f MiB, /manager %.1f MiB", platform,
-			mib(fi.Size()), mib(compressed), mib(int64(len(files["manager"].body))))
+		t.Logf("%s: tarball %.1f MiB, compressed layer %.1f MiB, /manager %.1f MiB, /dingtalk-token-proxy %.1f MiB", platform,
+			mib(fi.Size()), mib(compressed), mib(int64(len(files["manager"].body))), mib(int64(len(files["dingtalk-token-proxy"].body))))
 		// A static Go binary and nothing else: a regression to a base image would show here.
 		if compressed > 40<<20 {
 			t.Errorf("%s: the image's layer is %.1f MiB, over 40 MiB", platform, mib(compressed))
@@ -361,6 +368,9 @@ func TestRelease(t *testing.T) {
 			want = append(want, PluginFile(version, p))
 		}
 	}
+	for _, p := range DefaultImagePlatforms {
+		want = append(want, ProxyFile(version, p))
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -480,6 +490,29 @@ func TestRelease(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("dingtalk-token-proxy", func(t *testing.T) {
+		for _, p := range DefaultImagePlatforms {
+			body := readTarGz(t, filepath.Join(dir, ProxyFile(version, p)), "dingtalk-token-proxy")
+			assertStaticStampedBinary(t, body, p, version)
+			if p == runtime.GOOS+"/"+runtime.GOARCH {
+				assertProxyVersion(t, body, version)
+			}
+		}
+	})
+}
+
+// assertProxyVersion runs a dingtalk-token-proxy binary with --version.
+func assertProxyVersion(t *testing.T, body []byte, version string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "dingtalk-token-proxy")
+	if err := os.WriteFile(bin, body, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(t.Context(), bin, "--version").CombinedOutput()
+	if want := "dingtalk-token-proxy " + version + " (commit "; err != nil || !strings.HasPrefix(string(out), want) {
+		t.Errorf("dingtalk-token-proxy --version: %v, printed %q, want %q...", err, out, want)
+	}
 }
 
 // assertPluginBinary checks that a plugin binary was built for the platform with the version stamped.
