@@ -31,7 +31,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/logcap"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/version"
 )
@@ -54,7 +54,7 @@ func run() int {
 	}
 	// Capped below the V-levels at which client-go logs request and response bodies (Secrets among
 	// them), whatever --zap-log-level says; also for the caches' own calls outside reconciles.
-	logger := controllers.CapLogVerbosity(zap.New(zap.UseFlagOptions(&opts.Zap)))
+	logger := logcap.Cap(zap.New(zap.UseFlagOptions(&opts.Zap)))
 	ctrl.SetLogger(logger)
 	klog.SetLogger(logger) // client-go's own messages, in the same format
 	log := ctrl.Log.WithName("setup")

@@ -17,15 +17,58 @@ limitations under the License.
 package controllers
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
 	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/ownedsecret"
 )
+
+// CacheOptions returns the manager's cache options: Secrets are cached only when labelled
+// app.kubernetes.io/managed-by=dingtalk-token-operator, as views that hold no data
+// (ownedsecret.Transform), DingTalkTokens and ClusterDingTalkTokens only when tokens matches them
+// (nil or empty: all; the operator serves no other), and everything only in namespaces (empty:
+// all). Memory then follows the number of the operator's own Secrets, not the cluster's Secrets
+// nor their size. managedFields are dropped (stripManagedFields), but for the operator's own
+// entries on its Secrets.
+func CacheOptions(namespaces []string, tokens labels.Selector) cache.Options {
+	if tokens != nil && tokens.Empty() {
+		tokens = nil
+	}
+	return cache.Options{
+		DefaultNamespaces: namespaceConfig(namespaces),
+		DefaultTransform:  stripManagedFields,
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {
+				Label:     labels.SelectorFromSet(labels.Set{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue}),
+				Transform: ownedsecret.Transform,
+			},
+			&v1alpha1.DingTalkToken{}:        {Label: tokens},
+			&v1alpha1.ClusterDingTalkToken{}: {Label: tokens},
+		},
+	}
+}
+
+func namespaceConfig(namespaces []string) map[string]cache.Config {
+	if len(namespaces) == 0 {
+		return nil
+	}
+	out := make(map[string]cache.Config, len(namespaces))
+	for _, ns := range namespaces {
+		out[ns] = cache.Config{}
+	}
+	return out
+}
 
 // What the informer caches keep of each object. managedFields are most of a cached object's
 // size (about 1 KiB for a DingTalkToken whose status the operator writes), and `kubectl apply`
 // keeps a copy of the whole object in an annotation: the operator reads neither, but its own
-// field manager's entries on its Secrets (staleFields, hasUpdateEntry), which the Secrets' own
-// transform keeps (secretView: no data, no foreign entries, no last-applied copy).
+// field manager's entries on its Secrets, which the Secrets' own transform keeps
+// (ownedsecret.Transform: no data, no foreign entries, no last-applied copy).
 
 // lastApplied is the annotation `kubectl apply` keeps the whole applied object in.
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"

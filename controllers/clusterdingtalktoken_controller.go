@@ -20,11 +20,9 @@ import (
 	"context"
 	"errors"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -36,7 +34,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
-	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/metrics"
 )
 
 // +kubebuilder:rbac:groups=dingtalk.tokens.dev,resources=clusterdingtalktokens,verbs=get;list;watch
@@ -68,7 +65,6 @@ type ClusterDingTalkTokenReconciler struct {
 	client.Client
 	// APIReader reads uncached: target names the cache cannot see.
 	APIReader client.Reader
-	Scheme    *runtime.Scheme
 	// Recorder emits events on transitions only.
 	Recorder events.EventRecorder
 	// MaxConcurrentReconciles is passed to the controller.
@@ -85,9 +81,6 @@ func (r *ClusterDingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) erro
 	}
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
-	}
-	if r.Scheme == nil {
-		r.Scheme = mgr.GetScheme()
 	}
 	if err := r.setup(mgr, r.Client, r.APIReader, nil); err != nil {
 		return err
@@ -114,7 +107,7 @@ func (r *ClusterDingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) erro
 		For(&v1alpha1.ClusterDingTalkToken{}, builder.WithPredicates(specOrRequestChanged())).
 		Owns(&corev1.Secret{}).
 		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.tokensForNamespace)).
-		WatchesRawSource(r.credentials.source(r.tokensForCredentials)).
+		WatchesRawSource(r.credentials.Source(r.tokensForCredentials)).
 		// DingTalk Stream: a connection's state changed or a pushed ticket was stored.
 		WatchesRawSource(source.Channel(r.tickets.clusterEvents, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
@@ -155,102 +148,18 @@ func (r *ClusterDingTalkTokenReconciler) tokensForCredentials(ctx context.Contex
 }
 
 // Reconcile converges one ClusterDingTalkToken: every namespace its selector picks holds a valid
-// token in the target Secret, refreshed on time; namespaces it no longer picks hold none.
-// DingTalk failures and per-namespace failures become status; only API-server errors are returned.
-func (r *ClusterDingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
-	ctx = logr.NewContext(ctx, CapLogVerbosity(ctrl.LoggerFrom(ctx)))
-	tok, err := r.load(ctx, req.Name)
-	if tok != nil && !tok.DeletionTimestamp.IsZero() {
-		r.forgetStream(req.NamespacedName) // being deleted: no DingTalk Stream connection is held for it
-	}
-	if err != nil || tok == nil || !tok.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, err
-	}
-	p := r.startPass(ctx, tok)
-	// One status write, the events of its transitions and the metrics, however the pass ends.
-	defer func() { res, err = p.finish(ctx, err) }()
-
-	// Where the token goes: the namespaces the selector picks and the target Secrets this object
-	// already owns; and the last good token (memory, else an owned target status vouches for).
-	fan, err := r.observeFanOut(ctx, p)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	p.observeFanOut(fan)
-	// Suspended: no DingTalk call and no write.
-	if p.spec.Suspend {
-		p.suspend()
-		r.holdStream(&p.tokenPass)
-		return ctrl.Result{}, nil
-	}
-	p.resume()
-	// A template that cannot render blocks every write: report it before spending a call.
-	if f := dryRunTemplates(p.spec); f != nil {
-		p.fail(*f)
-		return ctrl.Result{}, nil
-	}
-	// Namespaces no longer picked lose their Secret.
-	if err := r.unprovision(ctx, p, fan); err != nil {
-		return ctrl.Result{}, err
-	}
-	// Read the credentials (uncached, in their namespace) and hold (or release) the suite's
-	// DingTalk Stream connection, whether namespaces are picked or not: tickets keep arriving.
-	if p.creds, err = r.readCredentials(ctx, &p.tokenPass); err != nil {
-		return ctrl.Result{}, err
-	}
-	r.holdStream(&p.tokenPass)
-	// No namespace picked: nobody uses the token, so DingTalk is not called for it.
-	if len(fan.matched) == 0 {
-		return ctrl.Result{}, nil
-	}
-	// Decide whether this pass calls DingTalk.
-	in := p.input()
-	if d := decide(in); d.Fetch {
-		p.log.V(1).Info("Refreshing token", "why", d.Why)
-		a, err := r.refresh(ctx, p, in)
-		p.recordAttempt(a)
-		if _, deferred := p.deferred(); err != nil || deferred {
-			return ctrl.Result{}, err
+// token in the target Secret, refreshed on time; namespaces it no longer picks hold none. The pass
+// (pass.go) sees the namespaces, reads the credentials (holding the suite's Stream connection
+// whether namespaces are picked or not: tickets keep arriving), decides, refreshes (no call while
+// no namespace is picked), writes every picked namespace and writes status once; per-namespace
+// failures become status.
+func (r *ClusterDingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return r.reconcile(ctx, func(ctx context.Context) (kindPass, error) {
+		tok := &v1alpha1.ClusterDingTalkToken{}
+		found, err := r.loadFresh(ctx, r.Client, r.APIReader, kindCluster, types.NamespacedName{Name: req.Name}, tok)
+		if err != nil || !found {
+			return nil, err
 		}
-	} else {
-		p.log.V(1).Info("No refresh", "why", d.Why)
-	}
-	// Write the last good token into every picked namespace.
-	p.recordProvisioning(r.provision(ctx, p, fan))
-	return ctrl.Result{}, nil
-}
-
-// load reads the ClusterDingTalkToken from the cache, or from the API server when the cached copy
-// may predate this process's last status write. A deleted one is forgotten (nil, nil).
-func (r *ClusterDingTalkTokenReconciler) load(ctx context.Context, name string) (*v1alpha1.ClusterDingTalkToken, error) {
-	key := types.NamespacedName{Name: name}
-	tok := &v1alpha1.ClusterDingTalkToken{}
-	found, err := r.loadFresh(ctx, r.Client, r.APIReader, "ClusterDingTalkToken", key, tok)
-	if err != nil || !found {
-		if err == nil {
-			r.memory.forget(key)
-			r.forgetStream(key)
-			metrics.DeleteClusterToken(name)
-		}
-		return nil, err
-	}
-	return tok, nil
-}
-
-// refresh fetches the token, shared with every object of the same credential set (admission
-// refuses the User type, whose tokens are never shared). A stopping manager starts no call.
-func (r *ClusterDingTalkTokenReconciler) refresh(ctx context.Context, p *clusterPass, in refreshInput) (attempt, error) {
-	if err := ctx.Err(); err != nil {
-		return attempt{}, err
-	}
-	if p.creds.values == nil {
-		return attempt{failure: p.creds.missing}, nil
-	}
-	return r.fetchShared(ctx, p.creds.setKey, in, p.creds.values), nil
-}
-
-// targets reads and writes the pass's target Secrets.
-func (r *ClusterDingTalkTokenReconciler) targets(p *clusterPass) targets {
-	return targets{client: r.Client, reader: r.APIReader, scheme: r.Scheme, memory: r.memory,
-		owner: p.tok, ownerKind: "ClusterDingTalkToken", memKey: p.key}
+		return r.startPass(ctx, tok), nil
+	})
 }

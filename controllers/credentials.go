@@ -26,15 +26,12 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/credwatch"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/digest"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 )
 
-// maxCredentialValue is the largest credential value the operator accepts: no DingTalk key, secret,
-// ticket, code or refresh token comes near it, and a larger one is refused (CredentialsInvalid)
-// before it is copied, kept or sent anywhere.
-const maxCredentialValue = 4 << 10
-
-// credentials are the values read from a DingTalkToken's credentials Secret. Secret: never logged,
+// credentials are the values read from a token's credentials Secret. Secret: never logged,
 // never put in status, events or the target Secret.
 type credentials struct {
 	typ    v1alpha1.TokenType
@@ -65,17 +62,17 @@ func (sh *Machinery) readCredentials(ctx context.Context, p *tokenPass) (credent
 		}
 	}
 	read.setKey = sh.fetchKey(p.uid, read.values)
-	read.floor = sh.fetcher.floor(read.setKey)
+	read.floor = sh.fetcher.Floor(read.setKey)
 	return read, nil
 }
 
 // credentialValues reads the values the spec's type needs: where the credentials watch holds them
 // for the Secret's current resourceVersion (read by this or another object's pass), else from the
-// API server. Missing values and values over maxCredentialValue are failures.
+// API server. Missing values and values over credwatch.MaxValue are failures.
 func (sh *Machinery) credentialValues(ctx context.Context, p *tokenPass) (*credentials, *failure, error) {
 	key := p.spec.Credentials
 	keys := readKeys(p.spec)
-	data, ok := sh.credentials.cachedValues(key, keys)
+	data, ok := sh.credentials.Cached(key, keys)
 	if !ok {
 		s := &corev1.Secret{}
 		if err := sh.apiReader.Get(ctx, key, s); err != nil {
@@ -86,7 +83,7 @@ func (sh *Machinery) credentialValues(ctx context.Context, p *tokenPass) (*crede
 		}
 		// Kept for this resourceVersion (oversized values only marked), so that the Secret is
 		// not read again until it changes.
-		data = sh.credentials.remember(s, keys)
+		data = sh.credentials.Remember(s, keys)
 	}
 	if f := oversizedCredential(key.Name, data, keys); f != nil {
 		return nil, f, nil
@@ -94,7 +91,7 @@ func (sh *Machinery) credentialValues(ctx context.Context, p *tokenPass) (*crede
 	specKeys := p.spec.Keys
 	var missing []string
 	value := func(key string, required bool) string {
-		v := data.keys[key]
+		v := data.Keys[key]
 		if v == "" && required {
 			missing = append(missing, key)
 		}
@@ -130,13 +127,13 @@ func (sh *Machinery) credentialValues(ctx context.Context, p *tokenPass) (*crede
 }
 
 // oversizedCredential refuses credentials in which a key the type reads holds more than
-// maxCredentialValue bytes: CredentialsInvalid naming the Secret and the key, never the value.
-func oversizedCredential(secret string, data secretValues, keys []string) *failure {
+// credwatch.MaxValue bytes: CredentialsInvalid naming the Secret and the key, never the value.
+func oversizedCredential(secret string, data credwatch.Values, keys []string) *failure {
 	for _, k := range keys {
-		if data.oversized[k] {
+		if data.Oversized[k] {
 			return &failure{reason: v1alpha1.ReasonCredentialsInvalid, message: fmt.Sprintf(
 				"credentials Secret %q: key %q holds more than %d KiB, more than any DingTalk credential: refused before any call to DingTalk",
-				secret, k, maxCredentialValue>>10)}
+				secret, k, credwatch.MaxValue>>10)}
 		}
 	}
 	return nil
@@ -162,7 +159,7 @@ func (sh *Machinery) fetchKey(uid types.UID, creds *credentials) string {
 	if !creds.shared() {
 		parts = append(parts, string(uid))
 	}
-	return sh.fetcher.setKey(parts...)
+	return sh.fetcher.SetKey(parts...)
 }
 
 // values lists every credential value except the suite ticket, prefixed by the type and corpId.
@@ -177,26 +174,28 @@ func (c *credentials) values() []string {
 	}
 }
 
-// credentialsDigest is status.credentialsDigest: every value but the suite ticket.
-func (d digester) credentials(uid types.UID, c *credentials) string { return d.of(uid, c.values()...) }
+// digest is status.credentialsDigest of object uid: every value but the suite ticket.
+func (c *credentials) digest(d digest.Digester, uid types.UID) string {
+	return d.Of(uid, c.values()...)
+}
 
-// ticket is status.suiteTicketDigest ("" for types without a suite ticket).
-func (d digester) ticket(uid types.UID, c *credentials) string {
+// ticketDigest is status.suiteTicketDigest ("" for types without a suite ticket).
+func (c *credentials) ticketDigest(d digest.Digester, uid types.UID) string {
 	if c.suite.SuiteTicket == "" {
 		return ""
 	}
-	return d.of(uid, "suiteTicket", c.suite.SuiteTicket)
+	return d.Of(uid, "suiteTicket", c.suite.SuiteTicket)
 }
 
-// sameCredentials reports whether a stored credentials digest is that of c (earlier versions'
-// digests included).
-func (d digester) sameCredentials(stored string, uid types.UID, c *credentials) bool {
-	return d.matches(stored, uid, c.values()...)
+// isDigest reports whether a stored credentials digest is that of c (earlier versions' digests
+// included).
+func (c *credentials) isDigest(d digest.Digester, stored string, uid types.UID) bool {
+	return d.Matches(stored, uid, c.values()...)
 }
 
-// sameTicket reports whether a stored suite-ticket digest is that of c's ticket.
-func (d digester) sameTicket(stored string, uid types.UID, c *credentials) bool {
-	return c.suite.SuiteTicket != "" && d.matches(stored, uid, "suiteTicket", c.suite.SuiteTicket)
+// isTicketDigest reports whether a stored suite-ticket digest is that of c's ticket.
+func (c *credentials) isTicketDigest(d digest.Digester, stored string, uid types.UID) bool {
+	return c.suite.SuiteTicket != "" && d.Matches(stored, uid, "suiteTicket", c.suite.SuiteTicket)
 }
 
 // setParts is the full credential set that decides sharing: the type, every credential value
@@ -205,6 +204,6 @@ func (c *credentials) setParts(endpoint string) []string {
 	return append(c.values(), c.suite.SuiteTicket, endpoint)
 }
 
-// shared reports whether tokens of this type may be shared between DingTalkTokens: every type but
+// shared reports whether tokens of this type may be shared between objects: every type but
 // User (a user token's refresh token rotates; two holders would fight).
 func (c *credentials) shared() bool { return c.typ != v1alpha1.TokenTypeUser }

@@ -24,19 +24,20 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/credwatch"
 )
 
 // TestOversizedCredential: a value over 4 KiB under a key the type reads is CredentialsInvalid,
 // naming the Secret and the key and never the value; keys the type does not read are ignored.
 func TestOversizedCredential(t *testing.T) {
-	big := strings.Repeat("s", maxCredentialValue+1)
+	big := strings.Repeat("s", credwatch.MaxValue+1)
 	tests := map[string]struct {
 		typ     v1alpha1.TokenType // the DingTalkToken's type
 		keys    *v1alpha1.CredentialKeys
 		data    map[string]string // the credentials Secret
 		wantKey string            // the key named in CredentialsInvalid; "" when accepted
 	}{
-		"4 KiB exactly":                {typ: v1alpha1.TokenTypeInternalApp, data: map[string]string{"appKey": "k", "appSecret": strings.Repeat("s", maxCredentialValue)}},
+		"4 KiB exactly":                {typ: v1alpha1.TokenTypeInternalApp, data: map[string]string{"appKey": "k", "appSecret": strings.Repeat("s", credwatch.MaxValue)}},
 		"app secret over 4 KiB":        {typ: v1alpha1.TokenTypeInternalApp, data: map[string]string{"appKey": "k", "appSecret": big}, wantKey: "appSecret"},
 		"a key the type does not read": {typ: v1alpha1.TokenTypeInternalApp, data: map[string]string{"appKey": "k", "appSecret": "s", "suiteTicket": big}},
 		"suite ticket":                 {typ: v1alpha1.TokenTypeThirdPartySuite, data: map[string]string{"suiteTicket": big}, wantKey: "suiteTicket"},
@@ -55,9 +56,9 @@ func TestOversizedCredential(t *testing.T) {
 				Type: tc.typ, CredentialsRef: v1alpha1.CredentialsReference{Name: "creds", Keys: tc.keys}}})
 			keys := readKeys(spec)
 			s.ResourceVersion = "1"
-			data := newCredentialsWatch(nil, nil).remember(s, keys)
-			for k, v := range data.keys {
-				if len(v) > maxCredentialValue {
+			data := credwatch.New(nil, nil).Remember(s, keys)
+			for k, v := range data.Keys {
+				if len(v) > credwatch.MaxValue {
 					t.Fatalf("the %d-byte value of %q was kept", len(v), k)
 				}
 			}

@@ -23,33 +23,22 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/digest"
 )
 
-// TestDigester: digests are keyed by the installation's key (two installations differ, one
-// installation is stable), include the UID (two objects with one token differ), and a digest an
-// earlier version keyed by the UID alone is recognised, never produced.
+// TestDigester: the digests the pass makes of credentials and bootstrap values recognise those an
+// earlier version keyed by the UID alone (an upgrade is no credentials change, and replays no used
+// bootstrap value). The digests themselves: package digest's TestDigester.
 func TestDigester(t *testing.T) {
-	const uid, other = types.UID("uid-1"), types.UID("uid-2")
-	a, b := digester{key: []byte(strings.Repeat("a", 32))}, digester{key: []byte(strings.Repeat("b", 32))}
-	again := digester{key: []byte(strings.Repeat("a", 32))}
-	legacy := uidDigest(uid, "token", "tok")
+	const uid = types.UID("uid-1")
+	a := digest.New([]byte(strings.Repeat("a", 32)))
 	creds := &credentials{typ: v1alpha1.TokenTypeInternalApp}
 	creds.app.AppKey, creds.app.AppSecret = "k", "s"
 	for name, ok := range map[string]bool{
-		"two installations differ":                   a.token(uid, "tok") != b.token(uid, "tok"),
-		"one installation is stable":                 a.token(uid, "tok") == again.token(uid, "tok"),
-		"two objects differ":                         a.token(uid, "tok") != a.token(other, "tok"),
-		"two tokens differ":                          a.token(uid, "tok") != a.token(uid, "tok2"),
-		"not the UID-keyed digest":                   a.token(uid, "tok") != legacy,
-		"prefixed and short":                         strings.HasPrefix(a.token(uid, "tok"), "hmac:") && len(a.token(uid, "tok")) == len("hmac:")+16,
-		"matches its own":                            a.matches(a.token(uid, "tok"), uid, "token", "tok"),
-		"matches the UID-keyed one":                  a.matches(legacy, uid, "token", "tok"),
-		"not another installation's":                 !a.matches(b.token(uid, "tok"), uid, "token", "tok"),
-		"not another value's":                        !a.matches(a.token(uid, "tok2"), uid, "token", "tok"),
-		"empty matches nothing":                      !a.matches("", uid, "token", "tok"),
-		"credentials: an upgrade is no change":       a.sameCredentials(uidDigest(uid, creds.values()...), uid, creds),
-		"bootstrap: the UID-keyed used list is read": userRecord{Used: []string{uidDigest(uid, "bootstrap", "code")}}.usedValue(a, uid, "code"),
-		"bootstrap: another value is not used":       !userRecord{Used: []string{a.bootstrap(uid, "code")}}.usedValue(a, uid, "code2"),
+		"credentials: an upgrade is no change":       creds.isDigest(a, digest.UIDKeyed(uid, creds.values()...), uid),
+		"credentials: its own digest":                creds.isDigest(a, creds.digest(a, uid), uid),
+		"bootstrap: the UID-keyed used list is read": userRecord{Used: []string{digest.UIDKeyed(uid, "bootstrap", "code")}}.usedValue(a, uid, "code"),
+		"bootstrap: another value is not used":       !userRecord{Used: []string{a.Bootstrap(uid, "code")}}.usedValue(a, uid, "code2"),
 	} {
 		if !ok {
 			t.Error(name)

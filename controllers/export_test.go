@@ -22,6 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/digest"
 )
 
 // What the envtest scenarios (package controllers_test, beside this package: they run the manager
@@ -34,7 +36,7 @@ func TokenDigest(ctx context.Context, c client.Reader, namespace string, uid typ
 	if err != nil {
 		return "", err
 	}
-	return digester{key: key}.token(uid, token), nil
+	return digest.New(key).Token(uid, token), nil
 }
 
 // SetRefreshTokenWriteBackoff changes the in-pass retry of refresh-token writes; call it before

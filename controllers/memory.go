@@ -21,13 +21,13 @@ import (
 	"sync"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/resourceversion"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/digest"
 )
 
-// heldToken is the last good token of a DingTalkToken. Secret: only its expiry and digest leave memory
-// (and the token itself, into the target Secret).
+// heldToken is the last good token of an object (either kind). Secret: only its expiry and digest
+// leave memory (and the token itself, into the target Secrets).
 type heldToken struct {
 	UID         types.UID
 	AccessToken string
@@ -53,8 +53,8 @@ type userRecord struct {
 
 // usedValue reports whether the bootstrap value is on the used list (under the installation key,
 // or under the UID alone as earlier versions wrote it).
-func (u userRecord) usedValue(d digester, uid types.UID, value string) bool {
-	return slices.ContainsFunc(u.Used, func(used string) bool { return d.matches(used, uid, "bootstrap", value) })
+func (u userRecord) usedValue(d digest.Digester, uid types.UID, value string) bool {
+	return slices.ContainsFunc(u.Used, func(used string) bool { return d.Matches(used, uid, "bootstrap", value) })
 }
 
 // claim records which DingTalkToken uses a user bootstrap value in this process.
@@ -63,21 +63,19 @@ type claim struct {
 	uid types.UID
 }
 
-// memory is the reconciler's in-process state, keyed by DingTalkToken and checked against its UID
-// (a DingTalkToken deleted and re-created under the same name starts afresh).
+// memory is the reconcilers' in-process state of the objects (either kind), keyed by the object
+// and checked against its UID (an object deleted and re-created under the same name starts
+// afresh): the last good token, the token its targets were last written with, a User token's
+// refresh-token record, the bootstrap values claimed, the refresh requests seen. What this
+// process wrote (read-your-writes) is kept with the owned Secrets (ownedsecret.Writes).
 type memory struct {
 	mu     sync.Mutex
 	tokens map[types.NamespacedName]*heldToken
-	// shown is, per DingTalkToken, the token its target Secret was last written or verified to
-	// hold: it may be older than tokens' (a refresh whose target write has not happened yet). When
+	// shown is, per object, the token its target Secrets were last written or verified to hold: it may be older than tokens' (a refresh whose target write has not happened yet). When
 	// it is the same token it shares tokens' record. Records are never changed once stored.
 	shown  map[types.NamespacedName]*heldToken
 	users  map[types.NamespacedName]userRecord
 	claims map[string]claim
-	// written holds, per DingTalkToken, the resourceVersion of each object this process last wrote
-	// (the DingTalkToken's status, its Secrets) until the cache has caught up with it: a cached
-	// copy older than our own write is read again from the API server.
-	written map[types.NamespacedName]map[string]string
 	// requests is, per object, the last refresh-requested-at value seen.
 	requests map[types.NamespacedName]requestSeen
 }
@@ -93,55 +91,8 @@ func newMemory() *memory {
 		shown:    map[types.NamespacedName]*heldToken{},
 		users:    map[types.NamespacedName]userRecord{},
 		claims:   map[string]claim{},
-		written:  map[types.NamespacedName]map[string]string{},
 		requests: map[types.NamespacedName]requestSeen{},
 	}
-}
-
-// wrote records the resourceVersion of an object written for the DingTalkToken key.
-func (m *memory) wrote(key types.NamespacedName, kind string, obj metav1.Object) {
-	if obj.GetResourceVersion() == "" {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	w := m.written[key]
-	if w == nil {
-		w = map[string]string{}
-		m.written[key] = w
-	}
-	w[kind+"/"+obj.GetNamespace()+"/"+obj.GetName()] = obj.GetResourceVersion()
-}
-
-// stale reports whether a cached object may predate what this process last wrote: the cache has
-// not shown that write (or a later one) yet. Once it has, the write is forgotten.
-func (m *memory) stale(key types.NamespacedName, kind string, obj metav1.Object) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	w := m.written[key]
-	k := kind + "/" + obj.GetNamespace() + "/" + obj.GetName()
-	rv, ok := w[k]
-	if !ok {
-		return false
-	}
-	if !caughtUp(obj.GetResourceVersion(), rv) {
-		return true
-	}
-	delete(w, k)
-	if len(w) == 0 {
-		delete(m.written, key)
-	}
-	return false
-}
-
-// caughtUp reports whether a cached resourceVersion is the one written or a later one (versions
-// the API server does not order count only when equal).
-func caughtUp(cached, written string) bool {
-	if cached == written {
-		return true
-	}
-	c, err := resourceversion.CompareResourceVersion(cached, written)
-	return err == nil && c > 0
 }
 
 func (m *memory) token(key types.NamespacedName, uid types.UID) *heldToken {
@@ -154,7 +105,7 @@ func (m *memory) setToken(key types.NamespacedName, t heldToken) {
 	m.tokens[key] = &t
 }
 
-// shownToken is the token the DingTalkToken's target Secret was last written or verified to hold.
+// shownToken is the token the object's target Secret was last written or verified to hold.
 func (m *memory) shownToken(key types.NamespacedName, uid types.UID) *heldToken {
 	return m.held(m.shown, key, uid)
 }
@@ -228,14 +179,13 @@ func (m *memory) claim(bootstrap string, key types.NamespacedName, uid types.UID
 	return c
 }
 
-// forget drops everything held for a deleted DingTalkToken.
+// forget drops everything held for a deleted object.
 func (m *memory) forget(key types.NamespacedName) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.tokens, key)
 	delete(m.shown, key)
 	delete(m.users, key)
-	delete(m.written, key)
 	delete(m.requests, key)
 	for k, c := range m.claims {
 		if c.key == key {

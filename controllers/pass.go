@@ -33,11 +33,130 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/policy"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/sharedfetch"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/logcap"
 )
 
 // The pass: steps gather what the world holds and act on it (call DingTalk, write Secrets) and
 // return what happened as outcomes (an attempt, a failure, a write); only the pass records
-// outcomes in status, and writes status once, when it ends. docs/design.md ("One pass") draws it.
+// outcomes in status, and writes status once, when it ends. Both kinds run the same skeleton
+// (run) and end the same way (finish); kindPass is where they differ. docs/design.md ("One
+// pass") draws it.
+
+// kindPass is a pass of one kind: the steps where a DingTalkToken (one target Secret, User
+// tokens, rollout restarts) and a ClusterDingTalkToken (a target Secret per selected namespace)
+// differ. The skeleton calls them in order; each step records its outcome in the pass.
+type kindPass interface {
+	// base is the refresh state both kinds share.
+	base() *tokenPass
+	// observe reads what the targets hold and recovers the last good token: a read only (and,
+	// for a DingTalkToken, the store of a pending refresh token), so that Ready reflects the
+	// targets however the pass ends.
+	observe(ctx context.Context) error
+	// prepare runs before the credentials are read: a failure stops the pass before a DingTalk
+	// call is spent on a token that could not be written (another owner's Secret, a template
+	// that cannot render).
+	prepare(ctx context.Context) (*failure, error)
+	// beforeCall runs when the decision calls DingTalk: a failure stops the call.
+	beforeCall(ctx context.Context, in policy.Input) (*failure, error)
+	// refresh fetches a token and returns the attempt.
+	refresh(ctx context.Context, in policy.Input) (attempt, error)
+	// recordAttempt records the attempt.
+	recordAttempt(a attempt)
+	// write writes the last good token where the object wants it, and records the outcome.
+	write(ctx context.Context) error
+	// ready is the Ready condition the pass ends with (the kind's own status settled first), and
+	// until when it holds (zero: nothing to wake up for).
+	ready() (readyState, time.Time)
+	// statusWrite is the pass's one status write.
+	statusWrite() statusWrite
+	// setMetrics publishes the object's series.
+	setMetrics(ready readyState, next time.Time)
+}
+
+// reconcile is Reconcile for every kind: start loads the object and starts its pass (nil: nothing
+// to do), run converges it, and finish writes status once, however the pass ends. DingTalk
+// failures become conditions; only API-server errors are returned.
+func (sh *Machinery) reconcile(ctx context.Context, start func(context.Context) (kindPass, error)) (res ctrl.Result, err error) {
+	// Libraries called with ctx (client-go) log request bodies, Secrets included, at V(8) and up.
+	ctx = logr.NewContext(ctx, logcap.Cap(ctrl.LoggerFrom(ctx)))
+	k, err := start(ctx)
+	if err != nil || k == nil {
+		return ctrl.Result{}, err
+	}
+	// One status write, the events of its transitions and the metrics, however the pass ends.
+	defer func() { res, err = k.base().finish(ctx, k, err) }()
+	return ctrl.Result{}, sh.run(ctx, k)
+}
+
+// run is the pass: observe -> suspended? -> prepare -> read the credentials -> hold the Stream
+// connection -> decide -> refresh -> write.
+func (sh *Machinery) run(ctx context.Context, k kindPass) error {
+	p := k.base()
+	if err := k.observe(ctx); err != nil {
+		return err
+	}
+	// Suspended: no DingTalk call and no write; status reports what the targets hold.
+	if p.spec.Suspend {
+		p.suspend()
+		sh.holdStream(p)
+		return nil
+	}
+	p.resume()
+	if f, err := k.prepare(ctx); err != nil || f != nil {
+		p.failOn(f)
+		return err
+	}
+	// Read the credentials (uncached) and hold (or release) the suite's DingTalk Stream
+	// connection that pushes its tickets.
+	var err error
+	if p.creds, err = sh.readCredentials(ctx, p); err != nil {
+		return err
+	}
+	sh.holdStream(p)
+	// Decide whether this pass calls DingTalk.
+	in := p.input()
+	if d := policy.Decide(in); d.Fetch {
+		p.log.V(1).Info("Refreshing token", "why", d.Why)
+		if f, err := k.beforeCall(ctx, in); err != nil || f != nil {
+			p.failOn(f)
+			return err
+		}
+		a, err := k.refresh(ctx, in)
+		k.recordAttempt(a)
+		if _, deferred := p.deferred(); err != nil || deferred {
+			return err
+		}
+	} else {
+		p.log.V(1).Info("No refresh", "why", d.Why)
+	}
+	// Write the last good token: create, restore drift, or leave as it is.
+	return k.write(ctx)
+}
+
+// finish writes status once (when it changed), emits the events of its transitions, updates the
+// metrics and computes RequeueAfter. err is the pass's API-server error, returned as is. A
+// deferred pass writes nothing: it comes back when its place under the rate limit is due.
+func (p *tokenPass) finish(ctx context.Context, k kindPass, err error) (ctrl.Result, error) {
+	if res, deferred := p.deferred(); deferred && err == nil {
+		return res, nil
+	}
+	ready, validUntil := k.ready()
+	next := p.settle(ready)
+	if werr := p.writeStatus(ctx, k.statusWrite()); err == nil {
+		err = werr
+	}
+	k.setMetrics(ready, next)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	// validUntil: Ready turns False at that moment.
+	return ctrl.Result{RequeueAfter: policy.RequeueAfter(p.now, append(p.wakeups, next, validUntil)...)}, nil
+}
+
+// statusWriteTimeout bounds a pass's status write (on a context detached from the reconcile's).
+const statusWriteTimeout = 10 * time.Second
 
 // failure is the outcome of a step that failed: a Refreshed reason and a message that holds no
 // secret.
@@ -50,7 +169,7 @@ type attempt struct {
 	// creds are the credentials DingTalk was called with (nil: it was not called).
 	creds *credentials
 	// token is the token answered (nil: none).
-	token *issued
+	token *sharedfetch.Issued
 	// called is set when this object's own call answered (not a token shared by another object).
 	called bool
 	// failure is why no token came (nil: one did, or the attempt was deferred).
@@ -63,6 +182,8 @@ type attempt struct {
 // tokenPass is the part of a pass every token kind shares: the refresh state of one object.
 type tokenPass struct {
 	shared *Machinery
+	// obj is the object (either kind).
+	obj client.Object
 	// key names the object in memory; uid and generation are its own.
 	key        types.NamespacedName
 	uid        types.UID
@@ -89,6 +210,8 @@ type tokenPass struct {
 	// deferredUntil is set when the pass's DingTalk call waits for its place under the
 	// client-side rate limit: the pass ends there, writes nothing, and is repeated then.
 	deferredUntil time.Time
+	// wakeups are extra requeue times (a rollout restart held back, namespaces to try again).
+	wakeups []time.Time
 }
 
 // credentialsRead is what a pass read of the credentials.
@@ -108,9 +231,10 @@ type credentialsRead struct {
 	awaitingTicket bool
 }
 
-func (sh *Machinery) startTokenPass(log logr.Logger, obj metav1.Object, spec tokenSpec, st *v1alpha1.TokenStatus) tokenPass {
+func (sh *Machinery) startTokenPass(log logr.Logger, obj client.Object, spec tokenSpec, st *v1alpha1.TokenStatus) tokenPass {
 	p := tokenPass{
 		shared:     sh,
+		obj:        obj,
 		key:        types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()},
 		uid:        obj.GetUID(),
 		generation: obj.GetGeneration(),
@@ -119,15 +243,17 @@ func (sh *Machinery) startTokenPass(log logr.Logger, obj metav1.Object, spec tok
 		now:        sh.clock.Now(),
 		log:        log,
 	}
-	p.requestedAt, p.requestIgnored = refreshRequestedAt(spec.RefreshRequest, p.now)
+	p.requestedAt, p.requestIgnored = policy.RequestedAt(spec.RefreshRequest, p.now)
 	return p
 }
 
+func (p *tokenPass) base() *tokenPass { return p }
+
 // input is the refresh decision's input, built from the pass alone: a pure function of what the
 // pass has gathered so far and of its status.
-func (p *tokenPass) input() refreshInput {
+func (p *tokenPass) input() policy.Input {
 	st := p.st
-	in := refreshInput{
+	in := policy.Input{
 		Now:                   p.now,
 		UID:                   p.uid,
 		RefreshBefore:         p.spec.RefreshBefore,
@@ -150,17 +276,17 @@ func (p *tokenPass) input() refreshInput {
 	}
 	if p.held != nil {
 		in.IssuedAt, in.ExpiresAt = p.held.IssuedAt, p.held.ExpiresAt
-		in.JitterSeed = p.shared.fetcher.jitterSeed(p.held.AccessToken)
+		in.JitterSeed = p.shared.fetcher.JitterSeed(p.held.AccessToken)
 	}
 	if c := p.creds.values; c != nil {
 		d := p.shared.digests
-		in.CredentialsDigest = d.credentials(p.uid, c)
-		in.SuiteTicketDigest = d.ticket(p.uid, c)
+		in.CredentialsDigest = c.digest(d, p.uid)
+		in.SuiteTicketDigest = c.ticketDigest(d, p.uid)
 		// A digest an earlier version wrote is the same credentials, not a change.
-		if d.sameCredentials(st.CredentialsDigest, p.uid, c) {
+		if c.isDigest(d, st.CredentialsDigest, p.uid) {
 			in.LastCredentialsDigest = in.CredentialsDigest
 		}
-		if d.sameTicket(st.SuiteTicketDigest, p.uid, c) {
+		if c.isTicketDigest(d, st.SuiteTicketDigest, p.uid) {
 			in.LastSuiteTicketDigest = in.SuiteTicketDigest
 		}
 	}
@@ -192,8 +318,8 @@ func (p *tokenPass) recordAttempt(a attempt) {
 		return
 	}
 	if a.creds != nil {
-		p.st.CredentialsDigest = p.shared.digests.credentials(p.uid, a.creds)
-		p.st.SuiteTicketDigest = p.shared.digests.ticket(p.uid, a.creds)
+		p.st.CredentialsDigest = a.creds.digest(p.shared.digests, p.uid)
+		p.st.SuiteTicketDigest = a.creds.ticketDigest(p.shared.digests, p.uid)
 	}
 	switch {
 	case a.failure != nil:
@@ -204,13 +330,13 @@ func (p *tokenPass) recordAttempt(a attempt) {
 }
 
 // issue records a token DingTalk answered (called: by this object's own call, not a shared one).
-func (p *tokenPass) issue(t issued, called bool) {
+func (p *tokenPass) issue(t sharedfetch.Issued, called bool) {
 	st := p.st
 	prev := st.TokenDigest
 	h := heldToken{UID: p.uid, AccessToken: t.AccessToken, CorpID: t.CorpID, IssuedAt: t.IssuedAt, ExpiresAt: t.ExpiresAt}
 	p.held = &h
 	p.shared.memory.setToken(p.key, h)
-	digest := p.shared.digests.token(p.uid, t.AccessToken)
+	digest := p.shared.digests.Token(p.uid, t.AccessToken)
 	st.TokenDigest = digest
 	st.ExpiresAt = stamp(t.ExpiresAt)
 	st.LastRefreshTime = stamp(t.IssuedAt)
@@ -226,6 +352,13 @@ func (p *tokenPass) issue(t issued, called bool) {
 		p.log.Info("Issued token", "expiresAt", rfc3339(t.ExpiresAt), "shared", !called)
 	} else {
 		p.log.V(1).Info("Renewed token", "expiresAt", rfc3339(t.ExpiresAt), "shared", !called)
+	}
+}
+
+// failOn records f as a failed attempt (nil: nothing failed).
+func (p *tokenPass) failOn(f *failure) {
+	if f != nil {
+		p.fail(*f)
 	}
 }
 
@@ -314,7 +447,7 @@ func (p *tokenPass) readyCondition(validUntil time.Time, holder string) (metav1.
 		return metav1.ConditionFalse, v1alpha1.ReasonPending, "Waiting for the first suite ticket DingTalk pushes over Stream mode " +
 			"(the credentials Secret has none): see the TicketStream condition"
 	}
-	if c := refreshedCondition(p.st); c != nil && c.Status == metav1.ConditionFalse && kindOf(c.Reason) != failureNone {
+	if c := refreshedCondition(p.st); c != nil && c.Status == metav1.ConditionFalse && policy.Failed(c.Reason) {
 		return metav1.ConditionFalse, c.Reason, c.Message
 	}
 	if !p.creds.floor.IsZero() {
@@ -326,14 +459,32 @@ func (p *tokenPass) readyCondition(validUntil time.Time, holder string) (metav1.
 	return metav1.ConditionFalse, v1alpha1.ReasonPending, "No token yet"
 }
 
+// heldUntil is the expiry of the last good token (zero: none).
+func (p *tokenPass) heldUntil() time.Time {
+	if p.held == nil {
+		return time.Time{}
+	}
+	return p.held.ExpiresAt
+}
+
+// firstFailure returns the first non-nil failure.
+func firstFailure(fs ...*failure) *failure {
+	for _, f := range fs {
+		if f != nil {
+			return f
+		}
+	}
+	return nil
+}
+
 // readyState is the Ready condition a pass ends with.
 type readyState struct {
 	status          metav1.ConditionStatus
 	reason, message string
 }
 
-// ready is readyCondition as a readyState.
-func (p *tokenPass) ready(validUntil time.Time, holder string) readyState {
+// readyFor is readyCondition as a readyState.
+func (p *tokenPass) readyFor(validUntil time.Time, holder string) readyState {
 	s, r, m := p.readyCondition(validUntil, holder)
 	return readyState{status: s, reason: r, message: m}
 }
@@ -344,12 +495,12 @@ func (p *tokenPass) ready(validUntil time.Time, holder string) readyState {
 func (p *tokenPass) settle(ready readyState) (next time.Time) {
 	st := p.st
 	if p.held != nil {
-		st.TokenDigest = p.shared.digests.token(p.uid, p.held.AccessToken)
+		st.TokenDigest = p.shared.digests.Token(p.uid, p.held.AccessToken)
 		st.ExpiresAt = stamp(p.held.ExpiresAt)
 		st.LastRefreshTime = stamp(p.held.IssuedAt)
 	}
 	if !p.suspended {
-		next = nextAttempt(p.input())
+		next = policy.NextAttempt(p.input())
 	}
 	p.setCondition(v1alpha1.ConditionReady, ready.status, ready.reason, ready.message)
 	// Before any attempt Refreshed stays absent: it is the outcome of the last attempt.
@@ -416,11 +567,11 @@ func (p *tokenPass) deferred() (ctrl.Result, bool) {
 	if p.deferredUntil.IsZero() {
 		return ctrl.Result{}, false
 	}
-	return ctrl.Result{RequeueAfter: requeueAfter(p.now, p.deferredUntil)}, true
+	return ctrl.Result{RequeueAfter: policy.RequeueAfter(p.now, p.deferredUntil)}, true
 }
 
 // statusWrite is a pass's one status write: obj's status, changed since before (a copy taken
-// when the pass started), kind naming it in memory.
+// when the pass started), kind naming it in the record of this process's writes.
 type statusWrite struct {
 	client  client.Client
 	events  events.EventRecorder
@@ -446,7 +597,7 @@ func (p *tokenPass) writeStatus(ctx context.Context, w statusWrite) error {
 	cancel()
 	switch {
 	case err == nil:
-		p.shared.memory.wrote(p.key, w.kind, w.obj)
+		p.shared.writes.Wrote(p.key, w.kind, w.obj)
 		p.emitEvents(w.events, w.obj, w.beforeStatus)
 		return nil
 	case apierrors.IsNotFound(err):
@@ -454,19 +605,4 @@ func (p *tokenPass) writeStatus(ctx context.Context, w statusWrite) error {
 	default:
 		return err
 	}
-}
-
-// loadFresh reads obj (key) from the cache, or from the API server when the cached copy may
-// predate this process's own last status write (a decision on an old status would repeat a
-// refresh). found is false when it is gone.
-func (sh *Machinery) loadFresh(ctx context.Context, c client.Client, reader client.Reader, kind string,
-	key types.NamespacedName, obj client.Object) (found bool, _ error) {
-	err := c.Get(ctx, key, obj)
-	if err == nil && sh.memory.stale(key, kind, obj) {
-		err = reader.Get(ctx, key, obj)
-	}
-	if apierrors.IsNotFound(err) {
-		return false, nil
-	}
-	return err == nil, err
 }

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/safe"
 )
 
 // RBAC: rollout restart needs get and patch on apps deployments, statefulsets and daemonsets. That
@@ -143,6 +144,6 @@ func apiReason(err error) error {
 	case apierrors.IsForbidden(err):
 		return fmt.Errorf("forbidden (the rollout-restart RBAC component is not installed?)")
 	default:
-		return errorWithoutDetails(err)
+		return safe.APIError(err)
 	}
 }

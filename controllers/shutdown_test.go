@@ -25,6 +25,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/sharedfetch"
 )
 
 // TestShutdownBudget: a stopping manager waits for the longest pass still running (a DingTalk call
@@ -32,7 +34,7 @@ import (
 // lease, and the kubelet waits longer than the manager. A shorter wait lets a new leader use a
 // User refresh token the old process is still storing.
 func TestShutdownBudget(t *testing.T) {
-	if need := fetchTimeout + refreshTokenStoreTimeout + targetWriteTimeout + statusWriteTimeout; ShutdownBudget < need {
+	if need := sharedfetch.CallTimeout + refreshTokenStoreTimeout + targetWriteTimeout + statusWriteTimeout; ShutdownBudget < need {
 		t.Errorf("ShutdownBudget = %s, want at least %s (fetch + store + target write + status write)", ShutdownBudget, need)
 	}
 	// The in-pass store retry is short: a worker is not held for minutes; the record stays pending.

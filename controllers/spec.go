@@ -17,12 +17,18 @@ limitations under the License.
 package controllers
 
 import (
-	"time"
-
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+)
+
+// The kinds, as the passes name them in messages, logs and the record of their writes.
+const (
+	kindToken   = "DingTalkToken"
+	kindCluster = "ClusterDingTalkToken"
 )
 
 // tokenSpec is what the shared machinery (credentials, the refresh decision, the shared fetch,
@@ -67,24 +73,34 @@ func specOfDingTalkToken(tok *v1alpha1.DingTalkToken) tokenSpec {
 	return s
 }
 
-// refreshRequestedAt parses a refresh-requested-at value: the requested time, rounded up to whole
-// seconds like the issue times it is compared with (a token issued in the second of a request with
-// a fraction may predate it), or why it is ignored. A time up to requestSkew ahead
-// (the requester's clock running ahead of ours) is honoured when it comes, not before: a token
-// issued earlier would not be newer than the request, and would be fetched again.
-func refreshRequestedAt(value string, now time.Time) (time.Time, string) {
-	if value == "" {
-		return time.Time{}, ""
+// specOfClusterDingTalkToken is a ClusterDingTalkToken's tokenSpec: its credentials Secret, and
+// the Secret keeping its pushed suite tickets, are in the namespace its credentialsRef names.
+func specOfClusterDingTalkToken(tok *v1alpha1.ClusterDingTalkToken) tokenSpec {
+	ref := tok.Spec.CredentialsRef
+	ticketNS, ticketName := tok.SuiteTicketSecretKey()
+	return tokenSpec{
+		Type:           tok.Spec.Type,
+		Credentials:    types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name},
+		Keys:           ref.Keys.WithDefaults(),
+		CorpID:         tok.Spec.CorpID,
+		RefreshBefore:  tok.Spec.RefreshBefore,
+		Suspend:        tok.Spec.Suspend,
+		TargetKey:      tok.TargetKey(),
+		Template:       tok.Spec.Target.Template,
+		RefreshRequest: tok.Annotations[v1alpha1.RefreshRequestedAtAnnotation],
+		TicketSource:   tok.TicketSource(),
+		TicketSecret:   types.NamespacedName{Namespace: ticketNS, Name: ticketName},
 	}
-	t, err := time.Parse(time.RFC3339, value)
-	switch {
-	case err != nil:
-		return time.Time{}, "is not an RFC 3339 time such as 2026-11-25T14:50:12Z"
-	case t.After(now.Add(requestSkew)):
-		return time.Time{}, "lies in the future"
-	case t.Equal(t.Truncate(time.Second)):
-		return t, ""
-	default:
-		return t.Truncate(time.Second).Add(time.Second), ""
-	}
+}
+
+// specOrRequestChanged lets an update of a token (either kind) through when its spec changed
+// (the generation moved) or its refresh-requested-at annotation did: status writes and other
+// metadata edits start no pass.
+func specOrRequestChanged() predicate.Predicate {
+	return predicate.Or(predicate.GenerationChangedPredicate{}, predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			const a = v1alpha1.RefreshRequestedAtAnnotation
+			return e.ObjectOld.GetAnnotations()[a] != e.ObjectNew.GetAnnotations()[a]
+		},
+	})
 }

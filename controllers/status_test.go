@@ -107,8 +107,8 @@ func TestSuspendResume(t *testing.T) {
 				t.Fatalf("resumed: Refreshed = %+v, want %s %s %q", got, tc.before.Status, tc.before.Reason, tc.wantMsg)
 			}
 			in := p.input()
-			if gated := p.now.Before(in.gate()); gated != tc.gate {
-				t.Errorf("next call gated = %v (gate %s), want %v", gated, in.gate(), tc.gate)
+			if gated := p.now.Before(in.Gate()); gated != tc.gate {
+				t.Errorf("next call gated = %v (gate %s), want %v", gated, in.Gate(), tc.gate)
 			}
 		})
 	}
@@ -127,8 +127,8 @@ func TestFailureReasonField(t *testing.T) {
 	// Another writer replaces Refreshed: the hourly gate still holds.
 	p.setCondition(v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonRolloutRestartFailed, "x")
 	p.now = t0.Add(time.Minute)
-	if in := p.input(); in.FailureReason != v1alpha1.ReasonQuotaExceeded || !in.gate().Equal(t0.Add(time.Hour)) {
-		t.Fatalf("failure reason %q, gate %s; want %s, %s", in.FailureReason, in.gate(), v1alpha1.ReasonQuotaExceeded, t0.Add(time.Hour))
+	if in := p.input(); in.FailureReason != v1alpha1.ReasonQuotaExceeded || !in.Gate().Equal(t0.Add(time.Hour)) {
+		t.Fatalf("failure reason %q, gate %s; want %s, %s", in.FailureReason, in.Gate(), v1alpha1.ReasonQuotaExceeded, t0.Add(time.Hour))
 	}
 	// With no failed attempt the field is not read.
 	tok.Status.FailedAttempts = 0
@@ -136,6 +136,8 @@ func TestFailureReasonField(t *testing.T) {
 		t.Fatalf("no failed attempt: failure reason %q, want none", in.FailureReason)
 	}
 }
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 // testPass is a pass over tok at now, with nothing gathered yet.
 func testPass(tok *v1alpha1.DingTalkToken, now time.Time) *pass {

@@ -26,16 +26,16 @@ import (
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/ownedsecret"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/safe"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/stream"
 )
@@ -88,10 +88,8 @@ type storedTicket struct {
 type ticketStream struct {
 	// hub holds the connections (nil: this manager runs without Stream mode).
 	hub TicketStream
-	// client reads the objects (cached) and writes the suite-ticket Secrets; scheme builds their
-	// ownerReferences; log tells the stores. Set by Machinery.setup.
+	// client reads the objects (cached); log tells the stores. Set by Machinery.setup.
 	client client.Client
-	scheme *runtime.Scheme
 	log    logr.Logger
 
 	mu      sync.Mutex
@@ -198,19 +196,13 @@ func ticketOf(uid types.UID, s *corev1.Secret) *storedTicket {
 }
 
 // ticketSecret is a suite-ticket Secret's desired content.
-func ticketSecret(key types.NamespacedName, t storedTicket) desiredSecret {
-	return desiredSecret{
+func ticketSecret(key types.NamespacedName, t storedTicket) ownedsecret.Desired {
+	return ownedsecret.Desired{
 		Namespace: key.Namespace, Name: key.Name,
-		Labels:      managedLabels(nil),
+		Labels:      ownedsecret.ManagedLabels(nil),
 		Annotations: map[string]string{v1alpha1.SuiteTicketPushedAtAnnotation: t.bornAt.UTC().Format(time.RFC3339Nano)},
 		Data:        map[string][]byte{v1alpha1.SuiteTicketKey: []byte(t.ticket)},
 	}
-}
-
-// controlledBy reports whether uid is the controller owner of s.
-func controlledBy(s metav1.Object, uid types.UID) bool {
-	ref := metav1.GetControllerOf(s)
-	return ref != nil && ref.UID == uid
 }
 
 // The pass side.
@@ -223,17 +215,15 @@ func controlledBy(s metav1.Object, uid types.UID) bool {
 func (sh *Machinery) withPushedTicket(ctx context.Context, p *tokenPass, read credentialsRead) (credentialsRead, error) {
 	t := sh.tickets.get(p.key, p.uid)
 	if t == nil {
-		s := &corev1.Secret{}
-		err := sh.apiReader.Get(ctx, p.spec.TicketSecret, s)
+		st, err := sh.secrets.Live(ctx, p.obj, p.spec.TicketSecret)
 		switch {
-		case apierrors.IsNotFound(err):
 		case err != nil:
 			return credentialsRead{}, err
-		case !controlledBy(s, p.uid):
+		case st.Foreign:
 			return credentialsRead{missing: &failure{reason: v1alpha1.ReasonTargetConflict, message: fmt.Sprintf(
-				"Secret %s exists and is not owned by this object: the suite tickets DingTalk pushes cannot be kept there", s.Name)}}, nil
-		default:
-			if t = ticketOf(p.uid, s); t != nil {
+				"Secret %s exists and is not owned by this object: the suite tickets DingTalk pushes cannot be kept there", p.spec.TicketSecret.Name)}}, nil
+		case st.Live != nil:
+			if t = ticketOf(p.uid, st.Live); t != nil {
 				sh.tickets.keep(p.key, *t)
 			}
 		}
@@ -340,7 +330,7 @@ func (sh *Machinery) storeTicket(ctx context.Context, holders []types.Namespaced
 			changed, err := sh.storeTicketFor(gctx, h, storedTicket{ticket: ticket, bornAt: bornAt})
 			if err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("storing the suite ticket of %s: %w", h, errorWithoutDetails(err)))
+				errs = append(errs, fmt.Errorf("storing the suite ticket of %s: %w", h, safe.APIError(err)))
 				mu.Unlock()
 				return nil
 			}
@@ -364,27 +354,23 @@ func (sh *Machinery) storeTicketFor(ctx context.Context, h types.NamespacedName,
 		return false, err
 	}
 	t.uid = owner.GetUID()
-	live := &corev1.Secret{}
-	switch err := sh.apiReader.Get(ctx, key, live); {
-	case apierrors.IsNotFound(err):
-		live = nil
+	st, err := sh.secrets.Live(ctx, owner, key)
+	switch {
 	case err != nil:
 		return false, err
-	case !controlledBy(live, t.uid):
+	case st.Foreign:
 		return false, nil // another owner's Secret: the object's pass reports the conflict
-	}
-	if live != nil {
-		if cur := ticketOf(t.uid, live); cur != nil && (cur.ticket == t.ticket || t.bornAt.Before(cur.bornAt)) {
+	case st.Live != nil:
+		if cur := ticketOf(t.uid, st.Live); cur != nil && (cur.ticket == t.ticket || t.bornAt.Before(cur.bornAt)) {
 			sh.tickets.keep(h, *cur)
 			return false, nil
 		}
 	}
-	w := secretWriter{client: sh.tickets.client, scheme: sh.tickets.scheme}
 	d := ticketSecret(key, t)
-	if live == nil {
-		_, err = w.create(ctx, owner, d)
+	if st.Live == nil {
+		_, err = sh.secrets.Create(ctx, owner, d)
 	} else {
-		_, err = w.apply(ctx, owner, live, d)
+		_, _, err = sh.secrets.Update(ctx, owner, st.Live, d)
 	}
 	if err != nil {
 		return false, err

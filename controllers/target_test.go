@@ -20,9 +20,13 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/ownedsecret"
 )
 
 // TestShownExpiry: Ready follows the token the target Secret holds. A newer held token that has
@@ -45,7 +49,7 @@ func TestShownExpiry(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			tok := &v1alpha1.DingTalkToken{}
 			// The passes compare views of Secrets (no values, digests).
-			s := secretView(ownedSecret(map[string][]byte{tok.TargetKey(): []byte(tc.inSecret)}), false)
+			s := ownedsecret.View(targetOf(tok, map[string][]byte{tok.TargetKey(): []byte(tc.inSecret)}), false)
 			if got := shownExpiry(tok.TargetKey(), s, tc.held, tc.shown); !got.Equal(tc.want) {
 				t.Errorf("shownExpiry() = %s, want %s", got, tc.want)
 			}
@@ -69,8 +73,11 @@ func TestTargetDataCorpID(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			spec := withTemplate(map[string]string{"corp": "{{ .CorpID }}"})
-			spec.Type, spec.CorpID = tc.typ, tc.specCorp
+			spec := specOfDingTalkToken(&v1alpha1.DingTalkToken{Spec: v1alpha1.DingTalkTokenSpec{
+				Type:   tc.typ,
+				Target: &v1alpha1.Target{Template: &v1alpha1.TargetTemplate{Data: map[string]string{"corp": "{{ .CorpID }}"}}},
+			}})
+			spec.CorpID = tc.specCorp
 			d, err := targetSecret(spec, &heldToken{AccessToken: "tok", CorpID: tc.heldCorp, ExpiresAt: t0}, types.NamespacedName{})
 			if err != nil {
 				t.Fatal(err)
@@ -79,5 +86,16 @@ func TestTargetDataCorpID(t *testing.T) {
 				t.Errorf(".CorpID = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// targetOf is tok's target Secret, owned by tok, holding data.
+func targetOf(tok *v1alpha1.DingTalkToken, data map[string][]byte) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tok", UID: "secret-uid", ResourceVersion: "7",
+			Labels: ownedsecret.ManagedLabels(nil),
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: v1alpha1.GroupVersion.String(), Kind: kindToken,
+				Name: "tok", UID: tok.UID, Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}}},
+		Data: data,
 	}
 }

@@ -32,6 +32,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/digest"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/ownedsecret"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/safe"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 )
 
@@ -101,8 +104,8 @@ func (r *DingTalkTokenReconciler) refreshUser(ctx context.Context, p *pass, cred
 			return attempt{failure: &failure{reason: v1alpha1.ReasonCredentialsConflict, message: conflictMessage(p.tok.Namespace, other)}}, nil
 		}
 	}
-	t, _, callErr := r.fetcher.fetch(ctx, p.creds.setKey, nil, func(ctx context.Context) (dingtalk.Token, error) {
-		return r.DingTalk.UserAccessToken(ctx, grant)
+	t, _, callErr := r.fetcher.Fetch(ctx, p.creds.setKey, nil, func(ctx context.Context) (dingtalk.Token, error) {
+		return r.dingtalk.UserAccessToken(ctx, grant)
 	})
 	if callErr != nil && t.RefreshToken == "" {
 		return attempt{creds: creds, failure: dingTalkFailure(callErr)}, nil
@@ -114,7 +117,7 @@ func (r *DingTalkTokenReconciler) refreshUser(ctx context.Context, p *pass, cred
 		rec.RefreshToken = t.RefreshToken
 	}
 	if bootstrap != "" {
-		rec.Used = append(rec.Used, r.digests.bootstrap(p.uid, bootstrap))
+		rec.Used = append(rec.Used, r.digests.Bootstrap(p.uid, bootstrap))
 	}
 	rec.trimUsed()
 	r.memory.setUser(p.key, rec)
@@ -138,18 +141,20 @@ func writersConflict(secret string) *failure {
 // readRefreshSecret reads <name>-refresh-token uncached (nil: there is none). A Secret of that
 // name not owned by this DingTalkToken is a TargetConflict.
 func (r *DingTalkTokenReconciler) readRefreshSecret(ctx context.Context, p *pass) (*corev1.Secret, *failure, error) {
-	s := &corev1.Secret{}
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: p.tok.Namespace, Name: p.tok.RefreshTokenSecretName()}, s)
+	st, err := r.secrets.Live(ctx, p.tok, refreshSecretKey(p.tok))
 	switch {
-	case apierrors.IsNotFound(err):
-		return nil, nil, nil
 	case err != nil:
 		return nil, nil, err
-	case !metav1.IsControlledBy(s, p.tok):
+	case st.Foreign:
 		return nil, &failure{reason: v1alpha1.ReasonTargetConflict, message: fmt.Sprintf(
-			"Secret %s exists and is not owned by this DingTalkToken: the refresh token cannot be kept", s.Name)}, nil
+			"Secret %s exists and is not owned by this DingTalkToken: the refresh token cannot be kept", p.tok.RefreshTokenSecretName())}, nil
 	}
-	return s, nil, nil
+	return st.Live, nil, nil
+}
+
+// refreshSecretKey names a User token's refresh-token Secret.
+func refreshSecretKey(tok *v1alpha1.DingTalkToken) types.NamespacedName {
+	return types.NamespacedName{Namespace: tok.Namespace, Name: tok.RefreshTokenSecretName()}
 }
 
 // currentRecord is the record a rotation starts from: the live Secret's (it wins over memory: a
@@ -176,14 +181,14 @@ func (r *DingTalkTokenReconciler) currentRecord(p *pass, live *corev1.Secret) us
 // attempt (status.credentialsDigest covers the bootstrap values), the bootstrap values in the
 // Secret were already used by then (an unused one always wins), so they are marked used and not
 // replayed: ReauthorizationRequired follows. A new value there (re-authorization) still wins.
-func (rec *userRecord) recoverUsed(d digester, uid types.UID, st *v1alpha1.TokenStatus, creds *credentials) {
+func (rec *userRecord) recoverUsed(d digest.Digester, uid types.UID, st *v1alpha1.TokenStatus, creds *credentials) {
 	if rec.Stored || rec.RefreshToken != "" || len(rec.Used) > 0 || st.TokenDigest == "" ||
-		!d.sameCredentials(st.CredentialsDigest, uid, creds) {
+		!creds.isDigest(d, st.CredentialsDigest, uid) {
 		return
 	}
 	for _, b := range []string{creds.user.AuthCode, creds.user.RefreshToken} {
 		if b != "" {
-			rec.Used = append(rec.Used, d.bootstrap(uid, b))
+			rec.Used = append(rec.Used, d.Bootstrap(uid, b))
 		}
 	}
 }
@@ -224,10 +229,10 @@ func (rec *userRecord) trimUsed() {
 }
 
 // secret is the refresh-token Secret's desired content.
-func (rec userRecord) secret(tok *v1alpha1.DingTalkToken) desiredSecret {
-	return desiredSecret{
+func (rec userRecord) secret(tok *v1alpha1.DingTalkToken) ownedsecret.Desired {
+	return ownedsecret.Desired{
 		Namespace: tok.Namespace, Name: tok.RefreshTokenSecretName(),
-		Labels: managedLabels(nil),
+		Labels: ownedsecret.ManagedLabels(nil),
 		Data: map[string][]byte{
 			v1alpha1.RefreshTokenKey:  []byte(rec.RefreshToken),
 			v1alpha1.UsedBootstrapKey: []byte(strings.Join(rec.Used, "\n")),
@@ -275,13 +280,12 @@ func (r *DingTalkTokenReconciler) flushRefreshToken(ctx context.Context, p *pass
 		return nil
 	}
 	if rec.Stored {
-		s := &corev1.Secret{}
-		err := r.Get(ctx, types.NamespacedName{Namespace: p.tok.Namespace, Name: p.tok.RefreshTokenSecretName()}, s)
-		if err == nil && !r.memory.stale(p.key, "Secret", s) && upToDate(p.tok, s, rec.secret(p.tok)) {
-			return nil
-		}
-		if err != nil && !apierrors.IsNotFound(err) {
+		st, err := r.secrets.Get(ctx, p.tok, refreshSecretKey(p.tok), ownedsecret.GetOptions{})
+		if err != nil {
 			return err
+		}
+		if st.View != nil && ownedsecret.UpToDate(p.tok, st.View, rec.secret(p.tok)) {
+			return nil
 		}
 	}
 	conflicted, err := r.storeRefreshToken(ctx, p, *rec, nil)
@@ -338,7 +342,7 @@ func (r *DingTalkTokenReconciler) storeRefreshToken(ctx context.Context, p *pass
 		if last == nil {
 			last = err
 		}
-		return conflicted, fmt.Errorf("storing the refresh token of %s: %w", p.key, errorWithoutDetails(last))
+		return conflicted, fmt.Errorf("storing the refresh token of %s: %w", p.key, safe.APIError(last))
 	}
 	rec.Stored, rec.Consumed = true, rec.RefreshToken
 	// Memory may have moved on meanwhile only through this same DingTalkToken's passes, which are
@@ -350,27 +354,12 @@ func (r *DingTalkTokenReconciler) storeRefreshToken(ctx context.Context, p *pass
 // writeRefreshSecret creates the refresh-token Secret with rec (live nil: there was none), or
 // applies rec under live's resourceVersion: a Secret changed since live was read is a conflict.
 func (r *DingTalkTokenReconciler) writeRefreshSecret(ctx context.Context, p *pass, rec userRecord, live *corev1.Secret) error {
-	d := rec.secret(p.tok)
-	w := secretWriter{client: r.Client, scheme: r.Scheme, reader: r.APIReader}
 	if live == nil {
-		created, err := w.create(ctx, p.tok, d)
-		if err != nil {
-			return err
-		}
-		r.memory.wrote(p.key, "Secret", created)
-		return nil
-	}
-	view := secretView(live, false)
-	if upToDate(p.tok, view, d) {
-		r.memory.wrote(p.key, "Secret", live)
-		return nil
-	}
-	rv, err := w.apply(ctx, p.tok, view, d)
-	if err != nil {
+		_, err := r.secrets.Create(ctx, p.tok, rec.secret(p.tok))
 		return err
 	}
-	r.memory.wrote(p.key, "Secret", &metav1.ObjectMeta{Namespace: d.Namespace, Name: d.Name, ResourceVersion: rv})
-	return nil
+	_, _, err := r.secrets.Update(ctx, p.tok, live, rec.secret(p.tok))
+	return err
 }
 
 // bootstrapClaimedBy names another DingTalkToken already using the bootstrap value: in this
@@ -381,7 +370,7 @@ func (r *DingTalkTokenReconciler) bootstrapClaimedBy(ctx context.Context, p *pas
 	if other := r.memory.holderOf(bootstrap, p.key); other.Name != "" {
 		return other, nil
 	}
-	if c := r.memory.claim(r.fetcher.setKey("bootstrap", bootstrap), p.key, p.uid); c.key != p.key {
+	if c := r.memory.claim(r.fetcher.SetKey("bootstrap", bootstrap), p.key, p.uid); c.key != p.key {
 		return c.key, nil
 	}
 	var list corev1.SecretList
@@ -395,7 +384,7 @@ func (r *DingTalkTokenReconciler) bootstrapClaimedBy(ctx context.Context, p *pas
 			continue
 		}
 		used := userRecord{Used: usedOf(s)}
-		if holds(s, v1alpha1.RefreshTokenKey, bootstrap) || used.usedValue(r.digests, owner.UID, bootstrap) {
+		if ownedsecret.Holds(s, v1alpha1.RefreshTokenKey, bootstrap) || used.usedValue(r.digests, owner.UID, bootstrap) {
 			return types.NamespacedName{Namespace: s.Namespace, Name: owner.Name}, nil
 		}
 	}

@@ -39,7 +39,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	dingtalkv1alpha1 "github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
-	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/logcap"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
@@ -255,7 +255,7 @@ func (d *demo) startOperator(ctx context.Context) error {
 		return &stepError{step: "creating the operator log", err: err, fix: "pass --log-file with a writable path"}
 	}
 	d.logFile = f
-	logger := controllers.CapLogVerbosity(zap.New(zap.WriteTo(f), zap.Encoder(zapcore.NewJSONEncoder(zapcore.EncoderConfig{
+	logger := logcap.Cap(zap.New(zap.WriteTo(f), zap.Encoder(zapcore.NewJSONEncoder(zapcore.EncoderConfig{
 		TimeKey: "ts", LevelKey: "level", NameKey: "logger", MessageKey: "msg", StacktraceKey: "stacktrace",
 		EncodeTime: zapcore.ISO8601TimeEncoder, EncodeLevel: zapcore.LowercaseLevelEncoder, EncodeDuration: zapcore.StringDurationEncoder,
 	}))))

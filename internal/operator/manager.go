@@ -176,11 +176,7 @@ func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, erro
 	r := &controllers.DingTalkTokenReconciler{
 		Client:                  c,
 		APIReader:               reader,
-		Scheme:                  mgr.GetScheme(),
 		Recorder:                mgr.GetEventRecorder(EventSource),
-		Clock:                   h.clock(),
-		DingTalk:                dt,
-		Endpoint:                o.DingTalkEndpoint,
 		WatchNamespaces:         o.WatchNamespaces,
 		EnableRolloutRestart:    o.EnableRolloutRestart,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
@@ -195,7 +191,6 @@ func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, erro
 		cr := &controllers.ClusterDingTalkTokenReconciler{
 			Client:                  c,
 			APIReader:               reader,
-			Scheme:                  mgr.GetScheme(),
 			Recorder:                mgr.GetEventRecorder(EventSource),
 			MaxConcurrentReconciles: o.MaxConcurrentReconciles,
 			Machinery:               machinery,

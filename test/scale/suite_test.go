@@ -44,7 +44,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
-	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/logcap"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
@@ -72,7 +72,7 @@ func TestScale(t *testing.T) {
 	// The highest verbosity: the leak scan is only meaningful over everything.
 	// Capped where the manager binary caps it (below client-go's request and response bodies),
 	// since the leader election's client logs through it.
-	log = controllers.CapLogVerbosity(zap.New(zap.WriteTo(sink), zap.Level(zapcore.Level(-127))))
+	log = logcap.Cap(zap.New(zap.WriteTo(sink), zap.Level(zapcore.Level(-127))))
 	ctrl.SetLogger(log)
 	klog.SetLogger(log)
 	env = envtesting.Start(t, testenv.Options{Simulator: &simulator.Config{}})

@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers
+package policy
 
 import (
 	"testing"
@@ -41,9 +41,9 @@ func TestRefreshRequestedAt(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got, ignored := refreshRequestedAt(tc.value, now)
+			got, ignored := RequestedAt(tc.value, now)
 			if !got.Equal(tc.want) || ignored != tc.ignored {
-				t.Errorf("refreshRequestedAt(%q) = %s, %q; want %s, %q", tc.value, got, ignored, tc.want, tc.ignored)
+				t.Errorf("RequestedAt(%q) = %s, %q; want %s, %q", tc.value, got, ignored, tc.want, tc.ignored)
 			}
 		})
 	}

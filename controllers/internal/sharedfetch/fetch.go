@@ -14,7 +14,10 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers
+// Package sharedfetch shares DingTalk calls between objects with equal credential sets: one call
+// per refresh for a whole set, its answer kept for members that fall due a little later, a
+// Retry-After floor per set, and each set's place under the client-side rate limit.
+package sharedfetch
 
 import (
 	"context"
@@ -26,28 +29,18 @@ import (
 	"golang.org/x/sync/singleflight"
 	"k8s.io/utils/clock"
 
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/digest"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/safe"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 )
 
-const (
-	// fetchTimeout bounds one shared DingTalk call; it runs on a context detached from the
-	// reconcile that started it, since other reconciles may be waiting for its answer.
-	fetchTimeout = 30 * time.Second
-	// maxRetryAfter caps the Retry-After floor DingTalk may impose.
-	maxRetryAfter = time.Hour
-)
+// CallTimeout bounds one shared DingTalk call; it runs on a context detached from the reconcile
+// that started it, since other reconciles may be waiting for its answer.
+const CallTimeout = 30 * time.Second
 
-// ShutdownBudget is the longest a pass already running can still take once the manager stops: a
-// DingTalk call in flight (fetchTimeout), storing the refresh token it rotated
-// (refreshTokenStoreTimeout), the target write (targetWriteTimeout) and the status write
-// (statusWriteTimeout). The manager's graceful shutdown timeout must be at least this: the leader
-// lease is released only after it, so a new leader never uses a refresh token the old process is
-// still storing. A pass whose context has ended starts no DingTalk call and no new target write.
-const ShutdownBudget = fetchTimeout + refreshTokenStoreTimeout + targetWriteTimeout + statusWriteTimeout
-
-// issued is a token DingTalk answered, with the time the request was sent (expiresAt = sentAt +
+// Issued is a token DingTalk answered, with the time the request was sent (expiresAt = sentAt +
 // expireIn: the clock starts before the answer, never after).
-type issued struct {
+type Issued struct {
 	dingtalk.Token
 	IssuedAt  time.Time
 	ExpiresAt time.Time
@@ -55,7 +48,7 @@ type issued struct {
 	JitterSeed string
 }
 
-// fetcher shares DingTalk calls between DingTalkTokens with equal credential sets.
+// Fetcher shares DingTalk calls between objects with equal credential sets.
 //
 // A credential set is identified by an HMAC of the type, every credential value, corpId and the
 // endpoint, keyed by a random per-process key: equal sets collide, any differing value does not,
@@ -66,8 +59,8 @@ type issued struct {
 //
 // Shared calls take their place under the client-side rate limit ahead (limiter): a set whose
 // place is not due yet is not waited for inside a worker; its callers are told when to come back
-// (callDeferred), so the workers serve the objects whose set has a token meanwhile.
-type fetcher struct {
+// (Deferred), so the workers serve the objects whose set has a token meanwhile.
+type Fetcher struct {
 	clock clock.PassiveClock
 	key   []byte
 	// seedKey keys the refresh jitter's seeds: the installation's digest key.
@@ -77,31 +70,34 @@ type fetcher struct {
 	limiter dingtalk.Reserver
 
 	mu     sync.Mutex
-	tokens map[string]issued
+	tokens map[string]Issued
 	floors map[string]time.Time
 	// places are the times of the places sets hold under the rate limit.
 	places map[string]time.Time
 }
 
-// callDeferred is the outcome of a shared fetch whose set's place under the client-side rate
+// Deferred is the outcome of a shared fetch whose set's place under the client-side rate
 // limit is not due yet: nothing was called, and the callers come back at until.
-type callDeferred struct {
-	until time.Time
+type Deferred struct {
+	Until time.Time
 }
 
-func (d *callDeferred) Error() string {
-	return "the call waits for its place under the client-side rate limit until " + rfc3339(d.until)
+func (d *Deferred) Error() string {
+	return "the call waits for its place under the client-side rate limit until " + d.Until.UTC().Format(time.RFC3339)
 }
 
 // maxPlaceAge is how long a place nobody came back for is kept (its set's objects were deleted).
 const maxPlaceAge = time.Minute
 
-func newFetcher(clk clock.PassiveClock) *fetcher {
+// New is a Fetcher timed by clk, its refresh-jitter seeds keyed by seedKey (the installation's
+// digest key), its shared calls taking their places under limiter's rate limit (nil: calls wait
+// inside the DingTalk client).
+func New(clk clock.PassiveClock, seedKey []byte, limiter dingtalk.Reserver) *Fetcher {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		panic("crypto/rand failed: " + err.Error())
 	}
-	return &fetcher{clock: clk, key: key, tokens: map[string]issued{}, floors: map[string]time.Time{},
+	return &Fetcher{clock: clk, key: key, seedKey: seedKey, limiter: limiter, tokens: map[string]Issued{}, floors: map[string]time.Time{},
 		places: map[string]time.Time{}}
 }
 
@@ -109,7 +105,7 @@ func newFetcher(clk clock.PassiveClock) *fetcher {
 // be sent now (the limit has room, or the place it reserved earlier has come), else the time the
 // place is due. A set holds one place, whichever of its objects asks; a place nobody came back
 // for within maxPlaceAge is spent, and a new one is taken.
-func (f *fetcher) takePlace(key string) (due time.Time, ok bool) {
+func (f *Fetcher) takePlace(key string) (due time.Time, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.clock.Now()
@@ -128,28 +124,28 @@ func (f *fetcher) takePlace(key string) (due time.Time, ok bool) {
 	return f.places[key], false
 }
 
-// placeAhead reports whether the set key waits for a place under the rate limit.
-func (f *fetcher) placeAhead(key string) bool {
+// PlaceAhead reports whether the set key waits for a place under the rate limit.
+func (f *Fetcher) PlaceAhead(key string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	at, held := f.places[key]
 	return held && f.clock.Now().Before(at)
 }
 
-// setKey names a credential set (or any other secret-derived identity) without revealing it.
-func (f *fetcher) setKey(parts ...string) string {
-	return hex.EncodeToString(keyedSum(f.key, parts...))
+// SetKey names a credential set (or any other secret-derived identity) without revealing it.
+func (f *Fetcher) SetKey(parts ...string) string {
+	return hex.EncodeToString(digest.KeyedSum(f.key, parts...))
 }
 
-// jitterSeed seeds the refresh jitter of a token: equal for every object that holds it, the same
+// JitterSeed seeds the refresh jitter of a token: equal for every object that holds it, the same
 // after a restart (keyed by the installation's digest key, not the per-process key: the refresh
 // time a restart recomputes is the one status shows), and revealing nothing of it.
-func (f *fetcher) jitterSeed(accessToken string) string {
-	return hex.EncodeToString(keyedSum(f.seedKey, "jitter", accessToken))
+func (f *Fetcher) JitterSeed(accessToken string) string {
+	return hex.EncodeToString(digest.KeyedSum(f.seedKey, "jitter", accessToken))
 }
 
-// floor is the earliest time DingTalk allows another call for the set (zero: none).
-func (f *fetcher) floor(key string) time.Time {
+// Floor is the earliest time DingTalk allows another call for the set (zero: none).
+func (f *Fetcher) Floor(key string) time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	t := f.floors[key]
@@ -160,27 +156,27 @@ func (f *fetcher) floor(key string) time.Time {
 	return t
 }
 
-// cached returns the set's last answered token when accept takes it.
-func (f *fetcher) cached(key string, accept func(issued) bool) (issued, bool) {
+// Cached returns the set's last answered token when accept takes it.
+func (f *Fetcher) Cached(key string, accept func(Issued) bool) (Issued, bool) {
 	f.mu.Lock()
 	t, ok := f.tokens[key]
 	f.mu.Unlock()
 	if !ok || !f.clock.Now().Before(t.ExpiresAt) || !accept(t) {
-		return issued{}, false
+		return Issued{}, false
 	}
 	return t, true
 }
 
-// fetch returns a token for the set key: from the cache when accept (the acceptShared policy; nil:
+// Fetch returns a token for the set key: from the cache when accept (the policy of taking a shared token; nil:
 // never shared) takes the cached one, else from one DingTalk call shared with concurrent callers
 // of the same key.
 // The second result tells whether this caller's own call answered (not a cache, not a call
 // another caller made and this one joined).
-func (f *fetcher) fetch(ctx context.Context, key string, accept func(issued) bool,
-	call func(context.Context) (dingtalk.Token, error)) (issued, bool, error) {
+func (f *Fetcher) Fetch(ctx context.Context, key string, accept func(Issued) bool,
+	call func(context.Context) (dingtalk.Token, error)) (Issued, bool, error) {
 	share := accept != nil
 	if share {
-		if t, ok := f.cached(key, accept); ok {
+		if t, ok := f.Cached(key, accept); ok {
 			return t, false, nil
 		}
 	}
@@ -190,16 +186,16 @@ func (f *fetcher) fetch(ctx context.Context, key string, accept func(issued) boo
 	ch := f.group.DoChan(key, func() (any, error) {
 		if share {
 			// A flight that landed between the check above and this one already answered.
-			if t, ok := f.cached(key, accept); ok {
+			if t, ok := f.Cached(key, accept); ok {
 				return t, nil
 			}
 		}
-		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CallTimeout)
 		defer cancel()
 		if share && f.limiter != nil {
 			due, ok := f.takePlace(key)
 			if !ok {
-				return issued{}, &callDeferred{until: due}
+				return Issued{}, &Deferred{Until: due}
 			}
 			callCtx = dingtalk.WithReservedPlace(callCtx)
 		}
@@ -210,13 +206,13 @@ func (f *fetcher) fetch(ctx context.Context, key string, accept func(issued) boo
 		if err != nil {
 			if ra := dingtalk.RetryAfterOf(err); ra > 0 {
 				// Counted from the answer, to the nanosecond: never a call before DingTalk allows it.
-				f.setFloor(key, f.clock.Now().Add(min(ra, maxRetryAfter)))
+				f.setFloor(key, f.clock.Now().Add(min(ra, safe.MaxRetryAfter)))
 			}
 			// The answer may still carry a rotated refresh token (a 2xx answer with another
 			// field invalid): its caller must keep it.
-			return issued{Token: tok}, err
+			return Issued{Token: tok}, err
 		}
-		t := issued{Token: tok, IssuedAt: sentAt, ExpiresAt: sentAt.Add(tok.ExpireIn), JitterSeed: f.jitterSeed(tok.AccessToken)}
+		t := Issued{Token: tok, IssuedAt: sentAt, ExpiresAt: sentAt.Add(tok.ExpireIn), JitterSeed: f.JitterSeed(tok.AccessToken)}
 		if share {
 			f.store(key, t)
 		}
@@ -227,14 +223,14 @@ func (f *fetcher) fetch(ctx context.Context, key string, accept func(issued) boo
 	// dropped (DingTalk has already invalidated the old one).
 	res := <-ch
 	if res.Err != nil {
-		t, _ := res.Val.(issued)
+		t, _ := res.Val.(Issued)
 		return t, ran, res.Err
 	}
 	// Reading ran is safe: the flight's function returned before its result was sent.
-	return res.Val.(issued), ran, nil
+	return res.Val.(Issued), ran, nil
 }
 
-func (f *fetcher) setFloor(key string, t time.Time) {
+func (f *Fetcher) setFloor(key string, t time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if t.After(f.floors[key]) {
@@ -243,7 +239,7 @@ func (f *fetcher) setFloor(key string, t time.Time) {
 }
 
 // store keeps t for its set and drops expired entries, so memory follows the live credential sets.
-func (f *fetcher) store(key string, t issued) {
+func (f *Fetcher) store(key string, t Issued) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.clock.Now()

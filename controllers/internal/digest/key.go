@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers
+package digest
 
 import (
 	"context"
@@ -26,6 +26,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/safe"
 )
 
 // The installation's digest key: a random key, kept in a Secret of the operator's own namespace
@@ -33,42 +35,42 @@ import (
 // (refresh-token Secrets). A reader of a DingTalkToken, who knows its UID, cannot test guesses of
 // a token or a credential against them offline; the key survives restarts, so the digests do too.
 
-// DigestKeySecretName names the Secret, in the operator's namespace, that keeps the digest key.
-const DigestKeySecretName = "dingtalk-token-operator-digest-key"
+// SecretName names the Secret, in the operator's namespace, that keeps the digest key.
+const SecretName = "dingtalk-token-operator-digest-key"
 
-// DigestKeyField is the key of DigestKeySecretName holding the key.
-const DigestKeyField = "key"
+// SecretField is the key of SecretName holding the key.
+const SecretField = "key"
 
-// digestKeySize is the size of the digest key (HMAC-SHA256's block-size-independent strength).
-const digestKeySize = 32
+// KeySize is the size of the digest key (HMAC-SHA256's block-size-independent strength).
+const KeySize = 32
 
-// LoadDigestKey returns the installation's digest key from Secret DigestKeySecretName in namespace,
-// creating it with a random key when it does not exist (and w is not nil). Replicas starting
+// LoadKey returns the installation's digest key from Secret SecretName in namespace, creating it
+// (as fieldOwner) with a random key when it does not exist and w is not nil. Replicas starting
 // together agree: the one whose create loses reads the winner's key.
-func LoadDigestKey(ctx context.Context, r client.Reader, w client.Writer, namespace string) ([]byte, error) {
-	key := types.NamespacedName{Namespace: namespace, Name: DigestKeySecretName}
+func LoadKey(ctx context.Context, r client.Reader, w client.Writer, namespace string, fieldOwner client.FieldOwner) ([]byte, error) {
+	key := types.NamespacedName{Namespace: namespace, Name: SecretName}
 	s := &corev1.Secret{}
 	err := r.Get(ctx, key, s)
 	if apierrors.IsNotFound(err) && w != nil {
-		s, err = createDigestKey(ctx, w, key)
+		s, err = createKey(ctx, w, key, fieldOwner)
 		if apierrors.IsAlreadyExists(err) {
 			s = &corev1.Secret{}
 			err = r.Get(ctx, key, s)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading the digest key Secret %s: %w", key, errorWithoutDetails(err))
+		return nil, fmt.Errorf("reading the digest key Secret %s: %w", key, safe.APIError(err))
 	}
-	k := s.Data[DigestKeyField]
-	if len(k) != digestKeySize {
+	k := s.Data[SecretField]
+	if len(k) != KeySize {
 		return nil, fmt.Errorf("secret %s holds no %d-byte %q: delete it to have a new key made (every token is then fetched again once)",
-			key, digestKeySize, DigestKeyField)
+			key, KeySize, SecretField)
 	}
 	return k, nil
 }
 
-func createDigestKey(ctx context.Context, w client.Writer, key types.NamespacedName) (*corev1.Secret, error) {
-	k := make([]byte, digestKeySize)
+func createKey(ctx context.Context, w client.Writer, key types.NamespacedName, fieldOwner client.FieldOwner) (*corev1.Secret, error) {
+	k := make([]byte, KeySize)
 	if _, err := rand.Read(k); err != nil {
 		return nil, err
 	}
@@ -76,7 +78,7 @@ func createDigestKey(ctx context.Context, w client.Writer, key types.NamespacedN
 		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name,
 			Labels: map[string]string{"app.kubernetes.io/part-of": "dingtalk-token-operator"}},
 		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{DigestKeyField: k},
+		Data: map[string][]byte{SecretField: k},
 	}
 	if err := w.Create(ctx, s, fieldOwner); err != nil {
 		return nil, err

@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers
+package policy
 
 import (
 	"strings"
@@ -118,24 +118,24 @@ func TestDecide(t *testing.T) {
 	expires := t0.Add(2 * time.Hour)
 	due := refreshAt(string(uid), issued, expires, nil) // about t0+80m
 	// base is a healthy token issued at t0 with the credentials unchanged.
-	base := func(now time.Time) refreshInput {
-		return refreshInput{
+	base := func(now time.Time) Input {
+		return Input{
 			Now: now, UID: uid, IssuedAt: issued, ExpiresAt: expires,
 			LastCredentialsDigest: "hmac:c1", CredentialsDigest: "hmac:c1",
 			LastSuiteTicketDigest: "hmac:t1", SuiteTicketDigest: "hmac:t1",
 		}
 	}
-	failed := func(in refreshInput, reason string, n int32, at time.Time) refreshInput {
+	failed := func(in Input, reason string, n int32, at time.Time) Input {
 		in.FailureReason, in.FailedAttempts, in.LastFailure = reason, n, at
 		return in
 	}
 	tests := map[string]struct {
-		in        refreshInput // everything the decision reads
-		wantFetch bool         // whether the pass calls DingTalk
-		wantNext  time.Time    // nextAttempt (status.refreshTime)
+		in        Input     // everything the decision reads
+		wantFetch bool      // whether the pass calls DingTalk
+		wantNext  time.Time // nextAttempt (status.refreshTime)
 	}{
 		"first pass: no token, nothing known": {
-			in:        refreshInput{Now: t0, UID: uid, CredentialsDigest: "hmac:c1"},
+			in:        Input{Now: t0, UID: uid, CredentialsDigest: "hmac:c1"},
 			wantFetch: true, wantNext: t0,
 		},
 		"valid token not due: no call (a status write or a target edit triggered the pass)": {
@@ -148,7 +148,7 @@ func TestDecide(t *testing.T) {
 			in: base(due), wantFetch: true, wantNext: due,
 		},
 		"spec refreshBefore moves the due time earlier: call": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(t0.Add(70 * time.Minute))
 				in.RefreshBefore, in.SpecChanged = dur(59*time.Minute), true
 				return in
@@ -156,7 +156,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: true, wantNext: refreshAt(string(uid), issued, expires, dur(59*time.Minute)),
 		},
 		"credentials changed: call at once, even while valid": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(t0.Add(time.Minute))
 				in.CredentialsDigest = "hmac:c2"
 				return in
@@ -164,7 +164,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: true, wantNext: due,
 		},
 		"credentials changed: bypasses the hourly retry of CredentialsRejected": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := failed(base(due.Add(time.Minute)), v1alpha1.ReasonCredentialsRejected, 1, due)
 				in.CredentialsDigest = "hmac:c2"
 				return in
@@ -172,7 +172,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: true, wantNext: due.Add(time.Hour),
 		},
 		"credentials could not be read: no change assumed": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(t0.Add(time.Minute))
 				in.CredentialsDigest = ""
 				return in
@@ -180,7 +180,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: due,
 		},
 		"suite ticket alone changed: waits for the due time": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(t0.Add(time.Minute))
 				in.SuiteTicketDigest = "hmac:t2"
 				return in
@@ -188,7 +188,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: due,
 		},
 		"suite ticket changed after a failed attempt: call at once": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := failed(base(due.Add(time.Minute)), v1alpha1.ReasonCredentialsRejected, 1, due)
 				in.SuiteTicketDigest = "hmac:t2"
 				return in
@@ -212,7 +212,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: expires,
 		},
 		"transient failure: spec change lifts the backoff": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := failed(base(due.Add(6*time.Second)), v1alpha1.ReasonProviderUnavailable, 3, due)
 				in.SpecChanged = true
 				return in
@@ -220,7 +220,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: true, wantNext: due.Add(6 * time.Second),
 		},
 		"transient failure: spec change does not lift the call budget": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := failed(base(due.Add(2*time.Second)), v1alpha1.ReasonProviderUnavailable, 3, due)
 				in.SpecChanged = true
 				return in
@@ -228,7 +228,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: due.Add(6 * time.Second),
 		},
 		"call budget: a refresh request 2s after a refresh waits": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(t0.Add(2 * time.Second))
 				in.RefreshRequestedAt = t0.Add(time.Second)
 				return in
@@ -236,7 +236,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: t0.Add(6 * time.Second),
 		},
 		"call budget: a refresh request is honoured once it passed": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(t0.Add(6 * time.Second))
 				in.RefreshRequestedAt = t0.Add(time.Second)
 				return in
@@ -244,15 +244,15 @@ func TestDecide(t *testing.T) {
 			wantFetch: true, wantNext: t0.Add(6 * time.Second),
 		},
 		"call budget: alternating a local failure cannot shorten it": {
-			in:        failed(refreshInput{Now: t0.Add(3 * time.Second), UID: uid}, v1alpha1.ReasonCredentialsNotFound, 2, t0.Add(time.Second)),
+			in:        failed(Input{Now: t0.Add(3 * time.Second), UID: uid}, v1alpha1.ReasonCredentialsNotFound, 2, t0.Add(time.Second)),
 			wantFetch: false, wantNext: t0.Add(time.Second + backoffDelay(uid, 2)),
 		},
 		"call budget: readable credentials after a local failure are used when it passes, not at the re-check": {
-			in:        failed(refreshInput{Now: t0.Add(3 * time.Second), UID: uid, CredentialsDigest: "hmac:c1"}, v1alpha1.ReasonCredentialsNotFound, 4, t0.Add(time.Second)),
+			in:        failed(Input{Now: t0.Add(3 * time.Second), UID: uid, CredentialsDigest: "hmac:c1"}, v1alpha1.ReasonCredentialsNotFound, 4, t0.Add(time.Second)),
 			wantFetch: false, wantNext: t0.Add(7 * time.Second),
 		},
 		"credentials changed 3s after a call: held for 10s": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(t0.Add(3 * time.Second))
 				in.CredentialsDigest = "hmac:c2"
 				return in
@@ -260,7 +260,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: t0.Add(11 * time.Second),
 		},
 		"credentials changed: acted on when the hold ends": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(t0.Add(11 * time.Second))
 				in.CredentialsDigest = "hmac:c2"
 				return in
@@ -268,7 +268,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: true, wantNext: due,
 		},
 		"credentials changed during the hourly retry of CredentialsRejected: held 10s, not an hour": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := failed(base(due.Add(4*time.Second)), v1alpha1.ReasonCredentialsRejected, 1, due)
 				in.CredentialsDigest = "hmac:c2"
 				return in
@@ -276,7 +276,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: due.Add(11 * time.Second),
 		},
 		"suite ticket changed after a failure: held 10s too": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := failed(base(due.Add(3*time.Second)), v1alpha1.ReasonCredentialsRejected, 1, due)
 				in.SuiteTicketDigest = "hmac:t2"
 				return in
@@ -284,7 +284,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: due.Add(11 * time.Second),
 		},
 		"credentials changed under a Retry-After floor: the floor wins": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(t0.Add(3 * time.Second))
 				in.CredentialsDigest = "hmac:c2"
 				in.RetryAfterFloor = t0.Add(time.Minute)
@@ -293,7 +293,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: t0.Add(time.Minute),
 		},
 		"restart keeps the backoff (it comes from status)": {
-			in:        failed(refreshInput{Now: t0.Add(30 * time.Second), UID: uid, CredentialsDigest: "hmac:c1", LastCredentialsDigest: "hmac:c1"}, v1alpha1.ReasonProviderUnavailable, 5, t0),
+			in:        failed(Input{Now: t0.Add(30 * time.Second), UID: uid, CredentialsDigest: "hmac:c1", LastCredentialsDigest: "hmac:c1"}, v1alpha1.ReasonProviderUnavailable, 5, t0),
 			wantFetch: false, wantNext: t0.Add(backoffDelay(uid, 5)),
 		},
 		"CredentialsRejected: at most hourly": {
@@ -305,7 +305,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: true, wantNext: due.Add(time.Hour),
 		},
 		"ReauthorizationRequired: spec change does not lift the hourly limit": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := failed(base(due.Add(time.Minute)), v1alpha1.ReasonReauthorizationRequired, 1, due)
 				in.SpecChanged = true
 				return in
@@ -313,7 +313,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: due.Add(time.Hour),
 		},
 		"Retry-After floor holds back even a credentials change": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(due)
 				in.CredentialsDigest = "hmac:c2"
 				in.RetryAfterFloor = due.Add(30 * time.Second)
@@ -322,7 +322,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: due.Add(30 * time.Second),
 		},
 		"Retry-After floor over: call": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(due.Add(31 * time.Second))
 				in.RetryAfterFloor = due.Add(30 * time.Second)
 				return in
@@ -330,11 +330,11 @@ func TestDecide(t *testing.T) {
 			wantFetch: true, wantNext: due.Add(30 * time.Second),
 		},
 		"local failure (missing Secret): only the call budget gates the call, re-checked on the backoff schedule": {
-			in:        failed(refreshInput{Now: t0.Add(6 * time.Second), UID: uid}, v1alpha1.ReasonCredentialsNotFound, 2, t0),
+			in:        failed(Input{Now: t0.Add(6 * time.Second), UID: uid}, v1alpha1.ReasonCredentialsNotFound, 2, t0),
 			wantFetch: true, wantNext: t0.Add(backoffDelay(uid, 2)),
 		},
 		"refresh requested after the token was issued: call at once, though not due": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(t0.Add(time.Minute))
 				in.RefreshRequestedAt = t0.Add(30 * time.Second)
 				return in
@@ -342,7 +342,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: true, wantNext: t0.Add(30 * time.Second),
 		},
 		"request older than the held token: nothing to do": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(t0.Add(time.Minute))
 				in.RefreshRequestedAt = t0.Add(-time.Minute)
 				return in
@@ -350,7 +350,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: due,
 		},
 		"request for a second just ahead (a clock running ahead): waits for it, then calls": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(t0.Add(time.Minute))
 				in.RefreshRequestedAt = t0.Add(time.Minute + 5*time.Second)
 				return in
@@ -358,7 +358,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: t0.Add(time.Minute + 5*time.Second),
 		},
 		"request while backing off: waits for the backoff (held to 6s by the call budget)": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := failed(base(due.Add(2*time.Second)), v1alpha1.ReasonProviderUnavailable, 1, due)
 				in.RefreshRequestedAt = due.Add(time.Second)
 				return in
@@ -366,7 +366,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: due.Add(6 * time.Second),
 		},
 		"request after CredentialsRejected: still hourly": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := failed(base(t0.Add(time.Minute)), v1alpha1.ReasonCredentialsRejected, 1, t0)
 				in.RefreshRequestedAt = t0.Add(30 * time.Second)
 				return in
@@ -374,7 +374,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: t0.Add(time.Hour),
 		},
 		"request while DingTalk's Retry-After holds: waits for it": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(t0.Add(time.Minute))
 				in.RefreshRequestedAt = t0.Add(30 * time.Second)
 				in.RetryAfterFloor = t0.Add(2 * time.Minute)
@@ -383,23 +383,23 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: t0.Add(2 * time.Minute),
 		},
 		"Stream: no suite ticket pushed yet and none in the Secret: no call, no wake-up (the push re-queues)": {
-			in:        refreshInput{Now: t0, UID: uid, CredentialsDigest: "hmac:c1", AwaitingTicket: true},
+			in:        Input{Now: t0, UID: uid, CredentialsDigest: "hmac:c1", AwaitingTicket: true},
 			wantFetch: false, wantNext: time.Time{},
 		},
 		"Stream: still no ticket after a local failure: no call, no wake-up": {
-			in: func() refreshInput {
-				in := failed(refreshInput{Now: t0.Add(time.Minute), UID: uid, CredentialsDigest: "hmac:c1"}, v1alpha1.ReasonCredentialsNotFound, 1, t0)
+			in: func() Input {
+				in := failed(Input{Now: t0.Add(time.Minute), UID: uid, CredentialsDigest: "hmac:c1"}, v1alpha1.ReasonCredentialsNotFound, 1, t0)
 				in.AwaitingTicket = true
 				return in
 			}(),
 			wantFetch: false, wantNext: time.Time{},
 		},
 		"Stream: the first ticket arrives: fetch the first token": {
-			in:        refreshInput{Now: t0, UID: uid, CredentialsDigest: "hmac:c1", SuiteTicketDigest: "hmac:t1"},
+			in:        Input{Now: t0, UID: uid, CredentialsDigest: "hmac:c1", SuiteTicketDigest: "hmac:t1"},
 			wantFetch: true, wantNext: t0,
 		},
 		"Stream: a pushed ticket while the token is valid and the last attempt succeeded: no call": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(t0.Add(time.Hour))
 				in.SuiteTicketDigest = "hmac:t2"
 				return in
@@ -407,7 +407,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false, wantNext: due,
 		},
 		"nothing uses the token (no namespace selected): no call, nothing scheduled": {
-			in: func() refreshInput {
+			in: func() Input {
 				in := base(due.Add(time.Minute))
 				in.Unused = true
 				return in
@@ -415,7 +415,7 @@ func TestDecide(t *testing.T) {
 			wantFetch: false,
 		},
 		"nothing uses the token and there is none: no call, nothing scheduled": {
-			in:        refreshInput{Now: t0, UID: uid, CredentialsDigest: "hmac:c1", Unused: true},
+			in:        Input{Now: t0, UID: uid, CredentialsDigest: "hmac:c1", Unused: true},
 			wantFetch: false,
 		},
 		"expired token, refresh failing: call when the backoff allows": {
@@ -425,12 +425,12 @@ func TestDecide(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := decide(tc.in)
+			got := Decide(tc.in)
 			if got.Fetch != tc.wantFetch {
-				t.Errorf("decide().Fetch = %v (%s), want %v", got.Fetch, got.Why, tc.wantFetch)
+				t.Errorf("Decide().Fetch = %v (%s), want %v", got.Fetch, got.Why, tc.wantFetch)
 			}
-			if next := nextAttempt(tc.in); !next.Equal(tc.wantNext) {
-				t.Errorf("nextAttempt() = %s, want %s", next, tc.wantNext)
+			if next := NextAttempt(tc.in); !next.Equal(tc.wantNext) {
+				t.Errorf("NextAttempt() = %s, want %s", next, tc.wantNext)
 			}
 		})
 	}
@@ -452,7 +452,7 @@ func TestRequeueAfter(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if got := requeueAfter(now, tc.ts...); got != tc.want {
+			if got := RequeueAfter(now, tc.ts...); got != tc.want {
 				t.Errorf("requeueAfter = %s, want %s", got, tc.want)
 			}
 		})
@@ -464,12 +464,12 @@ func TestRequeueAfter(t *testing.T) {
 func TestRefreshScheduleOverTime(t *testing.T) {
 	clk := clocktesting.NewFakeClock(t0)
 	const uid = types.UID("walk")
-	in := refreshInput{UID: uid, IssuedAt: t0, ExpiresAt: t0.Add(60 * time.Second), CredentialsDigest: "c", LastCredentialsDigest: "c"}
+	in := Input{UID: uid, IssuedAt: t0, ExpiresAt: t0.Add(60 * time.Second), CredentialsDigest: "c", LastCredentialsDigest: "c"}
 	calls, lives := 0, 1
 	var last time.Time
 	for clk.Now().Before(t0.Add(3 * time.Minute)) {
 		in.Now = clk.Now()
-		if decide(in).Fetch {
+		if Decide(in).Fetch {
 			calls++
 			if !last.IsZero() && in.Now.Sub(last) < minCallInterval {
 				t.Fatalf("calls at %s and %s: closer than the call budget", last, in.Now)
@@ -485,7 +485,7 @@ func TestRefreshScheduleOverTime(t *testing.T) {
 				in.LastFailure = in.Now
 			}
 		}
-		d := requeueAfter(in.Now, nextAttempt(in), in.ExpiresAt)
+		d := RequeueAfter(in.Now, NextAttempt(in), in.ExpiresAt)
 		if d <= 0 {
 			t.Fatalf("at %s: requeue %s", in.Now, d)
 		}
@@ -502,29 +502,29 @@ func TestRefreshScheduleOverTime(t *testing.T) {
 // held one, not itself due, and issued no earlier than a pending refresh request.
 func TestAcceptShared(t *testing.T) {
 	const uid = types.UID("accept")
-	held := refreshInput{Now: t0.Add(time.Minute), UID: uid, IssuedAt: t0, ExpiresAt: t0.Add(2 * time.Hour)}
-	fresh := issued{IssuedAt: t0.Add(time.Minute), ExpiresAt: t0.Add(time.Minute + 2*time.Hour)}
+	held := Input{Now: t0.Add(time.Minute), UID: uid, IssuedAt: t0, ExpiresAt: t0.Add(2 * time.Hour)}
+	fresh := Issued{IssuedAt: t0.Add(time.Minute), ExpiresAt: t0.Add(time.Minute + 2*time.Hour)}
 	tests := map[string]struct {
-		in   refreshInput // the taker's state
-		t    issued       // the token on offer
+		in   Input  // the taker's state
+		t    Issued // the token on offer
 		want bool
 	}{
 		"newer and fresh: taken":                 {in: held, t: fresh, want: true},
-		"no token held: taken":                   {in: refreshInput{Now: held.Now, UID: uid}, t: fresh, want: true},
-		"not newer than the held one: not taken": {in: held, t: issued{IssuedAt: t0, ExpiresAt: t0.Add(2 * time.Hour)}},
-		"itself due already: not taken":          {in: func() refreshInput { in := held; in.Now = t0.Add(119 * time.Minute); return in }(), t: issued{IssuedAt: t0.Add(time.Second), ExpiresAt: t0.Add(2*time.Hour + time.Second)}},
-		"issued before a pending request: not taken": {in: func() refreshInput {
+		"no token held: taken":                   {in: Input{Now: held.Now, UID: uid}, t: fresh, want: true},
+		"not newer than the held one: not taken": {in: held, t: Issued{IssuedAt: t0, ExpiresAt: t0.Add(2 * time.Hour)}},
+		"itself due already: not taken":          {in: func() Input { in := held; in.Now = t0.Add(119 * time.Minute); return in }(), t: Issued{IssuedAt: t0.Add(time.Second), ExpiresAt: t0.Add(2*time.Hour + time.Second)}},
+		"issued before a pending request: not taken": {in: func() Input {
 			in := held
 			in.RefreshRequestedAt = t0.Add(90 * time.Second)
 			in.Now = t0.Add(2 * time.Minute)
 			return in
 		}(), t: fresh},
-		"issued at or after the request: taken": {in: func() refreshInput { in := held; in.RefreshRequestedAt = t0.Add(time.Minute); return in }(), t: fresh, want: true},
+		"issued at or after the request: taken": {in: func() Input { in := held; in.RefreshRequestedAt = t0.Add(time.Minute); return in }(), t: fresh, want: true},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if got := acceptShared(tc.in, tc.t); got != tc.want {
-				t.Errorf("acceptShared() = %v, want %v", got, tc.want)
+			if got := AcceptShared(tc.in, tc.t); got != tc.want {
+				t.Errorf("AcceptShared() = %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -14,7 +14,9 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers
+// Package logcap caps a logger's verbosity below the levels at which client-go logs request and
+// response bodies: a Secret's body holds the token and credentials.
+package logcap
 
 import "github.com/go-logr/logr"
 
@@ -23,11 +25,11 @@ import "github.com/go-logr/logr"
 // body holds the token and credentials: at any --zap-log-level, those lines are dropped.
 const maxClientVerbosity = 7
 
-// CapLogVerbosity returns l without V-levels above 7, where client-go starts logging request and
-// response bodies (a Secret's data among them). The reconciler applies it to the context of every
-// API call it makes; cmd/main.go may apply it to the manager's and klog's logger too, so that the
+// Cap returns l without V-levels above 7, where client-go starts logging request and
+// response bodies (a Secret's data among them). The reconcilers apply it to the context of every
+// API call they make; cmd/main.go applies it to the manager's and klog's logger too, so that the
 // caches' own list calls can never print a Secret either, whatever --zap-log-level says.
-func CapLogVerbosity(l logr.Logger) logr.Logger { return capVerbosity(l, maxClientVerbosity) }
+func Cap(l logr.Logger) logr.Logger { return capVerbosity(l, maxClientVerbosity) }
 
 // capVerbosity returns l without its V-levels above max.
 func capVerbosity(l logr.Logger, max int) logr.Logger {

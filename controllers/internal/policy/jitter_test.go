@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers
+package policy
 
 import (
 	"fmt"
@@ -44,11 +44,11 @@ func TestSharedSetRefreshTime(t *testing.T) {
 	for i := range set {
 		set[i].uid = types.UID(fmt.Sprintf("member-%02d", i))
 	}
-	input := func(m member, now time.Time) refreshInput {
-		return refreshInput{Now: now, UID: m.uid, IssuedAt: m.issuedAt, ExpiresAt: m.expiresAt, JitterSeed: m.seed,
+	input := func(m member, now time.Time) Input {
+		return Input{Now: now, UID: m.uid, IssuedAt: m.issuedAt, ExpiresAt: m.expiresAt, JitterSeed: m.seed,
 			CredentialsDigest: "hmac:c", LastCredentialsDigest: "hmac:c"}
 	}
-	var offer *issued // the set's last fetched token (the fetcher's cache)
+	var offer *Issued // the set's last fetched token (the fetcher's cache)
 	calls := 0
 	var fractions []float64
 	now := t0
@@ -56,15 +56,15 @@ func TestSharedSetRefreshTime(t *testing.T) {
 		// Each member's pass at now, in order, as the controller would run them.
 		for i := range set {
 			in := input(set[i], now)
-			if !decide(in).Fetch {
+			if !Decide(in).Fetch {
 				continue
 			}
-			if offer == nil || !acceptShared(in, *offer) {
+			if offer == nil || !AcceptShared(in, *offer) {
 				if offer != nil {
 					fractions = append(fractions, float64(now.Sub(offer.IssuedAt))/float64(lifetime))
 				}
 				calls++
-				offer = &issued{IssuedAt: now, ExpiresAt: now.Add(lifetime), JitterSeed: fmt.Sprintf("token-%d", calls)}
+				offer = &Issued{IssuedAt: now, ExpiresAt: now.Add(lifetime), JitterSeed: fmt.Sprintf("token-%d", calls)}
 			}
 			set[i].issuedAt, set[i].expiresAt, set[i].seed = offer.IssuedAt, offer.ExpiresAt, offer.JitterSeed
 		}

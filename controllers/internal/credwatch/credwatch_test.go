@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers
+package credwatch
 
 import (
 	"context"
@@ -35,8 +35,8 @@ import (
 func TestCredentialsWatchBookkeeping(t *testing.T) {
 	// refs: Secret name -> the token that references it (in namespace "ns").
 	refs := map[string]string{"creds": "tok"}
-	w := newCredentialsWatch(nil, nil)
-	src := w.source(func(_ context.Context, m *metav1.PartialObjectMetadata) []reconcile.Request {
+	w := New(nil, nil)
+	src := w.Source(func(_ context.Context, m *metav1.PartialObjectMetadata) []reconcile.Request {
 		if tok, ok := refs[m.Name]; ok {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: m.Namespace, Name: tok}}}
 		}
@@ -104,8 +104,8 @@ func TestCredentialsWatchBookkeeping(t *testing.T) {
 
 // TestCredentialsWatchRelistScope: a namespace's relist only judges the Secrets of that namespace.
 func TestCredentialsWatchRelistScope(t *testing.T) {
-	w := newCredentialsWatch(nil, []string{"a", "b"})
-	w.source(func(context.Context, *metav1.PartialObjectMetadata) []reconcile.Request {
+	w := New(nil, []string{"a", "b"})
+	w.Source(func(context.Context, *metav1.PartialObjectMetadata) []reconcile.Request {
 		return []reconcile.Request{{}}
 	})
 	ctx := context.Background()
@@ -124,8 +124,8 @@ func TestCredentialsWatchRelistScope(t *testing.T) {
 // it while its resourceVersion holds, for the keys read there; a change, a read of an older
 // version or a key not read yet sends the next pass to the API server.
 func TestCredentialsWatchValues(t *testing.T) {
-	w := newCredentialsWatch(nil, nil)
-	w.source(func(context.Context, *metav1.PartialObjectMetadata) []reconcile.Request {
+	w := New(nil, nil)
+	w.Source(func(context.Context, *metav1.PartialObjectMetadata) []reconcile.Request {
 		return []reconcile.Request{{}}
 	})
 	key := types.NamespacedName{Namespace: "ns", Name: "creds"}
@@ -137,38 +137,38 @@ func TestCredentialsWatchValues(t *testing.T) {
 		return s
 	}
 	app := []string{"appKey", "appSecret"}
-	if _, ok := w.cachedValues(key, app); ok {
+	if _, ok := w.Cached(key, app); ok {
 		t.Fatal("values before any read")
 	}
-	got := w.remember(secret("5", map[string]string{"appKey": " k ", "suiteKey": "s"}), app)
-	if got.keys["appKey"] != "k" || got.keys["appSecret"] != "" || len(got.keys) != 2 {
-		t.Fatalf("remembered %v, want the keys read, trimmed, a missing one empty", got.keys)
+	got := w.Remember(secret("5", map[string]string{"appKey": " k ", "suiteKey": "s"}), app)
+	if got.Keys["appKey"] != "k" || got.Keys["appSecret"] != "" || len(got.Keys) != 2 {
+		t.Fatalf("remembered %v, want the keys read, trimmed, a missing one empty", got.Keys)
 	}
-	if v, ok := w.cachedValues(key, app); !ok || v.keys["appKey"] != "k" {
-		t.Fatalf("cachedValues = %v, %v: want what was read at version 5", v.keys, ok)
+	if v, ok := w.Cached(key, app); !ok || v.Keys["appKey"] != "k" {
+		t.Fatalf("cachedValues = %v, %v: want what was read at version 5", v.Keys, ok)
 	}
-	if _, ok := w.cachedValues(key, []string{"suiteKey"}); ok {
+	if _, ok := w.Cached(key, []string{"suiteKey"}); ok {
 		t.Fatal("a key not read yet was served")
 	}
 	st := watchStore{w: w, ctx: context.Background()}
 	_ = st.Update(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "creds", ResourceVersion: "6"}})
-	if _, ok := w.cachedValues(key, app); ok {
+	if _, ok := w.Cached(key, app); ok {
 		t.Fatal("values of version 5 served after the Secret changed")
 	}
-	w.remember(secret("5", map[string]string{"appKey": "old"}), app) // a pass that read before the change
-	if _, ok := w.cachedValues(key, app); ok {
+	w.Remember(secret("5", map[string]string{"appKey": "old"}), app) // a pass that read before the change
+	if _, ok := w.Cached(key, app); ok {
 		t.Fatal("values of an older version served")
 	}
-	big := strings.Repeat("x", maxCredentialValue+1)
-	got = w.remember(secret("6", map[string]string{"appKey": "k", "appSecret": big}), app)
-	if !got.oversized["appSecret"] || got.keys["appSecret"] != "" {
-		t.Fatalf("an oversized value: oversized %v, kept %d bytes", got.oversized, len(got.keys["appSecret"]))
+	big := strings.Repeat("x", MaxValue+1)
+	got = w.Remember(secret("6", map[string]string{"appKey": "k", "appSecret": big}), app)
+	if !got.Oversized["appSecret"] || got.Keys["appSecret"] != "" {
+		t.Fatalf("an oversized value: oversized %v, kept %d bytes", got.Oversized, len(got.Keys["appSecret"]))
 	}
-	if v, ok := w.cachedValues(key, app); !ok || !v.oversized["appSecret"] {
+	if v, ok := w.Cached(key, app); !ok || !v.Oversized["appSecret"] {
 		t.Fatal("the oversized mark is not served")
 	}
 	_ = st.Delete(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "creds", ResourceVersion: "7"}})
-	if _, ok := w.cachedValues(key, app); ok || w.size() != 0 {
+	if _, ok := w.Cached(key, app); ok || w.size() != 0 {
 		t.Fatal("values kept after the Secret was deleted")
 	}
 }

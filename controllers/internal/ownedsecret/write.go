@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers
+package ownedsecret
 
 import (
 	"context"
@@ -40,7 +40,7 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 )
 
-// Owned Secrets (targets, refresh-token Secrets) are written under one field owner, fieldOwner.
+// Owned Secrets (targets, refresh-token and suite-ticket Secrets) are written under one field owner, FieldOwner.
 // The first write is a create, so that a Secret someone else created under that name a moment
 // earlier is never taken over (AlreadyExists). Every later write is a server-side apply, forced,
 // under the resourceVersion the pass read (a Secret replaced meanwhile is a conflict, not
@@ -48,27 +48,27 @@ import (
 // is removed by the API server, and what others set on the Secret's metadata stays. Data keys
 // someone else added are removed: an owned Secret holds exactly the operator's data.
 
-// fieldOwner is the field manager of every write the operator makes.
-const fieldOwner = client.FieldOwner(controllerName)
+// FieldOwner is the field manager of every write the operator makes (its controllers' name).
+const FieldOwner = client.FieldOwner("dingtalktoken")
 
-// desiredSecret is what an owned Secret must hold.
-type desiredSecret struct {
+// Desired is what an owned Secret must hold.
+type Desired struct {
 	Namespace, Name     string
 	Labels, Annotations map[string]string
 	Data                map[string][]byte
 }
 
-// secretWriter writes Secrets owned (controller ownerReference) by an object.
-type secretWriter struct {
+// writer writes Secrets owned (controller ownerReference) by an object.
+type writer struct {
 	client client.Client
 	scheme *runtime.Scheme
 	// reader reads uncached: the full managedFields an ownership upgrade rewrites (a view keeps
-	// only this field manager's entries). nil: the live Secret given was read uncached, not a view.
+	// only this field manager's entries; a Secret read uncached has them all).
 	reader client.Reader
 }
 
 // create creates the Secret owned by owner. AlreadyExists is returned as is.
-func (w secretWriter) create(ctx context.Context, owner client.Object, d desiredSecret) (*corev1.Secret, error) {
+func (w writer) create(ctx context.Context, owner client.Object, d Desired) (*corev1.Secret, error) {
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: d.Namespace, Name: d.Name, Labels: d.Labels, Annotations: d.Annotations},
 		Type:       corev1.SecretTypeOpaque,
@@ -77,7 +77,7 @@ func (w secretWriter) create(ctx context.Context, owner client.Object, d desired
 	if err := controllerutil.SetControllerReference(owner, s, w.scheme); err != nil {
 		return nil, err
 	}
-	if err := w.client.Create(ctx, s, fieldOwner); err != nil {
+	if err := w.client.Create(ctx, s, FieldOwner); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -85,7 +85,7 @@ func (w secretWriter) create(ctx context.Context, owner client.Object, d desired
 
 // apply makes the existing owned Secret live (a view) hold d, under live's resourceVersion, and
 // returns the resourceVersion written.
-func (w secretWriter) apply(ctx context.Context, owner client.Object, live *corev1.Secret, d desiredSecret) (string, error) {
+func (w writer) apply(ctx context.Context, owner client.Object, live *corev1.Secret, d Desired) (string, error) {
 	rv := live.ResourceVersion
 	if stale := staleFields(live, d); stale && hasUpdateEntry(live) {
 		// The fields the create set are held by an Update entry of this field owner, which an
@@ -94,13 +94,13 @@ func (w secretWriter) apply(ctx context.Context, owner client.Object, live *core
 		if err != nil {
 			return "", err
 		}
-		patch, err := csaupgrade.UpgradeManagedFieldsPatch(full, sets.New(string(fieldOwner)), string(fieldOwner))
+		patch, err := csaupgrade.UpgradeManagedFieldsPatch(full, sets.New(string(FieldOwner)), string(FieldOwner))
 		if err != nil {
 			return "", err
 		}
 		if patch != nil {
 			upgraded := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: live.Namespace, Name: live.Name}}
-			if err := w.client.Patch(ctx, upgraded, client.RawPatch(types.JSONPatchType, patch), fieldOwner); err != nil {
+			if err := w.client.Patch(ctx, upgraded, client.RawPatch(types.JSONPatchType, patch), FieldOwner); err != nil {
 				return "", err
 			}
 			rv = upgraded.ResourceVersion
@@ -117,7 +117,7 @@ func (w secretWriter) apply(ctx context.Context, owner client.Object, live *core
 		WithAnnotations(d.Annotations).
 		WithOwnerReferences(ref).
 		WithData(d.Data)
-	if err := w.client.Apply(ctx, ac, fieldOwner, client.ForceOwnership); err != nil {
+	if err := w.client.Apply(ctx, ac, FieldOwner, client.ForceOwnership); err != nil {
 		return "", err
 	}
 	rv = ptr.Deref(ac.ResourceVersion, "")
@@ -129,7 +129,7 @@ func (w secretWriter) apply(ctx context.Context, owner client.Object, live *core
 		}
 		body, _ := json.Marshal(map[string]any{"metadata": map[string]any{"resourceVersion": rv}, "data": remove})
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: d.Namespace, Name: d.Name}}
-		if err := w.client.Patch(ctx, s, client.RawPatch(types.MergePatchType, body), fieldOwner); err != nil {
+		if err := w.client.Patch(ctx, s, client.RawPatch(types.MergePatchType, body), FieldOwner); err != nil {
 			return "", err
 		}
 		rv = s.ResourceVersion
@@ -139,8 +139,8 @@ func (w secretWriter) apply(ctx context.Context, owner client.Object, live *core
 
 // uncached is live with every managedFields entry, read from the API server unless live was;
 // a Secret changed since the pass read it is a conflict (the pass is repeated).
-func (w secretWriter) uncached(ctx context.Context, live *corev1.Secret) (*corev1.Secret, error) {
-	if w.reader == nil && !isView(live) {
+func (w writer) uncached(ctx context.Context, live *corev1.Secret) (*corev1.Secret, error) {
+	if !IsView(live) {
 		return live, nil
 	}
 	full := &corev1.Secret{}
@@ -168,11 +168,11 @@ func controllerRef(owner client.Object, scheme *runtime.Scheme) (*metav1ac.Owner
 		WithBlockOwnerDeletion(true), nil
 }
 
-// upToDate reports whether the owned Secret live (a view) already holds exactly d: the same data,
+// UpToDate reports whether the owned Secret live (a view) already holds exactly d: the same data,
 // d's labels and annotations, the controller reference, and no label, annotation or data key this
 // field owner set earlier and d no longer has. A truncated view is never up to date.
-func upToDate(owner metav1.Object, live *corev1.Secret, d desiredSecret) bool {
-	return !truncated(live) && metav1.IsControlledBy(live, owner) && blocksOwnerDeletion(live, owner) &&
+func UpToDate(owner metav1.Object, live *corev1.Secret, d Desired) bool {
+	return !Truncated(live) && metav1.IsControlledBy(live, owner) && blocksOwnerDeletion(live, owner) &&
 		holdsData(live, d.Data) &&
 		contains(live.Labels, d.Labels) && holdsAnnotations(live, d.Annotations) &&
 		!staleFields(live, d)
@@ -180,9 +180,9 @@ func upToDate(owner metav1.Object, live *corev1.Secret, d desiredSecret) bool {
 
 // staleFields reports whether this field owner holds a label, annotation or data key of live
 // that d does not have.
-func staleFields(live *corev1.Secret, d desiredSecret) bool {
+func staleFields(live *corev1.Secret, d Desired) bool {
 	for _, e := range live.ManagedFields {
-		if e.Manager != string(fieldOwner) || e.FieldsV1 == nil {
+		if e.Manager != string(FieldOwner) || e.FieldsV1 == nil {
 			continue
 		}
 		var f map[string]any
@@ -217,7 +217,7 @@ func outside[V any](node any, want map[string]V) bool {
 // (its create).
 func hasUpdateEntry(live *corev1.Secret) bool {
 	for _, e := range live.ManagedFields {
-		if e.Manager == string(fieldOwner) && e.Operation == metav1.ManagedFieldsOperationUpdate {
+		if e.Manager == string(FieldOwner) && e.Operation == metav1.ManagedFieldsOperationUpdate {
 			return true
 		}
 	}
@@ -253,8 +253,8 @@ func contains(have, want map[string]string) bool {
 	return true
 }
 
-// managedLabels are the labels every owned Secret carries: the cache selects them by it.
-func managedLabels(extra map[string]string) map[string]string {
+// ManagedLabels are the labels every owned Secret carries: the cache selects them by it.
+func ManagedLabels(extra map[string]string) map[string]string {
 	out := make(map[string]string, len(extra)+1)
 	maps.Copy(out, extra)
 	out[v1alpha1.ManagedByLabel] = v1alpha1.ManagedByValue

@@ -14,7 +14,12 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers
+// Package ownedsecret is the one home of the Secrets the operator owns (targets, refresh-token
+// and suite-ticket Secrets): the data-free view the cache keeps of them, whether one holds what
+// the operator would write, the writes (a create, then server-side apply under one field owner,
+// never over a Secret another owner controls), and what this process last wrote, so that a cached
+// copy older than its own write is read again (read-your-writes).
+package ownedsecret
 
 import (
 	"bytes"
@@ -42,7 +47,7 @@ import (
 //     what the operator would write. A view whose maps or managed fields are over a bound keeps
 //     none of them and is marked truncated: whoever needs them reads the Secret uncached.
 // Memory then follows the number of the operator's own Secrets, never their size. Every Secret the
-// reconcilers compare is a view (secretView also normalises the ones read uncached); the few
+// reconcilers compare is a view (View also normalises the ones read uncached); the few
 // steps that need a value (recovering a token after a restart, rotating a refresh token) read the
 // Secret uncached.
 
@@ -76,20 +81,20 @@ var viewMark = func() string {
 	return hex.EncodeToString(b)
 }()
 
-// cachedSecret is the cache's transform: each Secret becomes its view.
-func cachedSecret(in any) (any, error) {
+// Transform is the cache's transform: each Secret becomes its view.
+func Transform(in any) (any, error) {
 	s, ok := in.(*corev1.Secret)
 	if !ok {
 		return in, nil
 	}
-	return secretView(s, true), nil
+	return View(s, true), nil
 }
 
-// secretView returns the view of s (s itself when it is one). bounded: the view keeps no maps when
+// View returns the view of s (s itself when it is one). bounded: the view keeps no maps when
 // they are over the bounds (the cache); else it keeps them whatever their size (a Secret read
 // uncached, compared and dropped).
-func secretView(s *corev1.Secret, bounded bool) *corev1.Secret {
-	if isView(s) {
+func View(s *corev1.Secret, bounded bool) *corev1.Secret {
+	if IsView(s) {
 		return s
 	}
 	v := &corev1.Secret{
@@ -125,19 +130,19 @@ func secretView(s *corev1.Secret, bounded bool) *corev1.Secret {
 		v.Data[k] = valueDigest(val)
 	}
 	for _, e := range s.ManagedFields {
-		if e.Manager == string(fieldOwner) {
+		if e.Manager == string(FieldOwner) {
 			v.ManagedFields = append(v.ManagedFields, e)
 		}
 	}
 	return v
 }
 
-// isView reports whether s is a view made by this process.
-func isView(s *corev1.Secret) bool { return s.Annotations[viewAnnotation] == viewMark }
+// IsView reports whether s is a view made by this process.
+func IsView(s *corev1.Secret) bool { return s.Annotations[viewAnnotation] == viewMark }
 
-// truncated reports whether a view kept no maps (over the bounds): read the Secret uncached.
-func truncated(s *corev1.Secret) bool {
-	return isView(s) && s.Annotations[truncatedAnnotation] == "true"
+// Truncated reports whether a view kept no maps (over the bounds): read the Secret uncached.
+func Truncated(s *corev1.Secret) bool {
+	return IsView(s) && s.Annotations[truncatedAnnotation] == "true"
 }
 
 // ownerKind reports whether a controller reference names a DingTalkToken or a ClusterDingTalkToken.
@@ -164,7 +169,7 @@ func overBounds(s *corev1.Secret) bool {
 	}
 	fields := 0
 	for _, e := range s.ManagedFields {
-		if e.Manager == string(fieldOwner) && e.FieldsV1 != nil {
+		if e.Manager == string(FieldOwner) && e.FieldsV1 != nil {
 			fields += len(e.FieldsV1.Raw)
 		}
 	}
@@ -178,8 +183,8 @@ func valueDigest(v []byte) []byte {
 	return sum[:viewDigestSize]
 }
 
-// holds reports whether the view s holds value under data key k.
-func holds(s *corev1.Secret, k, value string) bool {
+// Holds reports whether the view s holds value under data key k.
+func Holds(s *corev1.Secret, k, value string) bool {
 	got, ok := s.Data[k]
 	return ok && bytes.Equal(got, valueDigest([]byte(value)))
 }
@@ -190,7 +195,7 @@ func holdsData(s *corev1.Secret, data map[string][]byte) bool {
 		return false
 	}
 	for k, v := range data {
-		if !holds(s, k, string(v)) && !(k == v1alpha1.UsedBootstrapKey && bytes.Equal(s.Data[k], v)) {
+		if !Holds(s, k, string(v)) && !(k == v1alpha1.UsedBootstrapKey && bytes.Equal(s.Data[k], v)) {
 			return false
 		}
 	}

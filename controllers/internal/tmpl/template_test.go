@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers
+package tmpl
 
 import (
 	"strings"
@@ -23,15 +23,21 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 )
 
-func withTemplate(data map[string]string) tokenSpec {
-	return specOfDingTalkToken(&v1alpha1.DingTalkToken{Spec: v1alpha1.DingTalkTokenSpec{
-		Type:   v1alpha1.TokenTypeUser,
-		Target: &v1alpha1.Target{Template: &v1alpha1.TargetTemplate{Data: data}},
-	}})
+// templated is what Check reads of a spec.
+type templated struct {
+	Template *v1alpha1.TargetTemplate
+	Type     v1alpha1.TokenType
 }
 
+func withTemplate(data map[string]string) templated {
+	return templated{Type: v1alpha1.TokenTypeUser, Template: &v1alpha1.TargetTemplate{Data: data}}
+}
+
+// dryRun is Check of a spec's template.
+func dryRun(s templated) error { return Check(s.Template, s.Type) }
+
 func TestTemplates(t *testing.T) {
-	fields := templateFields{AccessToken: "tok\"en", ExpiresAt: "2026-11-25T15:30:00Z", Type: "User", CorpID: "dingcorp"}
+	fields := Fields{AccessToken: "tok\"en", ExpiresAt: "2026-11-25T15:30:00Z", Type: "User", CorpID: "dingcorp"}
 	tests := map[string]struct {
 		tmpl    string // the template
 		want    string // rendered output, when valid
@@ -60,10 +66,10 @@ func TestTemplates(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			tmpls, err := parseTemplates(withTemplate(map[string]string{"k": tc.tmpl}).Template)
+			tmpls, err := Parse(withTemplate(map[string]string{"k": tc.tmpl}).Template)
 			var out map[string][]byte
 			if err == nil {
-				out, err = renderTemplates(tmpls, fields)
+				out, err = Render(tmpls, fields)
 			}
 			switch {
 			case tc.wantErr != "" && err == nil:
@@ -88,7 +94,7 @@ func TestTemplateOutputLimit(t *testing.T) {
 	for i := range 16 {
 		data["k"+string(rune('a'+i))] = strings.Repeat("x", 8000)
 	}
-	if f := dryRunTemplates(withTemplate(data)); f == nil || !strings.Contains(f.message, "64 KiB") || f.reason != v1alpha1.ReasonTemplateInvalid {
+	if f := dryRun(withTemplate(data)); f == nil || !strings.Contains(f.Error(), "64 KiB") {
 		t.Fatalf("dry run = %v, want TemplateInvalid naming the 64 KiB limit", f)
 	}
 	delete(data, "ka")
@@ -98,7 +104,7 @@ func TestTemplateOutputLimit(t *testing.T) {
 		}
 		delete(data, k)
 	}
-	if f := dryRunTemplates(withTemplate(data)); f != nil {
+	if f := dryRun(withTemplate(data)); f != nil {
 		t.Fatalf("8 keys of 8,000 characters: %v", f)
 	}
 }

@@ -14,22 +14,24 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers
+// Package policy is the refresh policy: every rule that says WHEN DingTalk is called. Each rule is
+// a named, pure function of Input (no clock, no I/O), tried in order, so that the whole policy is
+// tested as a table with a fake clock. docs/design.md ("The refresh decision") explains them.
+package policy
 
 import (
+	"encoding/binary"
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/digest"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 )
-
-// This file is the refresh policy: every rule that says WHEN DingTalk is called. Each rule is a
-// named, pure function of refreshInput (no clock, no I/O), so that the whole policy is tested
-// as a table with a fake clock. docs/design.md ("The refresh decision") explains them.
 
 // Timing constants of the refresh policy.
 const (
@@ -76,6 +78,10 @@ const (
 	failureSticky
 )
 
+// Failed reports whether a Refreshed reason is a failure (Ready then reports it while no valid
+// token is held).
+func Failed(reason string) bool { return kindOf(reason) != failureNone }
+
 // kindOf classifies a Refreshed reason.
 func kindOf(reason string) failureKind {
 	switch reason {
@@ -90,10 +96,10 @@ func kindOf(reason string) failureKind {
 	}
 }
 
-// refreshInput is everything the refresh decision depends on. tokenPass.input builds it from the pass
+// Input is everything the refresh decision depends on. The pass builds it from what it gathered
 // (clock, status, spec, the token the target holds) and the credentials just read; nothing in it
 // is a secret.
-type refreshInput struct {
+type Input struct {
 	// Now is the clock's time for this pass.
 	Now time.Time
 	// UID seeds the backoff jitter (and the refresh jitter when JitterSeed is empty).
@@ -130,22 +136,30 @@ type refreshInput struct {
 	Unused bool
 }
 
-// refreshDecision says whether this pass calls DingTalk, and why (for the logs).
-type refreshDecision struct {
+// Issued is a token's timing as the policies see it: a token another object of the same
+// credential set fetched moments ago (AcceptShared).
+type Issued struct {
+	IssuedAt, ExpiresAt time.Time
+	// JitterSeed seeds the token's refresh jitter (Input.JitterSeed).
+	JitterSeed string
+}
+
+// Decision says whether this pass calls DingTalk, and why (for the logs).
+type Decision struct {
 	Fetch bool
 	Why   string
 }
 
-// policy is one rule of the refresh decision: it decides (ok) or leaves it to the next rule.
-type policy func(in refreshInput) (d refreshDecision, ok bool)
+// rule is one rule of the refresh decision: it decides (ok) or leaves it to the next rule.
+type rule func(in Input) (d Decision, ok bool)
 
-// refreshPolicies are the rules in order; the first that decides wins. A pass triggered by
+// rules are the rules in order; the first that decides wins. A pass triggered by
 // anything but a due time, a spec or credentials change or a refresh request finds nothing due
 // and makes no call.
-var refreshPolicies = append([]policy{holdWhileUnused, waitForSuiteTicket, waitForRetryAfter, holdForCallBudget}, budgetedPolicies...)
+var rules = append([]rule{holdWhileUnused, waitForSuiteTicket, waitForRetryAfter, holdForCallBudget}, budgetedRules...)
 
-// budgetedPolicies are the rules the call budget holds back.
-var budgetedPolicies = []policy{
+// budgetedRules are the rules the call budget holds back.
+var budgetedRules = []rule{
 	holdCredentialsChange,
 	refreshOnCredentialsChange,
 	refreshOnTicketAfterFailure,
@@ -156,94 +170,94 @@ var budgetedPolicies = []policy{
 	refreshWhenDue,
 }
 
-// decide is the refresh policy: whether this pass calls DingTalk.
-func decide(in refreshInput) refreshDecision { return decideBy(refreshPolicies, in) }
+// Decide is the refresh policy: whether this pass calls DingTalk.
+func Decide(in Input) Decision { return decideBy(rules, in) }
 
-func decideBy(policies []policy, in refreshInput) refreshDecision {
+func decideBy(policies []rule, in Input) Decision {
 	for _, p := range policies {
 		if d, ok := p(in); ok {
 			return d
 		}
 	}
-	return refreshDecision{Why: "no rule applies"}
+	return Decision{Why: "no rule applies"}
 }
 
 // holdWhileUnused: a token nothing would receive is not fetched; the namespace that starts to
 // match re-queues the object.
-func holdWhileUnused(in refreshInput) (refreshDecision, bool) {
-	return refreshDecision{Why: "nothing uses the token"}, in.Unused
+func holdWhileUnused(in Input) (Decision, bool) {
+	return Decision{Why: "nothing uses the token"}, in.Unused
 }
 
 // waitForSuiteTicket: without any suite ticket there is nothing to call DingTalk with; the first
 // push re-queues the object.
-func waitForSuiteTicket(in refreshInput) (refreshDecision, bool) {
-	return refreshDecision{Why: "no suite ticket pushed yet"}, in.AwaitingTicket
+func waitForSuiteTicket(in Input) (Decision, bool) {
+	return Decision{Why: "no suite ticket pushed yet"}, in.AwaitingTicket
 }
 
 // waitForRetryAfter: DingTalk's Retry-After for the credential set holds back every call.
-func waitForRetryAfter(in refreshInput) (refreshDecision, bool) {
-	return refreshDecision{Why: "DingTalk asked to retry later"}, in.Now.Before(in.RetryAfterFloor)
+func waitForRetryAfter(in Input) (Decision, bool) {
+	return Decision{Why: "DingTalk asked to retry later"}, in.Now.Before(in.RetryAfterFloor)
 }
 
 // holdForCallBudget: one object never calls DingTalk more often than once per minCallInterval,
 // counted from the last time status shows it may have called (a token issued, a failure), so that
 // a restart keeps the spacing and no sequence of passes or failures shortens it.
-func holdForCallBudget(in refreshInput) (refreshDecision, bool) {
-	return refreshDecision{Why: "call budget: the last call was less than 5s ago"}, in.Now.Before(in.callFloor())
+func holdForCallBudget(in Input) (Decision, bool) {
+	return Decision{Why: "call budget: the last call was less than 5s ago"}, in.Now.Before(in.callFloor())
 }
 
 // holdCredentialsChange: a credentials change is acted on at most once per
-// credentialsChangeInterval; one during the hold is acted on when it ends (nextAttempt).
-func holdCredentialsChange(in refreshInput) (refreshDecision, bool) {
-	return refreshDecision{Why: "credentials changed less than 10s after the last call: held"},
+// credentialsChangeInterval; one during the hold is acted on when it ends (NextAttempt).
+func holdCredentialsChange(in Input) (Decision, bool) {
+	return Decision{Why: "credentials changed less than 10s after the last call: held"},
 		in.credentialsChangePending() && in.Now.Before(in.credentialsHoldEnd())
 }
 
 // refreshOnCredentialsChange: new credentials (other than the suite ticket) refresh at once,
 // even past a backoff or the hourly retry of a rejected credential, once the hold allows.
-func refreshOnCredentialsChange(in refreshInput) (refreshDecision, bool) {
-	return refreshDecision{Fetch: true, Why: "credentials changed"}, in.credentialsChanged() && in.LastCredentialsDigest != ""
+func refreshOnCredentialsChange(in Input) (Decision, bool) {
+	return Decision{Fetch: true, Why: "credentials changed"}, in.credentialsChanged() && in.LastCredentialsDigest != ""
 }
 
 // refreshOnTicketAfterFailure: a new suite ticket alone waits for the due time (DingTalk pushes
 // one every few hours), unless the last attempt failed: then it may be the fix.
-func refreshOnTicketAfterFailure(in refreshInput) (refreshDecision, bool) {
-	return refreshDecision{Fetch: true, Why: "suite ticket changed after a failed attempt"}, in.ticketChanged() && in.FailedAttempts > 0
+func refreshOnTicketAfterFailure(in Input) (Decision, bool) {
+	return Decision{Fetch: true, Why: "suite ticket changed after a failed attempt"}, in.ticketChanged() && in.FailedAttempts > 0
 }
 
 // refreshOnRequest: a refresh requested after the held token was issued refreshes once, when the
 // requested time has come and the backoff allows.
-func refreshOnRequest(in refreshInput) (refreshDecision, bool) {
-	return refreshDecision{Fetch: true, Why: "refresh requested"},
-		in.requestPending() && !in.Now.Before(in.RefreshRequestedAt) && !in.Now.Before(in.gate())
+func refreshOnRequest(in Input) (Decision, bool) {
+	return Decision{Fetch: true, Why: "refresh requested"},
+		in.requestPending() && !in.Now.Before(in.RefreshRequestedAt) && !in.Now.Before(in.Gate())
 }
 
 // holdWhileValid: a token that is not due yet is kept.
-func holdWhileValid(in refreshInput) (refreshDecision, bool) {
-	return refreshDecision{Why: "not due"}, in.hasToken() && in.Now.Before(in.dueAt())
+func holdWhileValid(in Input) (Decision, bool) {
+	return Decision{Why: "not due"}, in.hasToken() && in.Now.Before(in.dueAt())
 }
 
 // holdForBackoff: after a failure, the next call waits for the backoff (or the hourly retry).
-func holdForBackoff(in refreshInput) (refreshDecision, bool) {
-	return refreshDecision{Why: "backing off"}, in.Now.Before(in.gate())
+func holdForBackoff(in Input) (Decision, bool) {
+	return Decision{Why: "backing off"}, in.Now.Before(in.Gate())
 }
 
 // fetchFirstToken: without a token, fetch one.
-func fetchFirstToken(in refreshInput) (refreshDecision, bool) {
-	return refreshDecision{Fetch: true, Why: "no token"}, !in.hasToken()
+func fetchFirstToken(in Input) (Decision, bool) {
+	return Decision{Fetch: true, Why: "no token"}, !in.hasToken()
 }
 
 // refreshWhenDue: the held token is due.
-func refreshWhenDue(refreshInput) (refreshDecision, bool) {
-	return refreshDecision{Fetch: true, Why: "refresh due"}, true
+func refreshWhenDue(Input) (Decision, bool) {
+	return Decision{Fetch: true, Why: "refresh due"}, true
 }
 
-// acceptShared is the policy for a token another object of the same credential set fetched
+// AcceptShared is the policy for a token another object of the same credential set fetched
 // moments ago: it is taken instead of a call when it is newer than the held one, not itself due
 // for this object, and issued after a refresh this object's owner requested. One call per
 // refresh window then serves the whole set; its due time is the token's (its JitterSeed), the
 // same for every member.
-func acceptShared(in refreshInput, t issued) bool {
+func AcceptShared(in Input, t Issued) bool {
 	newer := !in.hasToken() || t.ExpiresAt.After(in.ExpiresAt)
 	notDue := in.Now.Before(refreshAt(seedOr(t.JitterSeed, in.UID), t.IssuedAt, t.ExpiresAt, in.RefreshBefore))
 	servesRequest := !in.requestPending() || !t.IssuedAt.Before(in.RefreshRequestedAt)
@@ -251,10 +265,10 @@ func acceptShared(in refreshInput, t issued) bool {
 }
 
 // hasToken reports whether a last good token exists (expired or not).
-func (in refreshInput) hasToken() bool { return !in.ExpiresAt.IsZero() }
+func (in Input) hasToken() bool { return !in.ExpiresAt.IsZero() }
 
 // dueAt is when the held token should be refreshed; zero (always due) when there is no token.
-func (in refreshInput) dueAt() time.Time {
+func (in Input) dueAt() time.Time {
 	if !in.hasToken() {
 		return time.Time{}
 	}
@@ -270,34 +284,34 @@ func seedOr(seed string, uid types.UID) string {
 }
 
 // requestPending reports whether a refresh was requested after the held token was issued.
-func (in refreshInput) requestPending() bool {
+func (in Input) requestPending() bool {
 	return !in.RefreshRequestedAt.IsZero() && in.RefreshRequestedAt.After(in.IssuedAt)
 }
 
 // credentialsChanged reports whether the credentials (other than the suite ticket) differ from those
 // of the last attempt.
-func (in refreshInput) credentialsChanged() bool {
+func (in Input) credentialsChanged() bool {
 	return in.CredentialsDigest != "" && in.CredentialsDigest != in.LastCredentialsDigest
 }
 
 // ticketChanged reports whether only the suite ticket differs from the last attempt's.
-func (in refreshInput) ticketChanged() bool {
+func (in Input) ticketChanged() bool {
 	return in.SuiteTicketDigest != "" && in.LastSuiteTicketDigest != "" &&
 		in.SuiteTicketDigest != in.LastSuiteTicketDigest
 }
 
 // credentialsChangePending reports whether a credentials change waits to be acted on: new
 // credentials, or a new suite ticket after a failed attempt.
-func (in refreshInput) credentialsChangePending() bool {
+func (in Input) credentialsChangePending() bool {
 	return in.credentialsChanged() && in.LastCredentialsDigest != "" || in.ticketChanged() && in.FailedAttempts > 0
 }
 
 // lastCall is the latest status time at which this object may have called DingTalk: its token's
 // issue time or its last failure (zero: none).
-func (in refreshInput) lastCall() time.Time { return latest(in.IssuedAt, in.LastFailure) }
+func (in Input) lastCall() time.Time { return latest(in.IssuedAt, in.LastFailure) }
 
 // callFloor is the earliest time the call budget allows the next call (zero: none).
-func (in refreshInput) callFloor() time.Time {
+func (in Input) callFloor() time.Time {
 	if last := in.lastCall(); !last.IsZero() {
 		return last.Add(stampPrecision + minCallInterval)
 	}
@@ -305,15 +319,15 @@ func (in refreshInput) callFloor() time.Time {
 }
 
 // credentialsHoldEnd is the earliest time a credentials change may call DingTalk (zero: at once).
-func (in refreshInput) credentialsHoldEnd() time.Time {
+func (in Input) credentialsHoldEnd() time.Time {
 	if last := in.lastCall(); !last.IsZero() {
 		return last.Add(stampPrecision + credentialsChangeInterval)
 	}
 	return time.Time{}
 }
 
-// gate is the earliest time the backoff allows the next DingTalk call (zero: no gate).
-func (in refreshInput) gate() time.Time {
+// Gate is the earliest time the backoff allows the next DingTalk call (zero: no gate).
+func (in Input) Gate() time.Time {
 	if in.FailedAttempts <= 0 || in.LastFailure.IsZero() {
 		return time.Time{}
 	}
@@ -335,11 +349,11 @@ func (in refreshInput) gate() time.Time {
 	}
 }
 
-// nextAttempt is when the next refresh attempt will happen if nothing else changes: the due time
+// NextAttempt is when the next refresh attempt will happen if nothing else changes: the due time
 // (or a pending request's time, when earlier), held back by the backoff, by DingTalk's
 // Retry-After and by the call budget; or the end of the hold of a credentials change. It is what
 // status.refreshTime shows.
-func nextAttempt(in refreshInput) time.Time {
+func NextAttempt(in Input) time.Time {
 	if in.AwaitingTicket || in.Unused {
 		return time.Time{} // a push, or a namespace that starts to match, re-queues the object
 	}
@@ -347,7 +361,7 @@ func nextAttempt(in refreshInput) time.Time {
 		// A held credentials change is acted on when the hold ends, past any backoff.
 		return latest(in.credentialsHoldEnd(), in.RetryAfterFloor)
 	}
-	if floor := in.callFloor(); in.Now.Before(floor) && in.CredentialsDigest != "" && decideBy(budgetedPolicies, in).Fetch {
+	if floor := in.callFloor(); in.Now.Before(floor) && in.CredentialsDigest != "" && decideBy(budgetedRules, in).Fetch {
 		// A call the budget alone held back (readable credentials, a token due or missing) is
 		// made when the budget allows, not on the slower re-check schedule of a local failure.
 		return latest(floor, in.RetryAfterFloor)
@@ -359,7 +373,7 @@ func nextAttempt(in refreshInput) time.Time {
 	if in.requestPending() && in.RefreshRequestedAt.Before(next) {
 		next = in.RefreshRequestedAt
 	}
-	gate := in.gate()
+	gate := in.Gate()
 	if k := kindOf(in.FailureReason); k == failureLocal && in.FailedAttempts > 0 && !in.LastFailure.IsZero() {
 		// Nothing was called: re-check (the Secret may exist now, the conflict may be gone) on the
 		// ordinary backoff schedule.
@@ -405,9 +419,9 @@ func backoffDelay(uid types.UID, n int32) time.Duration {
 	return time.Duration(float64(d) * f).Truncate(time.Millisecond)
 }
 
-// requeueAfter is the delay until the earliest future wake-up among ts (zero times ignored), never
+// RequeueAfter is the delay until the earliest future wake-up among ts (zero times ignored), never
 // below minRequeue; zero when there is none.
-func requeueAfter(now time.Time, ts ...time.Time) time.Duration {
+func RequeueAfter(now time.Time, ts ...time.Time) time.Duration {
 	var first time.Time
 	for _, t := range ts {
 		if t.IsZero() {
@@ -433,3 +447,35 @@ func latest(ts ...time.Time) time.Time {
 	}
 	return out
 }
+
+// RequestedAt parses a refresh-requested-at value: the requested time, rounded up to whole
+// seconds like the issue times it is compared with (a token issued in the second of a request with
+// a fraction may predate it), or why it is ignored. A time up to requestSkew ahead
+// (the requester's clock running ahead of ours) is honoured when it comes, not before: a token
+// issued earlier would not be newer than the request, and would be fetched again.
+func RequestedAt(value string, now time.Time) (time.Time, string) {
+	if value == "" {
+		return time.Time{}, ""
+	}
+	t, err := time.Parse(time.RFC3339, value)
+	switch {
+	case err != nil:
+		return time.Time{}, "is not an RFC 3339 time such as 2026-11-25T14:50:12Z"
+	case t.After(now.Add(requestSkew)):
+		return time.Time{}, "lies in the future"
+	case t.Equal(t.Truncate(time.Second)):
+		return t, ""
+	default:
+		return t.Truncate(time.Second).Add(time.Second), ""
+	}
+}
+
+// unitFraction maps (uid, parts) to a stable number in [0, 1): the source of every jitter, so
+// that a pass recomputes the same refresh time and backoff as the pass before it.
+func unitFraction(uid types.UID, parts ...string) float64 {
+	s := digest.KeyedSum([]byte("jitter:"+string(uid)), parts...)
+	return float64(binary.BigEndian.Uint64(s[:8])>>11) / float64(1<<53)
+}
+
+// timeKey renders t for hashing.
+func timeKey(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

@@ -14,7 +14,9 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers
+// Package credwatch watches the credentials Secrets the operator's objects reference, as metadata
+// only, and keeps the credential values last read of each at its current resourceVersion.
+package credwatch
 
 import (
 	"context"
@@ -36,6 +38,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
+// MaxValue is the largest credential value the operator accepts: no DingTalk key, secret, ticket,
+// code or refresh token comes near it, and a larger one is refused (CredentialsInvalid) before it
+// is copied, kept or sent anywhere. Values read are marked oversized, never kept.
+const MaxValue = 4 << 10
+
 // The credentials watch sees credentials Secrets change while holding nothing of the Secrets no
 // token names. It lists and watches Secrets as metadata (in the served namespaces) and drops each
 // list item and event at once unless a DingTalkToken or ClusterDingTalkToken references that
@@ -45,13 +52,13 @@ import (
 // whatever the number of Secrets in the cluster; a Secret that stops being referenced is dropped
 // at its next event.
 
-// credentialsMapFunc maps a credentials Secret to the objects of one kind that reference it.
-type credentialsMapFunc func(context.Context, *metav1.PartialObjectMetadata) []reconcile.Request
+// MapFunc maps a credentials Secret to the objects of one kind that reference it.
+type MapFunc func(context.Context, *metav1.PartialObjectMetadata) []reconcile.Request
 
-// credentialsWatch is the watch of credentials Secrets, shared by every reconciler of a manager.
+// Watch is the watch of credentials Secrets, shared by every reconciler of a manager.
 // It runs as a manager runnable; each reconciler registers its map function (referrer) and, once
-// its controller starts, the queue the requests go to (credentialsSource).
-type credentialsWatch struct {
+// its controller starts, the queue the requests go to (RequestSource).
+type Watch struct {
 	client     metadata.Interface
 	namespaces []string // empty: every namespace
 
@@ -61,61 +68,61 @@ type credentialsWatch struct {
 	// values are the credential values read of a referenced Secret at the resourceVersion in rvs
 	// (dropped when it moves): every object naming the Secret reads them there, so that a Secret
 	// is read once per change, not once per object.
-	values    map[types.NamespacedName]secretValues
+	values    map[types.NamespacedName]Values
 	referrers []*referrer
 }
 
-// secretValues are the values of the keys read of a credentials Secret at resourceVersion rv:
-// a key the Secret lacks holds "", a key whose value is over maxCredentialValue is listed in
-// oversized instead (its value is never kept). Secret.
-type secretValues struct {
+// Values are the values of the keys read of a credentials Secret at resourceVersion rv:
+// a key the Secret lacks holds "", a key whose value is over MaxValue is listed in
+// Oversized instead (its value is never kept). Secret.
+type Values struct {
 	rv        string
-	keys      map[string]string
-	oversized map[string]bool
+	Keys      map[string]string
+	Oversized map[string]bool
 }
 
 // referrer is one reconciler's interest in credentials Secrets.
 type referrer struct {
-	mapFn credentialsMapFunc
+	mapFn MapFunc
 	queue workqueue.TypedRateLimitingInterface[reconcile.Request] // nil until the controller starts
 }
 
-func newCredentialsWatch(client metadata.Interface, namespaces []string) *credentialsWatch {
-	return &credentialsWatch{client: client, namespaces: namespaces,
-		rvs: map[types.NamespacedName]string{}, values: map[types.NamespacedName]secretValues{}}
+func New(client metadata.Interface, namespaces []string) *Watch {
+	return &Watch{client: client, namespaces: namespaces,
+		rvs: map[types.NamespacedName]string{}, values: map[types.NamespacedName]Values{}}
 }
 
-// source registers a reconciler's map function and returns the source its controller watches.
-func (w *credentialsWatch) source(mapFn credentialsMapFunc) *credentialsSource {
+// Source registers a reconciler's map function and returns the source its controller watches.
+func (w *Watch) Source(mapFn MapFunc) *RequestSource {
 	r := &referrer{mapFn: mapFn}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.referrers = append(w.referrers, r)
-	return &credentialsSource{w: w, r: r}
+	return &RequestSource{w: w, r: r}
 }
 
-// credentialsSource is a controller's source of requests from the credentials watch.
-type credentialsSource struct {
-	w *credentialsWatch
+// RequestSource is a controller's source of requests from the credentials watch.
+type RequestSource struct {
+	w *Watch
 	r *referrer
 }
 
 // Start makes the watch send this controller's requests to q.
-func (s *credentialsSource) Start(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+func (s *RequestSource) Start(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
 	s.w.mu.Lock()
 	defer s.w.mu.Unlock()
 	s.r.queue = q
 	return nil
 }
 
-func (s *credentialsSource) String() string { return "credentials Secrets (metadata, referenced only)" }
+func (s *RequestSource) String() string { return "credentials Secrets (metadata, referenced only)" }
 
 // NeedLeaderElection: only the leader reconciles, so only the leader needs to know.
-func (w *credentialsWatch) NeedLeaderElection() bool { return true }
+func (w *Watch) NeedLeaderElection() bool { return true }
 
 // Start lists and watches Secrets (one reflector per served namespace, or one for all) until ctx
 // ends.
-func (w *credentialsWatch) Start(ctx context.Context) error {
+func (w *Watch) Start(ctx context.Context) error {
 	namespaces := w.namespaces
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
@@ -132,7 +139,7 @@ func (w *credentialsWatch) Start(ctx context.Context) error {
 }
 
 // resourceVersion is the last resourceVersion seen of a referenced Secret ("": not known).
-func (w *credentialsWatch) resourceVersion(key types.NamespacedName) string {
+func (w *Watch) resourceVersion(key types.NamespacedName) string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.rvs[key]
@@ -140,53 +147,53 @@ func (w *credentialsWatch) resourceVersion(key types.NamespacedName) string {
 
 // observe records the resourceVersion a pass read the Secret at: a Secret referenced after the
 // watch last saw it is then known too. A newer one seen by the watch is kept.
-func (w *credentialsWatch) observe(key types.NamespacedName, rv string) {
+func (w *Watch) observe(key types.NamespacedName, rv string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.observeLocked(key, rv)
 }
 
-func (w *credentialsWatch) observeLocked(key types.NamespacedName, rv string) {
+func (w *Watch) observeLocked(key types.NamespacedName, rv string) {
 	if old, ok := w.rvs[key]; !ok || newerVersion(rv, old) {
 		w.rvs[key] = rv
 	}
 }
 
-// cachedValues returns the values of keys read of the Secret at its current resourceVersion,
+// Cached returns the values of keys read of the Secret at its current resourceVersion,
 // when every one of them was read there.
-func (w *credentialsWatch) cachedValues(key types.NamespacedName, keys []string) (secretValues, bool) {
+func (w *Watch) Cached(key types.NamespacedName, keys []string) (Values, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	v, ok := w.values[key]
 	if !ok || v.rv == "" || v.rv != w.rvs[key] {
-		return secretValues{}, false
+		return Values{}, false
 	}
 	for _, k := range keys {
-		if _, read := v.keys[k]; !read && !v.oversized[k] {
-			return secretValues{}, false
+		if _, read := v.Keys[k]; !read && !v.Oversized[k] {
+			return Values{}, false
 		}
 	}
 	return v, true
 }
 
-// remember records the values of keys in s, read by a pass (values over maxCredentialValue are
+// Remember records the values of keys in s, read by a pass (values over MaxValue are
 // marked, not kept), and returns them.
-func (w *credentialsWatch) remember(s *corev1.Secret, keys []string) secretValues {
+func (w *Watch) Remember(s *corev1.Secret, keys []string) Values {
 	key := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.observeLocked(key, s.ResourceVersion)
 	// A new value each time: passes may be reading the one stored (never changed once stored).
-	v := secretValues{rv: s.ResourceVersion, keys: map[string]string{}, oversized: map[string]bool{}}
+	v := Values{rv: s.ResourceVersion, Keys: map[string]string{}, Oversized: map[string]bool{}}
 	if old := w.values[key]; old.rv == s.ResourceVersion {
-		maps.Copy(v.keys, old.keys)
-		maps.Copy(v.oversized, old.oversized)
+		maps.Copy(v.Keys, old.Keys)
+		maps.Copy(v.Oversized, old.Oversized)
 	}
 	for _, k := range keys {
-		if raw := s.Data[k]; len(raw) > maxCredentialValue {
-			v.oversized[k] = true
+		if raw := s.Data[k]; len(raw) > MaxValue {
+			v.Oversized[k] = true
 		} else {
-			v.keys[k] = strings.TrimSpace(string(raw))
+			v.Keys[k] = strings.TrimSpace(string(raw))
 		}
 	}
 	if w.rvs[key] == s.ResourceVersion {
@@ -205,7 +212,7 @@ func newerVersion(a, b string) bool {
 
 // listWatch lists and watches the Secrets of namespace as metadata, dropping unreferenced ones
 // as they are decoded, so that neither a list nor the initial events of a watch hold them.
-func (w *credentialsWatch) listWatch(namespace string) *toolscache.ListWatch {
+func (w *Watch) listWatch(namespace string) *toolscache.ListWatch {
 	secrets := w.client.Resource(corev1.SchemeGroupVersion.WithResource("secrets")).Namespace(namespace)
 	return &toolscache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
@@ -246,7 +253,7 @@ func (w *credentialsWatch) listWatch(namespace string) *toolscache.ListWatch {
 }
 
 // wanted reports whether the watch keeps what it learns of m: m is referenced, or was.
-func (w *credentialsWatch) wanted(ctx context.Context, m *metav1.PartialObjectMetadata) bool {
+func (w *Watch) wanted(ctx context.Context, m *metav1.PartialObjectMetadata) bool {
 	w.mu.Lock()
 	_, known := w.rvs[keyOf(m)]
 	w.mu.Unlock()
@@ -254,7 +261,7 @@ func (w *credentialsWatch) wanted(ctx context.Context, m *metav1.PartialObjectMe
 }
 
 // requests are the requests of every registered reconciler for m (with their queues).
-func (w *credentialsWatch) requests(ctx context.Context, m *metav1.PartialObjectMetadata) []queuedRequest {
+func (w *Watch) requests(ctx context.Context, m *metav1.PartialObjectMetadata) []queuedRequest {
 	w.mu.Lock()
 	refs := append([]*referrer(nil), w.referrers...)
 	w.mu.Unlock()
@@ -274,7 +281,7 @@ type queuedRequest struct {
 
 // seen records a Secret's current metadata: a referenced Secret whose resourceVersion moved
 // enqueues the objects that reference it; an unreferenced one is forgotten.
-func (w *credentialsWatch) seen(ctx context.Context, m *metav1.PartialObjectMetadata) {
+func (w *Watch) seen(ctx context.Context, m *metav1.PartialObjectMetadata) {
 	reqs := w.requests(ctx, m)
 	key := keyOf(m)
 	w.mu.Lock()
@@ -301,7 +308,7 @@ func (w *credentialsWatch) seen(ctx context.Context, m *metav1.PartialObjectMeta
 }
 
 // gone records a deleted Secret: the objects that reference it learn at once.
-func (w *credentialsWatch) gone(ctx context.Context, m *metav1.PartialObjectMetadata) {
+func (w *Watch) gone(ctx context.Context, m *metav1.PartialObjectMetadata) {
 	w.mu.Lock()
 	delete(w.rvs, keyOf(m))
 	delete(w.values, keyOf(m))
@@ -309,7 +316,7 @@ func (w *credentialsWatch) gone(ctx context.Context, m *metav1.PartialObjectMeta
 	w.enqueue(w.requests(ctx, m))
 }
 
-func (w *credentialsWatch) enqueue(reqs []queuedRequest) {
+func (w *Watch) enqueue(reqs []queuedRequest) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, q := range reqs {
@@ -320,7 +327,7 @@ func (w *credentialsWatch) enqueue(reqs []queuedRequest) {
 }
 
 // size is how many Secrets the watch holds a resourceVersion of.
-func (w *credentialsWatch) size() int {
+func (w *Watch) size() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.rvs)
@@ -332,7 +339,7 @@ func keyOf(m *metav1.PartialObjectMetadata) types.NamespacedName {
 
 // watchStore is the reflector's store: it turns list items and events into seen and gone.
 type watchStore struct {
-	w         *credentialsWatch
+	w         *Watch
 	ctx       context.Context
 	namespace string // metav1.NamespaceAll: every namespace
 }

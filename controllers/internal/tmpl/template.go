@@ -14,7 +14,10 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers
+// Package tmpl renders the data templates of a target Secret (spec.target.template.data) within
+// bounds: a template is written by any namespace editor and rendered by the one process that
+// serves every namespace.
+package tmpl
 
 import (
 	"bytes"
@@ -32,8 +35,7 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 )
 
-// Template bounds. A template is written by any namespace editor and rendered by the one process
-// that serves every namespace: every function refuses an input over maxFuncInput and an output it
+// Template bounds: every function refuses an input over maxFuncInput and an output it
 // could never write, a pipeline has at most maxPipelineCommands commands, a template at most
 // maxTemplateActions actions (nested pipelines count), and the functions of one render allocate at
 // most maxRenderAlloc in total. Evaluation stops at the first step over a bound: TemplateInvalid.
@@ -51,8 +53,8 @@ const (
 	maxRenderAlloc = 1 << 20
 )
 
-// templateFields are the fields a template may use (docs/token-types.md, "Templates").
-type templateFields struct {
+// Fields are the fields a template may use (docs/token-types.md, "Templates").
+type Fields struct {
 	AccessToken string
 	ExpiresAt   string
 	Type        string
@@ -172,10 +174,10 @@ func jsonStringLen(s string) int {
 	return n
 }
 
-// parseTemplates parses and checks every spec.target.template.data value: only text, field actions
+// Parse parses and checks every spec.target.template.data value: only text, field actions
 // ({{ .AccessToken }}) and the functions quote, b64enc and toJson; no range, with, if, define,
 // template or block, no variables. The error names the key.
-func parseTemplates(tt *v1alpha1.TargetTemplate) (map[string]*template.Template, error) {
+func Parse(tt *v1alpha1.TargetTemplate) (map[string]*template.Template, error) {
 	if tt == nil || len(tt.Data) == 0 {
 		return nil, nil
 	}
@@ -302,10 +304,10 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 	return b.Buffer.Write(p)
 }
 
-// renderTemplates executes the templates over f; the output of all keys together is at most 64 KiB
+// Render executes the templates over f; the output of all keys together is at most 64 KiB
 // and the functions of all keys together produce at most 1 MiB. Errors never quote the rendered
 // output (it holds the token).
-func renderTemplates(tmpls map[string]*template.Template, f templateFields) (map[string][]byte, error) {
+func Render(tmpls map[string]*template.Template, f Fields) (map[string][]byte, error) {
 	if len(tmpls) == 0 {
 		return nil, nil
 	}
@@ -334,20 +336,17 @@ func renderTemplates(tmpls map[string]*template.Template, f templateFields) (map
 	return out, nil
 }
 
-// dryRunTemplates parses the templates and renders them over placeholder values, so that a bad
-// template is reported before a DingTalk call is spent on a token that could not be written.
-func dryRunTemplates(spec tokenSpec) *failure {
-	tmpls, err := parseTemplates(spec.Template)
+// Check parses the templates and renders them over placeholder values, so that a bad template is
+// reported before a DingTalk call is spent on a token that could not be written.
+func Check(tt *v1alpha1.TargetTemplate, typ v1alpha1.TokenType) error {
+	tmpls, err := Parse(tt)
 	if err == nil {
-		_, err = renderTemplates(tmpls, templateFields{
+		_, err = Render(tmpls, Fields{
 			AccessToken: strings.Repeat("x", 64),
 			ExpiresAt:   "2006-01-02T15:04:05Z",
-			Type:        string(spec.Type),
+			Type:        string(typ),
 			CorpID:      "dingplaceholdercorp",
 		})
 	}
-	if err != nil {
-		return &failure{reason: v1alpha1.ReasonTemplateInvalid, message: err.Error()}
-	}
-	return nil
+	return err
 }

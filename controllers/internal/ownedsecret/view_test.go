@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers
+package ownedsecret
 
 import (
 	"bytes"
@@ -23,6 +23,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
@@ -32,11 +33,11 @@ import (
 func ownedSecret(data map[string][]byte) *corev1.Secret {
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tok", UID: "secret-uid", ResourceVersion: "7",
-			Labels: managedLabels(nil), Annotations: map[string]string{v1alpha1.ExpiresAtAnnotation: "2026-11-25T15:30:00Z"},
+			Labels: ManagedLabels(nil), Annotations: map[string]string{v1alpha1.ExpiresAtAnnotation: "2026-11-25T15:30:00Z"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: v1alpha1.GroupVersion.String(), Kind: "DingTalkToken",
 				Name: "tok", UID: "owner-uid", Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}},
 			ManagedFields: []metav1.ManagedFieldsEntry{
-				{Manager: string(fieldOwner), FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:data":{"f:accessToken":{}}}`)}},
+				{Manager: string(FieldOwner), FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:data":{"f:accessToken":{}}}`)}},
 				{Manager: "kubectl", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:labels":{"f:x":{}}}}`)}},
 			}},
 		Data: data,
@@ -52,19 +53,19 @@ func TestSecretView(t *testing.T) {
 	big := bytes.Repeat([]byte("x"), 768<<10)
 	foreign := ownedSecret(map[string][]byte{"blob": big})
 	foreign.OwnerReferences = nil
-	v := secretView(foreign, true)
+	v := View(foreign, true)
 	if v.Data != nil || v.Labels != nil || len(v.Annotations) != 1 || v.ManagedFields != nil || v.UID != "secret-uid" || v.ResourceVersion != "7" {
 		t.Errorf("foreign Secret's view = %+v, want its identity only", v.ObjectMeta)
 	}
 	otherKind := ownedSecret(map[string][]byte{"blob": big})
 	otherKind.OwnerReferences[0].APIVersion = "apps/v1"
-	if v := secretView(otherKind, true); v.Data != nil || v.OwnerReferences != nil {
+	if v := View(otherKind, true); v.Data != nil || v.OwnerReferences != nil {
 		t.Error("a Secret controlled by another kind keeps more than its identity")
 	}
 
 	owned := ownedSecret(map[string][]byte{"accessToken": []byte("tok-value"), v1alpha1.UsedBootstrapKey: []byte("hmac:1\nhmac:2")})
-	v = secretView(owned, true)
-	if !holds(v, "accessToken", "tok-value") || holds(v, "accessToken", "other") || len(v.Data["accessToken"]) != viewDigestSize {
+	v = View(owned, true)
+	if !Holds(v, "accessToken", "tok-value") || Holds(v, "accessToken", "other") || len(v.Data["accessToken"]) != viewDigestSize {
 		t.Error("an owned Secret's view does not hold the digest of its token")
 	}
 	if string(v.Data[v1alpha1.UsedBootstrapKey]) != "hmac:1\nhmac:2" {
@@ -74,18 +75,18 @@ func TestSecretView(t *testing.T) {
 		strings.Contains(v.Annotations[v1alpha1.ExpiresAtAnnotation], "2026") {
 		t.Error("annotation values are not digests")
 	}
-	if len(v.ManagedFields) != 1 || v.ManagedFields[0].Manager != string(fieldOwner) {
+	if len(v.ManagedFields) != 1 || v.ManagedFields[0].Manager != string(FieldOwner) {
 		t.Errorf("managed fields %v, want this operator's only", v.ManagedFields)
 	}
-	if !metav1.IsControlledBy(v, &metav1.ObjectMeta{UID: "owner-uid"}) || truncated(v) {
+	if !metav1.IsControlledBy(v, &metav1.ObjectMeta{UID: "owner-uid"}) || Truncated(v) {
 		t.Error("the view lost its controller reference, or is truncated")
 	}
-	if again := secretView(v, true); again != v {
+	if again := View(v, true); again != v {
 		t.Error("a view's view is not itself: digests would be digested again")
 	}
 	forged := ownedSecret(map[string][]byte{"accessToken": []byte("tok-value")})
 	forged.Annotations[viewAnnotation] = "guess"
-	if fv := secretView(forged, true); fv == forged || !isView(fv) || secretView(fv, true) != fv {
+	if fv := View(forged, true); fv == forged || !IsView(fv) || View(fv, true) != fv {
 		t.Error("a Secret carrying a forged view annotation is kept as is, or its view is not one")
 	}
 
@@ -94,21 +95,21 @@ func TestSecretView(t *testing.T) {
 		many[strings.Repeat("k", 8)+string(rune('a'+i%26))+strings.Repeat("z", i/26)] = []byte("v")
 	}
 	stuffed := ownedSecret(many)
-	if v := secretView(stuffed, true); !truncated(v) || v.Data != nil {
+	if v := View(stuffed, true); !Truncated(v) || v.Data != nil {
 		t.Error("an owned Secret over the bounds is not truncated in the cache")
 	}
-	if v := secretView(stuffed, false); truncated(v) || len(v.Data) != len(many) {
+	if v := View(stuffed, false); Truncated(v) || len(v.Data) != len(many) {
 		t.Error("a Secret read uncached is truncated")
 	}
 
-	d := desiredSecret{Labels: managedLabels(nil), Annotations: map[string]string{v1alpha1.ExpiresAtAnnotation: "2026-11-25T15:30:00Z"},
+	d := Desired{Labels: ManagedLabels(nil), Annotations: map[string]string{v1alpha1.ExpiresAtAnnotation: "2026-11-25T15:30:00Z"},
 		Data: map[string][]byte{"accessToken": []byte("tok-value"), v1alpha1.UsedBootstrapKey: []byte("hmac:1\nhmac:2")}}
 	owner := &metav1.ObjectMeta{UID: "owner-uid"}
-	if !upToDate(owner, secretView(owned, true), d) {
+	if !UpToDate(owner, View(owned, true), d) {
 		t.Error("the view of a Secret holding d is not up to date")
 	}
 	d.Data["accessToken"] = []byte("rotated")
-	if upToDate(owner, secretView(owned, true), d) {
+	if UpToDate(owner, View(owned, true), d) {
 		t.Error("the view of a Secret holding an older token is up to date")
 	}
 }
@@ -120,7 +121,7 @@ func TestCachedSecretMemory(t *testing.T) {
 	foreign := ownedSecret(map[string][]byte{"blob": big})
 	foreign.OwnerReferences = nil
 	for name, s := range map[string]*corev1.Secret{"foreign": foreign, "owned": ownedSecret(map[string][]byte{"blob": big})} {
-		out, err := cachedSecret(s)
+		out, err := Transform(s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,5 +132,52 @@ func TestCachedSecretMemory(t *testing.T) {
 		if kept > 64 {
 			t.Errorf("%s: the view keeps %d bytes of data", name, kept)
 		}
+	}
+}
+
+// TestMemoryStale: a cached copy older than this process's own write is stale; once the cache
+// shows that write (or a later one) the write is forgotten.
+func TestMemoryStale(t *testing.T) {
+	m := NewWrites()
+	key := types.NamespacedName{Namespace: "ns", Name: "t"}
+	at := func(rv string) *metav1.ObjectMeta {
+		return &metav1.ObjectMeta{Namespace: "ns", Name: "t", ResourceVersion: rv}
+	}
+	if m.Stale(key, "DingTalkToken", at("5")) {
+		t.Fatal("stale without a write")
+	}
+	m.Wrote(key, "DingTalkToken", at("10"))
+	if !m.Stale(key, "DingTalkToken", at("9")) {
+		t.Error("a copy older than the write is not stale")
+	}
+	if m.Stale(key, "Secret", at("9")) {
+		t.Error("another kind's copy is stale")
+	}
+	if m.Stale(key, "DingTalkToken", at("11")) {
+		t.Error("a copy newer than the write is stale")
+	}
+	if len(m.written) != 0 {
+		t.Errorf("the write is still remembered once the cache caught up: %v", m.written)
+	}
+	if m.Stale(key, "DingTalkToken", at("9")) {
+		t.Error("stale after the cache caught up")
+	}
+}
+
+// TestCacheTransforms: of the operator's Secrets the cache keeps a view with only the operator's
+// own managedFields entries and digests of the values, and no kubectl last-applied copy. (What it
+// keeps of the tokens: package controllers' TestCacheTransforms.)
+func TestCacheTransforms(t *testing.T) {
+	s := ownedSecret(map[string][]byte{"k": []byte("v")})
+	s.Annotations = map[string]string{"a": "b", "kubectl.kubernetes.io/last-applied-configuration": "{...}"}
+	s.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}, {Manager: string(FieldOwner), Operation: metav1.ManagedFieldsOperationUpdate}}
+	out, err := Transform(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := out.(*corev1.Secret)
+	if len(v.ManagedFields) != 1 || v.ManagedFields[0].Manager != string(FieldOwner) || !hasUpdateEntry(v) ||
+		!holdsAnnotations(v, map[string]string{"a": "b"}) || !Holds(v, "k", "v") || string(v.Data["k"]) == "v" {
+		t.Errorf("Secret after the transform: %+v", v)
 	}
 }

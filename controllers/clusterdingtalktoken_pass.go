@@ -35,11 +35,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/ownedsecret"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/policy"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/safe"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/metrics"
 )
 
 // The fan-out of a ClusterDingTalkToken: one token, held like a DingTalkToken's (tokenPass), and
-// a target Secret per picked namespace, each written like a DingTalkToken's target (targets).
+// a target Secret per picked namespace, each written like a DingTalkToken's target (targets),
+// through the same pass skeleton (pass.go).
 
 const (
 	// provisionWorkers bounds the target writes of one pass in flight at once.
@@ -47,25 +51,6 @@ const (
 	// provisionRetry is when a namespace whose write failed is tried again.
 	provisionRetry = 30 * time.Second
 )
-
-// specOfClusterDingTalkToken is a ClusterDingTalkToken's tokenSpec.
-func specOfClusterDingTalkToken(tok *v1alpha1.ClusterDingTalkToken) tokenSpec {
-	ref := tok.Spec.CredentialsRef
-	ticketNS, ticketName := tok.SuiteTicketSecretKey()
-	return tokenSpec{
-		Type:           tok.Spec.Type,
-		Credentials:    types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name},
-		Keys:           ref.Keys.WithDefaults(),
-		CorpID:         tok.Spec.CorpID,
-		RefreshBefore:  tok.Spec.RefreshBefore,
-		Suspend:        tok.Spec.Suspend,
-		TargetKey:      tok.TargetKey(),
-		Template:       tok.Spec.Target.Template,
-		RefreshRequest: tok.Annotations[v1alpha1.RefreshRequestedAtAnnotation],
-		TicketSource:   tok.TicketSource(),
-		TicketSecret:   types.NamespacedName{Namespace: ticketNS, Name: ticketName},
-	}
-}
 
 // clusterPass is one reconcile of one ClusterDingTalkToken.
 type clusterPass struct {
@@ -78,8 +63,9 @@ type clusterPass struct {
 	failed []v1alpha1.FailedNamespace
 	// selectorInvalid says why spec.namespaceSelector could not be used ("": it could).
 	selectorInvalid string
-	// wakeups are extra requeue times (namespaces to try again).
-	wakeups []time.Time
+	// targets writes the target Secrets; fan is what the pass saw of the namespaces.
+	targets targets
+	fan     fanOut
 }
 
 func (r *ClusterDingTalkTokenReconciler) startPass(ctx context.Context, tok *v1alpha1.ClusterDingTalkToken) *clusterPass {
@@ -89,7 +75,44 @@ func (r *ClusterDingTalkTokenReconciler) startPass(ctx context.Context, tok *v1a
 		r:         r,
 		tok:       tok,
 		before:    tok.DeepCopy(),
+		targets:   targets{store: r.secrets, owner: tok, ownerKind: kindCluster},
 	}
+}
+
+// observe sees where the token goes (the namespaces the selector picks and the target Secrets
+// this object already owns) and recovers the last good token (memory, else an owned target
+// status vouches for).
+func (p *clusterPass) observe(ctx context.Context) error {
+	fan, err := p.r.observeFanOut(ctx, p)
+	if err != nil {
+		return err
+	}
+	p.observeFanOut(fan)
+	return nil
+}
+
+// prepare stops the pass before a DingTalk call when a template cannot render (it blocks every
+// write); namespaces no longer picked lose their Secret.
+func (p *clusterPass) prepare(ctx context.Context) (*failure, error) {
+	if f := dryRunTemplates(p.spec); f != nil {
+		return f, nil
+	}
+	return nil, p.r.unprovision(ctx, p, p.fan)
+}
+
+// beforeCall: nothing to check: a target name taken in a namespace fails that namespace alone.
+func (p *clusterPass) beforeCall(context.Context, policy.Input) (*failure, error) { return nil, nil }
+
+// refresh fetches the token, shared with every object of the same credential set (admission
+// refuses the User type, whose tokens are never shared).
+func (p *clusterPass) refresh(ctx context.Context, in policy.Input) (attempt, error) {
+	return p.shared.refresh(ctx, &p.tokenPass, in)
+}
+
+// write writes the last good token into every picked namespace.
+func (p *clusterPass) write(ctx context.Context) error {
+	p.recordProvisioning(p.r.provision(ctx, p, p.fan))
+	return nil
 }
 
 // fanOut is what a pass sees of the namespaces of a ClusterDingTalkToken.
@@ -149,14 +172,14 @@ func (r *ClusterDingTalkTokenReconciler) recoverFanOut(ctx context.Context, p *c
 		if fan.owned[ns] == nil {
 			continue
 		}
-		live, err := r.targets(p).readLive(ctx, types.NamespacedName{Namespace: ns, Name: p.tok.Spec.Target.Name})
-		if apierrors.IsNotFound(err) {
-			continue
-		}
+		st, err := r.secrets.Live(ctx, p.tok, types.NamespacedName{Namespace: ns, Name: p.tok.Spec.Target.Name})
 		if err != nil {
 			return nil, err
 		}
-		if h := recoverHeld(p.shared.digests, p.uid, p.st, p.spec.TargetKey, live); h != nil {
+		if st.Live == nil {
+			continue
+		}
+		if h := recoverHeld(p.shared.digests, p.uid, p.st, p.spec.TargetKey, st.Live); h != nil {
 			return h, nil
 		}
 	}
@@ -167,6 +190,7 @@ func (r *ClusterDingTalkTokenReconciler) recoverFanOut(ctx context.Context, p *c
 // owned target holds that status vouches for, after a restart), and how many picked namespaces
 // hold it.
 func (p *clusterPass) observeFanOut(fan fanOut) {
+	p.fan = fan
 	mem := p.shared.memory
 	p.selectorInvalid = fan.selectorInvalid
 	p.unused = len(fan.matched) == 0
@@ -188,8 +212,6 @@ type provisioning struct {
 	provisioned int32
 	// failed are the namespaces that could not be written, in name order.
 	failed []v1alpha1.FailedNamespace
-	// written are the Secrets created or applied (their resourceVersions).
-	written []metav1.Object
 }
 
 // provision writes the held token into the target Secret of every picked namespace, a few at a
@@ -201,7 +223,6 @@ func (r *ClusterDingTalkTokenReconciler) provision(ctx context.Context, p *clust
 	if h == nil || !p.now.Before(h.ExpiresAt) {
 		return out
 	}
-	t := r.targets(p)
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(provisionWorkers)
@@ -211,24 +232,28 @@ func (r *ClusterDingTalkTokenReconciler) provision(ctx context.Context, p *clust
 				return nil // the manager is stopping: writes under way finish, no new one starts
 			}
 			key := types.NamespacedName{Namespace: ns, Name: p.tok.Spec.Target.Name}
-			state, err := r.cachedTarget(gctx, p, key, fan.owned[ns])
+			var state ownedsecret.State
+			var err error
+			if cached := fan.owned[ns]; cached != nil {
+				// The owned Secret from the cache (read again when the cache may predate this
+				// process's own write); else nothing known: the write creates it, and a name
+				// taken by someone else is found then.
+				state, err = r.secrets.Checked(gctx, p.tok, cached)
+			}
 			var w targetWrite
 			if err == nil {
-				w, err = t.write(gctx, p.spec, h, p.now, key, state)
+				w, err = p.targets.write(gctx, p.spec, h, p.now, key, state)
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
 			case err != nil:
 				out.failed = append(out.failed, v1alpha1.FailedNamespace{Namespace: ns,
-					Reason: v1alpha1.ReasonTargetWriteFailed, Message: errorWithoutDetails(err).Error()})
+					Reason: v1alpha1.ReasonTargetWriteFailed, Message: safe.APIError(err).Error()})
 			case w.failure != nil:
 				out.failed = append(out.failed, v1alpha1.FailedNamespace{Namespace: ns, Reason: w.failure.reason, Message: w.failure.message})
 			case w.written:
 				out.provisioned++
-				if w.secret != nil {
-					out.written = append(out.written, w.secret)
-				}
 			}
 			return nil
 		})
@@ -236,19 +261,6 @@ func (r *ClusterDingTalkTokenReconciler) provision(ctx context.Context, p *clust
 	_ = g.Wait()
 	slices.SortFunc(out.failed, func(a, b v1alpha1.FailedNamespace) int { return strings.Compare(a.Namespace, b.Namespace) })
 	return out
-}
-
-// cachedTarget is what a namespace's target name holds: the owned Secret from the cache (read
-// again when the cache may predate this process's own write), else nothing known: the write
-// creates it, and a name taken by someone else is found then.
-func (r *ClusterDingTalkTokenReconciler) cachedTarget(ctx context.Context, p *clusterPass, key types.NamespacedName, cached *corev1.Secret) (targetState, error) {
-	if cached == nil {
-		return targetState{}, nil
-	}
-	if !r.memory.stale(p.key, "Secret", cached) && !truncated(cached) {
-		return targetState{secret: cached}, nil
-	}
-	return r.targets(p).read(ctx, key)
 }
 
 // unprovision deletes the target Secrets of namespaces the selector no longer picks (or that are
@@ -266,7 +278,7 @@ func (r *ClusterDingTalkTokenReconciler) unprovision(ctx context.Context, p *clu
 		case err == nil:
 			p.log.Info("Removed target Secret from a namespace no longer selected", "namespace", ns)
 		case !apierrors.IsNotFound(err) && !apierrors.IsConflict(err):
-			return fmt.Errorf("removing the target Secret from namespace %s: %w", ns, errorWithoutDetails(err))
+			return fmt.Errorf("removing the target Secret from namespace %s: %w", ns, safe.APIError(err))
 		}
 	}
 	return nil
@@ -274,9 +286,6 @@ func (r *ClusterDingTalkTokenReconciler) unprovision(ctx context.Context, p *clu
 
 // recordProvisioning records the outcome of the writes.
 func (p *clusterPass) recordProvisioning(o provisioning) {
-	for _, w := range o.written {
-		p.shared.memory.wrote(p.key, "Secret", w)
-	}
 	p.counts.Provisioned = o.provisioned
 	p.failed = o.failed
 	for _, f := range o.failed {
@@ -294,7 +303,27 @@ func (p *clusterPass) recordProvisioning(o provisioning) {
 	}
 }
 
-// readyState is Ready: True while every picked namespace holds a valid token.
+// ready is Ready: True while every picked namespace holds a valid token, which turns False at
+// its expiry. It settles status.namespaces and status.failedNamespaces first.
+func (p *clusterPass) ready() (readyState, time.Time) {
+	st := &p.tok.Status
+	counts := p.counts
+	counts.Failed = int32(len(p.failed))
+	counts.Summary = fmt.Sprintf("%d/%d", counts.Provisioned, counts.Matched)
+	st.Namespaces = &counts
+	st.FailedNamespaces = p.failed[:min(len(p.failed), v1alpha1.MaxFailedNamespaces)]
+	if len(st.FailedNamespaces) == 0 {
+		st.FailedNamespaces = nil
+	}
+	ready := p.readyState()
+	var until time.Time
+	if ready.status == metav1.ConditionTrue {
+		until = p.heldUntil()
+	}
+	return ready, until
+}
+
+// readyState is Ready from the namespace counts and failures.
 func (p *clusterPass) readyState() readyState {
 	c := p.counts
 	switch {
@@ -318,43 +347,15 @@ func (p *clusterPass) readyState() readyState {
 	if c.Provisioned == c.Matched && p.held != nil {
 		validUntil = p.held.ExpiresAt
 	}
-	return p.ready(validUntil, fmt.Sprintf("Every selected namespace (%d)", c.Matched))
+	return p.readyFor(validUntil, fmt.Sprintf("Every selected namespace (%d)", c.Matched))
 }
 
-// finish writes status once (when it changed), emits the events of its transitions, updates the
-// metrics and computes RequeueAfter. A deferred pass writes nothing: it comes back when its place
-// under the rate limit is due.
-func (p *clusterPass) finish(ctx context.Context, err error) (ctrl.Result, error) {
-	if res, deferred := p.deferred(); deferred && err == nil {
-		return res, nil
-	}
-	st := &p.tok.Status
-	counts := p.counts
-	counts.Failed = int32(len(p.failed))
-	counts.Summary = fmt.Sprintf("%d/%d", counts.Provisioned, counts.Matched)
-	st.Namespaces = &counts
-	st.FailedNamespaces = p.failed[:min(len(p.failed), v1alpha1.MaxFailedNamespaces)]
-	if len(st.FailedNamespaces) == 0 {
-		st.FailedNamespaces = nil
-	}
-	ready := p.readyState()
-	next := p.settle(ready)
-	werr := p.writeStatus(ctx, statusWrite{client: p.r.Client, events: p.r.Recorder, kind: "ClusterDingTalkToken",
-		obj: p.tok, before: p.before, changed: !equality.Semantic.DeepEqual(p.before.Status, p.tok.Status),
-		beforeStatus: &p.before.Status.TokenStatus})
-	if err == nil {
-		err = werr
-	}
-	var expires, validUntil time.Time
-	if p.held != nil {
-		expires = p.held.ExpiresAt
-		if ready.status == metav1.ConditionTrue {
-			validUntil = expires // Ready turns False at that moment
-		}
-	}
-	metrics.SetClusterToken(p.tok.Name, string(p.spec.Type), expires, next, string(ready.status), counts.Matched, counts.Provisioned, counts.Failed)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	return ctrl.Result{RequeueAfter: requeueAfter(p.now, append(p.wakeups, next, validUntil)...)}, nil
+func (p *clusterPass) statusWrite() statusWrite {
+	return statusWrite{client: p.r.Client, events: p.r.Recorder, kind: kindCluster, obj: p.tok, before: p.before,
+		changed: !equality.Semantic.DeepEqual(p.before.Status, p.tok.Status), beforeStatus: &p.before.Status.TokenStatus}
+}
+
+func (p *clusterPass) setMetrics(ready readyState, next time.Time) {
+	c := p.tok.Status.Namespaces
+	metrics.SetClusterToken(p.tok.Name, string(p.spec.Type), p.heldUntil(), next, string(ready.status), c.Matched, c.Provisioned, c.Failed)
 }
