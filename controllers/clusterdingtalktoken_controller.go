@@ -109,7 +109,7 @@ func (r *ClusterDingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) erro
 		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.tokensForNamespace)).
 		WatchesRawSource(r.credentials.Source(r.tokensForCredentials)).
 		// DingTalk Stream: a connection's state changed or a pushed ticket was stored.
-		WatchesRawSource(source.Channel(r.tickets.clusterEvents, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(r.tickets.ClusterEvents, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 }
@@ -154,7 +154,7 @@ func (r *ClusterDingTalkTokenReconciler) tokensForCredentials(ctx context.Contex
 // no namespace is picked), writes every picked namespace and writes status once; per-namespace
 // failures become status.
 func (r *ClusterDingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	return r.reconcile(ctx, func(ctx context.Context) (kindPass, error) {
+	return r.Machinery.reconcile(ctx, func(ctx context.Context) (kindPass, error) {
 		tok := &v1alpha1.ClusterDingTalkToken{}
 		found, err := r.loadFresh(ctx, r.Client, r.APIReader, kindCluster, types.NamespacedName{Name: req.Name}, tok)
 		if err != nil || !found {

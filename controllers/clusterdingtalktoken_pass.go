@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/memory"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/ownedsecret"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/policy"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/safe"
@@ -123,7 +124,7 @@ type fanOut struct {
 	owned map[string]*corev1.Secret
 	// recovered is the last good token an owned target holds, read uncached after a restart
 	// (nil: memory holds one, or none could be verified).
-	recovered *heldToken
+	recovered *memory.Token
 	// selectorInvalid says why the selector could not be used ("": it could).
 	selectorInvalid string
 }
@@ -164,8 +165,8 @@ func (r *ClusterDingTalkTokenReconciler) observeFanOut(ctx context.Context, p *c
 
 // recoverFanOut recovers the last good token after a restart (memory holds none, status says one
 // was issued) from the first owned target, read uncached, that holds the token status vouches for.
-func (r *ClusterDingTalkTokenReconciler) recoverFanOut(ctx context.Context, p *clusterPass, fan fanOut) (*heldToken, error) {
-	if p.st.TokenDigest == "" || r.memory.token(p.key, p.uid) != nil {
+func (r *ClusterDingTalkTokenReconciler) recoverFanOut(ctx context.Context, p *clusterPass, fan fanOut) (*memory.Token, error) {
+	if p.st.TokenDigest == "" || r.memory.Token(p.key, p.uid) != nil {
 		return nil, nil
 	}
 	for _, ns := range fan.matched {
@@ -194,10 +195,10 @@ func (p *clusterPass) observeFanOut(fan fanOut) {
 	mem := p.shared.memory
 	p.selectorInvalid = fan.selectorInvalid
 	p.unused = len(fan.matched) == 0
-	p.held = mem.token(p.key, p.uid)
+	p.held = mem.Token(p.key, p.uid)
 	if p.held == nil && fan.recovered != nil {
 		p.held = fan.recovered
-		mem.setToken(p.key, *fan.recovered)
+		mem.SetToken(p.key, *fan.recovered)
 	}
 	p.counts = v1alpha1.NamespaceCounts{Matched: int32(len(fan.matched))}
 	for _, ns := range fan.matched {

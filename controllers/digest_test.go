@@ -24,6 +24,7 @@ import (
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/digest"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/refreshtoken"
 )
 
 // TestDigester: the digests the pass makes of credentials and bootstrap values recognise those an
@@ -37,8 +38,8 @@ func TestDigester(t *testing.T) {
 	for name, ok := range map[string]bool{
 		"credentials: an upgrade is no change":       creds.isDigest(a, digest.UIDKeyed(uid, creds.values()...), uid),
 		"credentials: its own digest":                creds.isDigest(a, creds.digest(a, uid), uid),
-		"bootstrap: the UID-keyed used list is read": userRecord{Used: []string{digest.UIDKeyed(uid, "bootstrap", "code")}}.usedValue(a, uid, "code"),
-		"bootstrap: another value is not used":       !userRecord{Used: []string{a.Bootstrap(uid, "code")}}.usedValue(a, uid, "code2"),
+		"bootstrap: the UID-keyed used list is read": refreshtoken.Record{Used: []string{digest.UIDKeyed(uid, "bootstrap", "code")}}.UsedValue(a, uid, "code"),
+		"bootstrap: another value is not used":       !refreshtoken.Record{Used: []string{a.Bootstrap(uid, "code")}}.UsedValue(a, uid, "code2"),
 	} {
 		if !ok {
 			t.Error(name)

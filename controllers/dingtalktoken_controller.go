@@ -105,7 +105,7 @@ func (r *DingTalkTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Secret{}).
 		WatchesRawSource(r.credentials.Source(r.tokensForCredentials)).
 		// DingTalk Stream: a connection's state changed or a pushed ticket was stored.
-		WatchesRawSource(source.Channel(r.tickets.tokenEvents, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(r.tickets.TokenEvents, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 }
@@ -129,7 +129,7 @@ func (r *DingTalkTokenReconciler) tokensForCredentials(ctx context.Context, s *m
 // credentials, decides, refreshes, writes the target, restarts the rollout targets and writes
 // status once.
 func (r *DingTalkTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	return r.reconcile(ctx, func(ctx context.Context) (kindPass, error) {
+	return r.Machinery.reconcile(ctx, func(ctx context.Context) (kindPass, error) {
 		// The object as this process last wrote it; gone or being deleted, nothing is left to
 		// do (its Secrets go with it through their ownerReferences).
 		tok := &v1alpha1.DingTalkToken{}

@@ -132,7 +132,7 @@ func (p *pass) isNew() bool {
 // recovering reports whether the pass must recover the last good token from the target Secret:
 // memory holds none (after a restart) and status says one was issued.
 func (p *pass) recovering() bool {
-	return p.st.TokenDigest != "" && p.shared.memory.token(p.key, p.uid) == nil
+	return p.st.TokenDigest != "" && p.shared.memory.Token(p.key, p.uid) == nil
 }
 
 // observeTarget records what the target Secret holds and the last good token: memory's, else the
@@ -141,12 +141,12 @@ func (p *pass) recovering() bool {
 func (p *pass) observeTarget(t ownedsecret.State) {
 	p.target = t
 	mem := p.shared.memory
-	p.held = mem.token(p.key, p.uid)
+	p.held = mem.Token(p.key, p.uid)
 	if p.held == nil && t.Live != nil {
 		if h := recoverHeld(p.shared.digests, p.uid, p.st, p.spec.TargetKey, t.Live); h != nil {
 			p.held = h
-			mem.setToken(p.key, *h)
-			mem.setShown(p.key, *h)
+			mem.SetToken(p.key, *h)
+			mem.SetShown(p.key, *h)
 			// A rollout restart digest an earlier version wrote for this token is this token's:
 			// the new digest restarts nothing.
 			if st := &p.tok.Status; p.shared.digests.Matches(st.RolloutRestartDigest, p.uid, "token", h.AccessToken) {
@@ -157,7 +157,7 @@ func (p *pass) observeTarget(t ownedsecret.State) {
 	if t.View != nil {
 		// The held token, or the one written before it when a newer token has not reached the
 		// Secret yet (its refresh-token store failed, say).
-		p.targetExpiry = shownExpiry(p.spec.TargetKey, t.View, p.held, mem.shownToken(p.key, p.uid))
+		p.targetExpiry = shownExpiry(p.spec.TargetKey, t.View, p.held, mem.Shown(p.key, p.uid))
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/digest"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/refreshtoken"
 )
 
 // What the envtest scenarios (package controllers_test, beside this package: they run the manager
@@ -41,4 +42,4 @@ func TokenDigest(ctx context.Context, c client.Reader, namespace string, uid typ
 
 // SetRefreshTokenWriteBackoff changes the in-pass retry of refresh-token writes; call it before
 // any manager starts.
-func SetRefreshTokenWriteBackoff(b wait.Backoff) { refreshTokenWriteBackoff = b }
+func SetRefreshTokenWriteBackoff(b wait.Backoff) { refreshtoken.WriteBackoff = b }

@@ -31,9 +31,11 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/credwatch"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/digest"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/memory"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/ownedsecret"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/policy"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/sharedfetch"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/suiteticket"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/metrics"
 )
@@ -56,7 +58,7 @@ type Machinery struct {
 	dingtalk dingtalk.Client
 	endpoint string
 	fetcher  *sharedfetch.Fetcher
-	memory   *memory
+	memory   *memory.Memory
 	// digests keys every digest with the installation's digest key.
 	digests digest.Digester
 	// writes is what this process wrote (read-your-writes): the objects' status writes, and
@@ -72,8 +74,10 @@ type Machinery struct {
 	credentials *credwatch.Watch
 	setupOnce   sync.Once
 	setupErr    error
-	// tickets is Stream mode: suite-ticket connections, stored tickets, re-queues (suiteticket.go).
-	tickets *ticketStream
+	// streams holds the DingTalk Stream connections of Stream-sourced objects (nil: this manager
+	// runs without Stream mode); tickets the suite tickets pushed over them (suiteticket.go).
+	streams TicketStream
+	tickets *suiteticket.Tickets
 }
 
 // NewMachinery is the machinery of one manager's reconcilers: tokens from dt at endpoint,
@@ -88,7 +92,7 @@ func NewMachinery(clk clock.Clock, dt dingtalk.Client, endpoint string, digestKe
 		limiter = r
 	}
 	return &Machinery{clock: clk, dingtalk: dt, endpoint: endpoint, fetcher: sharedfetch.New(clk, digestKey, limiter),
-		memory: newMemory(), writes: ownedsecret.NewWrites(), tickets: newTicketStream(), digests: digest.New(digestKey)}
+		memory: memory.New(), writes: ownedsecret.NewWrites(), tickets: suiteticket.New(), digests: digest.New(digestKey)}
 }
 
 // LoadDigestKey returns the installation's digest key, kept in a Secret of namespace (the
@@ -113,8 +117,7 @@ func (sh *Machinery) setup(mgr ctrl.Manager, c client.Client, apiReader client.R
 	sh.setupOnce.Do(func() {
 		sh.apiReader = apiReader
 		sh.secrets = ownedsecret.NewStore(c, apiReader, mgr.GetScheme(), sh.writes)
-		sh.tickets.client = c
-		sh.tickets.log = mgr.GetLogger().WithName("suiteticket")
+		sh.tickets.Use(c, sh.secrets, mgr.GetLogger().WithName("suiteticket"))
 		var mc metadata.Interface
 		if mc, sh.setupErr = metadata.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient()); sh.setupErr == nil {
 			sh.credentials = credwatch.New(mc, namespaces)
@@ -150,7 +153,7 @@ func (sh *Machinery) loadFresh(ctx context.Context, c client.Client, reader clie
 // forget drops everything held for a deleted object of kind: memory, its writes, its DingTalk
 // Stream connection share, its metrics series.
 func (sh *Machinery) forget(kind string, key types.NamespacedName) {
-	sh.memory.forget(key)
+	sh.memory.Forget(key)
 	sh.writes.Forget(key)
 	sh.forgetStream(key)
 	if kind == kindCluster {

@@ -26,6 +26,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/memory"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/ownedsecret"
 )
 
@@ -33,11 +34,11 @@ import (
 // not reached the Secret (its refresh-token store failed, so the pass ended before the target
 // write) leaves the Secret's token, still valid, in force.
 func TestShownExpiry(t *testing.T) {
-	old := &heldToken{AccessToken: "old", ExpiresAt: t0.Add(time.Hour)}
-	fresh := &heldToken{AccessToken: "new", ExpiresAt: t0.Add(2 * time.Hour)}
+	old := &memory.Token{AccessToken: "old", ExpiresAt: t0.Add(time.Hour)}
+	fresh := &memory.Token{AccessToken: "new", ExpiresAt: t0.Add(2 * time.Hour)}
 	tests := map[string]struct {
-		inSecret    string     // the token value in the target Secret
-		held, shown *heldToken // the held token; the token last written to the Secret
+		inSecret    string        // the token value in the target Secret
+		held, shown *memory.Token // the held token; the token last written to the Secret
 		want        time.Time
 	}{
 		"the Secret holds the held token":          {inSecret: "new", held: fresh, shown: fresh, want: fresh.ExpiresAt},
@@ -78,7 +79,7 @@ func TestTargetDataCorpID(t *testing.T) {
 				Target: &v1alpha1.Target{Template: &v1alpha1.TargetTemplate{Data: map[string]string{"corp": "{{ .CorpID }}"}}},
 			}})
 			spec.CorpID = tc.specCorp
-			d, err := targetSecret(spec, &heldToken{AccessToken: "tok", CorpID: tc.heldCorp, ExpiresAt: t0}, types.NamespacedName{})
+			d, err := targetSecret(spec, &memory.Token{AccessToken: "tok", CorpID: tc.heldCorp, ExpiresAt: t0}, types.NamespacedName{})
 			if err != nil {
 				t.Fatal(err)
 			}

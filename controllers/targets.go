@@ -31,6 +31,7 @@ import (
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/digest"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/memory"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/ownedsecret"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/safe"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/tmpl"
@@ -70,19 +71,19 @@ func (t targets) conflict(st ownedsecret.State, name string) *failure {
 // recoverHeld trusts the token in an owned target Secret after a restart when its HMAC equals
 // status.tokenDigest: it is then the token this operator wrote, with status's timing. s is the
 // Secret as read uncached (a view holds no token).
-func recoverHeld(d digest.Digester, uid types.UID, st *v1alpha1.TokenStatus, targetKey string, s *corev1.Secret) *heldToken {
+func recoverHeld(d digest.Digester, uid types.UID, st *v1alpha1.TokenStatus, targetKey string, s *corev1.Secret) *memory.Token {
 	value := string(s.Data[targetKey])
 	if value == "" || st.ExpiresAt == nil || st.LastRefreshTime == nil || !d.Matches(st.TokenDigest, uid, "token", value) {
 		return nil
 	}
-	return &heldToken{
+	return &memory.Token{
 		UID: uid, AccessToken: value, CorpID: string(s.Data[v1alpha1.CorpIDKey]),
 		IssuedAt: st.LastRefreshTime.Time, ExpiresAt: st.ExpiresAt.Time,
 	}
 }
 
 // heldExpiry is the expiry of the token the owned Secret (a view) holds, when it is the held token.
-func heldExpiry(targetKey string, s *corev1.Secret, held *heldToken) time.Time {
+func heldExpiry(targetKey string, s *corev1.Secret, held *memory.Token) time.Time {
 	if held == nil || !ownedsecret.Holds(s, targetKey, held.AccessToken) {
 		return time.Time{}
 	}
@@ -91,7 +92,7 @@ func heldExpiry(targetKey string, s *corev1.Secret, held *heldToken) time.Time {
 
 // shownExpiry is the expiry of the token the owned Secret holds: the held token's, else that of the
 // token last written there (shown), when the held one has not reached the Secret yet.
-func shownExpiry(targetKey string, s *corev1.Secret, held, shown *heldToken) time.Time {
+func shownExpiry(targetKey string, s *corev1.Secret, held, shown *memory.Token) time.Time {
 	if exp := heldExpiry(targetKey, s, held); !exp.IsZero() {
 		return exp
 	}
@@ -101,7 +102,7 @@ func shownExpiry(targetKey string, s *corev1.Secret, held, shown *heldToken) tim
 // targetSecret is the target Secret's desired content for the held token: the token key,
 // expiresAt, the rendered template keys and, for User tokens, corpId; the template's labels and
 // annotations (copied, never templated), managed-by and the expiry annotation.
-func targetSecret(spec tokenSpec, h *heldToken, key types.NamespacedName) (ownedsecret.Desired, error) {
+func targetSecret(spec tokenSpec, h *memory.Token, key types.NamespacedName) (ownedsecret.Desired, error) {
 	tmpls, err := tmpl.Parse(spec.Template)
 	if err != nil {
 		return ownedsecret.Desired{}, err
@@ -150,7 +151,7 @@ type targetWrite struct {
 // write makes the target Secret hold the held token: the first write is a create (an existing
 // Secret the owner does not own is left alone: TargetConflict); an owned Secret whose data or
 // metadata drifted is restored. An expired token is never written.
-func (t targets) write(ctx context.Context, spec tokenSpec, h *heldToken, now time.Time,
+func (t targets) write(ctx context.Context, spec tokenSpec, h *memory.Token, now time.Time,
 	key types.NamespacedName, st ownedsecret.State) (targetWrite, error) {
 	if h == nil || !now.Before(h.ExpiresAt) {
 		return targetWrite{}, nil

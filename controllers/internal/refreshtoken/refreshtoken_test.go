@@ -14,25 +14,23 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers
+package refreshtoken
 
 import (
 	"testing"
-
-	"k8s.io/apimachinery/pkg/types"
 )
 
 // TestNextStoreStep: a rotated refresh token is written over the refresh token it consumed, over
 // itself (a write whose answer was lost) or into a deleted Secret; any other refresh token in
 // the Secret is another writer's, newer: adopted, never overwritten.
 func TestNextStoreStep(t *testing.T) {
-	rotated := userRecord{RefreshToken: "r2", Consumed: "r1"}
-	stored := userRecord{RefreshToken: "r2", Consumed: "r2", Stored: true}
-	bootstrap := userRecord{RefreshToken: "r1"} // a first grant: nothing stored before
+	rotated := Record{RefreshToken: "r2", Consumed: "r1"}
+	stored := Record{RefreshToken: "r2", Consumed: "r2", Stored: true}
+	bootstrap := Record{RefreshToken: "r1"} // a first grant: nothing stored before
 	tests := map[string]struct {
-		rec    userRecord // what the operator would write
-		exists bool       // whether the Secret exists
-		live   string     // the refresh token the Secret holds
+		rec    Record // what the operator would write
+		exists bool   // whether the Secret exists
+		live   string // the refresh token the Secret holds
 		want   storeStep
 	}{
 		"the Secret holds the consumed token":         {rec: rotated, exists: true, live: "r1", want: storeWrite},
@@ -52,22 +50,5 @@ func TestNextStoreStep(t *testing.T) {
 				t.Errorf("nextStoreStep = %d, want %d", got, tc.want)
 			}
 		})
-	}
-}
-
-// TestHolderOf: the refresh token memory holds for one DingTalkToken is found as another's
-// bootstrap value; one's own is not a conflict.
-func TestHolderOf(t *testing.T) {
-	m := newMemory()
-	a, b := types.NamespacedName{Namespace: "ns", Name: "a"}, types.NamespacedName{Namespace: "ns", Name: "b"}
-	m.setUser(a, userRecord{UID: "ua", RefreshToken: "rt-a"})
-	if got := m.holderOf("rt-a", b); got != a {
-		t.Errorf("holderOf(a's token) for b = %v, want %v", got, a)
-	}
-	if got := m.holderOf("rt-a", a); got.Name != "" {
-		t.Errorf("holderOf(a's token) for a = %v, want none", got)
-	}
-	if got := m.holderOf("", b); got.Name != "" {
-		t.Errorf("holderOf(\"\") = %v, want none", got)
 	}
 }

@@ -1,0 +1,252 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package refreshtoken keeps a User token's newest refresh token in its owned Secret
+// <name>-refresh-token: the record (the refresh token, the one its rotation consumed, the digests
+// of the bootstrap values already used) and its durable store. DingTalk rotates the refresh token
+// on every refresh, so losing the newest one loses the user; and nobody's newer refresh token is
+// ever overwritten: a write that conflicts re-reads the Secret, and when it holds neither the
+// refresh token the rotation consumed nor the new one, another writer stored a newer one, which is
+// kept (Save reports the conflict).
+package refreshtoken
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/digest"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/ownedsecret"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/safe"
+)
+
+// WriteBackoff retries the refresh-token write within a pass, for at most StoreTimeout; after
+// that the record stays pending in memory and the next pass writes it first.
+var WriteBackoff = wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 10, Cap: 5 * time.Second}
+
+// StoreTimeout bounds the in-pass retry of a refresh-token write: short, so that a worker is not
+// held for minutes and a stopping manager still sees it end.
+const StoreTimeout = 20 * time.Second
+
+// maxUsed bounds the list of used bootstrap HMACs.
+const maxUsed = 16
+
+// Record is the content of a User token's refresh-token Secret, as last decided.
+type Record struct {
+	UID types.UID
+	// RefreshToken is the newest refresh token DingTalk answered. Secret.
+	RefreshToken string
+	// Consumed is the refresh token the Secret held when the rotation that answered RefreshToken
+	// read it (RefreshToken itself once stored): a Secret holding any other was written by
+	// someone else meanwhile, and is not overwritten. Secret.
+	Consumed string
+	// Used are the HMACs (digest.Digester.Bootstrap) of the bootstrap values already used.
+	Used []string
+	// Stored is false while the refresh-token Secret does not hold this record yet.
+	Stored bool
+}
+
+// UsedValue reports whether the bootstrap value is on the used list (under the installation key,
+// or under the UID alone as earlier versions wrote it).
+func (r Record) UsedValue(d digest.Digester, uid types.UID, value string) bool {
+	return slices.ContainsFunc(r.Used, func(used string) bool { return d.Matches(used, uid, "bootstrap", value) })
+}
+
+// AddUsed lists a used bootstrap value's digest, keeping the newest 16.
+func (r *Record) AddUsed(digests ...string) {
+	r.Used = append(r.Used, digests...)
+	if len(r.Used) > maxUsed {
+		r.Used = r.Used[len(r.Used)-maxUsed:]
+	}
+}
+
+// Clone is r with its own used list.
+func (r Record) Clone() Record {
+	r.Used = slices.Clone(r.Used)
+	return r
+}
+
+// FromSecret is the record a refresh-token Secret read uncached holds.
+func FromSecret(uid types.UID, s *corev1.Secret) Record {
+	rt := string(s.Data[v1alpha1.RefreshTokenKey])
+	return Record{UID: uid, RefreshToken: rt, Consumed: rt, Used: UsedOf(s), Stored: true}
+}
+
+// UsedOf lists the used-bootstrap HMACs a refresh-token Secret (or its view) holds.
+func UsedOf(s *corev1.Secret) []string {
+	var out []string
+	for _, l := range strings.Split(string(s.Data[v1alpha1.UsedBootstrapKey]), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// Union is a followed by the entries of b it lacks.
+func Union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, u := range b {
+		if !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// Desired is the refresh-token Secret's content for the record.
+func (r Record) Desired(tok *v1alpha1.DingTalkToken) ownedsecret.Desired {
+	return ownedsecret.Desired{
+		Namespace: tok.Namespace, Name: tok.RefreshTokenSecretName(),
+		Labels: ownedsecret.ManagedLabels(nil),
+		Data: map[string][]byte{
+			v1alpha1.RefreshTokenKey:  []byte(r.RefreshToken),
+			v1alpha1.UsedBootstrapKey: []byte(strings.Join(r.Used, "\n")),
+		},
+	}
+}
+
+// storeStep is what a refresh-token write does with the Secret as last read.
+type storeStep int
+
+const (
+	// storeWrite: the Secret holds the refresh token the record replaces, or this one, or none
+	// (it is gone, or emptied): write the record under its resourceVersion.
+	storeWrite storeStep = iota
+	// storeAdopt: the Secret holds a refresh token neither consumed nor written by this record:
+	// another writer's, newer. Keep it: write only the union of the used values.
+	storeAdopt
+)
+
+// nextStoreStep decides how to store rec over what the Secret holds (exists: it exists).
+func nextStoreStep(rec Record, exists bool, liveRefreshToken string) storeStep {
+	if !exists || liveRefreshToken == "" || liveRefreshToken == rec.RefreshToken || liveRefreshToken == rec.Consumed {
+		return storeWrite
+	}
+	return storeAdopt
+}
+
+// Secret is one DingTalkToken's refresh-token Secret, read and written through the owned
+// Secrets' store.
+type Secret struct {
+	Store *ownedsecret.Store
+	Owner *v1alpha1.DingTalkToken
+	Log   logr.Logger
+}
+
+func (s Secret) key() types.NamespacedName {
+	return types.NamespacedName{Namespace: s.Owner.Namespace, Name: s.Owner.RefreshTokenSecretName()}
+}
+
+// ForeignMessage says that the Secret's name is taken by a Secret the DingTalkToken does not own.
+func (s Secret) ForeignMessage() string {
+	return fmt.Sprintf("Secret %s exists and is not owned by this DingTalkToken: the refresh token cannot be kept",
+		s.Owner.RefreshTokenSecretName())
+}
+
+// Read reads the Secret uncached (live nil: there is none); foreign: its name holds a Secret the
+// DingTalkToken does not own.
+func (s Secret) Read(ctx context.Context) (live *corev1.Secret, foreign bool, _ error) {
+	st, err := s.Store.Live(ctx, s.Owner, s.key())
+	return st.Live, st.Foreign, err
+}
+
+// Holds reports whether the Secret, as the cache shows it (read again when the cache may predate
+// this process's own write), holds rec already.
+func (s Secret) Holds(ctx context.Context, rec Record) (bool, error) {
+	st, err := s.Store.Get(ctx, s.Owner, s.key(), ownedsecret.GetOptions{})
+	return st.View != nil && ownedsecret.UpToDate(s.Owner, st.View, rec.Desired(s.Owner)), err
+}
+
+// Save writes rec into the Secret: first under the resourceVersion of first (the read right
+// before the grant; nil: read it now), then, after a conflict, under that of a new read, retried
+// with WriteBackoff for at most StoreTimeout on a context that outlives ctx. A Secret holding
+// another writer's refresh token is adopted, not overwritten (conflicted). It returns the record
+// to keep in memory: stored, or still pending when the error says it could not be.
+func (s Secret) Save(ctx context.Context, rec Record, first *corev1.Secret) (_ Record, conflicted bool, _ error) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), StoreTimeout)
+	defer cancel()
+	live, fresh := first, first != nil
+	var last error
+	err := wait.ExponentialBackoffWithContext(wctx, WriteBackoff, func(ctx context.Context) (bool, error) {
+		if !fresh {
+			var foreign bool
+			if live, foreign, last = s.Read(ctx); last == nil && foreign {
+				last = errors.New(s.ForeignMessage())
+			}
+			if last != nil {
+				return false, nil
+			}
+		}
+		fresh = false
+		if nextStoreStep(rec, live != nil, liveRefreshToken(live)) == storeAdopt {
+			other := FromSecret(rec.UID, live)
+			other.Used = Union(other.Used, rec.Used)
+			other.AddUsed()
+			s.Log.Info("Kept the refresh token another writer stored; this rotation's is dropped")
+			rec, conflicted = other, true
+		}
+		last = s.write(ctx, rec, live)
+		switch {
+		case last == nil:
+			return true, nil
+		case apierrors.IsConflict(last) || apierrors.IsAlreadyExists(last):
+			s.Log.V(1).Info("Re-reading the refresh-token Secret: it changed since it was read")
+		default:
+			s.Log.V(1).Info("Retrying the refresh-token Secret write", "reason", apierrors.ReasonForError(last))
+		}
+		return false, nil
+	})
+	if err != nil {
+		s.Log.Info("Refresh-token Secret not written yet; kept in memory and retried first in the next pass",
+			"reason", apierrors.ReasonForError(last))
+		if last == nil {
+			last = err
+		}
+		return rec, conflicted, fmt.Errorf("storing the refresh token of %s/%s: %w", s.Owner.Namespace, s.Owner.Name, safe.APIError(last))
+	}
+	rec.Stored, rec.Consumed = true, rec.RefreshToken
+	return rec, conflicted, nil
+}
+
+// write creates the Secret with rec (live nil: there was none), or applies rec under live's
+// resourceVersion: a Secret changed since live was read is a conflict.
+func (s Secret) write(ctx context.Context, rec Record, live *corev1.Secret) error {
+	if live == nil {
+		_, err := s.Store.Create(ctx, s.Owner, rec.Desired(s.Owner))
+		return err
+	}
+	_, _, err := s.Store.Update(ctx, s.Owner, live, rec.Desired(s.Owner))
+	return err
+}
+
+// liveRefreshToken is the refresh token a Secret read uncached holds ("" for none).
+func liveRefreshToken(s *corev1.Secret) string {
+	if s == nil {
+		return ""
+	}
+	return string(s.Data[v1alpha1.RefreshTokenKey])
+}
