@@ -93,34 +93,8 @@ type ClusterDingTalkTokenSpec struct {
 	// +required
 	CredentialsRef ClusterCredentialsReference `json:"credentialsRef"`
 
-	// corpId of the organisation that authorized the suite. Required for ThirdPartyApp,
-	// forbidden for the other types.
-	// +optional
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=64
-	// +kubebuilder:validation:Pattern=`^[-_a-zA-Z0-9]+$`
-	CorpID string `json:"corpId,omitempty"`
-
-	// refreshBefore is how long before expiry the token is refreshed, as a duration such as
-	// 30m or 1h15m; at least 2m. Default: one third of the token's lifetime.
-	// +optional
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') || duration(self) >= duration('2m')",message="spec.refreshBefore must be at least 2m"
-	RefreshBefore *metav1.Duration `json:"refreshBefore,omitempty"`
-
-	// suspend stops all calls to DingTalk and all writes; the target Secrets keep what they have.
-	// A suspended token holds no DingTalk Stream connection either.
-	// +optional
-	Suspend bool `json:"suspend,omitempty"`
-
-	// suiteTicket says where the suite ticket comes from: the credentials Secret (default) or
-	// DingTalk Stream mode ({source: Stream}). ThirdPartyApp and ThirdPartySuite only. With
-	// Stream, the newest pushed ticket is kept in the Secret <metadata.name>-suite-ticket in the
-	// credentials Secret's namespace (spec.credentialsRef.namespace), owned by this object.
-	// +optional
-	SuiteTicket *SuiteTicketConfig `json:"suiteTicket,omitempty"`
+	// The fields both kinds share: corpId, refreshBefore, suspend, suiteTicket.
+	TokenSpecCommon `json:",inline"`
 
 	// namespaceSelector picks the namespaces the token is written into. Required; an empty
 	// selector ({}) selects every namespace.

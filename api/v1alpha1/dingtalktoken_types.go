@@ -321,22 +321,9 @@ type RolloutRestartTarget struct {
 	Name string `json:"name"`
 }
 
-// DingTalkTokenSpec is the desired token: its type, where its credentials are and where it goes.
-// +kubebuilder:validation:XValidation:rule="self.type == 'ThirdPartyApp' ? has(self.corpId) : !has(self.corpId)",message="spec.corpId is required when spec.type is ThirdPartyApp (the authorizing organisation) and must not be set for any other type",fieldPath=".corpId"
-// +kubebuilder:validation:XValidation:rule="!has(self.suiteTicket) || self.type == 'ThirdPartyApp' || self.type == 'ThirdPartySuite'",message="spec.suiteTicket is only for the types that use a suite ticket (ThirdPartyApp, ThirdPartySuite): remove it for InternalApp and User",fieldPath=".suiteTicket"
-type DingTalkTokenSpec struct {
-	// type of DingTalk token: InternalApp, ThirdPartyApp (a third-party app's token for the
-	// organisation in spec.corpId), ThirdPartySuite or User (OAuth2). Immutable.
-	// +required
-	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.type is immutable: create a new DingTalkToken for another type"
-	Type TokenType `json:"type"`
-
-	// credentialsRef names the Secret, in this namespace, holding the credentials the type needs:
-	// InternalApp: appKey, appSecret. ThirdPartyApp and ThirdPartySuite: suiteKey, suiteSecret,
-	// suiteTicket. User: clientId, clientSecret, and refreshToken or authCode.
-	// +required
-	CredentialsRef CredentialsReference `json:"credentialsRef"`
-
+// TokenSpecCommon is the part of the spec both kinds share (inlined: the fields sit directly
+// under spec). Rules that relate them to spec.type are on each kind's spec.
+type TokenSpecCommon struct {
 	// corpId of the organisation that authorized the suite. Required for ThirdPartyApp,
 	// forbidden for the other types.
 	// +optional
@@ -355,15 +342,38 @@ type DingTalkTokenSpec struct {
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') || duration(self) >= duration('2m')",message="spec.refreshBefore must be at least 2m"
 	RefreshBefore *metav1.Duration `json:"refreshBefore,omitempty"`
 
-	// suspend stops all calls to DingTalk for this token; the target Secret keeps what it has.
-	// A suspended token holds no DingTalk Stream connection either.
+	// suspend stops all calls to DingTalk and all writes for this token; its target Secrets keep
+	// what they have. A suspended token holds no DingTalk Stream connection either.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
 
 	// suiteTicket says where the suite ticket comes from: the credentials Secret (default) or
-	// DingTalk Stream mode ({source: Stream}). ThirdPartyApp and ThirdPartySuite only.
+	// DingTalk Stream mode ({source: Stream}). ThirdPartyApp and ThirdPartySuite only. With
+	// Stream, the newest pushed ticket is kept in the owned Secret <metadata.name>-suite-ticket:
+	// in the DingTalkToken's namespace, or, for a ClusterDingTalkToken, in the namespace of its
+	// credentials Secret.
 	// +optional
 	SuiteTicket *SuiteTicketConfig `json:"suiteTicket,omitempty"`
+}
+
+// DingTalkTokenSpec is the desired token: its type, where its credentials are and where it goes.
+// +kubebuilder:validation:XValidation:rule="self.type == 'ThirdPartyApp' ? has(self.corpId) : !has(self.corpId)",message="spec.corpId is required when spec.type is ThirdPartyApp (the authorizing organisation) and must not be set for any other type",fieldPath=".corpId"
+// +kubebuilder:validation:XValidation:rule="!has(self.suiteTicket) || self.type == 'ThirdPartyApp' || self.type == 'ThirdPartySuite'",message="spec.suiteTicket is only for the types that use a suite ticket (ThirdPartyApp, ThirdPartySuite): remove it for InternalApp and User",fieldPath=".suiteTicket"
+type DingTalkTokenSpec struct {
+	// type of DingTalk token: InternalApp, ThirdPartyApp (a third-party app's token for the
+	// organisation in spec.corpId), ThirdPartySuite or User (OAuth2). Immutable.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.type is immutable: create a new DingTalkToken for another type"
+	Type TokenType `json:"type"`
+
+	// credentialsRef names the Secret, in this namespace, holding the credentials the type needs:
+	// InternalApp: appKey, appSecret. ThirdPartyApp and ThirdPartySuite: suiteKey, suiteSecret,
+	// suiteTicket. User: clientId, clientSecret, and refreshToken or authCode.
+	// +required
+	CredentialsRef CredentialsReference `json:"credentialsRef"`
+
+	// The fields both kinds share: corpId, refreshBefore, suspend, suiteTicket.
+	TokenSpecCommon `json:",inline"`
 
 	// target is the Secret the token is written to. Default: a Secret named like this
 	// DingTalkToken with the key accessToken.
