@@ -71,11 +71,9 @@ type suite struct {
 
 func TestPlugin(t *testing.T) {
 	s := &suite{logs: &testutil.SyncBuffer{}, output: &testutil.SyncBuffer{}}
-	built := make(chan error, 1)
 	s.bin = filepath.Join(t.TempDir(), "kubectl-dingtalk")
-	go func() { built <- testenv.Build(".", ".", s.bin, testenv.RaceEnabled) }()
-
-	s.env = envtesting.Start(t, testenv.Options{Simulator: &simulator.Config{}})
+	s.env = envtesting.Start(t, testenv.Options{Simulator: &simulator.Config{},
+		Build: []testenv.Binary{{Package: "./cmd/kubectl-dingtalk", Out: s.bin, Race: testenv.RaceEnabled}}})
 	// The highest verbosity: the leak scan is about everything the manager can log.
 	log := zap.New(zap.WriteTo(s.logs), zap.Level(zapcore.Level(-127)))
 	ctrl.SetLogger(log)
@@ -84,9 +82,6 @@ func TestPlugin(t *testing.T) {
 	opts.EnableRolloutRestart = true
 	s.env.StartManager(t, opts, operator.Hooks{Logger: log})
 	s.kubeconfig = s.pluginUser(t)
-	if err := <-built; err != nil {
-		t.Fatal(err)
-	}
 
 	t.Run("scenarios", func(t *testing.T) {
 		t.Run("Version", s.testVersion)

@@ -49,6 +49,22 @@ type Options struct {
 	// Simulator, when set, starts the DingTalk simulator with this configuration beside the
 	// control plane (on a free loopback port, with the real clock).
 	Simulator *simulator.Config
+	// Build are the programs the suite runs as processes, built while the control plane starts.
+	Build []Binary
+}
+
+// Binary is a program of the repository, built as `make build` builds it.
+type Binary struct {
+	// Module is the directory of its Go module, relative to the repository root ("": the root;
+	// "hack/release" for the release tool).
+	Module string
+	// Package is the package to build, relative to Module ("./cmd").
+	Package string
+	// Out is where the binary is written.
+	Out string
+	// Race builds it with -race; RaceEnabled builds it as the tests themselves run, reusing the
+	// packages the test build compiled.
+	Race bool
 }
 
 // Environment is a running envtest control plane (a real kube-apiserver and etcd) with the
@@ -84,7 +100,8 @@ func (e *Environment) addUser(name string, groups []string) (*envtest.Authentica
 }
 
 // Start starts the control plane, installs the CRDs of config/crd/bases and, when asked, starts
-// the simulator. Stop it with Stop. An error wraps ErrNoAssets when the binaries are missing.
+// the simulator and builds the programs of o.Build. Stop it with Stop. An error wraps ErrNoAssets
+// when the envtest binaries are missing.
 func Start(o Options) (*Environment, error) {
 	e := &Environment{Root: o.Root, Scheme: operator.Scheme()}
 	if e.Root == "" {
@@ -94,22 +111,52 @@ func Start(o Options) (*Environment, error) {
 		}
 		e.Root = root
 	}
+	built := buildAll(e.Root, o.Build)
+	if err := e.start(o); err != nil {
+		<-built
+		return nil, err
+	}
+	if err := <-built; err != nil {
+		return nil, errors.Join(err, e.Stop())
+	}
+	return e, nil
+}
+
+// buildAll builds bins at once; the error of every failed build arrives on the channel.
+func buildAll(root string, bins []Binary) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		errs := make(chan error, len(bins))
+		for _, b := range bins {
+			go func() { errs <- Build(filepath.Join(root, b.Module), b.Package, b.Out, b.Race) }()
+		}
+		var all []error
+		for range bins {
+			all = append(all, <-errs)
+		}
+		done <- errors.Join(all...)
+	}()
+	return done
+}
+
+// start starts the control plane and the simulator.
+func (e *Environment) start(o Options) error {
 	assets := o.Assets
 	if assets == "" {
 		dir, err := AssetsDir(e.Root)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		assets = dir
 	} else if err := CheckAssets(assets); err != nil {
-		return nil, err
+		return err
 	}
 	if o.StartTimeout == 0 {
 		o.StartTimeout = 90 * time.Second
 	}
 	// envtest reads KUBEBUILDER_ASSETS before BinaryAssetsDirectory: make them agree.
 	if err := os.Setenv("KUBEBUILDER_ASSETS", assets); err != nil {
-		return nil, err
+		return err
 	}
 	e.env = &envtest.Environment{
 		BinaryAssetsDirectory:    assets,
@@ -122,18 +169,18 @@ func Start(o Options) (*Environment, error) {
 	cfg, err := e.env.Start()
 	if err != nil {
 		_ = e.env.Stop() // a control plane that started but refused the CRDs must not outlive us
-		return nil, fmt.Errorf("starting envtest (binaries in %s): %w", assets, err)
+		return fmt.Errorf("starting envtest (binaries in %s): %w", assets, err)
 	}
 	e.Config = cfg
 	if e.Client, err = NewClient(cfg, e.Scheme); err != nil {
-		return nil, errors.Join(err, e.Stop())
+		return errors.Join(err, e.Stop())
 	}
 	if o.Simulator != nil {
 		if e.Sim, err = StartSimulator(*o.Simulator); err != nil {
-			return nil, errors.Join(err, e.Stop())
+			return errors.Join(err, e.Stop())
 		}
 	}
-	return e, nil
+	return nil
 }
 
 // StartSimulator starts the DingTalk simulator with cfg on a free loopback port, with the real

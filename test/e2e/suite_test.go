@@ -61,50 +61,25 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
+	os.Exit(envtesting.Main(m, testenv.Options{
+		Simulator: &simulator.Config{},
+		// Built like `make build` (with -race when the tests run with it).
+		Build: []testenv.Binary{{Package: "./cmd", Out: "manager", Race: testenv.RaceEnabled}},
+	}, setup))
 }
 
-func runMain(m *testing.M) int {
-	tmp, err := os.MkdirTemp("", "dingtalk-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-
-	// Build the binary like `make build` (with -race when the tests run with it, reusing the
-	// packages the test build compiled) while the control plane starts.
-	built := make(chan error, 1)
-	managerBin = filepath.Join(tmp, "manager")
-	go func() { built <- testenv.Build(root, "./cmd", managerBin, testenv.RaceEnabled) }()
-
-	e, err := testenv.Start(testenv.Options{Root: root, Simulator: &simulator.Config{}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		<-built
-		return 1
-	}
-	defer func() { _ = e.Stop() }()
-	env, k8s, sim = envtesting.Wrap(e), e.Client, e.Sim
-	if err := <-built; err != nil {
-		fmt.Fprintln(os.Stderr, "building the manager:", err)
-		return 1
-	}
+// setup wires the suite to the environment: the clients, config/default's namespace, RBAC and
+// admission policy, and the operator's service account.
+func setup(e *envtesting.Env, dir string) error {
+	env, k8s, sim = e, e.Client, e.Sim
+	managerBin = filepath.Join(dir, "manager")
 	clientset = kubernetes.NewForConfigOrDie(e.Config)
-	if err := installDefault(root); err != nil {
-		fmt.Fprintln(os.Stderr, "installing config/default:", err)
-		return 1
+	if err := installDefault(e.Root); err != nil {
+		return fmt.Errorf("installing config/default: %w", err)
 	}
-	if operatorKubeconfig, err = e.ServiceAccountKubeconfig(tmp, operatorNamespace, operatorSA); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	var err error
+	operatorKubeconfig, err = e.ServiceAccountKubeconfig(dir, operatorNamespace, operatorSA)
+	return err
 }
 
 // installDefault applies what config/default renders except the workload and the CRD (envtest

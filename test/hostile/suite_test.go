@@ -27,7 +27,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -58,49 +57,26 @@ var (
 	adminKubeconfig string
 )
 
-func TestMain(m *testing.M) { os.Exit(runMain(m)) }
-
-func runMain(m *testing.M) int {
-	tmp, err := os.MkdirTemp("", "dingtalk-hostile-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	built := make(chan error, 1)
-	managerBin = filepath.Join(tmp, "manager")
-	go func() { built <- testenv.Build(root, "./cmd", managerBin, false) }()
-	e, err := testenv.Start(testenv.Options{Root: root, Simulator: &simulator.Config{}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		<-built
-		if errors.Is(err, testenv.ErrNoAssets) {
-			return 0 // no envtest binaries: nothing to attack (make envtest builds them)
+func TestMain(m *testing.M) {
+	var stopRecorder func()
+	code := envtesting.Main(m, testenv.Options{
+		Simulator: &simulator.Config{},
+		Build:     []testenv.Binary{{Package: "./cmd", Out: "manager"}},
+	}, func(e *envtesting.Env, dir string) error {
+		env = e
+		managerBin = filepath.Join(dir, "manager")
+		var err error
+		if dingtalk, err = startRecorder(e.Sim.URL()); err != nil {
+			return err
 		}
-		return 1
+		stopRecorder = dingtalk.close
+		adminKubeconfig = filepath.Join(dir, "admin.kubeconfig")
+		return e.AdminKubeconfig(adminKubeconfig, "hostile-admin")
+	})
+	if stopRecorder != nil {
+		stopRecorder()
 	}
-	defer func() { _ = e.Stop() }()
-	env = envtesting.Wrap(e)
-	if dingtalk, err = startRecorder(e.Sim.URL()); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer dingtalk.close()
-	adminKubeconfig = filepath.Join(tmp, "admin.kubeconfig")
-	if err := e.AdminKubeconfig(adminKubeconfig, "hostile-admin"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := <-built; err != nil {
-		fmt.Fprintln(os.Stderr, "building the manager:", err)
-		return 1
-	}
-	return m.Run()
+	os.Exit(code)
 }
 
 // manager runs the manager binary for namespaces (its caches and reconciles see nothing else),

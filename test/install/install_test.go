@@ -71,44 +71,20 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
 	// This process runs no controller: its clients' messages are of no interest.
 	ctrl.SetLogger(logr.Discard())
-	var err error
-	if tmp, err = os.MkdirTemp("", "dingtalk-install-"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	if root, err = testenv.RepoRoot(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	// Build the manager and the chart renderer while the control plane starts.
-	managerBin, renderer = filepath.Join(tmp, "manager"), filepath.Join(tmp, "release")
-	built := make(chan error, 2)
-	go func() { built <- testenv.Build(root, "./cmd", managerBin, testenv.RaceEnabled) }()
-	go func() { built <- testenv.Build(filepath.Join(root, "hack", "release"), ".", renderer, false) }()
-
-	e, err := testenv.Start(testenv.Options{Root: root, Simulator: &simulator.Config{}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		<-built
-		<-built
-		return 1
-	}
-	defer func() { _ = e.Stop() }()
-	env = envtesting.Wrap(e)
-	for range 2 {
-		if err := <-built; err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-	}
-	return m.Run()
+	os.Exit(envtesting.Main(m, testenv.Options{
+		Simulator: &simulator.Config{},
+		// The manager, and the chart renderer (module hack/release: `render` prints the chart).
+		Build: []testenv.Binary{
+			{Package: "./cmd", Out: "manager", Race: testenv.RaceEnabled},
+			{Module: "hack/release", Package: ".", Out: "release"},
+		},
+	}, func(e *envtesting.Env, dir string) error {
+		env, root, tmp = e, e.Root, dir
+		managerBin, renderer = filepath.Join(dir, "manager"), filepath.Join(dir, "release")
+		return nil
+	}))
 }
 
 // release is one install of the chart.

@@ -22,6 +22,9 @@ package envtesting
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -48,6 +51,41 @@ type Env struct {
 // Wrap binds an environment started elsewhere (in TestMain) to the test helpers.
 func Wrap(e *testenv.Environment) *Env {
 	return &Env{Environment: e, Sensitive: &testenv.Sensitive{}}
+}
+
+// Main is a suite's TestMain (os.Exit(Main(m, o, setup))): it makes a scratch directory, starts
+// the environment of o while building o.Build (an Out that is not absolute is a name in the
+// scratch directory), calls setup with the environment and that directory, runs the tests, and
+// stops everything. Without the envtest binaries the suite is skipped, as Start skips a test.
+func Main(m *testing.M, o testenv.Options, setup func(env *Env, dir string) error) int {
+	dir, err := os.MkdirTemp("", "dingtalk-suite-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	for i, b := range o.Build {
+		if !filepath.IsAbs(b.Out) {
+			o.Build[i].Out = filepath.Join(dir, b.Out)
+		}
+	}
+	e, err := testenv.Start(o)
+	if errors.Is(err, testenv.ErrNoAssets) {
+		fmt.Fprintln(os.Stderr, "skipped:", err)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = e.Stop() }()
+	if setup != nil {
+		if err := setup(Wrap(e), dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	return m.Run()
 }
 
 // Start starts an environment for the test (skipped when the envtest binaries are missing) and
