@@ -30,7 +30,6 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/policy"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/sharedfetch"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/suiteticket"
-	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/logcap"
 )
 
 // The pass: steps gather what the world holds and act on it (call DingTalk, write Secrets) and
@@ -74,8 +73,8 @@ type kindPass interface {
 // to do), run converges it, and finish writes status once, however the pass ends. DingTalk
 // failures become conditions; only API-server errors are returned.
 func (sh *Machinery) reconcile(ctx context.Context, start func(context.Context) (kindPass, error)) (res ctrl.Result, err error) {
-	// Libraries called with ctx (client-go) log request bodies, Secrets included, at V(8) and up.
-	ctx = logr.NewContext(ctx, logcap.Cap(ctrl.LoggerFrom(ctx)))
+	// ctx's logger is the manager's, capped below the levels at which libraries called with ctx
+	// (client-go) log request bodies, Secrets included (internal/operator.NewManager).
 	k, err := start(ctx)
 	if err != nil || k == nil {
 		return ctrl.Result{}, err
@@ -148,12 +147,6 @@ func (p *tokenPass) finish(ctx context.Context, k kindPass, err error) (ctrl.Res
 	}
 	// validUntil: Ready turns False at that moment.
 	return ctrl.Result{RequeueAfter: policy.RequeueAfter(p.now, append(p.wakeups, next, validUntil)...)}, nil
-}
-
-// failure is the outcome of a step that failed: a Refreshed reason and a message that holds no
-// secret.
-type failure struct {
-	reason, message string
 }
 
 // attempt is the outcome of a refresh attempt.

@@ -26,17 +26,21 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/memory"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/policy"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/safe"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/sharedfetch"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 )
 
 // What a pass records in status (both kinds): the record methods are the only writers of the
-// status, and writeStatus writes it once, then emits the events of its transitions.
+// status, and writeStatus writes it once, then emits the events of its transitions. The failures
+// it records, and their messages, are at the end.
 
 // statusWriteTimeout bounds a pass's status write (on a context detached from the reconcile's).
 const statusWriteTimeout = 10 * time.Second
@@ -325,4 +329,44 @@ func (p *tokenPass) writeStatus(ctx context.Context, w statusWrite) error {
 	default:
 		return err
 	}
+}
+
+// Failures and their messages: everything the operator says in a condition, an event or a
+// returned error is built here and in package safe from classified fields only, never from a
+// credential, a token or a DingTalk answer.
+
+// failure is the outcome of a step that failed: a Refreshed reason and a message that holds no
+// secret.
+type failure struct {
+	reason, message string
+}
+
+// dingTalkFailure is a failed DingTalk call as a failure, under the reason its class names.
+func dingTalkFailure(err error) *failure {
+	reason := string(dingtalk.ClassOf(err))
+	switch reason {
+	case v1alpha1.ReasonCredentialsRejected, v1alpha1.ReasonReauthorizationRequired, v1alpha1.ReasonRateLimited,
+		v1alpha1.ReasonQuotaExceeded, v1alpha1.ReasonProviderUnavailable:
+	default:
+		reason = v1alpha1.ReasonProviderUnavailable
+	}
+	return &failure{reason: reason, message: safe.DingTalk(err)}
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// conflictMessage is CredentialsConflict's message: it names the other DingTalkToken only when it
+// is in the same namespace (another namespace's objects are not this user's to know of).
+func conflictMessage(ns string, other types.NamespacedName) string {
+	who := "another DingTalkToken in another namespace"
+	if other.Namespace == ns {
+		who = "DingTalkToken " + other.String()
+	}
+	return who + " already uses this user's authCode/refreshToken: user tokens are never shared"
+}
+
+// targetConflict is TargetConflict for a Secret this object does not own.
+func targetConflict(name, owner string) *failure {
+	return &failure{reason: v1alpha1.ReasonTargetConflict, message: fmt.Sprintf(
+		"Secret %s exists and is not owned by this %s: nothing is written to it", name, owner)}
 }

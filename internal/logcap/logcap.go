@@ -26,9 +26,10 @@ import "github.com/go-logr/logr"
 const maxClientVerbosity = 7
 
 // Cap returns l without V-levels above 7, where client-go starts logging request and
-// response bodies (a Secret's data among them). The reconcilers apply it to the context of every
-// API call they make; cmd/main.go applies it to the manager's and klog's logger too, so that the
-// caches' own list calls can never print a Secret either, whatever --zap-log-level says.
+// response bodies (a Secret's data among them). internal/operator.NewManager applies it to the
+// manager's logger, from which every reconcile's context logger derives; cmd/main.go applies it to
+// the global and klog's logger too, so that the caches' own list calls can never print a Secret
+// either, whatever --zap-log-level says.
 func Cap(l logr.Logger) logr.Logger { return capVerbosity(l, maxClientVerbosity) }
 
 // capVerbosity returns l without its V-levels above max.

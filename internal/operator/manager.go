@@ -41,7 +41,9 @@ import (
 	dingtalkv1alpha1 "github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/logcap"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/stream"
+
 	// Registers the operator's metrics on controller-runtime's registry.
 	_ "github.com/dingtalk-token-operator/dingtalk-token-operator/internal/metrics"
 )
@@ -129,8 +131,10 @@ func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, erro
 		LeaderElectionNamespace:       o.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true, // safe: the process exits as soon as the manager stops
 		GracefulShutdownTimeout:       ptrTo(gracefulShutdownTimeout),
-		Logger:                        h.Logger,
-		Controller:                    config.Controller{SkipNameValidation: ptrTo(h.SkipNameValidation)},
+		// Every reconcile's logger derives from the manager's: capped below the levels at which
+		// client-go logs request bodies (a Secret's data among them), whatever the embedder gives.
+		Logger:     logcap.Cap(h.logger()),
+		Controller: config.Controller{SkipNameValidation: ptrTo(h.SkipNameValidation)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
@@ -245,6 +249,13 @@ func cachesSynced(mgr ctrl.Manager) healthz.Checker {
 		}
 		return nil
 	}
+}
+
+func (h Hooks) logger() logr.Logger {
+	if h.Logger.GetSink() == nil {
+		return ctrl.Log
+	}
+	return h.Logger
 }
 
 func (h Hooks) clock() clock.Clock {

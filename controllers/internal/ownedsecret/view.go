@@ -26,6 +26,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -207,6 +208,80 @@ func holdsAnnotations(s *corev1.Secret, want map[string]string) bool {
 	for k, v := range want {
 		got, ok := s.Annotations[k]
 		if !ok || got != string(valueDigest([]byte(v))) {
+			return false
+		}
+	}
+	return true
+}
+
+// UpToDate reports whether the owned Secret live (a view) already holds exactly d: the same data,
+// d's labels and annotations, the controller reference, and no label, annotation or data key this
+// field owner set earlier and d no longer has. A truncated view is never up to date.
+func UpToDate(owner metav1.Object, live *corev1.Secret, d Desired) bool {
+	return !Truncated(live) && metav1.IsControlledBy(live, owner) && blocksOwnerDeletion(live, owner) &&
+		holdsData(live, d.Data) &&
+		contains(live.Labels, d.Labels) && holdsAnnotations(live, d.Annotations) &&
+		!staleFields(live, d)
+}
+
+// staleFields reports whether this field owner holds a label, annotation or data key of live
+// that d does not have.
+func staleFields(live *corev1.Secret, d Desired) bool {
+	for _, e := range live.ManagedFields {
+		if e.Manager != string(FieldOwner) || e.FieldsV1 == nil {
+			continue
+		}
+		var f map[string]any
+		if json.Unmarshal(e.FieldsV1.Raw, &f) != nil {
+			continue
+		}
+		meta, _ := f["f:metadata"].(map[string]any)
+		if outside(meta["f:labels"], d.Labels) || outside(meta["f:annotations"], d.Annotations) ||
+			outside(f["f:data"], d.Data) {
+			return true
+		}
+	}
+	return false
+}
+
+// outside reports whether a managed-fields map node names a key ("f:<key>") that want lacks.
+func outside[V any](node any, want map[string]V) bool {
+	m, _ := node.(map[string]any)
+	for k := range m {
+		key, ok := strings.CutPrefix(k, "f:")
+		if !ok {
+			continue
+		}
+		if _, there := want[key]; !there {
+			return true
+		}
+	}
+	return false
+}
+
+// hasUpdateEntry reports whether this field owner holds fields of live through an Update entry
+// (its create).
+func hasUpdateEntry(live *corev1.Secret) bool {
+	for _, e := range live.ManagedFields {
+		if e.Manager == string(FieldOwner) && e.Operation == metav1.ManagedFieldsOperationUpdate {
+			return true
+		}
+	}
+	return false
+}
+
+func blocksOwnerDeletion(s *corev1.Secret, owner metav1.Object) bool {
+	for _, ref := range s.OwnerReferences {
+		if ref.UID == owner.GetUID() {
+			return ref.BlockOwnerDeletion != nil && *ref.BlockOwnerDeletion
+		}
+	}
+	return false
+}
+
+func contains(have, want map[string]string) bool {
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || hv != v {
 			return false
 		}
 	}
