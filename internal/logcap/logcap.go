@@ -34,10 +34,16 @@ func Cap(l logr.Logger) logr.Logger { return capVerbosity(l, maxClientVerbosity)
 
 // capVerbosity returns l without its V-levels above max.
 func capVerbosity(l logr.Logger, max int) logr.Logger {
-	if l.GetSink() == nil {
+	sink := l.GetSink()
+	if sink == nil {
 		return l
 	}
-	return logr.New(cappedSink{LogSink: l.GetSink(), max: max})
+	// The cap is a frame between the caller and the sink: a copy of the sink skips it. The sink
+	// itself is never initialised again (cappedSink.Init): other loggers use it at the same time.
+	if cd, ok := sink.(logr.CallDepthLogSink); ok {
+		sink = cd.WithCallDepth(1)
+	}
+	return logr.New(cappedSink{LogSink: sink, max: max})
 }
 
 // cappedSink drops messages above a V-level.
@@ -45,6 +51,9 @@ type cappedSink struct {
 	logr.LogSink
 	max int
 }
+
+// Init does nothing: the sink was initialised when the logger it came from was made.
+func (s cappedSink) Init(logr.RuntimeInfo) {}
 
 func (s cappedSink) Enabled(level int) bool { return level <= s.max && s.LogSink.Enabled(level) }
 
