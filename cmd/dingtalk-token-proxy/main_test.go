@@ -74,7 +74,7 @@ func TestBinaryServesBothFamilies(t *testing.T) {
 		return resp.StatusCode
 	}
 	g.Eventually(func() int { return status("http://" + metrics + "/healthz") }).WithTimeout(30 * time.Second).Should(Equal(200))
-	g.Expect(status("http://" + metrics + "/readyz")).To(Equal(503), "not ready without a token")
+	g.Expect(status("http://"+metrics+"/readyz")).To(Equal(503), "not ready without a token")
 	g.Expect(status("http://" + api + "/v1.0/contact/users/union1")).To(Equal(503))
 
 	envtesting.Must(t, vol.WriteStrings(map[string]string{"accessToken": issued.AccessToken,
