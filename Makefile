@@ -100,10 +100,12 @@ test-release: ## Build a CI-sized release, then test it, the chart and the image
 	cd hack/release && RELEASE_DIST=$(CI_DIST) RELEASE_VERSION=$(CI_VERSION) RELEASE_PLUGIN_PLATFORMS=$(CI_PLUGIN_PLATFORMS) \
 		go test -timeout $(GOTEST_TIMEOUT) -count=1 $(TEST_FLAGS) ./...
 
-# Bench flags: BENCH_FLAGS="--sizes 50/5/20s --noise 200 --cycles 1 --restart-window 10s --fanout 50"
-# is a run that fits in CI (with BENCH_OUT elsewhere, so docs/benchmarks.md keeps the full-size figures);
-# BENCH_FLAGS="--sizes 1000/100,10000/1000/6m" adds the 10,000-token scenario, --profile-dir=DIR writes
-# the manager's CPU and heap profiles of each phase.
+# Bench flags: BENCH_FLAGS="--sizes 50/5/20s --noise 200 --cycles 1 --restart-window 10s --fanout 50
+# --one-namespace 50/5/20s --shards 100/10/20s" is a run that fits in CI (with BENCH_OUT elsewhere, so
+# docs/benchmarks.md keeps the full-size figures); BENCH_FLAGS="--sizes 1000/100,10000/1000/6m
+# --one-namespace 1000/100,10000/1000/6m --shards 20000/2000/6m" adds the 10,000-token scenarios and
+# the 20,000 tokens on two shards; --gomemlimit sets the managers' GOMEMLIMIT (default the chart's);
+# --profile-dir=DIR writes the manager's CPU and heap profiles of each phase.
 BENCH_FLAGS ?=
 BENCH_OUT ?= docs/benchmarks.md
 

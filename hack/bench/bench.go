@@ -54,6 +54,8 @@ type bench struct {
 	// managers counts the managers started (their log files are numbered).
 	managers int
 	sizes    []sizeResult
+	oneNS    []oneNSResult
+	shards   *shardsResult
 	fan      *fanoutResult
 	started  time.Time
 	finished time.Time
@@ -146,6 +148,20 @@ func run(ctx context.Context, p params) (*bench, error) {
 		}
 		b.sizes = append(b.sizes, r)
 	}
+	for _, s := range p.oneNamespace {
+		r, err := b.runOneNamespace(ctx, s)
+		if err != nil {
+			return nil, fmt.Errorf("one namespace, size %s: %w", s, err)
+		}
+		b.oneNS = append(b.oneNS, r)
+	}
+	if p.shards.tokens > 0 {
+		r, err := b.runShards(ctx, p.shards)
+		if err != nil {
+			return nil, fmt.Errorf("two shards, size %s: %w", p.shards, err)
+		}
+		b.shards = &r
+	}
 	if p.fanout > 0 {
 		f, err := b.runFanout(ctx)
 		if err != nil {
@@ -160,6 +176,12 @@ func run(ctx context.Context, p params) (*bench, error) {
 // startWorld starts envtest (with the CRDs), a kubeconfig for the manager, the simulator with
 // apps, the bench's client and its watcher.
 func (b *bench) startWorld(ctx context.Context, apps []simulator.App) (*world, error) {
+	return b.startWorldWatching(ctx, apps, true)
+}
+
+// startWorldWatching is startWorld, without the watcher unless watch is set (a scenario that reads
+// status by listing, as a platform team's script would).
+func (b *bench) startWorldWatching(ctx context.Context, apps []simulator.App, watch bool) (*world, error) {
 	logf("Starting envtest (KUBEBUILDER_ASSETS=%s)", os.Getenv("KUBEBUILDER_ASSETS"))
 	env, err := testenv.Start(testenv.Options{Root: b.p.root, StartTimeout: 2 * time.Minute, Simulator: &simulator.Config{Apps: apps}})
 	if err != nil {
@@ -173,6 +195,9 @@ func (b *bench) startWorld(ctx context.Context, apps []simulator.App) (*world, e
 		w.stop()
 		return nil, err
 	}
+	if !watch {
+		return w, nil
+	}
 	if w.w, err = newWatcher(wctx, testenv.Unthrottled(env.Config), env.Scheme); err != nil {
 		w.stop()
 		return nil, err
@@ -183,10 +208,18 @@ func (b *bench) startWorld(ctx context.Context, apps []simulator.App) (*world, e
 // calls is the simulator's count of token calls so far.
 func (w *world) calls() int64 { return w.sim.Stats().Total }
 
-func (b *bench) start(w *world) (*manager, error) {
+func (b *bench) start(w *world) (*manager, error) { return b.startAt(w, w.sim.URL()) }
+
+// startAt starts a manager calling DingTalk at endpoint, with the bench's extra flags and then
+// more (a shard's selector and lease).
+func (b *bench) startAt(w *world, endpoint string, more ...string) (*manager, error) {
 	b.managers++
-	m, err := startManager(b.bin, w.kubeconfig, w.sim.URL(), filepath.Join(b.dir, fmt.Sprintf("manager-%d.log", b.managers)),
-		b.p.profileDir != "", b.extra)
+	var env []string
+	if b.p.gomemlimit != "" {
+		env = []string{"GOMEMLIMIT=" + b.p.gomemlimit}
+	}
+	m, err := startManager(b.bin, w.kubeconfig, endpoint, filepath.Join(b.dir, fmt.Sprintf("manager-%d.log", b.managers)),
+		b.p.profileDir != "", env, append(slices.Clone(b.extra), more...))
 	if err == nil {
 		logf("Started manager %d (pid %d)", b.managers, m.Pid())
 	}
@@ -196,14 +229,7 @@ func (b *bench) start(w *world) (*manager, error) {
 // runSize runs the phases of one size in a control plane of its own.
 func (b *bench) runSize(ctx context.Context, s size) (sizeResult, error) {
 	r := sizeResult{s: s, load: map[string]string{}}
-	var apps []simulator.App
-	for i := range s.sets {
-		apps = append(apps, simulator.App{
-			AppKey:        fmt.Sprintf("benchapp%04d", i),
-			AppSecret:     "bench-secret-" + testutil.RandHex(8),
-			TokenLifetime: simulator.Duration(s.lifetime),
-		})
-	}
+	apps := newApps(s)
 	w, err := b.startWorld(ctx, apps)
 	if err != nil {
 		return r, err
@@ -240,6 +266,19 @@ func (b *bench) runSize(ctx context.Context, s size) (sizeResult, error) {
 	return r, sz.memory(ctx, m3)
 }
 
+// newApps are the simulator apps of a size's credential sets.
+func newApps(s size) []simulator.App {
+	var apps []simulator.App
+	for i := range s.sets {
+		apps = append(apps, simulator.App{
+			AppKey:        fmt.Sprintf("benchapp%04d", i),
+			AppSecret:     "bench-secret-" + testutil.RandHex(8),
+			TokenLifetime: simulator.Duration(s.lifetime),
+		})
+	}
+	return apps
+}
+
 // sizeRun is the state of one size's run.
 type sizeRun struct {
 	b    *bench
@@ -263,22 +302,15 @@ func (z *sizeRun) scale(ctx context.Context) (*manager, error) {
 			return nil, err
 		}
 	}
-	err := parallel(32, len(z.apps), func(i int) error {
-		a := z.apps[i]
-		return w.k8s.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: z.namespace(i), Name: fmt.Sprintf("creds-%04d", i)},
-			StringData: map[string]string{"appKey": a.AppKey, "appSecret": a.AppSecret},
-		})
-	})
-	if err != nil {
+	if err := createCredentials(ctx, w, z.apps, z.namespace); err != nil {
 		return nil, err
 	}
 	m, err := z.b.start(w)
 	if err != nil {
 		return nil, err
 	}
-	if err := waitFor(ctx, time.Minute, func() bool { _, err := m.readyTokens(); return err == nil || m.Exited() }); err != nil || m.Exited() {
-		return m, fmt.Errorf("the manager did not serve metrics (see %s)", m.logPath)
+	if err := waitServing(ctx, m); err != nil {
+		return m, err
 	}
 	// The client learns the kind's REST mapping before the clock starts.
 	if err := w.k8s.List(ctx, &v1alpha1.DingTalkTokenList{}, client.Limit(1)); err != nil {
@@ -291,14 +323,7 @@ func (z *sizeRun) scale(ctx context.Context) (*manager, error) {
 	profiled := z.b.cpuProfile(ctx, m, z.name("cpu-scale"))
 	t0 := time.Now()
 	err = parallel(32, r.s.tokens, func(j int) error {
-		set := j % r.s.sets
-		tok := &v1alpha1.DingTalkToken{
-			ObjectMeta: metav1.ObjectMeta{Namespace: z.namespace(set), Name: fmt.Sprintf("tok-%05d", j)},
-			Spec: v1alpha1.DingTalkTokenSpec{
-				Type:           v1alpha1.TokenTypeInternalApp,
-				CredentialsRef: v1alpha1.CredentialsReference{Name: fmt.Sprintf("creds-%04d", set)},
-			},
-		}
+		tok := bareToken(z.namespace(j%r.s.sets), j, r.s.sets, nil)
 		if err := w.k8s.Create(ctx, tok); err != nil {
 			return err
 		}

@@ -32,27 +32,13 @@ import (
 // issue the tokens and after a restart with every token due, none after a restart with none due,
 // one call per fan-out refresh).
 func TestBenchSmall(t *testing.T) {
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := testenv.AssetsDir(root); errors.Is(err, testenv.ErrNoAssets) {
-		t.Skip(err)
-	}
-	if _, err := testenv.SetLogger(io.Discard, "error"); err != nil {
-		t.Fatal(err)
-	}
-	p := defaultParams()
-	p.root = root
+	p := smallParams(t)
 	p.sizes = []size{{tokens: 20, sets: 4, lifetime: 15 * time.Second}}
-	p.namespaces, p.cycles = 2, 1
 	p.noise, p.noiseSize = 50, 256
 	p.fanout, p.fanoutLifetime, p.fanoutCycles = 10, 15*time.Second, 1
-	p.restartWindow, p.settle, p.rssSamples, p.rssInterval = 3*time.Second, time.Second, 1, time.Second
-	p.readyTimeout = 2 * time.Minute
+	p.restartWindow = 3 * time.Second
 	p.profileDir = t.TempDir()
 	p.profileSeconds = 2
-	p.command = "TestBenchSmall"
 	b, err := run(t.Context(), p)
 	if err != nil {
 		t.Fatal(err)
@@ -77,4 +63,80 @@ func TestBenchSmall(t *testing.T) {
 			t.Errorf("profile %s not written: %v", name, err)
 		}
 	}
+}
+
+// TestBenchShapesSmall runs the one-namespace shape and the two-shard run at a size that fits in
+// CI: the figures that do not depend on the machine hold (one DingTalk call per credential set to
+// issue the tokens and per refresh cycle, per shard too; no token served, nor credential set
+// called for, by both shards; every token served by its own shard), the memory figures are read,
+// and every manager runs with the GOMEMLIMIT given.
+func TestBenchShapesSmall(t *testing.T) {
+	p := smallParams(t)
+	p.oneNamespace = []size{{tokens: 20, sets: 4, lifetime: 15 * time.Second}}
+	p.shards = size{tokens: 24, sets: 4, lifetime: 15 * time.Second}
+	p.gomemlimit = "200MiB"
+	b, err := run(t.Context(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := b.report()
+	t.Log(report)
+	for _, want := range []string{"## One namespace, sequential creates", "## Two shards: 24 tokens over 4 sets", "`GOMEMLIMIT=200MiB`"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report has no %q", want)
+		}
+	}
+
+	z := b.oneNS[0]
+	if z.issueCalls != 4 || z.steadyCalls != z.ideal || z.ideal != 4 {
+		t.Errorf("one namespace: %d DingTalk calls to issue, %d for a refresh cycle (ideal %d); want 4, 4", z.issueCalls, z.steadyCalls, z.ideal)
+	}
+	if z.allReady <= 0 || z.createSpan <= 0 || z.ready.rss <= 0 || z.ready.hwm < z.ready.rss || z.peak < z.ready.hwm ||
+		z.settled.rss <= 0 || z.settledHeap <= 0 || z.baseHeap <= 0 {
+		t.Errorf("one namespace: figures missing: %+v", z)
+	}
+	if z.memLimit != 200<<20 {
+		t.Errorf("the manager ran with GOMEMLIMIT %v bytes, want 200 MiB", z.memLimit)
+	}
+
+	r := b.shards
+	if r.servedByBoth != 0 || r.servedByNone != 0 || r.calledByBoth != 0 {
+		t.Errorf("two shards: %d tokens served by both, %d by neither, %d credential sets called for by both; want 0",
+			r.servedByBoth, r.servedByNone, r.calledByBoth)
+	}
+	for _, sh := range r.shards {
+		if sh.tokens != 12 || sh.sets != 2 || sh.served != sh.tokens || !sh.leader {
+			t.Errorf("shard %s: %d tokens over %d sets, %d served, leader %v; want 12 over 2, all served, leader",
+				sh.name, sh.tokens, sh.sets, sh.served, sh.leader)
+		}
+		if sh.issueCalls != 2 || sh.steadyCalls != 2 {
+			t.Errorf("shard %s: %d DingTalk calls to issue, %d for a refresh cycle; want 2 and 2", sh.name, sh.issueCalls, sh.steadyCalls)
+		}
+		if sh.allReady <= 0 || sh.ready.rss <= 0 || sh.settled.rss <= 0 || sh.peak < sh.ready.hwm {
+			t.Errorf("shard %s: figures missing: %+v", sh.name, sh)
+		}
+	}
+}
+
+// smallParams are the parameters of a run that fits in CI, with no scenario selected; it skips the
+// test when the envtest binaries are missing.
+func smallParams(t *testing.T) params {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testenv.AssetsDir(root); errors.Is(err, testenv.ErrNoAssets) {
+		t.Skip(err)
+	}
+	if _, err := testenv.SetLogger(io.Discard, "error"); err != nil {
+		t.Fatal(err)
+	}
+	p := defaultParams()
+	p.root, p.command = root, t.Name()
+	p.sizes, p.oneNamespace, p.shards, p.fanout = nil, nil, size{}, 0
+	p.namespaces, p.cycles = 2, 1
+	p.settle, p.rssSamples, p.rssInterval = time.Second, 1, time.Second
+	p.readyTimeout = 2 * time.Minute
+	return p
 }

@@ -97,8 +97,8 @@ func (b *bench) runFanout(ctx context.Context) (fanoutResult, error) {
 		return f, err
 	}
 	defer m.Kill()
-	if err := waitFor(ctx, time.Minute, func() bool { _, err := m.readyTokens(); return err == nil || m.Exited() }); err != nil || m.Exited() {
-		return f, fmt.Errorf("the manager did not serve metrics (see %s)", m.logPath)
+	if err := waitServing(ctx, m); err != nil {
+		return f, err
 	}
 	cpu0, _ := m.cpuSeconds()
 	profiled := b.cpuProfile(ctx, m, "fanout-cpu.pprof")

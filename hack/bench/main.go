@@ -28,13 +28,26 @@ limitations under the License.
 //  5. Memory: the manager's RSS and live heap with --noise unrelated Secrets, over the same
 //     without them.
 //
-// Then the fan-out: one ClusterDingTalkToken written into --fanout namespaces.
+// Then the other load shapes, each in a control plane of its own:
+//
+//   - One namespace (--one-namespace TOKENS/SETS[/LIFETIME],...): every DingTalkToken in one
+//     namespace, created one after the other by one client, status read by listing them every
+//     second as a platform team's script would; peak RSS (VmHWM), RSS and live heap at all Ready
+//     and settled, heap per token, all-Ready time, calls over the ideal.
+//   - Two shards (--shards TOKENS/SETS[/LIFETIME]): two managers with disjoint
+//     --watch-label-selector and leases of their own, the tokens (and their credential sets)
+//     split between them; each shard's RSS, heap and all-Ready time, calls over the ideal through
+//     an endpoint of its own, and that no token was served, nor a credential set called for, by both.
+//   - The fan-out: one ClusterDingTalkToken written into --fanout namespaces.
+//
+// Every manager runs with GOMEMLIMIT set as the chart sets it (--gomemlimit).
 //
 // Benchmarks report; they do not fail on timing. `make bench` runs the full size of 1,000
 // tokens and the fan-out; the 10,000-token size is selected with --sizes. Every size is a flag,
 // so a small run fits in CI:
 //
-//	go run ./hack/bench --sizes 50/5/20s --noise 200 --cycles 1 --restart-window 10s --fanout 50
+//	go run ./hack/bench --sizes 50/5/20s --noise 200 --cycles 1 --restart-window 10s --fanout 50 \
+//		--one-namespace 50/5/20s --shards 100/10/20s
 package main
 
 import (
@@ -45,6 +58,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -63,6 +78,9 @@ func (s size) String() string { return fmt.Sprintf("%d/%d/%s", s.tokens, s.sets,
 // params are the benchmark's sizes and timings, one flag each.
 type params struct {
 	sizes          []size
+	oneNamespace   []size
+	shards         size // tokens 0: no two-shard run
+	gomemlimit     string
 	namespaces     int
 	cycles         int
 	noise          int
@@ -90,6 +108,9 @@ type params struct {
 func defaultParams() params {
 	return params{
 		sizes:          []size{{tokens: 1000, sets: 100}}, // lifetime: --lifetime
+		oneNamespace:   []size{{tokens: 1000, sets: 100}},
+		shards:         size{tokens: 2000, sets: 200},
+		gomemlimit:     defaultGOMEMLIMIT,
 		namespaces:     10,
 		cycles:         3,
 		noise:          10000,
@@ -117,6 +138,29 @@ func main() {
 		p.sizes = s
 		return err
 	})
+	flag.Func("one-namespace", "comma-separated TOKENS/SETS[/LIFETIME] sizes of the one-namespace shape: every token in one namespace, "+
+		"created one after the other, status read by listing (default 1000/100; the 10,000-token size: 10000/1000/6m; empty: none)", func(v string) error {
+		s, err := parseSizes(v)
+		p.oneNamespace = s
+		return err
+	})
+	flag.Func("shards", "TOKENS/SETS[/LIFETIME] of the two-shard run: two managers with disjoint --watch-label-selector, "+
+		"the tokens and sets split between them (default 2000/200; 20,000 tokens: 20000/2000/6m; empty: none)", func(v string) error {
+		s, err := parseSizes(v)
+		switch {
+		case err != nil:
+			return err
+		case len(s) > 1:
+			return errors.New("one size only")
+		case len(s) == 0:
+			p.shards = size{}
+		default:
+			p.shards = s[0]
+		}
+		return nil
+	})
+	flag.StringVar(&p.gomemlimit, "gomemlimit", p.gomemlimit, "GOMEMLIMIT of every manager process, as the chart sets it "+
+		"(from its memory limit); empty: none")
 	flag.IntVar(&tokens, "tokens", 0, "shorthand for --sizes TOKENS/SETS/LIFETIME, with --sets and --lifetime")
 	flag.IntVar(&sets, "sets", 0, "credential sets of --tokens (default a tenth of them)")
 	flag.DurationVar(&lifetime, "lifetime", time.Minute, "simulator token lifetime of --tokens, and of sizes that name none")
@@ -148,10 +192,15 @@ func main() {
 		}
 		p.sizes = []size{{tokens: tokens, sets: sets, lifetime: lifetime}}
 	}
-	for i := range p.sizes {
-		if p.sizes[i].lifetime == 0 {
-			p.sizes[i].lifetime = lifetime
+	for _, sizes := range [][]size{p.sizes, p.oneNamespace} {
+		for i := range sizes {
+			if sizes[i].lifetime == 0 {
+				sizes[i].lifetime = lifetime
+			}
 		}
+	}
+	if p.shards.lifetime == 0 {
+		p.shards.lifetime = lifetime
 	}
 	if err := p.validate(flag.NArg()); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -190,12 +239,20 @@ func (p params) validate(args int) error {
 	switch {
 	case args > 0:
 		return errors.New("unexpected arguments")
-	case len(p.sizes) == 0 && p.fanout == 0:
-		return errors.New("nothing to run: no --sizes and no --fanout")
+	case len(p.sizes) == 0 && len(p.oneNamespace) == 0 && p.shards.tokens == 0 && p.fanout == 0:
+		return errors.New("nothing to run: no --sizes, --one-namespace, --shards or --fanout")
+	case p.shards.tokens > 0 && p.shards.sets < 2:
+		return fmt.Errorf("--shards %s: two shards need two credential sets or more", p.shards)
+	case !validMemLimit(p.gomemlimit):
+		return fmt.Errorf("--gomemlimit %q: want bytes, or a number with B, KiB, MiB, GiB or TiB (as Go reads GOMEMLIMIT)", p.gomemlimit)
 	case p.namespaces < 1 || p.cycles < 1 || p.rssSamples < 1 || p.fanoutCycles < 1:
 		return errors.New("--namespaces, --cycles, --fanout-cycles and --rss-samples must be at least 1")
 	}
-	for _, s := range p.sizes {
+	all := append(slices.Clone(p.sizes), p.oneNamespace...)
+	if p.shards.tokens > 0 {
+		all = append(all, p.shards)
+	}
+	for _, s := range all {
 		if s.tokens < 1 || s.sets < 1 || s.sets > s.tokens || s.lifetime < 15*time.Second {
 			return fmt.Errorf("size %s: need tokens >= sets >= 1 and a lifetime of 15s or more", s)
 		}
@@ -232,6 +289,15 @@ func parseSizes(v string) ([]size, error) {
 	}
 	return out, nil
 }
+
+// defaultGOMEMLIMIT is what the chart sets by default: GOMEMLIMIT from the container's memory
+// limit (resources.limits.memory, 256Mi in charts/dingtalk-token-operator/values.yaml).
+const defaultGOMEMLIMIT = "256MiB"
+
+// memLimit is the syntax of GOMEMLIMIT: bytes, or a number with a unit.
+var memLimit = regexp.MustCompile(`^[0-9]+(B|KiB|MiB|GiB|TiB)?$`)
+
+func validMemLimit(v string) bool { return v == "" || memLimit.MatchString(v) }
 
 // logf prints a progress line to stderr.
 func logf(format string, args ...any) {

@@ -46,8 +46,8 @@ type manager struct {
 // startManager runs the manager binary against the simulator with plain-HTTP metrics on a free
 // loopback port (--metrics-secure=false: the bench scrapes them), no leader election and, when
 // pprof is set, Go's profiles on another loopback port. Every other flag keeps its default unless
-// extra sets it. Its log goes to logPath.
-func startManager(bin, kubeconfig, endpoint, logPath string, pprof bool, extra []string) (*manager, error) {
+// extra sets it. env is added to its environment (GOMEMLIMIT). Its log goes to logPath.
+func startManager(bin, kubeconfig, endpoint, logPath string, pprof bool, env, extra []string) (*manager, error) {
 	metricsAddr, err := testenv.FreeAddr()
 	if err != nil {
 		return nil, err
@@ -71,19 +71,20 @@ func startManager(bin, kubeconfig, endpoint, logPath string, pprof bool, extra [
 		}
 		args = append(args, "--pprof-bind-address="+m.pprofAddr)
 	}
-	if m.Process, err = testenv.StartProcess("manager", bin, logPath, append(args, extra...)...); err != nil {
+	if m.Process, err = testenv.StartProcessEnv("manager", bin, logPath, env, append(args, extra...)...); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
 // memory is the manager's resident memory (KiB) from /proc/<pid>/status: the total, and its
-// anonymous (heap, stacks) and file-backed (the binary's pages) parts.
+// anonymous (heap, stacks) and file-backed (the binary's pages) parts; hwm is the most it was
+// resident so far (VmHWM: the peak an OOM kill would have seen).
 type memory struct {
-	rss, anon, file int64
+	rss, anon, file, hwm int64
 }
 
-// memoryKiB reads VmRSS, RssAnon and RssFile.
+// memoryKiB reads VmRSS, RssAnon, RssFile and VmHWM.
 func (m *manager) memoryKiB() (memory, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", m.Pid()))
 	if err != nil {
@@ -105,6 +106,8 @@ func (m *manager) memoryKiB() (memory, error) {
 			out.anon = n
 		case "RssFile":
 			out.file = n
+		case "VmHWM":
+			out.hwm = n
 		}
 	}
 	if out.rss == 0 {

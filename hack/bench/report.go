@@ -30,6 +30,7 @@ const (
 	readyGoal1k   = 10 * time.Second // 1,000 DingTalkTokens over 100 sets all Ready
 	readyGoal10k  = 60 * time.Second // 10,000 over 1,000 sets all Ready
 	rssGoal10kKiB = 150 * 1024       // 10,000 tokens: RSS
+	heapGoalKiB   = 3                // live heap per token
 	callsGoal     = 1.05             // DingTalk calls over one per credential set per cycle
 	noiseGoal     = 1.03             // RSS with 10,000 unrelated Secrets over without
 )
@@ -61,6 +62,12 @@ func (b *bench) report() string {
 	if b.fan != nil {
 		b.fanoutTable(w)
 	}
+	if len(b.oneNS) > 0 {
+		b.oneNamespaceTable(w)
+	}
+	if b.shards != nil {
+		b.shardsTable(w)
+	}
 	b.method(w)
 	w("## Machine and parameters")
 	w("")
@@ -73,29 +80,47 @@ func (b *bench) report() string {
 	w("- Control plane: envtest kube-apiserver and etcd from `KUBEBUILDER_ASSETS` (%s), one per scenario", os.Getenv("KUBEBUILDER_ASSETS"))
 	w("- Manager: the binary built from `./cmd`, its flag defaults except `--kubeconfig`, `--dingtalk-endpoint`")
 	w("  (the simulator), `--metrics-secure=false` with a loopback `--metrics-bind-address` (scraped by the bench),")
-	w("  `--leader-elect=false`%s%s", profiledArgs(b.p.profileDir), extraArgs(b.extra))
-	var sizes []string
+	w("  `--leader-elect=false`%s%s; the two shards add their `--watch-label-selector` and a Lease each", profiledArgs(b.p.profileDir), extraArgs(b.extra))
+	w("  (`--leader-elect=true`, `--leader-election-id`, `--leader-election-namespace`); environment: %s", memLimitEnv(b.p.gomemlimit))
+	var sizes, one []string
 	for _, z := range b.sizes {
 		sizes = append(sizes, z.s.String())
 	}
-	w("- Parameters: --sizes %s --namespaces %d --cycles %d --noise %d --noise-size %d --fanout %d --fanout-lifetime %s",
-		strings.Join(sizes, ","), b.p.namespaces, b.p.cycles, b.p.noise, b.p.noiseSize, b.p.fanout, b.p.fanoutLifetime)
+	for _, z := range b.oneNS {
+		one = append(one, z.s.String())
+	}
+	shards := ""
+	if b.shards != nil {
+		shards = b.shards.s.String()
+	}
+	w("- Parameters: --sizes %s --one-namespace %s --shards %s --gomemlimit %s --namespaces %d --cycles %d --noise %d --noise-size %d",
+		strings.Join(sizes, ","), strings.Join(one, ","), shards, b.p.gomemlimit, b.p.namespaces, b.p.cycles, b.p.noise, b.p.noiseSize)
+	w("  --fanout %d --fanout-lifetime %s", b.p.fanout, b.p.fanoutLifetime)
 	w("  --fanout-cycles %d --restart-window %s --settle %s --rss-samples %d --rss-interval %s", b.p.fanoutCycles,
 		b.p.restartWindow, b.p.settle, b.p.rssSamples, b.p.rssInterval)
 	return s.String()
 }
 
-// sizeTable is one row per measure, one column per size.
-func (b *bench) sizeTable(w func(string, ...any)) {
-	w("## DingTalkTokens")
+// tableHead writes a section's title and the head of its table: a column per size, then the goal.
+func tableHead(w func(string, ...any), title string, sizes []size) {
+	w("## %s", title)
 	w("")
 	head, rule := "| # | measure |", "|---|---|"
-	for _, z := range b.sizes {
-		head += fmt.Sprintf(" %d tokens, %d sets, %s tokens |", z.s.tokens, z.s.sets, z.s.lifetime)
+	for _, z := range sizes {
+		head += fmt.Sprintf(" %d tokens, %d sets, %s tokens |", z.tokens, z.sets, z.lifetime)
 		rule += "---|"
 	}
 	w("%s goal |", head)
 	w("%s---|", rule)
+}
+
+// sizeTable is one row per measure, one column per size.
+func (b *bench) sizeTable(w func(string, ...any)) {
+	var sizes []size
+	for _, z := range b.sizes {
+		sizes = append(sizes, z.s)
+	}
+	tableHead(w, "DingTalkTokens", sizes)
 	row := func(n, measure, goal string, cell func(z sizeResult) string) {
 		line := fmt.Sprintf("| %s | %s |", n, measure)
 		for _, z := range b.sizes {
@@ -196,10 +221,109 @@ func (b *bench) fanoutTable(w func(string, ...any)) {
 	w("")
 }
 
-// method says how each figure is taken.
-func (b *bench) method(w func(string, ...any)) {
-	w("How each figure is taken:")
+// oneNamespaceTable is the one-namespace shape's figures, one column per size.
+func (b *bench) oneNamespaceTable(w func(string, ...any)) {
+	var sizes []size
+	for _, z := range b.oneNS {
+		sizes = append(sizes, z.s)
+	}
+	tableHead(w, "One namespace, sequential creates", sizes)
+	row := func(measure, goal string, cell func(z oneNSResult) string) {
+		line := "| 9 | " + measure + " |"
+		for _, z := range b.oneNS {
+			line += " " + cell(z) + " |"
+		}
+		w("%s %s |", line, goal)
+	}
+	big := func(z oneNSResult) bool { return z.s.tokens == 10000 && z.s.sets == 1000 }
+	rss := func(z oneNSResult, kib int64) string {
+		if big(z) {
+			return mib(kib) + " " + verdict(kib <= rssGoal10kKiB)
+		}
+		return mib(kib)
+	}
+	row("all Ready, from the first create (a List every second)", "<= 60 s (10,000 over 1,000)", func(z oneNSResult) string {
+		v := sec(z.allReady)
+		if big(z) {
+			v += " " + verdict(z.allReady <= readyGoal10k)
+		}
+		return v + " (load " + z.load["scale"] + ")"
+	})
+	row("the creates, one after the other", "", func(z oneNSResult) string {
+		return fmt.Sprintf("%s (%.0f/s)", sec(z.createSpan), float64(z.s.tokens)/max(z.createSpan.Seconds(), 1e-9))
+	})
+	row("DingTalk calls to issue them / ideal (one per set)", "", func(z oneNSResult) string {
+		return fmt.Sprintf("%d / %d", z.issueCalls, z.s.sets)
+	})
+	row(fmt.Sprintf("steady state, %d refresh cycles: DingTalk calls / ideal", b.p.cycles), "<= 1.05x", func(z oneNSResult) string {
+		r := ratio(float64(z.steadyCalls), float64(z.ideal))
+		return fmt.Sprintf("%d / %d = %.2fx %s (load %s)", z.steadyCalls, z.ideal, r, verdict(r <= callsGoal), z.load["steady"])
+	})
+	row("peak RSS (VmHWM): when all were Ready / at the end", "<= 150 MiB (10,000)", func(z oneNSResult) string {
+		return mib(z.ready.hwm) + " / " + rss(z, z.peak)
+	})
+	row("RSS (anon + file) / live heap when all were Ready", "<= 150 MiB (10,000)", func(z oneNSResult) string {
+		return fmt.Sprintf("%s (%s + %s) / %s", rss(z, z.ready.rss), mib(z.ready.anon), mib(z.ready.file), mib(z.readyHeap))
+	})
+	row(fmt.Sprintf("RSS (anon + file) / live heap settled (%s later)", b.p.settle), "<= 150 MiB (10,000)", func(z oneNSResult) string {
+		return fmt.Sprintf("%s (%s + %s) / %s (load %s)", rss(z, z.settled.rss), mib(z.settled.anon), mib(z.settled.file), mib(z.settledHeap), z.load["settled"])
+	})
+	row("live heap per token, settled: in all / over the manager before the first create", "<= 3 KiB", func(z oneNSResult) string {
+		all, added := z.heapPerToken()
+		v := fmt.Sprintf("%.2f KiB / %.2f KiB", all, added)
+		if big(z) {
+			v += " " + verdict(all <= heapGoalKiB)
+		}
+		return v
+	})
+	row("the manager before the first create: RSS / live heap / its GOMEMLIMIT (`go_gc_gomemlimit_bytes`)", "", func(z oneNSResult) string {
+		limit := "none"
+		if z.memLimit > 0 && z.memLimit < 1<<62 {
+			limit = mib(int64(z.memLimit) / 1024)
+		}
+		return mib(z.base.rss) + " / " + mib(z.baseHeap) + " / " + limit
+	})
 	w("")
+}
+
+// shardsTable is the two-shard run's figures, one column per shard.
+func (b *bench) shardsTable(w func(string, ...any)) {
+	r := b.shards
+	a, c := r.shards[0], r.shards[1]
+	w("## Two shards: %d tokens over %d sets, %s tokens", r.s.tokens, r.s.sets, r.s.lifetime)
+	w("")
+	w("| # | measure | shard %s (%d tokens, %d sets) | shard %s (%d tokens, %d sets) | goal |", a.name, a.tokens, a.sets, c.name, c.tokens, c.sets)
+	w("|---|---|---|---|---|")
+	row := func(measure, goal string, cell func(sh shardResult) string) {
+		w("| 10 | %s | %s | %s | %s |", measure, cell(a), cell(c), goal)
+	}
+	row("all Ready, from the first create", "", func(sh shardResult) string { return sec(sh.allReady) + " (load " + r.load["scale"] + ")" })
+	row("peak RSS (VmHWM): when all its tokens were Ready / at the end", "", func(sh shardResult) string {
+		return mib(sh.ready.hwm) + " / " + mib(sh.peak)
+	})
+	row("RSS / live heap when all its tokens were Ready", "", func(sh shardResult) string { return mib(sh.ready.rss) + " / " + mib(sh.readyHeap) })
+	row(fmt.Sprintf("RSS / live heap settled (%s later)", b.p.settle), "", func(sh shardResult) string {
+		return mib(sh.settled.rss) + " / " + mib(sh.settledHeap)
+	})
+	row("DingTalk calls through its endpoint to issue its tokens / ideal", "", func(sh shardResult) string {
+		return fmt.Sprintf("%d / %d", sh.issueCalls, sh.sets)
+	})
+	row(fmt.Sprintf("steady state, %d refresh cycles: its calls / ideal", b.p.cycles), "<= 1.05x", func(sh shardResult) string {
+		ideal := int64(sh.sets * b.p.cycles)
+		q := ratio(float64(sh.steadyCalls), float64(ideal))
+		return fmt.Sprintf("%d / %d = %.2fx %s (load %s)", sh.steadyCalls, ideal, q, verdict(q <= callsGoal), r.load["steady"])
+	})
+	row("its own tokens its metrics report / held its Lease", "all / yes", func(sh shardResult) string {
+		return fmt.Sprintf("%d of %d / %v", sh.served, sh.tokens, sh.leader)
+	})
+	w("| 10 | both shards: tokens served by both / by neither; credential sets called for through both endpoints | %d / %d; %d %s | | 0 / 0; 0 |",
+		r.servedByBoth, r.servedByNone, r.calledByBoth, verdict(r.servedByBoth == 0 && r.servedByNone == 0 && r.calledByBoth == 0))
+	w("| 10 | both shards: all Ready, from the first create (the creates took %s) | %s | | |", sec(r.createSpan), sec(r.allReady))
+	w("")
+}
+
+// sizesMethod says how the figures of the sizes (1 to 5) are taken.
+func (b *bench) sizesMethod(w func(string, ...any)) {
 	w("1. Each size runs in a control plane of its own. The credentials Secrets (one per set) are")
 	w("   created first, then the manager, then the DingTalkTokens by 32 concurrent clients")
 	var spans []string
@@ -233,6 +357,15 @@ func (b *bench) method(w func(string, ...any)) {
 			kibList(z.memNoiseAll), mib(z.memLive.rss), sec(z.noiseCreate))
 		w("   restart with them made %d DingTalk calls and was all Ready after %s.", z.noiseCalls, sec(z.noiseReady))
 	}
+}
+
+// method says how each figure is taken.
+func (b *bench) method(w func(string, ...any)) {
+	w("How each figure is taken:")
+	w("")
+	if len(b.sizes) > 0 {
+		b.sizesMethod(w)
+	}
 	if b.fan != nil {
 		w("6. The namespaces (labelled, %s to create) and the credentials Secret (in a namespace of its", sec(b.fan.nsCreate))
 		w("   own) exist before the manager starts; the clock starts at the ClusterDingTalkToken's create.")
@@ -241,7 +374,32 @@ func (b *bench) method(w func(string, ...any)) {
 		w("   the moment the last namespace's target Secret held the new token; in brackets, from the")
 		w("   first namespace's to the last's. Calls are counted from the previous refresh to this one.")
 	}
+	if len(b.oneNS) > 0 {
+		w("9. One namespace: the credentials Secrets and the DingTalkTokens all in one namespace; the")
+		w("   manager starts first, then one client creates the tokens one after the other. No watch: the")
+		w("   bench lists the DingTalkTokens every %s (chunks of %d, as `kubectl get` does); \"all Ready\"", listInterval, listChunk)
+		w("   is the first List that shows every one Ready. Peak RSS is `VmHWM`; settled is --settle later")
+		w("   (%d samples %s apart, the largest); the refresh cycles are counted by listing too.", b.p.rssSamples, b.p.rssInterval)
+		w("   Heap per token: the settled live heap over the tokens, and its growth over the manager's")
+		w("   live heap before the first create, over the tokens.")
+	}
+	if b.shards != nil {
+		w("10. Two managers on one control plane with `--watch-label-selector=%s=a` and `=b` and", shardLabel)
+		w("   Leases of their own; credential set i and its tokens belong to shard i %% 2; the tokens are")
+		w("   created over %d namespaces by 32 concurrent clients and followed through a watch. Each shard", b.p.namespaces)
+		w("   calls DingTalk through a counting proxy of its own in front of the simulator. A shard's")
+		w("   all-Ready time is its last token's; its memory is read then.")
+		w("   Served tokens are the `dingtalk_token_ready_status` series of each shard's metrics (the")
+		w("   tokens it reconciled, and so wrote).")
+	}
 	w("")
+}
+
+func memLimitEnv(v string) string {
+	if v == "" {
+		return "no `GOMEMLIMIT`"
+	}
+	return "`GOMEMLIMIT=" + v + "` (as the chart sets it from its memory limit)"
 }
 
 func kibList(v []int64) string {

@@ -73,6 +73,12 @@ type Process struct {
 // StartProcess runs bin with args. Its standard output and error are kept in memory, or go to
 // logPath when it is set (a long run's log). Stop it with Kill or Terminate.
 func StartProcess(name, bin, logPath string, args ...string) (*Process, error) {
+	return StartProcessEnv(name, bin, logPath, nil, args...)
+}
+
+// StartProcessEnv is StartProcess with env ("KEY=value") added to this process's environment,
+// e.g. a GOMEMLIMIT as a Deployment sets it.
+func StartProcessEnv(name, bin, logPath string, env []string, args ...string) (*Process, error) {
 	p := &Process{Name: name, Args: args, logPath: logPath, done: make(chan struct{})}
 	var out io.Writer
 	var logFile *os.File
@@ -87,6 +93,9 @@ func StartProcess(name, bin, logPath string, args ...string) (*Process, error) {
 		logFile, out = f, f
 	}
 	p.cmd = exec.Command(bin, args...)
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = out, out
 	if err := p.cmd.Start(); err != nil {
 		if logFile != nil {

@@ -24,7 +24,8 @@ import (
 	"time"
 )
 
-// TestProcess: output in memory or in a file, Logged and Tail, Flag, SIGTERM and SIGKILL.
+// TestProcess: output in memory or in a file, an added environment, Logged and Tail, Flag,
+// SIGTERM and SIGKILL.
 func TestProcess(t *testing.T) {
 	script := `echo "Started bash"; trap 'echo Stopping; exit 0' TERM; while :; do sleep 0.05; done`
 	p, err := StartProcess("sh", "/bin/sh", "", "-c", script, "--metrics-bind-address=127.0.0.1:1")
@@ -49,7 +50,7 @@ func TestProcess(t *testing.T) {
 	}
 
 	log := filepath.Join(t.TempDir(), "out.log")
-	p, err = StartProcess("sleeper", "/bin/sh", log, "-c", `echo to-file; exec sleep 60`)
+	p, err = StartProcessEnv("sleeper", "/bin/sh", log, []string{"BENCH_LIMIT=256MiB"}, "-c", `echo to-file $BENCH_LIMIT; exec sleep 60`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestProcess(t *testing.T) {
 	if !p.Exited() {
 		t.Error("still running after Kill")
 	}
-	if b, _ := os.ReadFile(log); string(b) != "to-file\n" {
+	if b, _ := os.ReadFile(log); string(b) != "to-file 256MiB\n" {
 		t.Errorf("log file holds %q", b)
 	}
 }
