@@ -157,7 +157,7 @@ func TestDemoInterrupt(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer p.Kill()
-			if !NewWithT(t).Eventually(p.Output).WithTimeout(2*time.Minute).WithPolling(100*time.Millisecond).
+			if !NewWithT(t).Eventually(p.Output).WithTimeout(2 * time.Minute).WithPolling(100 * time.Millisecond).
 				Should(ContainSubstring(at)) {
 				t.Fatalf("the demo never reached %s; its output ends:\n%s", at, p.Tail(15))
 			}
