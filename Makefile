@@ -3,8 +3,10 @@
 IMG ?= dingtalk-token-operator:latest
 # A release's version (x.y.z); binaries, images and the chart are stamped v$(VERSION).
 VERSION ?= 0.0.0-dev
-# The image name the chart and install.yaml point at (push the tarballs there).
-IMAGE_REPO ?= dingtalk-token-operator
+# The registry repository the image tarballs are pushed to, which the chart's values.yaml and
+# install.yaml point at: required by `make image` and `make release`, no default (a bare name
+# would mean docker.io/library/..., an image that does not exist).
+IMAGE_REPO ?=
 IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
 PLUGIN_PLATFORMS ?= linux/amd64,linux/arm64,darwin/amd64,darwin/arm64
 DIST ?= dist
@@ -90,14 +92,15 @@ test: manifests generate fmt vet envtest ## Run all tests (unit, envtest, simula
 # The CI-sized release `make test` builds and checks: every image platform (the image test reads
 # both), the plugin for one platform of each OS.
 CI_VERSION ?= 0.0.0-ci
+CI_IMAGE_REPO ?= registry.example.com/dingtalk-token-operator
 CI_DIST ?= $(LOCALBIN)/dist-ci
 CI_PLUGIN_PLATFORMS ?= linux/amd64,darwin/arm64
 
 .PHONY: test-release
 test-release: ## Build a CI-sized release, then test it, the chart and the images (module hack/release).
-	$(MAKE) --no-print-directory release VERSION=$(CI_VERSION) DIST=$(CI_DIST) PLUGIN_PLATFORMS=$(CI_PLUGIN_PLATFORMS)
+	$(MAKE) --no-print-directory release VERSION=$(CI_VERSION) IMAGE_REPO=$(CI_IMAGE_REPO) DIST=$(CI_DIST) PLUGIN_PLATFORMS=$(CI_PLUGIN_PLATFORMS)
 	go -C hack/release vet ./...
-	cd hack/release && RELEASE_DIST=$(CI_DIST) RELEASE_VERSION=$(CI_VERSION) RELEASE_PLUGIN_PLATFORMS=$(CI_PLUGIN_PLATFORMS) \
+	cd hack/release && RELEASE_DIST=$(CI_DIST) RELEASE_VERSION=$(CI_VERSION) RELEASE_IMAGE_REPO=$(CI_IMAGE_REPO) RELEASE_PLUGIN_PLATFORMS=$(CI_PLUGIN_PLATFORMS) \
 		go test -timeout $(GOTEST_TIMEOUT) -count=1 $(TEST_FLAGS) ./...
 
 # Bench flags: BENCH_FLAGS="--sizes 50/5/20s --noise 200 --cycles 1 --restart-window 10s --fanout 50
@@ -135,13 +138,13 @@ docker-build: ## Build the container image with Docker (`make image` needs no Do
 	docker build --build-arg VERSION=v$(VERSION) --build-arg COMMIT=$(GIT_COMMIT) -t $(IMG) .
 
 .PHONY: image
-image: ## Build the image as OCI tarballs in $(DIST)/, one per platform: no Docker engine, no base image.
-	$(RELEASE_TOOL) image --root $(CURDIR) --version $(VERSION) --out $(abspath $(DIST)) --image-repo $(IMAGE_REPO) --platforms $(IMAGE_PLATFORMS)
+image: ## Build the image as OCI tarballs in $(DIST)/ (make image IMAGE_REPO=registry.example.com/dingtalk-token-operator): no Docker engine, no base image.
+	$(RELEASE_TOOL) image --root $(CURDIR) --version $(VERSION) --out $(abspath $(DIST)) --image-repo "$(IMAGE_REPO)" --platforms $(IMAGE_PLATFORMS)
 
 .PHONY: release
-release: manifests ## Write a release to $(DIST)/ (make release VERSION=x.y.z): install.yaml, chart, images, kubectl plugin, SHA256SUMS.
+release: manifests ## Write a release to $(DIST)/ (make release VERSION=x.y.z IMAGE_REPO=registry.example.com/dingtalk-token-operator): install.yaml, crds.yaml, chart, images, kubectl plugin, SHA256SUMS.
 	rm -rf $(DIST)
-	$(RELEASE_TOOL) all --root $(CURDIR) --version $(VERSION) --out $(abspath $(DIST)) --image-repo $(IMAGE_REPO) \
+	$(RELEASE_TOOL) all --root $(CURDIR) --version $(VERSION) --out $(abspath $(DIST)) --image-repo "$(IMAGE_REPO)" \
 		--platforms $(IMAGE_PLATFORMS) --plugin-platforms $(PLUGIN_PLATFORMS)
 
 ##@ Deployment

@@ -28,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"golang.org/x/mod/semver"
 )
 
@@ -79,8 +80,8 @@ func (o *Options) complete(ctx context.Context) error {
 	if !semver.IsValid(o.Version) {
 		return fmt.Errorf("--version %s is not a semantic version", o.Version)
 	}
-	if o.ImageRepo == "" {
-		return errors.New("--image-repo is required")
+	if err := ValidateImageRepo(o.ImageRepo); err != nil {
+		return err
 	}
 	for _, p := range append(append([]string{}, o.ImagePlatforms...), o.PluginPlatforms...) {
 		if _, _, ok := strings.Cut(p, "/"); !ok {
@@ -104,6 +105,21 @@ func (o *Options) complete(ctx context.Context) error {
 		return err
 	}
 	return os.MkdirAll(o.Out, 0o755)
+}
+
+// ValidateImageRepo refuses an empty repository and one without a registry host: a bare name
+// such as dingtalk-token-operator means docker.io/library/dingtalk-token-operator, which does
+// not exist, and the chart and install.yaml would point the cluster at it.
+func ValidateImageRepo(repo string) error {
+	if repo == "" {
+		return errors.New("--image-repo is required (make: IMAGE_REPO): the registry repository you push the image tarballs to, " +
+			"which the chart's values.yaml and install.yaml point at, e.g. registry.example.com/dingtalk-token-operator")
+	}
+	if _, err := name.NewRepository(repo, name.StrictValidation); err != nil {
+		return fmt.Errorf("--image-repo %q (make: IMAGE_REPO) must be a repository with its registry host and no tag, "+
+			"e.g. registry.example.com/dingtalk-token-operator: %w", repo, err)
+	}
+	return nil
 }
 
 // ImageRef is the image's name with the release tag.

@@ -17,12 +17,14 @@ limitations under the License.
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 
 	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/cli/values"
@@ -73,13 +75,13 @@ func RenderManifests(chartDir, releaseName, namespace string, sets, valueFiles [
 	return rel.Manifest, nil
 }
 
-// Lint runs `helm lint --strict` on the chart with its default values.
-func Lint(chartDir string) error {
+// Lint runs `helm lint --strict` on a chart directory or package with vals over its values.
+func Lint(chartPath string, vals map[string]any) error {
 	lint := action.NewLint()
 	lint.Strict = true
 	lint.Namespace = "dingtalk-token-operator-system"
 	lint.KubeVersion = &KubeVersion
-	res := lint.Run([]string{chartDir}, nil)
+	res := lint.Run([]string{chartPath}, vals)
 	if len(res.Errors) == 0 {
 		return nil
 	}
@@ -90,24 +92,76 @@ func Lint(chartDir string) error {
 	if len(errs) == 0 {
 		errs = res.Errors
 	}
-	return fmt.Errorf("helm lint %s: %w", chartDir, errors.Join(errs...))
+	return fmt.Errorf("helm lint %s: %w", chartPath, errors.Join(errs...))
 }
 
-// PackageChart lints the chart and packages it with the release's version and appVersion into
-// the output directory, as `helm package --version --app-version` does.
+// PackageChart packages the chart as `helm package --version --app-version` does, with the
+// release's image repository stamped into its values.yaml (image.repository: the source chart
+// has none), and lints the package as `helm lint --strict` does.
 func PackageChart(o Options) (string, error) {
-	dir := ChartDir(o.Root)
-	if err := Lint(dir); err != nil {
+	chrt, err := loader.LoadDir(ChartDir(o.Root))
+	if err != nil {
 		return "", err
 	}
-	pkg := action.NewPackage()
-	pkg.Version = strings.TrimPrefix(o.Version, "v")
-	pkg.AppVersion = o.Version
-	pkg.Destination = o.Out
-	path, err := pkg.Run(dir, nil)
-	if err != nil {
-		return "", fmt.Errorf("helm package: %w", err)
+	chrt.Metadata.Version = strings.TrimPrefix(o.Version, "v")
+	chrt.Metadata.AppVersion = o.Version
+	if err := StampImageRepository(chrt, o.ImageRepo); err != nil {
+		return "", err
 	}
-	fmt.Fprintf(o.Log, "packaged the chart into %s\n", path)
+	path, err := chartutil.Save(chrt, o.Out)
+	if err != nil {
+		return "", fmt.Errorf("packaging the chart: %w", err)
+	}
+	if err := Lint(path, nil); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(o.Log, "packaged the chart into %s (image %s)\n", path, o.ImageRef())
 	return path, nil
+}
+
+// StampImageRepository sets image.repository in the chart's values.yaml to repo, keeping the
+// file's comments and layout (only that line changes).
+func StampImageRepository(chrt *chart.Chart, repo string) error {
+	for _, f := range chrt.Raw {
+		if f.Name != chartutil.ValuesfileName {
+			continue
+		}
+		stamped, err := stampRepository(f.Data, repo)
+		if err != nil {
+			return err
+		}
+		vals, err := chartutil.ReadValues(stamped)
+		if err != nil {
+			return fmt.Errorf("values.yaml after stamping: %w", err)
+		}
+		if got, _ := vals.PathValue("image.repository"); got != repo {
+			return fmt.Errorf("values.yaml after stamping has image.repository %v, want %s", got, repo)
+		}
+		f.Data, chrt.Values = stamped, vals
+		return nil
+	}
+	return errors.New("the chart has no values.yaml")
+}
+
+// stampRepository replaces the value of the first `repository:` line of the top-level `image:`
+// block.
+func stampRepository(values []byte, repo string) ([]byte, error) {
+	lines := strings.SplitAfter(string(values), "\n")
+	inImage := false
+	for i, line := range lines {
+		switch {
+		case strings.HasPrefix(line, "image:"):
+			inImage = true
+		case inImage && strings.HasPrefix(line, "  repository:"):
+			quoted, err := json.Marshal(repo)
+			if err != nil {
+				return nil, err
+			}
+			lines[i] = "  repository: " + string(quoted) + "\n"
+			return []byte(strings.Join(lines, "")), nil
+		case inImage && line != "\n" && !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "#"):
+			inImage = false // the next top-level key
+		}
+	}
+	return nil, errors.New("values.yaml has no image.repository line to stamp")
 }

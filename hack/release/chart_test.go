@@ -46,6 +46,10 @@ const (
 	fullname = "dingtalk-token-operator"
 )
 
+// testRepo is the image repository the chart tests render with: the source chart has none
+// (values.schema.json requires one), a release stamps its IMAGE_REPO.
+const testRepo = "registry.example.com/dingtalk-token-operator"
+
 // repoRoot is the repository's root, two directories above this module.
 var repoRoot = filepath.Join("..", "..")
 
@@ -59,7 +63,15 @@ type rendered struct {
 
 func renderChart(t *testing.T, vals map[string]any) *rendered {
 	t.Helper()
-	rel, err := Render(chartDir(), releaseName, releaseNS, vals)
+	return renderRelease(t, releaseName, vals)
+}
+
+// renderRelease renders the chart for a release name, with image.repository set to testRepo
+// unless vals set it.
+func renderRelease(t *testing.T, name string, vals map[string]any) *rendered {
+	t.Helper()
+	vals = withRepo(vals)
+	rel, err := Render(chartDir(), name, releaseNS, vals)
 	if err != nil {
 		t.Fatalf("rendering the chart with %v: %v", vals, err)
 	}
@@ -68,6 +80,25 @@ func renderChart(t *testing.T, vals map[string]any) *rendered {
 		t.Fatal(err)
 	}
 	return &rendered{objs: objs, notes: rel.Info.Notes}
+}
+
+// withRepo returns a copy of vals with image.repository set to testRepo unless vals set it.
+func withRepo(vals map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range vals {
+		out[k] = v
+	}
+	image := map[string]any{}
+	if m, ok := out["image"].(map[string]any); ok {
+		for k, v := range m {
+			image[k] = v
+		}
+	}
+	if _, ok := image["repository"]; !ok {
+		image["repository"] = testRepo
+	}
+	out["image"] = image
+	return out
 }
 
 func decodeAll(b []byte) ([]*unstructured.Unstructured, error) {
@@ -266,8 +297,8 @@ func TestChartRender(t *testing.T) {
 				if *d.Spec.Replicas != 1 {
 					t.Errorf("replicas = %d, want 1", *d.Spec.Replicas)
 				}
-				if got := d.Spec.Template.Spec.Containers[0].Image; got != "dingtalk-token-operator:latest" {
-					t.Errorf("image = %s, want the appVersion tag dingtalk-token-operator:latest", got)
+				if got := d.Spec.Template.Spec.Containers[0].Image; got != testRepo+":latest" {
+					t.Errorf("image = %s, want image.repository with the appVersion tag, %s:latest", got, testRepo)
 				}
 				for _, crd := range r.ofKind("CustomResourceDefinition") {
 					if crd.GetAnnotations()["helm.sh/resource-policy"] != "keep" {
@@ -285,8 +316,11 @@ func TestChartRender(t *testing.T) {
 			values:  map[string]any{"crds": map[string]any{"enabled": false}},
 			objects: cat(baseObjects, clusterRights, metricsObjects, admissionObjects, peopleRoles),
 			check: func(t *testing.T, r *rendered) {
-				if !strings.Contains(r.notes, "install the CRDs yourself") {
-					t.Errorf("NOTES.txt does not say the CRDs must be installed:\n%s", r.notes)
+				// The release's crds.yaml holds the CRDs alone; install.yaml is the whole
+				// cluster-wide operator (a ClusterRole that reads every Secret).
+				if !strings.Contains(r.notes, "kubectl apply --server-side -f crds.yaml") || strings.Contains(r.notes, "-f install.yaml") ||
+					strings.Contains(r.notes, "-f dist/install.yaml") {
+					t.Errorf("NOTES.txt does not tell to apply the release's crds.yaml (and only it) for the CRDs:\n%s", r.notes)
 				}
 			},
 		},
@@ -534,7 +568,7 @@ func TestChartRender(t *testing.T) {
 			values:  map[string]any{"image": map[string]any{"digest": "sha256:" + strings.Repeat("ab", 32)}},
 			objects: defaults,
 			check: func(t *testing.T, r *rendered) {
-				if got := r.deployment(t).Spec.Template.Spec.Containers[0].Image; got != "dingtalk-token-operator@sha256:"+strings.Repeat("ab", 32) {
+				if got := r.deployment(t).Spec.Template.Spec.Containers[0].Image; got != testRepo+"@sha256:"+strings.Repeat("ab", 32) {
 					t.Errorf("image = %s, want the digest pinned", got)
 				}
 			},
@@ -932,32 +966,49 @@ func without(m map[string]string, k string) map[string]string {
 	return out
 }
 
-// TestChartSchema: values.schema.json refuses what the manager or Kubernetes would refuse later.
+// TestChartSchema: values.schema.json refuses what the manager or Kubernetes would refuse later,
+// each with a message naming the value (and, for the image, what to set).
 func TestChartSchema(t *testing.T) {
-	for name, vals := range map[string]map[string]any{
-		"unknown value":                  {"replicas": 2},
-		"replicaCount not a number":      {"replicaCount": "two"},
-		"bad namespace":                  {"watchNamespaces": []any{"Team_A"}},
-		"log level":                      {"logging": map[string]any{"level": "trace"}},
-		"grace period under shutdown":    {"terminationGracePeriodSeconds": 30},
-		"digest":                         {"image": map[string]any{"digest": "latest"}},
-		"extra arg without dashes":       {"extraArgs": []any{"leader-elect"}},
-		"qps zero":                       {"dingtalk": map[string]any{"qps": 0}},
-		"endpoint with a query":          {"dingtalk": map[string]any{"endpoint": "https://api.dingtalk.com/?x=1"}},
-		"concurrency zero":               {"concurrency": 0},
-		"metrics port on the probe port": {"metrics": map[string]any{"port": 8081}},
-		"timeout not a duration":         {"dingtalk": map[string]any{"timeout": "10"}},
+	for name, tc := range map[string]struct {
+		vals map[string]any // the values tried (image.repository is set unless they set it)
+		want string         // a part of the refusal's message
+	}{
+		"unknown value":                  {map[string]any{"replicas": 2}, "replicas"},
+		"replicaCount not a number":      {map[string]any{"replicaCount": "two"}, "/replicaCount"},
+		"bad namespace":                  {map[string]any{"watchNamespaces": []any{"Team_A"}}, "/watchNamespaces/0"},
+		"log level":                      {map[string]any{"logging": map[string]any{"level": "trace"}}, "/logging/level"},
+		"grace period under shutdown":    {map[string]any{"terminationGracePeriodSeconds": 30}, "/terminationGracePeriodSeconds"},
+		"digest":                         {map[string]any{"image": map[string]any{"digest": "latest"}}, "/image/digest"},
+		"extra arg without dashes":       {map[string]any{"extraArgs": []any{"leader-elect"}}, "/extraArgs/0"},
+		"qps zero":                       {map[string]any{"dingtalk": map[string]any{"qps": 0}}, "/dingtalk/qps"},
+		"endpoint with a query":          {map[string]any{"dingtalk": map[string]any{"endpoint": "https://api.dingtalk.com/?x=1"}}, "/dingtalk/endpoint"},
+		"concurrency zero":               {map[string]any{"concurrency": 0}, "/concurrency"},
+		"metrics port on the probe port": {map[string]any{"metrics": map[string]any{"port": 8081}}, "/metrics/port"},
+		"timeout not a duration":         {map[string]any{"dingtalk": map[string]any{"timeout": "10"}}, "/dingtalk/timeout"},
+		// The source chart has no image: a forgotten --set must not end in ImagePullBackOff.
+		"image.repository empty": {map[string]any{"image": map[string]any{"repository": ""}},
+			"set image.repository to the registry repository holding the operator image, e.g. --set image.repository=registry.example.com/dingtalk-token-operator"},
+		"image.repository with a digest": {map[string]any{"image": map[string]any{"repository": "registry.example.com/dto@sha256:" + strings.Repeat("ab", 32)}},
+			"/image/repository"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := Render(chartDir(), releaseName, releaseNS, vals); err == nil {
-				t.Errorf("values %v were accepted", vals)
+			_, err := Render(chartDir(), releaseName, releaseNS, withRepo(tc.vals))
+			if err == nil {
+				t.Fatalf("values %v were accepted", tc.vals)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("values %v refused with %q, want a message holding %q", tc.vals, err, tc.want)
 			}
 		})
+	}
+	// The chart as it is in the repository, with no value given: refused, saying what to set.
+	if _, err := Render(chartDir(), releaseName, releaseNS, nil); err == nil || !strings.Contains(err.Error(), "set image.repository") {
+		t.Errorf("the chart's own values rendered (or failed otherwise: %v); want a refusal saying to set image.repository", err)
 	}
 }
 
 func TestChartLint(t *testing.T) {
-	if err := Lint(chartDir()); err != nil {
+	if err := Lint(chartDir(), withRepo(nil)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -18,11 +18,12 @@ limitations under the License.
 // or crane binary, no base-image pull). It is its own module because Helm's dependencies would
 // move the operator's Kubernetes libraries.
 //
-//	release image   --version v1.2.3 --out dist             # OCI image tarballs, linux/amd64 and linux/arm64
-//	release chart   --version v1.2.3 --out dist             # the Helm chart package
-//	release render  --namespace ns --set k=v -f values.yaml # the chart's manifests, like `helm template`
-//	release all     --version v1.2.3 --out dist             # everything above, install.yaml, the kubectl
-//	                                                        # plugin for four platforms and SHA256SUMS
+//	release image   --version v1.2.3 --image-repo REPO --out dist # OCI image tarballs, linux/amd64 and linux/arm64
+//	release chart   --version v1.2.3 --image-repo REPO --out dist # the Helm chart package, REPO in its values.yaml
+//	release render  --namespace ns --set k=v -f values.yaml       # the chart's manifests, like `helm template`
+//	release all     --version v1.2.3 --image-repo REPO --out dist # everything above, install.yaml (image
+//	                                                              # REPO:v1.2.3), crds.yaml, the kubectl plugin
+//	                                                              # for four platforms and SHA256SUMS
 //
 // The Makefile's `image` and `release` targets call it; run it from the repository root or pass
 // --root.
@@ -67,7 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&opts.Root, "root", "", "the repository's root directory (default: found above the working directory)")
 	fs.StringVar(&opts.Version, "version", "", "the release version, e.g. 1.2.3 or v1.2.3 (required except for render)")
 	fs.StringVar(&opts.Out, "out", "dist", "output directory")
-	fs.StringVar(&opts.ImageRepo, "image-repo", "dingtalk-token-operator", "the image repository the chart and install.yaml point at")
+	fs.StringVar(&opts.ImageRepo, "image-repo", "", "the registry repository the image is pushed to, which the chart and install.yaml point at, "+
+		"e.g. registry.example.com/dingtalk-token-operator (required except for render)")
 	var platforms, pluginPlatforms string
 	fs.StringVar(&platforms, "platforms", strings.Join(DefaultImagePlatforms, ","), "image platforms")
 	fs.StringVar(&pluginPlatforms, "plugin-platforms", strings.Join(DefaultPluginPlatforms, ","), "kubectl-dingtalk platforms")

@@ -38,6 +38,9 @@ import (
 const (
 	// InstallFile is config/default rendered with the release's image.
 	InstallFile = "install.yaml"
+	// CRDsFile is config/crd rendered: the CustomResourceDefinitions alone, for those who install
+	// them apart from the operator (a namespaced install, a GitOps repository of CRDs).
+	CRDsFile = "crds.yaml"
 	// SumsFile lists the SHA-256 of every other file, in `sha256sum` format.
 	SumsFile = "SHA256SUMS"
 	// pluginPkg is the kubectl plugin's main package.
@@ -57,8 +60,8 @@ func HasPlugin(root string) bool {
 	return err == nil
 }
 
-// Release writes everything a release ships into the output directory: install.yaml, the chart
-// package, the image tarballs, the kubectl plugin's archives and SHA256SUMS.
+// Release writes everything a release ships into the output directory: install.yaml, crds.yaml,
+// the chart package, the image tarballs, the kubectl plugin's archives and SHA256SUMS.
 func Release(ctx context.Context, o Options) error {
 	start := time.Now()
 	// SHA256SUMS covers every file in the directory: a leftover would be published as part of this release.
@@ -70,6 +73,13 @@ func Release(ctx context.Context, o Options) error {
 		return fmt.Errorf("install.yaml: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(o.Out, InstallFile), install, 0o644); err != nil {
+		return err
+	}
+	crds, err := CRDsYAML(o.Root, o.Version)
+	if err != nil {
+		return fmt.Errorf("crds.yaml: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(o.Out, CRDsFile), crds, 0o644); err != nil {
 		return err
 	}
 	if _, err := PackageChart(o); err != nil {
@@ -91,15 +101,44 @@ func Release(ctx context.Context, o Options) error {
 	return nil
 }
 
-// InstallYAML renders config/default with kustomize, the manager's image set to image.
+// InstallYAML renders config/default with kustomize, the manager's image set to image
+// (repository:tag).
 func InstallYAML(root, image string) ([]byte, error) {
-	name, tag, _ := strings.Cut(image, ":")
-	// An overlay on a copy of config/, as `kustomize edit set image` would write it.
+	i := strings.LastIndex(image, ":")
+	name, tag := image[:i], image[i+1:]
+	// An overlay of config/default, as `kustomize edit set image` would write it.
+	overlay := fmt.Sprintf("resources:\n- ../config/default\nimages:\n- name: %s\n  newName: %s\n  newTag: %s\n", managerImage, name, tag)
+	body, err := kustomize(root, overlay)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Contains(body, []byte("image: "+image+"\n")) {
+		return nil, fmt.Errorf("config/default names no image %s to replace", managerImage)
+	}
+	header := fmt.Sprintf("# dingtalk-token-operator %s: the operator, cluster-wide (config/default), image %s.\n"+
+		"#   kubectl apply --server-side -f install.yaml\n", tag, image)
+	return append([]byte(header), body...), nil
+}
+
+// CRDsYAML renders config/crd with kustomize: the CustomResourceDefinitions alone.
+func CRDsYAML(root, version string) ([]byte, error) {
+	body, err := kustomize(root, "resources:\n- ../config/crd\n")
+	if err != nil {
+		return nil, err
+	}
+	header := fmt.Sprintf("# dingtalk-token-operator %s: the CustomResourceDefinitions alone (config/crd), for a cluster\n"+
+		"# admin who installs them once before namespaced operators (Helm with crds.enabled=false).\n"+
+		"#   kubectl apply --server-side -f crds.yaml\n", version)
+	return append([]byte(header), body...), nil
+}
+
+// kustomize renders an overlay (a kustomization.yaml beside config/, which it names as
+// ../config/...) over an in-memory copy of the repository's config/.
+func kustomize(root, overlay string) ([]byte, error) {
 	fsys := filesys.MakeFsInMemory()
 	if err := copyTree(fsys, filepath.Join(root, "config"), "/repo/config"); err != nil {
 		return nil, err
 	}
-	overlay := fmt.Sprintf("resources:\n- ../config/default\nimages:\n- name: %s\n  newName: %s\n  newTag: %s\n", managerImage, name, tag)
 	if err := fsys.WriteFile("/repo/release/kustomization.yaml", []byte(overlay)); err != nil {
 		return nil, err
 	}
@@ -107,16 +146,7 @@ func InstallYAML(root, image string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	body, err := m.AsYaml()
-	if err != nil {
-		return nil, err
-	}
-	if !bytes.Contains(body, []byte("image: "+image+"\n")) {
-		return nil, fmt.Errorf("config/default names no image %s to replace", managerImage)
-	}
-	header := fmt.Sprintf("# dingtalk-token-operator %s: the operator, cluster-wide (config/default).\n"+
-		"#   kubectl apply --server-side -f install.yaml\n", tag)
-	return append([]byte(header), body...), nil
+	return m.AsYaml()
 }
 
 // copyTree copies the YAML files under src into fsys under dst.

@@ -37,8 +37,11 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // The release under test: `make test-release` builds it with `make release` and passes its
@@ -48,7 +51,9 @@ var (
 	distOnce    sync.Once
 	distDir     string
 	distVersion string
-	distErr     error
+	// distRepo is the image repository the release was built for (IMAGE_REPO).
+	distRepo string
+	distErr  error
 	// pluginPlatforms are the platforms the release built kubectl-dingtalk for.
 	pluginPlatforms = DefaultPluginPlatforms
 )
@@ -58,8 +63,9 @@ func dist(t *testing.T) (dir, version string) {
 	distOnce.Do(func() {
 		if d := os.Getenv("RELEASE_DIST"); d != "" {
 			distDir, distVersion = d, "v"+strings.TrimPrefix(os.Getenv("RELEASE_VERSION"), "v")
-			if distVersion == "v" {
-				distErr = errors.New("RELEASE_DIST is set but RELEASE_VERSION is not")
+			distRepo = os.Getenv("RELEASE_IMAGE_REPO")
+			if distVersion == "v" || distRepo == "" {
+				distErr = errors.New("RELEASE_DIST is set but RELEASE_VERSION or RELEASE_IMAGE_REPO is not")
 			}
 			if p := os.Getenv("RELEASE_PLUGIN_PLATFORMS"); p != "" {
 				pluginPlatforms = splitComma(p)
@@ -70,7 +76,8 @@ func dist(t *testing.T) (dir, version string) {
 		if distErr != nil {
 			return
 		}
-		o := Options{Root: repoRoot, Version: "v0.0.0-test", Out: distDir, ImageRepo: "dingtalk-token-operator",
+		distRepo = testRepo
+		o := Options{Root: repoRoot, Version: "v0.0.0-test", Out: distDir, ImageRepo: distRepo,
 			ImagePlatforms: DefaultImagePlatforms, PluginPlatforms: DefaultPluginPlatforms, Log: io.Discard}
 		if distErr = o.complete(t.Context()); distErr == nil {
 			distErr = Release(t.Context(), o)
@@ -358,7 +365,7 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 // release, RELEASE_PLUGIN_PLATFORMS in `make test`'s CI-sized one), stamped with the version.
 func TestRelease(t *testing.T) {
 	dir, version := dist(t)
-	want := []string{InstallFile, ChartFile(version), SumsFile}
+	want := []string{InstallFile, CRDsFile, ChartFile(version), SumsFile}
 	for _, p := range DefaultImagePlatforms {
 		want = append(want, ImageFile(version, p))
 	}
@@ -436,10 +443,40 @@ func TestRelease(t *testing.T) {
 		if dep == nil {
 			t.Fatal("install.yaml has no Deployment")
 		}
-		if img := dep.Spec.Template.Spec.Containers[0].Image; img != "dingtalk-token-operator:"+version {
-			t.Errorf("install.yaml runs image %s, want dingtalk-token-operator:%s", img, version)
+		if img := dep.Spec.Template.Spec.Containers[0].Image; img != distRepo+":"+version {
+			t.Errorf("install.yaml runs image %s, want the release's IMAGE_REPO and version, %s:%s", img, distRepo, version)
 		}
 		assertHardened(t, dep)
+	})
+
+	t.Run("crds.yaml", func(t *testing.T) {
+		// The CRDs of config/crd/bases, each as it is there, and nothing else.
+		got := readObjects(t, filepath.Join(dir, CRDsFile))
+		var want []*unstructured.Unstructured
+		files, _ := filepath.Glob(filepath.Join(repoRoot, "config", "crd", "bases", "*.yaml"))
+		for _, f := range files {
+			want = append(want, readObjects(t, f)...)
+		}
+		if len(got) != len(want) || len(want) == 0 {
+			t.Fatalf("crds.yaml holds %d objects, config/crd/bases %d CRDs", len(got), len(want))
+		}
+		for _, w := range want {
+			i := slices.IndexFunc(got, func(o *unstructured.Unstructured) bool {
+				return o.GetKind() == "CustomResourceDefinition" && o.GetName() == w.GetName()
+			})
+			if i < 0 {
+				t.Errorf("crds.yaml lacks CRD %s", w.GetName())
+				continue
+			}
+			assertSameBut(t, got[i], w)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, CRDsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(b), "# dingtalk-token-operator "+version+": the CustomResourceDefinitions alone") {
+			t.Errorf("crds.yaml does not start with its header naming the version:\n%.200s", b)
+		}
 	})
 
 	t.Run("chart", func(t *testing.T) {
@@ -453,6 +490,15 @@ func TestRelease(t *testing.T) {
 		if chrt.Schema == nil {
 			t.Error("the package has no values.schema.json")
 		}
+		// IMAGE_REPO stamped into values.yaml, the file's comments kept.
+		if got, _ := chartutil.Values(chrt.Values).PathValue("image.repository"); got != distRepo {
+			t.Errorf("the packaged chart's image.repository is %v, want the release's IMAGE_REPO %s", got, distRepo)
+		}
+		raw := slices.IndexFunc(chrt.Raw, func(f *chart.File) bool { return f.Name == chartutil.ValuesfileName })
+		if raw < 0 || !strings.Contains(string(chrt.Raw[raw].Data), "  repository: \""+distRepo+"\"\n") ||
+			!strings.Contains(string(chrt.Raw[raw].Data), "# -- The registry repository of the manager's image") {
+			t.Error("the packaged values.yaml does not hold the stamped repository beside its comments")
+		}
 		rel, err := Render(filepath.Join(dir, ChartFile(version)), releaseName, releaseNS, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -462,8 +508,8 @@ func TestRelease(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := &rendered{objs: objs}
-		if img := r.deployment(t).Spec.Template.Spec.Containers[0].Image; img != "dingtalk-token-operator:"+version {
-			t.Errorf("the packaged chart runs image %s, want dingtalk-token-operator:%s", img, version)
+		if img := r.deployment(t).Spec.Template.Spec.Containers[0].Image; img != distRepo+":"+version {
+			t.Errorf("the packaged chart runs image %s with its defaults, want %s:%s", img, distRepo, version)
 		}
 		if len(r.ofKind("CustomResourceDefinition")) == 0 {
 			t.Error("the packaged chart installs no CRD (generated/ was left out)")
@@ -561,6 +607,26 @@ func readTarGz(t *testing.T, file, name string) []byte {
 				t.Fatal(err)
 			}
 			return b
+		}
+	}
+}
+
+// TestReleaseNeedsImageRepo: a release without IMAGE_REPO, or with a bare name (which resolves
+// to docker.io/library/..., an image that does not exist), is refused before anything is built,
+// saying what to set.
+func TestReleaseNeedsImageRepo(t *testing.T) {
+	for repo, want := range map[string]string{
+		"":                        "--image-repo is required (make: IMAGE_REPO)",
+		"dingtalk-token-operator": "must be a repository with its registry host and no tag",
+		"registry.example.com/dingtalk-token-operator:v1": "must be a repository with its registry host and no tag",
+	} {
+		out := t.TempDir()
+		err := run(t.Context(), []string{"all", "--root", repoRoot, "--version", "1.2.3", "--out", out, "--image-repo", repo}, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("release with --image-repo %q: %v; want a refusal saying %q", repo, err, want)
+		}
+		if entries, _ := os.ReadDir(out); len(entries) > 0 {
+			t.Errorf("release with --image-repo %q wrote %d files before refusing", repo, len(entries))
 		}
 	}
 }

@@ -58,11 +58,16 @@ app.kubernetes.io/component: controller-manager
 {{- default .Chart.AppVersion .Values.image.tag }}
 {{- end }}
 
+{{/*
+The manager's image. values.schema.json refuses an empty repository already; required keeps the
+message when the schema is skipped (--skip-schema-validation).
+*/}}
 {{- define "dingtalk-token-operator.image" -}}
+{{- $repo := required "set image.repository to the registry repository holding the operator image, e.g. --set image.repository=registry.example.com/dingtalk-token-operator" .Values.image.repository }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s@%s" $repo .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (include "dingtalk-token-operator.imageTag" .) }}
+{{- printf "%s:%s" $repo (include "dingtalk-token-operator.imageTag" .) }}
 {{- end }}
 {{- end }}
 

@@ -1,0 +1,187 @@
+/*
+Copyright 2026 The dingtalk-token-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// The Helm CLI, built once from this module's tool dependency (go.mod: tool helm.sh/helm/v3/cmd/helm).
+var (
+	helmOnce sync.Once
+	helmBin  string
+	helmErr  error
+)
+
+func helmCLI(t *testing.T) string {
+	t.Helper()
+	helmOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "helm-cli-")
+		if err != nil {
+			helmErr = err
+			return
+		}
+		helmBin = filepath.Join(dir, "helm")
+		out, err := exec.Command("go", "build", "-o", helmBin, "helm.sh/helm/v3/cmd/helm").CombinedOutput()
+		if err != nil {
+			helmErr = err
+			helmBin = string(out)
+		}
+	})
+	if helmErr != nil {
+		t.Fatalf("building helm: %v\n%s", helmErr, helmBin)
+	}
+	return helmBin
+}
+
+// docsChart is a packaged chart standing in for the release's dist/dingtalk-token-operator-1.2.3.tgz
+// the docs name: the CI release's when `make test-release` built one, else one packaged here (no images).
+func docsChart(t *testing.T) string {
+	t.Helper()
+	if d, v := os.Getenv("RELEASE_DIST"), os.Getenv("RELEASE_VERSION"); d != "" && v != "" {
+		return filepath.Join(d, ChartFile(v))
+	}
+	o := Options{Root: repoRoot, Version: "v1.2.3", Out: t.TempDir(), ImageRepo: testRepo, Log: io.Discard}
+	if err := o.complete(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	path, err := PackageChart(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// docFiles are the pages whose shell blocks a user copies.
+func docFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(repoRoot, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(files, filepath.Join(repoRoot, "README.md"), filepath.Join(chartDir(), "README.md"))
+}
+
+// fence is a Markdown code fence.
+var fence = regexp.MustCompile("^\\s*```")
+
+// shellCommands returns the commands in a page's code blocks that start with prefix ("helm "),
+// with continuation lines joined, a leading `$ ` prompt and a trailing `# comment` removed.
+func shellCommands(t *testing.T, file, prefix string) []string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	inBlock := false
+	var cmd strings.Builder
+	for _, line := range strings.Split(string(b), "\n") {
+		if fence.MatchString(line) {
+			inBlock, cmd = !inBlock, strings.Builder{}
+			continue
+		}
+		if !inBlock {
+			continue
+		}
+		line = strings.TrimSpace(line)
+		if cmd.Len() == 0 {
+			line = strings.TrimPrefix(line, "$ ")
+			if !strings.HasPrefix(line, prefix) {
+				continue
+			}
+		}
+		if i := strings.Index(line, " # "); i >= 0 {
+			line = strings.TrimSpace(line[:i])
+		}
+		if rest, ok := strings.CutSuffix(line, "\\"); ok {
+			cmd.WriteString(strings.TrimSpace(rest) + " ")
+			continue
+		}
+		cmd.WriteString(line)
+		out = append(out, cmd.String())
+		cmd.Reset()
+	}
+	return out
+}
+
+// TestDocsHelmCommands runs every helm command the docs show with Helm itself, against a packaged
+// chart standing in for the release's: `helm template` as written (it needs no cluster), and
+// `helm install` and `helm upgrade` as `helm template` with the same flags (what they would
+// apply; a cluster would tell Helm its version, here --kube-version 1.30 does). It also checks
+// what the docs say of `helm template` without --kube-version.
+func TestDocsHelmCommands(t *testing.T) {
+	helm, chart := helmCLI(t), docsChart(t)
+	// A release's chart package, whatever version or directory the page names.
+	chartPaths := regexp.MustCompile(`(\S*/)?dingtalk-token-operator-([0-9]+\.[0-9]+\.[0-9]+|X\.Y\.Z)\.tgz`)
+	ran := 0
+	for _, file := range docFiles(t) {
+		rel, _ := filepath.Rel(repoRoot, file)
+		for _, cmd := range shellCommands(t, file, "helm ") {
+			fields := strings.Fields(cmd)
+			switch {
+			case len(fields) < 2:
+				continue
+			case fields[1] == "template":
+			case fields[1] == "install" || fields[1] == "upgrade":
+				cmd = "helm template " + strings.Join(fields[2:], " ") + " --kube-version 1.30"
+			default:
+				t.Logf("%s: not run here (needs a cluster): %s", rel, cmd)
+				continue
+			}
+			cmd = chartPaths.ReplaceAllLiteralString(cmd, chart)
+			if strings.Contains(cmd, "charts/dingtalk-token-operator") {
+				// The source chart names no image (a release stamps it): the docs say to set it.
+				if !strings.Contains(cmd, "image.repository") {
+					t.Errorf("%s: %q renders the source chart without image.repository", rel, cmd)
+					continue
+				}
+				cmd = strings.ReplaceAll(cmd, "charts/dingtalk-token-operator", chartDir())
+			}
+			c := exec.CommandContext(t.Context(), "bash", "-c", `helm() { "$HELM" "$@"; }; `+cmd)
+			c.Env = append(os.Environ(), "HELM="+helm)
+			out, err := c.CombinedOutput()
+			if err != nil {
+				t.Errorf("%s: %s\nfailed: %v\n%s", rel, cmd, err, out)
+				continue
+			}
+			if !strings.Contains(string(out), "kind: Deployment") {
+				t.Errorf("%s: %s rendered no Deployment:\n%.500s", rel, cmd, out)
+			}
+			ran++
+		}
+	}
+	if ran < 3 {
+		t.Errorf("ran %d helm commands from the docs; the install docs show at least 3", ran)
+	}
+	t.Logf("ran %d helm commands from the docs", ran)
+
+	// docs/install.md: without --kube-version, `helm template` renders for Kubernetes 1.20 and
+	// the chart's kubeVersion refuses it, with this message.
+	out, err := exec.CommandContext(t.Context(), helm, "template", "x", chart).CombinedOutput()
+	const want = "chart requires kubeVersion: >=1.30.0-0 which is incompatible with Kubernetes v1.20.0"
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("helm template without --kube-version: %v\n%s\nwant a failure saying %q (docs/install.md quotes it)", err, out, want)
+	}
+}
