@@ -31,6 +31,7 @@ import (
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -289,9 +290,9 @@ func TestChartRender(t *testing.T) {
 	}{
 		"defaults": {
 			objects: defaults,
-			args: []string{"--leader-elect", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8443",
+			args: []string{"--leader-elect", "--leader-election-id=" + fullname + ".dingtalk.tokens.dev", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8443",
 				"--metrics-secure=true", "--dingtalk-qps=20", "--dingtalk-burst=40", "--max-concurrent-reconciles=4", "--zap-log-level=info"},
-			noArgs: []string{"--watch-namespaces", "--enable-rollout-restart", "--dingtalk-endpoint"},
+			noArgs: []string{"--watch-namespaces", "--watch-label-selector", "--enable-rollout-restart", "--dingtalk-endpoint"},
 			check: func(t *testing.T, r *rendered) {
 				d := r.deployment(t)
 				if *d.Spec.Replicas != 1 {
@@ -573,6 +574,91 @@ func TestChartRender(t *testing.T) {
 				}
 			},
 		},
+		"leaderElection.id": {
+			values:  map[string]any{"leaderElection": map[string]any{"id": "shard-a.dingtalk.tokens.dev"}},
+			objects: defaults,
+			args:    []string{"--leader-election-id=shard-a.dingtalk.tokens.dev"},
+		},
+		"watchLabelSelector": {
+			values:  map[string]any{"watchLabelSelector": "!sharding.dingtalk.tokens.dev/shard,team in (a, b)"},
+			objects: defaults,
+			args:    []string{"--watch-label-selector=!sharding.dingtalk.tokens.dev/shard,team in (a, b)"},
+		},
+		"extraVolumes and extraVolumeMounts": {
+			// A corporate CA bundle from a ConfigMap, as docs/install.md shows it.
+			values: map[string]any{
+				"extraVolumes": []any{map[string]any{"name": "corporate-ca", "configMap": map[string]any{"name": "corporate-ca-bundle"}}},
+				"extraVolumeMounts": []any{map[string]any{"name": "corporate-ca", "mountPath": "/etc/corporate-ca", "readOnly": true}},
+				"extraEnv": []any{map[string]any{"name": "SSL_CERT_FILE", "value": "/etc/corporate-ca/ca.crt"}},
+			},
+			objects: defaults,
+			check: func(t *testing.T, r *rendered) {
+				pod := r.deployment(t).Spec.Template.Spec
+				if len(pod.Volumes) != 1 || pod.Volumes[0].Name != "corporate-ca" || pod.Volumes[0].ConfigMap == nil ||
+					pod.Volumes[0].ConfigMap.Name != "corporate-ca-bundle" {
+					t.Errorf("volumes = %+v, want the corporate-ca ConfigMap", pod.Volumes)
+				}
+				c := pod.Containers[0]
+				if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/etc/corporate-ca" || !c.VolumeMounts[0].ReadOnly {
+					t.Errorf("volumeMounts = %+v, want corporate-ca read-only at /etc/corporate-ca", c.VolumeMounts)
+				}
+				if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "SSL_CERT_FILE" }) {
+					t.Errorf("env = %+v, want SSL_CERT_FILE", c.Env)
+				}
+			},
+		},
+		"networkPolicy.enabled": {
+			values:  map[string]any{"networkPolicy": map[string]any{"enabled": true}},
+			objects: cat(defaults, []string{"NetworkPolicy " + releaseNS + "/" + fullname}),
+			check: func(t *testing.T, r *rendered) {
+				np := networkPolicy(t, r)
+				assertNetworkPolicySelects(t, r, np)
+				// Ingress: the metrics port (any peer by default) and the probe port, nothing else.
+				if got := ingressPorts(np); !slices.Equal(got, []string{"https-metrics", "probes"}) {
+					t.Errorf("ingress ports %v, want https-metrics and probes only", got)
+				}
+				for _, in := range np.Spec.Ingress {
+					if len(in.From) > 0 {
+						t.Errorf("ingress %+v limits peers; the default lets any peer scrape", in)
+					}
+				}
+				// Egress: DNS (UDP and TCP 53), the API server (443, 6443), DingTalk (443), to any address.
+				if got := egressPorts(np); !slices.Equal(got, []string{"TCP/443", "TCP/443", "TCP/53", "TCP/6443", "UDP/53"}) {
+					t.Errorf("egress ports %v, want DNS 53 UDP and TCP, the API server's 443 and 6443, DingTalk's 443", got)
+				}
+				for _, e := range np.Spec.Egress {
+					if len(e.To) > 0 {
+						t.Errorf("egress %+v names peers; the default allows the ports to any address", e)
+					}
+				}
+			},
+		},
+		"networkPolicy with CIDRs, peers and extra egress, metrics off": {
+			values: map[string]any{
+				"metrics": map[string]any{"enabled": false},
+				"networkPolicy": map[string]any{"enabled": true, "dns": false,
+					"apiServer":   map[string]any{"ports": []any{6443}, "cidrs": []any{"10.0.0.1/32"}},
+					"dingtalk":    map[string]any{"cidrs": []any{"203.0.113.0/24"}},
+					"metricsFrom": []any{map[string]any{"namespaceSelector": map[string]any{"matchLabels": map[string]any{"name": "monitoring"}}}},
+					"extraEgress": []any{map[string]any{"ports": []any{map[string]any{"port": 3128, "protocol": "TCP"}},
+						"to": []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.1.2.3/32"}}}}}}},
+			objects: cat(baseObjects, clusterRights, crdObjects, admissionObjects, peopleRoles, []string{"NetworkPolicy " + releaseNS + "/" + fullname}),
+			check: func(t *testing.T, r *rendered) {
+				np := networkPolicy(t, r)
+				if got := ingressPorts(np); !slices.Equal(got, []string{"probes"}) {
+					t.Errorf("metrics off: ingress ports %v, want probes only", got)
+				}
+				if got := egressPorts(np); !slices.Equal(got, []string{"TCP/3128", "TCP/443", "TCP/6443"}) {
+					t.Errorf("egress ports %v, want the API server's 6443, DingTalk's 443 and the proxy's 3128 (no DNS)", got)
+				}
+				want := map[string]string{"TCP/6443": "10.0.0.1/32", "TCP/443": "203.0.113.0/24", "TCP/3128": "10.1.2.3/32"}
+				for _, e := range np.Spec.Egress {
+					if len(e.To) != 1 || e.To[0].IPBlock == nil || e.To[0].IPBlock.CIDR != want[portKey(e.Ports[0])] {
+						t.Errorf("egress %+v, want it limited to %s", e, want[portKey(e.Ports[0])])
+					}
+				}
+			},
+		},
 		"terminationGracePeriodSeconds": {
 			values:  map[string]any{"terminationGracePeriodSeconds": 120},
 			objects: defaults,
@@ -608,6 +694,68 @@ func TestChartRender(t *testing.T) {
 			}
 		})
 	}
+}
+
+func networkPolicy(t *testing.T, r *rendered) *networkingv1.NetworkPolicy {
+	t.Helper()
+	o := r.find("NetworkPolicy " + releaseNS + "/" + fullname)
+	if o == nil {
+		t.Fatalf("no NetworkPolicy among %v", r.keys())
+	}
+	np := convert[networkingv1.NetworkPolicy](t, o)
+	if !slices.Equal(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}) {
+		t.Errorf("policyTypes %v, want Ingress and Egress (an empty egress list would allow all)", np.Spec.PolicyTypes)
+	}
+	return np
+}
+
+// assertNetworkPolicySelects checks that the policy selects the manager's pods and names only
+// ports the manager's container declares.
+func assertNetworkPolicySelects(t *testing.T, r *rendered, np *networkingv1.NetworkPolicy) {
+	t.Helper()
+	d := r.deployment(t)
+	for k, v := range np.Spec.PodSelector.MatchLabels {
+		if d.Spec.Template.Labels[k] != v {
+			t.Errorf("the NetworkPolicy selects %s=%s, which the manager's pods do not carry", k, v)
+		}
+	}
+	for _, in := range np.Spec.Ingress {
+		for _, p := range in.Ports {
+			if !slices.ContainsFunc(d.Spec.Template.Spec.Containers[0].Ports, func(cp corev1.ContainerPort) bool { return cp.Name == p.Port.String() }) {
+				t.Errorf("ingress names port %s, which the manager's container does not declare", p.Port)
+			}
+		}
+	}
+}
+
+func portKey(p networkingv1.NetworkPolicyPort) string {
+	proto := corev1.ProtocolTCP
+	if p.Protocol != nil {
+		proto = *p.Protocol
+	}
+	return string(proto) + "/" + p.Port.String()
+}
+
+func ingressPorts(np *networkingv1.NetworkPolicy) []string {
+	var out []string
+	for _, in := range np.Spec.Ingress {
+		for _, p := range in.Ports {
+			out = append(out, p.Port.String())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func egressPorts(np *networkingv1.NetworkPolicy) []string {
+	var out []string
+	for _, e := range np.Spec.Egress {
+		for _, p := range e.Ports {
+			out = append(out, portKey(p))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // assertHardened checks the manager's pod against the restricted Pod Security Standard: non-root
@@ -988,6 +1136,13 @@ func TestChartSchema(t *testing.T) {
 		// The source chart has no image: a forgotten --set must not end in ImagePullBackOff.
 		"image.repository empty": {map[string]any{"image": map[string]any{"repository": ""}},
 			"set image.repository to the registry repository holding the operator image, e.g. --set image.repository=registry.example.com/dingtalk-token-operator"},
+		"leaderElection.id not a Lease name": {map[string]any{"leaderElection": map[string]any{"id": "Shard_A"}}, "/leaderElection/id"},
+		"a hostPath extra volume": {map[string]any{"extraVolumes": []any{map[string]any{"name": "host", "hostPath": map[string]any{"path": "/etc"}}}},
+			"/extraVolumes/0"},
+		"an extra mount without a path":   {map[string]any{"extraVolumeMounts": []any{map[string]any{"name": "ca"}}}, "/extraVolumeMounts/0"},
+		"networkPolicy with a bad CIDR":   {map[string]any{"networkPolicy": map[string]any{"dingtalk": map[string]any{"cidrs": []any{"api.dingtalk.com"}}}}, "/networkPolicy/dingtalk/cidrs/0"},
+		"networkPolicy without API ports": {map[string]any{"networkPolicy": map[string]any{"apiServer": map[string]any{"ports": []any{}}}}, "/networkPolicy/apiServer/ports"},
+		"networkPolicy unknown key":       {map[string]any{"networkPolicy": map[string]any{"egress": []any{}}}, "egress"},
 		"image.repository with a digest": {map[string]any{"image": map[string]any{"repository": "registry.example.com/dto@sha256:" + strings.Repeat("ab", 32)}},
 			"/image/repository"},
 	} {
@@ -1010,5 +1165,31 @@ func TestChartSchema(t *testing.T) {
 func TestChartLint(t *testing.T) {
 	if err := Lint(chartDir(), withRepo(nil)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestChartTwoReleasesOneNamespace: two releases in one namespace (namespaced teams, or shards
+// with watchLabelSelector) name every object apart and elect their leaders through distinct
+// Leases.
+func TestChartTwoReleasesOneNamespace(t *testing.T) {
+	vals := map[string]any{"crds": map[string]any{"enabled": false}}
+	a, b := renderRelease(t, "team-a", vals), renderRelease(t, "team-b", vals)
+	leaseOf := func(r *rendered) string {
+		for _, arg := range convert[appsv1.Deployment](t, r.ofKind("Deployment")[0]).Spec.Template.Spec.Containers[0].Args {
+			if id, ok := strings.CutPrefix(arg, "--leader-election-id="); ok {
+				return id
+			}
+		}
+		t.Fatal("the manager has no --leader-election-id")
+		return ""
+	}
+	la, lb := leaseOf(a), leaseOf(b)
+	if la == lb || la != "team-a-dingtalk-token-operator.dingtalk.tokens.dev" || lb != "team-b-dingtalk-token-operator.dingtalk.tokens.dev" {
+		t.Errorf("leader election ids %s and %s, want one per release named after it", la, lb)
+	}
+	for _, k := range a.keys() {
+		if b.find(k) != nil {
+			t.Errorf("both releases render %s: the second would take it over", k)
+		}
 	}
 }

@@ -54,6 +54,14 @@ app.kubernetes.io/component: controller-manager
 {{- end }}
 {{- end }}
 
+{{/*
+The leader election Lease: leaderElection.id, else one per release (several releases may share a
+namespace).
+*/}}
+{{- define "dingtalk-token-operator.leaderElectionID" -}}
+{{- default (printf "%s.dingtalk.tokens.dev" (include "dingtalk-token-operator.fullname" .)) .Values.leaderElection.id }}
+{{- end }}
+
 {{- define "dingtalk-token-operator.imageTag" -}}
 {{- default .Chart.AppVersion .Values.image.tag }}
 {{- end }}
