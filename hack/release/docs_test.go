@@ -17,42 +17,26 @@ limitations under the License.
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
+	"unicode"
 )
 
-// The Helm CLI, built once from this module's tool dependency (go.mod: tool helm.sh/helm/v3/cmd/helm).
-var (
-	helmOnce sync.Once
-	helmBin  string
-	helmErr  error
-)
-
+// helmCLI is the Helm CLI of this module's tool dependency (go.mod: tool helm.sh/helm/v3/cmd/helm),
+// built once into Go's build cache (`go tool -n helm` builds it and prints its path).
 func helmCLI(t *testing.T) string {
 	t.Helper()
-	helmOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "helm-cli-")
-		if err != nil {
-			helmErr = err
-			return
-		}
-		helmBin = filepath.Join(dir, "helm")
-		out, err := exec.Command("go", "build", "-o", helmBin, "helm.sh/helm/v3/cmd/helm").CombinedOutput()
-		if err != nil {
-			helmErr = err
-			helmBin = string(out)
-		}
-	})
-	if helmErr != nil {
-		t.Fatalf("building helm: %v\n%s", helmErr, helmBin)
+	out, err := exec.CommandContext(t.Context(), "go", "tool", "-n", "helm").Output()
+	if err != nil {
+		t.Fatalf("building helm (go tool -n helm): %v", err)
 	}
-	return helmBin
+	return strings.TrimSpace(string(out))
 }
 
 // docsChart is a packaged chart standing in for the release's dist/dingtalk-token-operator-1.2.3.tgz
@@ -183,5 +167,123 @@ func TestDocsHelmCommands(t *testing.T) {
 	const want = "chart requires kubeVersion: >=1.30.0-0 which is incompatible with Kubernetes v1.20.0"
 	if err == nil || !strings.Contains(string(out), want) {
 		t.Errorf("helm template without --kube-version: %v\n%s\nwant a failure saying %q (docs/install.md quotes it)", err, out, want)
+	}
+}
+
+// link is a Markdown link's target: [text](target).
+var link = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// codeSpan is inline code.
+var codeSpan = regexp.MustCompile("`[^`]*`")
+
+// heading is a Markdown heading line.
+var heading = regexp.MustCompile(`(?m)^#{1,6} +(.+?) *$`)
+
+// anchors are the ids GitHub gives a page's headings: lower case, spaces to '-', punctuation
+// other than '-' and '_' dropped.
+func anchors(page string) map[string]bool {
+	out := map[string]bool{}
+	inBlock := false
+	for _, line := range strings.Split(page, "\n") {
+		if fence.MatchString(line) {
+			inBlock = !inBlock
+		}
+		m := heading.FindStringSubmatch(line)
+		if inBlock || m == nil {
+			continue
+		}
+		var b strings.Builder
+		for _, r := range strings.ToLower(m[1]) {
+			switch {
+			case r == ' ':
+				b.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				b.WriteRune(r)
+			}
+		}
+		id := b.String()
+		for n := 1; out[id]; n++ {
+			id = fmt.Sprintf("%s-%d", b.String(), n)
+		}
+		out[id] = true
+	}
+	return out
+}
+
+// TestDocsLinks: every relative link of the docs (README.md, docs/*.md, the chart's README)
+// names a file that exists and, with a #fragment, a heading of that page.
+func TestDocsLinks(t *testing.T) {
+	checked := 0
+	for _, file := range docFiles(t) {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(repoRoot, file)
+		// Links outside code: a code span or block may hold anything that looks like one.
+		var prose strings.Builder
+		inBlock := false
+		for _, line := range strings.Split(string(b), "\n") {
+			if fence.MatchString(line) {
+				inBlock = !inBlock
+				continue
+			}
+			if !inBlock {
+				prose.WriteString(codeSpan.ReplaceAllString(line, "``") + "\n")
+			}
+		}
+		for _, m := range link.FindAllStringSubmatch(prose.String(), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			path, frag, _ := strings.Cut(target, "#")
+			dest := file
+			if path != "" {
+				dest = filepath.Join(filepath.Dir(file), filepath.FromSlash(path))
+			}
+			if _, err := os.Stat(dest); err != nil {
+				t.Errorf("%s: link %s: no such file", rel, target)
+				continue
+			}
+			checked++
+			if frag == "" || !strings.HasSuffix(dest, ".md") {
+				continue
+			}
+			page, err := os.ReadFile(dest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !anchors(string(page))[frag] {
+				t.Errorf("%s: link %s: %s has no heading #%s", rel, target, filepath.Base(dest), frag)
+			}
+		}
+	}
+	t.Logf("checked %d relative links", checked)
+}
+
+// TestDocsIndex: both indexes (docs/README.md and the README's Documentation list) name every
+// page of docs/.
+func TestDocsIndex(t *testing.T) {
+	pages, _ := filepath.Glob(filepath.Join(repoRoot, "docs", "*.md"))
+	index, err := os.ReadFile(filepath.Join(repoRoot, "docs", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pages {
+		name := filepath.Base(p)
+		if name == "README.md" {
+			continue
+		}
+		if !strings.Contains(string(index), "]("+name+")") {
+			t.Errorf("docs/README.md does not list %s", name)
+		}
+		if !strings.Contains(string(readme), "](docs/"+name+")") {
+			t.Errorf("README.md's Documentation list does not name docs/%s", name)
+		}
 	}
 }
