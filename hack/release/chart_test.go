@@ -405,14 +405,22 @@ func TestChartRender(t *testing.T) {
 			},
 		},
 		"serviceMonitor.enabled": {
-			values:  map[string]any{"serviceMonitor": map[string]any{"enabled": true, "interval": "30s", "labels": map[string]any{"release": "prom"}}},
+			values: map[string]any{"serviceMonitor": map[string]any{"enabled": true, "interval": "30s", "labels": map[string]any{"release": "prom"},
+				"tls": map[string]any{"caSecret": map[string]any{"name": "metrics-cert"}}}},
 			objects: cat(defaults, []string{"ServiceMonitor " + releaseNS + "/" + fullname}),
 			check: func(t *testing.T, r *rendered) {
 				mon := r.find("ServiceMonitor " + releaseNS + "/" + fullname)
 				// The Prometheus Operator's own types: an unknown or misspelt field fails here.
 				typed := convert[monitoringv1.ServiceMonitor](t, mon)
 				if len(typed.Spec.Endpoints) != 1 || typed.Spec.Endpoints[0].TLSConfig == nil {
-					t.Errorf("ServiceMonitor endpoints %+v, want one with a TLS config", typed.Spec.Endpoints)
+					t.Fatalf("ServiceMonitor endpoints %+v, want one with a TLS config", typed.Spec.Endpoints)
+				}
+				// Verified by default: the CA from the Secret, the metrics Service's name.
+				tls := typed.Spec.Endpoints[0].TLSConfig
+				if tls.InsecureSkipVerify != nil && *tls.InsecureSkipVerify || tls.CA.Secret == nil ||
+					tls.CA.Secret.Name != "metrics-cert" || tls.CA.Secret.Key != "ca.crt" ||
+					tls.ServerName == nil || *tls.ServerName != fullname+"-metrics."+releaseNS+".svc" {
+					t.Errorf("ServiceMonitor TLS %+v: want the CA of Secret metrics-cert (ca.crt) and the name %s-metrics.%s.svc verified", tls, fullname, releaseNS)
 				}
 				if mon.GetLabels()["release"] != "prom" {
 					t.Errorf("ServiceMonitor labels %v lack serviceMonitor.labels", mon.GetLabels())
@@ -427,6 +435,17 @@ func TestChartRender(t *testing.T) {
 					if svc.GetLabels()[k] != v {
 						t.Errorf("ServiceMonitor selects %s=%v, which the metrics Service does not carry", k, v)
 					}
+				}
+			},
+		},
+		"serviceMonitor without verification, only when set": {
+			values: map[string]any{"serviceMonitor": map[string]any{"enabled": true,
+				"tls": map[string]any{"insecureSkipVerify": true, "caSecret": map[string]any{"name": "ignored"}}}},
+			objects: cat(defaults, []string{"ServiceMonitor " + releaseNS + "/" + fullname}),
+			check: func(t *testing.T, r *rendered) {
+				tls := convert[monitoringv1.ServiceMonitor](t, r.find("ServiceMonitor "+releaseNS+"/"+fullname)).Spec.Endpoints[0].TLSConfig
+				if tls == nil || tls.InsecureSkipVerify == nil || !*tls.InsecureSkipVerify || tls.CA.Secret != nil {
+					t.Errorf("ServiceMonitor TLS %+v, want insecureSkipVerify alone", tls)
 				}
 			},
 		},
@@ -1143,6 +1162,11 @@ func TestChartSchema(t *testing.T) {
 		"networkPolicy with a bad CIDR":   {map[string]any{"networkPolicy": map[string]any{"dingtalk": map[string]any{"cidrs": []any{"api.dingtalk.com"}}}}, "/networkPolicy/dingtalk/cidrs/0"},
 		"networkPolicy without API ports": {map[string]any{"networkPolicy": map[string]any{"apiServer": map[string]any{"ports": []any{}}}}, "/networkPolicy/apiServer/ports"},
 		"networkPolicy unknown key":       {map[string]any{"networkPolicy": map[string]any{"egress": []any{}}}, "egress"},
+		// Verification is the default: a ServiceMonitor with no CA to verify against is refused.
+		"serviceMonitor with no CA": {map[string]any{"serviceMonitor": map[string]any{"enabled": true}},
+			"serviceMonitor.tls.caSecret.name is required"},
+		"serviceMonitor's old tlsConfig": {map[string]any{"serviceMonitor": map[string]any{"tlsConfig": map[string]any{"insecureSkipVerify": true}}},
+			"tlsConfig"},
 		"image.repository with a digest": {map[string]any{"image": map[string]any{"repository": "registry.example.com/dto@sha256:" + strings.Repeat("ab", 32)}},
 			"/image/repository"},
 	} {
