@@ -5,8 +5,16 @@
 # /dingtalk-token-proxy, which a sidecar runs), user 65532:65532, entrypoint /manager, as OCI
 # tarballs for linux/amd64 and linux/arm64. Keep the two equivalent.
 
+# Base images are pinned by digest, so that a rebuild uses the very images it was reviewed with
+# (a tag such as golang:1.26 moves with every patch release and base update). Both digests were
+# taken from a public Dockerfile pinning the same tags (attune-io/attune, Dockerfile, commit
+# 245c9b4a), not computed here. To update them, resolve the tags anew and review the change:
+#   crane digest golang:1.26.5          (or: docker buildx imagetools inspect golang:1.26.5)
+#   crane digest gcr.io/distroless/static:nonroot
+# or let Renovate or Dependabot (the docker ecosystem) propose the new digests.
+
 # Build the manager and dingtalk-token-proxy binaries.
-FROM golang:1.26 AS builder
+FROM golang:1.26.5@sha256:079e59808d2d252516e27e3f3a9c003740dee7f75e55aa71528766d52bcfc16a AS builder
 ARG TARGETOS
 ARG TARGETARCH
 # Stamped into --version, as `make image` and `make release` do.
@@ -33,7 +41,7 @@ RUN export CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} && \
     go build -trimpath -ldflags="${LDFLAGS}" -o dingtalk-token-proxy ./cmd/dingtalk-token-proxy
 
 # The runtime image: no shell, no package manager, a non-root user.
-FROM gcr.io/distroless/static:nonroot
+FROM gcr.io/distroless/static:nonroot@sha256:963fa6c544fe5ce420f1f54fb88b6fb01479f054c8056d0f74cc2c6000df5240
 WORKDIR /
 COPY --from=builder /workspace/manager /manager
 COPY --from=builder /workspace/dingtalk-token-proxy /dingtalk-token-proxy

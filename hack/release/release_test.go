@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -628,5 +629,35 @@ func TestReleaseNeedsImageRepo(t *testing.T) {
 		if entries, _ := os.ReadDir(out); len(entries) > 0 {
 			t.Errorf("release with --image-repo %q wrote %d files before refusing", repo, len(entries))
 		}
+	}
+}
+
+// TestDockerfilePinsBaseImages: every base image of the Dockerfile (the equivalent of `make image`
+// for those with Docker) is pinned by digest, so that a rebuild uses the images it was reviewed
+// with; a stage built FROM an earlier stage needs none.
+func TestDockerfilePinsBaseImages(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := regexp.MustCompile(`^[^\s@]+:[^\s@]+@sha256:[0-9a-f]{64}$`)
+	stages := map[string]bool{}
+	froms := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || !strings.EqualFold(f[0], "FROM") {
+			continue
+		}
+		froms++
+		args := slices.DeleteFunc(f[1:], func(a string) bool { return strings.HasPrefix(a, "--") })
+		if image := args[0]; !stages[image] && !pinned.MatchString(image) {
+			t.Errorf("Dockerfile: %q is not pinned by digest (image:tag@sha256:...)", line)
+		}
+		if len(args) == 3 && strings.EqualFold(args[1], "AS") {
+			stages[args[2]] = true
+		}
+	}
+	if froms < 2 {
+		t.Errorf("the Dockerfile has %d FROM lines, want the builder and the runtime image", froms)
 	}
 }
