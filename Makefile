@@ -54,12 +54,13 @@ CHART_DIR ?= charts/dingtalk-token-operator
 CHART_GENERATED = $(CHART_DIR)/generated
 
 .PHONY: chart-sync
-chart-sync: ## Copy config/'s CRDs, roles, admission policy and alerts into the chart, which renders from them.
+chart-sync: ## Copy config/'s CRDs, roles, admission policies and alerts into the chart, which renders from them.
 	rm -f $(CHART_GENERATED)/*/*.yaml
-	mkdir -p $(CHART_GENERATED)/crds $(CHART_GENERATED)/rbac $(CHART_GENERATED)/admission $(CHART_GENERATED)/prometheus
+	mkdir -p $(CHART_GENERATED)/crds $(CHART_GENERATED)/rbac $(CHART_GENERATED)/admission $(CHART_GENERATED)/namespace-labels $(CHART_GENERATED)/prometheus
 	cp config/crd/bases/*.yaml $(CHART_GENERATED)/crds/
 	cp config/rbac/*role.yaml config/components/rollout-restart/*role.yaml $(CHART_GENERATED)/rbac/
 	find config/admission -name '*.yaml' ! -name kustomization.yaml -exec cp {} $(CHART_GENERATED)/admission/ \;
+	cp config/components/namespace-labels/namespace_label_policy.yaml $(CHART_GENERATED)/namespace-labels/
 	cp config/prometheus/alerts.yaml $(CHART_GENERATED)/prometheus/
 
 .PHONY: generate

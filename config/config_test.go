@@ -649,3 +649,50 @@ func copyToMemory(t *testing.T, root string) filesys.FileSystem {
 	}
 	return mem
 }
+
+// TestNamespaceLabelsComponent: config/components/namespace-labels, enabled the way its
+// comment says, adds the policy on Namespace labels (failing closed, for creates and updates of
+// Namespaces, with its prefix and group as variables) and its binding; config/default alone
+// ships neither. test/fanout runs the policy against the API server.
+func TestNamespaceLabelsComponent(t *testing.T) {
+	mem := copyToMemory(t, ".")
+	path := "/config/default/kustomization.yaml"
+	b, err := mem.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enabled := strings.Replace(string(b), "#components:\n#- ../components/rollout-restart", "components:\n- ../components/namespace-labels", 1)
+	if enabled == string(b) {
+		t.Fatalf("%s has no commented components list", path)
+	}
+	if err := mem.WriteFile(path, []byte(enabled)); err != nil {
+		t.Fatal(err)
+	}
+	objs := render(t, mem, "/config/default")
+	policy := find[admissionv1.ValidatingAdmissionPolicy](t, objs, "ValidatingAdmissionPolicy", "", "dingtalk-token-operator-namespace-labels")
+	binding := find[admissionv1.ValidatingAdmissionPolicyBinding](t, objs, "ValidatingAdmissionPolicyBinding", "", "dingtalk-token-operator-namespace-labels")
+	if policy == nil || binding == nil {
+		t.Fatal("the component renders no namespace-labels policy and binding")
+	}
+	if binding.Spec.PolicyName != policy.Name || !slices.Contains(binding.Spec.ValidationActions, admissionv1.Deny) {
+		t.Errorf("binding = %+v, want policyName %s with action Deny", binding.Spec, policy.Name)
+	}
+	if policy.Spec.FailurePolicy == nil || *policy.Spec.FailurePolicy != admissionv1.Fail {
+		t.Error("the policy must fail closed (failurePolicy: Fail)")
+	}
+	rules := policy.Spec.MatchConstraints.ResourceRules
+	if len(rules) != 1 || !slices.Equal(rules[0].Resources, []string{"namespaces"}) ||
+		!slices.Equal(rules[0].Operations, []admissionv1.OperationType{admissionv1.Create, admissionv1.Update}) {
+		t.Errorf("the policy matches %+v, want CREATE and UPDATE of namespaces", rules)
+	}
+	vars := map[string]string{}
+	for _, v := range policy.Spec.Variables {
+		vars[v.Name] = v.Expression
+	}
+	if vars["prefix"] != "'dingtalk.tokens.dev/'" || vars["group"] != "'dingtalk-token-admins'" {
+		t.Errorf("policy variables %v, want the prefix dingtalk.tokens.dev/ and the group dingtalk-token-admins", vars)
+	}
+	if find[admissionv1.ValidatingAdmissionPolicy](t, render(t, filesys.MakeFsOnDisk(), "default"), "ValidatingAdmissionPolicy", "", policy.Name) != nil {
+		t.Error("config/default ships the namespace-labels policy without its component")
+	}
+}

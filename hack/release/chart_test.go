@@ -212,6 +212,26 @@ var crdObjects = configObjects("config/crd/bases/*.yaml", func(o *unstructured.U
 	return "CustomResourceDefinition " + o.GetName()
 })
 
+// namespaceLabelObjects are the policy and binding of config/components/namespace-labels.
+var namespaceLabelObjects = configObjects("config/components/namespace-labels/namespace_label_policy.yaml", func(o *unstructured.Unstructured) string {
+	return o.GetKind() + " " + fullname + "-" + o.GetName()
+})
+
+// policyVariables maps a ValidatingAdmissionPolicy's variables to their expressions.
+func policyVariables(t *testing.T, policy *unstructured.Unstructured) map[string]string {
+	t.Helper()
+	if policy == nil {
+		t.Fatal("no ValidatingAdmissionPolicy")
+	}
+	vars, _, _ := unstructured.NestedSlice(policy.Object, "spec", "variables")
+	out := map[string]string{}
+	for _, v := range vars {
+		m := v.(map[string]any)
+		out[m["name"].(string)] = m["expression"].(string)
+	}
+	return out
+}
+
 // admissionObjects are the policies and bindings of config/admission, whichever they are.
 var admissionObjects = configObjects("config/admission/*.yaml", func(o *unstructured.Unstructured) string {
 	if o.GetKind() == "Kustomization" {
@@ -362,6 +382,21 @@ func TestChartRender(t *testing.T) {
 		"admissionPolicy.enabled=false": {
 			values:  map[string]any{"admissionPolicy": map[string]any{"enabled": false}},
 			objects: cat(baseObjects, clusterRights, metricsObjects, crdObjects, peopleRoles),
+		},
+		"admissionPolicy.namespaceLabels": {
+			values: map[string]any{"admissionPolicy": map[string]any{"namespaceLabels": map[string]any{
+				"enabled": true, "group": "platform-admins", "prefix": "tokens.example.com/"}}},
+			objects: cat(defaults, namespaceLabelObjects),
+			check: func(t *testing.T, r *rendered) {
+				vars := policyVariables(t, r.find("ValidatingAdmissionPolicy "+fullname+"-namespace-labels"))
+				if vars["prefix"] != "'tokens.example.com/'" || vars["group"] != "'platform-admins'" {
+					t.Errorf("policy variables %v, want the values' prefix and group", vars)
+				}
+				b := r.find("ValidatingAdmissionPolicyBinding " + fullname + "-namespace-labels")
+				if name, _, _ := unstructured.NestedString(b.Object, "spec", "policyName"); name != fullname+"-namespace-labels" {
+					t.Errorf("the binding names policy %s", name)
+				}
+			},
 		},
 		"rbac.userRoles=false": {
 			values:  map[string]any{"rbac": map[string]any{"userRoles": false}},
@@ -1036,6 +1071,22 @@ func TestChartMatchesConfig(t *testing.T) {
 		}
 	})
 
+	t.Run("namespace labels policy", func(t *testing.T) {
+		// With config's own group, the chart's policy is config's, names aside.
+		r := renderChart(t, map[string]any{"admissionPolicy": map[string]any{"namespaceLabels": map[string]any{
+			"enabled": true, "group": "dingtalk-token-admins"}}})
+		for _, want := range readObjects(t, filepath.Join(repoRoot, "config", "components", "namespace-labels", "namespace_label_policy.yaml")) {
+			got := r.find(want.GetKind() + " " + fullname + "-" + want.GetName())
+			if got == nil {
+				t.Fatalf("the chart does not render %s %s", want.GetKind(), want.GetName())
+			}
+			if want.GetKind() == "ValidatingAdmissionPolicyBinding" {
+				_ = unstructured.SetNestedField(want.Object, fullname+"-"+want.Object["spec"].(map[string]any)["policyName"].(string), "spec", "policyName")
+			}
+			assertSameBut(t, got, want, "metadata")
+		}
+	})
+
 	t.Run("alerts", func(t *testing.T) {
 		for _, want := range readObjects(t, filepath.Join(repoRoot, "config", "prometheus", "alerts.yaml")) {
 			got := r.find("PrometheusRule " + releaseNS + "/" + fullname + "-" + want.GetName())
@@ -1167,6 +1218,12 @@ func TestChartSchema(t *testing.T) {
 			"serviceMonitor.tls.caSecret.name is required"},
 		"serviceMonitor's old tlsConfig": {map[string]any{"serviceMonitor": map[string]any{"tlsConfig": map[string]any{"insecureSkipVerify": true}}},
 			"tlsConfig"},
+		"namespaceLabels without a group": {map[string]any{"admissionPolicy": map[string]any{"namespaceLabels": map[string]any{"enabled": true}}},
+			"admissionPolicy.namespaceLabels.group is required"},
+		"namespaceLabels prefix without a slash": {map[string]any{"admissionPolicy": map[string]any{"namespaceLabels": map[string]any{"prefix": "dingtalk.tokens.dev"}}},
+			"/admissionPolicy/namespaceLabels/prefix"},
+		"namespaceLabels group with a quote": {map[string]any{"admissionPolicy": map[string]any{"namespaceLabels": map[string]any{"group": "a' || true || '"}}},
+			"/admissionPolicy/namespaceLabels/group"},
 		"image.repository with a digest": {map[string]any{"image": map[string]any{"repository": "registry.example.com/dto@sha256:" + strings.Repeat("ab", 32)}},
 			"/image/repository"},
 	} {

@@ -26,12 +26,15 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv/envtesting"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
 )
@@ -141,18 +144,110 @@ func testRequesterPolicy(t *testing.T) {
 
 // install creates every object of a multi-document YAML file.
 func install(t *testing.T, path string) {
+	for _, u := range readObjects(t, path) {
+		envtesting.Must(t, env.Client.Create(envtesting.Ctx(t), u))
+	}
+}
+
+// testNamespaceLabelPolicy installs the optional policy of config/components/namespace-labels
+// (its prefix and group set, as the chart sets them, to values of this test alone: the other
+// scenarios label namespaces at the same time) and checks it against the real API server: a user
+// who may create and update Namespaces, but is not in the group, can neither create a namespace
+// with a label under the prefix nor add, change or remove one, so a ClusterDingTalkToken that
+// selects by such a label never reaches their namespace; a member of the group labels it and the
+// namespace receives the token. Other labels stay free for everyone.
+func testNamespaceLabelPolicy(t *testing.T) {
+	g := NewWithT(t)
+	suffix := testutil.RandHex(4)
+	prefix, group := "labels-"+suffix+".dingtalk.tokens.dev/", "dingtalk-token-admins-"+suffix
+	for _, obj := range readObjects(t, filepath.Join(env.Root, "config", "components", "namespace-labels", "namespace_label_policy.yaml")) {
+		obj.SetName(obj.GetName() + "-" + suffix)
+		switch obj.GetKind() {
+		case "ValidatingAdmissionPolicy":
+			vars, _, _ := unstructured.NestedSlice(obj.Object, "spec", "variables")
+			for _, v := range vars {
+				switch v := v.(map[string]any); v["name"] {
+				case "prefix":
+					v["expression"] = "'" + prefix + "'"
+				case "group":
+					v["expression"] = "'" + group + "'"
+				}
+			}
+			envtesting.Must(t, unstructured.SetNestedSlice(obj.Object, vars, "spec", "variables"))
+		case "ValidatingAdmissionPolicyBinding":
+			envtesting.Must(t, unstructured.SetNestedField(obj.Object, obj.GetName(), "spec", "policyName"))
+		}
+		envtesting.Must(t, env.Client.Create(envtesting.Ctx(t), obj))
+	}
+
+	// Both users may create and update Namespaces; one is in the group.
+	role := "namespace-editor-" + suffix
+	envtesting.Must(t, env.Client.Create(envtesting.Ctx(t), &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: role},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "create", "update", "patch"}}}}))
+	tenant, admin := "tenant-"+suffix, "platform-"+suffix
+	for _, user := range []string{tenant, admin} {
+		envtesting.Must(t, env.Client.Create(envtesting.Ctx(t), &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: role + "-" + user},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+		}))
+	}
+	tenantClient, err := env.UserClient(tenant)
+	envtesting.Must(t, err)
+	adminClient, err := env.UserClient(admin, group)
+	envtesting.Must(t, err)
+
+	// A ClusterDingTalkToken selecting by a label under the prefix.
+	key, secret := newApp(t, 2*time.Minute)
+	credNS := env.CreateNamespace(t, "labels-creds")
+	env.CreateSecret(t, credNS, "creds", map[string]string{"appKey": key, "appSecret": secret})
+	sel := map[string]string{prefix + "crm-bot": "true"}
+	name := "labels-" + suffix
+	env.Create(t, clusterToken(name, credNS, "creds", "labels-token", sel))
+
+	refused := ContainSubstring(tenant + " may not set, change or remove the labels under " + prefix + " on a Namespace")
+	labelled := func(c client.Client, ns string, labels map[string]string) error {
+		return testenv.Update(envtesting.Ctx(t), c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+			func(n *corev1.Namespace) { n.Labels = labels })
+	}
+	// Creating a namespace with the label: refused (once the policy is in force).
+	g.Eventually(func() error {
+		return tenantClient.Create(envtesting.Ctx(t), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "labels-", Labels: sel}})
+	}).WithTimeout(20 * time.Second).Should(MatchError(refused))
+	// Without it: admitted; other labels are free; adding the label afterwards: refused.
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "labels-", Labels: map[string]string{"team": "crm"}}}
+	envtesting.Must(t, tenantClient.Create(envtesting.Ctx(t), ns))
+	envtesting.Must(t, labelled(tenantClient, ns.Name, map[string]string{"team": "crm", "tier": "web"}))
+	g.Expect(labelled(tenantClient, ns.Name, withLabel(map[string]string{"team": "crm"}, prefix+"crm-bot", "true"))).To(MatchError(refused))
+	g.Consistently(func(g Gomega) { g.Expect(target(g, ns.Name, "labels-token")).To(BeNil()) }).
+		WithTimeout(2*time.Second).Should(Succeed(), "the tenant's namespace received the token")
+
+	// The platform team labels it: admitted, and the namespace receives the token.
+	envtesting.Must(t, labelled(adminClient, ns.Name, withLabel(map[string]string{"team": "crm"}, prefix+"crm-bot", "true")))
+	waitProvisioned(t, name, 1, 30*time.Second)
+	g.Expect(target(g, ns.Name, "labels-token")).NotTo(BeNil())
+
+	// The tenant may change other labels still, but not change or remove that one.
+	envtesting.Must(t, labelled(tenantClient, ns.Name, withLabel(map[string]string{"team": "billing"}, prefix+"crm-bot", "true")))
+	g.Expect(labelled(tenantClient, ns.Name, withLabel(map[string]string{"team": "billing"}, prefix+"crm-bot", "false"))).To(MatchError(refused))
+	g.Expect(labelled(tenantClient, ns.Name, map[string]string{"team": "billing"})).To(MatchError(refused))
+}
+
+// readObjects decodes every object of a multi-document YAML file.
+func readObjects(t *testing.T, path string) []*unstructured.Unstructured {
 	b, err := os.ReadFile(path)
 	envtesting.Must(t, err)
+	var out []*unstructured.Unstructured
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
 	for {
-		var u unstructured.Unstructured
+		u := &unstructured.Unstructured{}
 		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-			return
+			return out
 		} else if err != nil {
 			t.Fatal(err)
 		}
 		if len(u.Object) > 0 {
-			envtesting.Must(t, env.Client.Create(envtesting.Ctx(t), &u))
+			out = append(out, u)
 		}
 	}
 }

@@ -63,6 +63,7 @@ func TestFanOut(t *testing.T) {
 			"FanOutSharedFetch":  testFanOutSharedFetch,
 			"NamespaceLifecycle": testNamespaceLifecycle,
 			"Admission":          testAdmission,
+			"NamespaceLabels":    testNamespaceLabelPolicy,
 			"Idle":               testIdle,
 			"StreamFanOut":       testStreamFanOut,
 		})
