@@ -43,8 +43,11 @@ import (
 )
 
 const (
-	operatorNamespace   = "dingtalk-token-operator-system"
-	namespacedNamespace = "dingtalk-tokens"
+	operatorNamespace = "dingtalk-token-operator-system"
+	// namespacedNamespace is the namespace config/namespaced serves, namespacedOperatorNamespace
+	// the one its operator runs in (and keeps its digest key in).
+	namespacedNamespace         = "dingtalk-tokens"
+	namespacedOperatorNamespace = "dingtalk-tokens-operator"
 	deploymentName      = "dingtalk-token-operator-controller-manager"
 	serviceAccountName  = "dingtalk-token-operator-controller-manager"
 )
@@ -210,39 +213,61 @@ func TestDefaultRBACIsLeastPrivilege(t *testing.T) {
 	}
 }
 
+// TestNamespacedVariant: config/namespaced runs the operator in a namespace of its own and serves
+// another: the operator's rights on Secrets and DingTalkTokens are a Role in the served namespace
+// only; the digest key (get on its one Secret, create), the Lease and the operator's own events
+// are Roles in the operator's namespace, where the served namespace's team has nothing. The
+// manager keeps the digest key in the namespace it runs in (--operator-namespace=$(POD_NAMESPACE))
+// and watches the served one.
 func TestNamespacedVariant(t *testing.T) {
 	objs := render(t, filesys.MakeFsOnDisk(), "namespaced")
-	dep := deployment(t, objs, namespacedNamespace)
+	dep := deployment(t, objs, namespacedOperatorNamespace)
 	assertHardened(t, dep)
 
 	c := dep.Spec.Template.Spec.Containers[0]
-	if !slices.Contains(c.Args, "--watch-namespaces=$(POD_NAMESPACE)") {
-		t.Errorf("namespaced manager args %q do not restrict --watch-namespaces to the pod's namespace", c.Args)
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
 	}
-	i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "POD_NAMESPACE" })
-	if i < 0 || c.Env[i].ValueFrom == nil || c.Env[i].ValueFrom.FieldRef == nil || c.Env[i].ValueFrom.FieldRef.FieldPath != "metadata.namespace" {
-		t.Errorf("namespaced manager has no POD_NAMESPACE from metadata.namespace: %+v", c.Env)
+	if !slices.Contains(c.Args, "--watch-namespaces=$(WATCH_NAMESPACE)") || env["WATCH_NAMESPACE"].Value != namespacedNamespace {
+		t.Errorf("namespaced manager args %q env %+v do not watch %s alone", c.Args, c.Env, namespacedNamespace)
 	}
-	if find[corev1.Namespace](t, objs, "Namespace", "", namespacedNamespace) != nil {
-		t.Errorf("config/namespaced creates (and would relabel) Namespace %s; the namespace belongs to its team", namespacedNamespace)
+	if pn := env["POD_NAMESPACE"]; pn.ValueFrom == nil || pn.ValueFrom.FieldRef == nil || pn.ValueFrom.FieldRef.FieldPath != "metadata.namespace" ||
+		!slices.Contains(c.Args, "--operator-namespace=$(POD_NAMESPACE)") {
+		t.Errorf("the namespaced manager does not keep its digest key in the namespace it runs in: env %+v args %q", c.Env, c.Args)
+	}
+	for _, ns := range []string{namespacedNamespace, namespacedOperatorNamespace} {
+		if find[corev1.Namespace](t, objs, "Namespace", "", ns) != nil {
+			t.Errorf("config/namespaced creates (and would relabel) Namespace %s; the namespaces belong to their team", ns)
+		}
 	}
 
-	grants := grantsTo(t, objs, namespacedNamespace, serviceAccountName)
+	grants := grantsTo(t, objs, namespacedOperatorNamespace, serviceAccountName)
 	assertOnly(t, grants, merge(operatorGrants, leaderElectionGrants, metricsAuthGrants, digestKeyGrants))
 	assertGranted(t, grants, operatorGrants, namespacedNamespace)
-	assertGranted(t, grants, leaderElectionGrants, namespacedNamespace)
-	assertDigestKeyGrants(t, objs, grants, namespacedNamespace)
+	assertGranted(t, grants, leaderElectionGrants, namespacedOperatorNamespace)
+	assertDigestKeyGrants(t, objs, grants, namespacedOperatorNamespace)
 	for _, g := range grants {
-		if _, clusterScoped := metricsAuthGrants[g.key]; !clusterScoped && strings.TrimSuffix(g.scope, "/named") != namespacedNamespace {
-			t.Errorf("namespaced variant grants %s %s in scope %q; want only namespace %s", g.key, g.verb, g.scope, namespacedNamespace)
+		_, clusterScoped := metricsAuthGrants[g.key]
+		_, ownNamespace := merge(leaderElectionGrants, digestKeyGrants)[g.key]
+		switch scope := strings.TrimSuffix(g.scope, "/named"); {
+		case clusterScoped:
+		case scope == namespacedOperatorNamespace && (ownNamespace || g.via == "Role dingtalk-token-operator-digest-key-role"):
+		case scope == namespacedNamespace && g.via == "Role dingtalk-token-operator-manager-role":
+		default:
+			t.Errorf("namespaced variant grants %s %s in scope %q through %s", g.key, g.verb, g.scope, g.via)
 		}
+	}
+	// The digest key's Role is in the operator's namespace and nowhere else.
+	if find[rbacv1.Role](t, objs, "Role", namespacedNamespace, "dingtalk-token-operator-digest-key-role") != nil {
+		t.Errorf("the digest key Role is in the served namespace %s", namespacedNamespace)
 	}
 }
 
 func TestRolloutRestartComponent(t *testing.T) {
 	for _, variant := range []struct{ dir, namespace, scope string }{
 		{"default", operatorNamespace, "*"},
-		{"namespaced", namespacedNamespace, namespacedNamespace},
+		{"namespaced", namespacedOperatorNamespace, namespacedNamespace},
 	} {
 		t.Run(variant.dir, func(t *testing.T) {
 			// Enable the component the way the kustomization's comment says, on an in-memory copy.

@@ -1224,6 +1224,9 @@ func TestChartSchema(t *testing.T) {
 			"/admissionPolicy/namespaceLabels/prefix"},
 		"namespaceLabels group with a quote": {map[string]any{"admissionPolicy": map[string]any{"namespaceLabels": map[string]any{"group": "a' || true || '"}}},
 			"/admissionPolicy/namespaceLabels/group"},
+		// The digest key and the Lease live in the release namespace: never one a team is served in.
+		"watchNamespaces with the release namespace": {map[string]any{"watchNamespaces": []any{"team-a", releaseNS}},
+			"watchNamespaces lists the release namespace " + releaseNS + ": install the operator in a namespace of its own"},
 		"image.repository with a digest": {map[string]any{"image": map[string]any{"repository": "registry.example.com/dto@sha256:" + strings.Repeat("ab", 32)}},
 			"/image/repository"},
 	} {

@@ -287,3 +287,20 @@ func TestDocsIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsNameNoLocalPaths: the docs name paths relative to the repository, never a path of the
+// machine they were written on.
+func TestDocsNameNoLocalPaths(t *testing.T) {
+	for _, file := range docFiles(t) {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(repoRoot, file)
+		for i, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "/work/") || strings.Contains(line, "/home/") {
+				t.Errorf("%s:%d names a local path: %.120s", rel, i+1, line)
+			}
+		}
+	}
+}

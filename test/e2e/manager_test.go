@@ -34,6 +34,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -41,6 +42,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	dingtalkv1alpha1 "github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
@@ -236,33 +238,39 @@ func TestLeaderElectionFailoverAndMetrics(t *testing.T) {
 	g.Expect(fetched()).To(Equal(before))
 }
 
-// TestNamespacedMode runs the manager with the Role that config/namespaced grants in one
-// namespace and --watch-namespaces set to it: it serves that namespace with no RBAC error and
-// leaves DingTalkTokens elsewhere alone.
+// TestNamespacedMode runs the manager with the RBAC config/namespaced grants: the operator in a
+// namespace of its own, a Role in the one namespace it serves. It serves that namespace with no
+// RBAC error, leaves DingTalkTokens elsewhere alone, and keeps the installation's digest key in its
+// own namespace, never in the served one (whose team can read the Secrets there).
 func TestNamespacedMode(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	served, other := env.CreateNamespace(t, "team-a"), env.CreateNamespace(t, "team-b")
+	own := env.CreateNamespace(t, "team-a-operator")
 
-	// Render config/namespaced for the served namespace and apply its namespaced RBAC.
+	// Render config/namespaced for the two namespaces and apply its namespaced RBAC.
 	mem := copyConfig(t)
 	path := "/config/namespaced/kustomization.yaml"
 	b, err := mem.ReadFile(path)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(mem.WriteFile(path, []byte(strings.Replace(string(b), "namespace: dingtalk-tokens", "namespace: "+served, 1)))).To(Succeed())
+	k := strings.Replace(string(b), "namespace: dingtalk-tokens-operator\n", "namespace: "+own+"\n", 1)
+	k = strings.Replace(k, "name: WATCH_NAMESPACE\n        value: dingtalk-tokens\n", "name: WATCH_NAMESPACE\n        value: "+served+"\n", 1)
+	g.Expect(k).To(ContainSubstring("value: "+served), "config/namespaced sets WATCH_NAMESPACE no more")
+	g.Expect(mem.WriteFile(path, []byte(k))).To(Succeed())
 	objs, err := render(mem, "/config/namespaced")
 	g.Expect(err).NotTo(HaveOccurred())
 	var args []string
 	for _, o := range objs {
 		switch o.GetKind() {
 		case "ServiceAccount", "Role", "RoleBinding":
-			g.Expect(o.GetNamespace()).To(Equal(served), "%s %s", o.GetKind(), o.GetName())
+			g.Expect(o.GetNamespace()).To(BeElementOf(served, own), "%s %s", o.GetKind(), o.GetName())
 			g.Expect(k8s.Create(ctx, o)).To(Succeed())
 		case "Deployment":
-			// Run with the Deployment's own arguments, $(POD_NAMESPACE) expanded as the kubelet would.
+			// Run with the Deployment's own arguments, $(POD_NAMESPACE) and $(WATCH_NAMESPACE)
+			// expanded as the kubelet would.
 			c, _, _ := unstructuredContainerArgs(o.Object)
 			for _, a := range c {
-				a = strings.ReplaceAll(a, "$(POD_NAMESPACE)", served)
+				a = strings.NewReplacer("$(POD_NAMESPACE)", own, "$(WATCH_NAMESPACE)", served).Replace(a)
 				switch {
 				case a == "--leader-elect", strings.HasPrefix(a, "--metrics-bind-address"), strings.HasPrefix(a, "--health-probe-bind-address"):
 					continue // ports of a pod; replaced below
@@ -271,14 +279,14 @@ func TestNamespacedMode(t *testing.T) {
 			}
 		}
 	}
-	g.Expect(args).To(ContainElement("--watch-namespaces=" + served))
+	g.Expect(args).To(ContainElements("--watch-namespaces="+served, "--operator-namespace="+own))
 
 	g.Expect(sim.AddApp(simulator.App{AppKey: "team-app", AppSecret: "team-app-secret", TokenLifetime: simulator.Duration(time.Hour)})).To(Succeed())
 	for _, ns := range []string{served, other} {
 		env.CreateSecret(t, ns, "credentials", map[string]string{"appKey": "team-app", "appSecret": "team-app-secret"})
 		g.Expect(k8s.Create(ctx, testenv.NewToken(ns, "bot", dingtalkv1alpha1.TokenTypeInternalApp, "credentials"))).To(Succeed())
 	}
-	kubeconfig, err := env.ServiceAccountKubeconfig(t.TempDir(), served, operatorSA)
+	kubeconfig, err := env.ServiceAccountKubeconfig(t.TempDir(), own, operatorSA)
 	g.Expect(err).NotTo(HaveOccurred())
 	p := startManager(t, "namespaced", kubeconfig, append(args,
 		"--dingtalk-endpoint="+sim.URL(), "--metrics-bind-address=0", "--health-probe-bind-address="+envtesting.FreeAddr(t))...)
@@ -293,7 +301,12 @@ func TestNamespacedMode(t *testing.T) {
 		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: other, Name: "bot"}, tok)).To(Succeed())
 		return tok.Status.Conditions
 	}).WithTimeout(3*time.Second).Should(BeEmpty(), "a DingTalkToken outside --watch-namespaces was reconciled")
-	g.Expect(p.Output()).NotTo(ContainSubstring("forbidden"), "the namespaced Role lacks a permission the manager used")
+	// The digest key: in the operator's own namespace, not in the served one.
+	key := client.ObjectKey{Namespace: own, Name: controllers.DigestKeySecretName}
+	g.Expect(k8s.Get(ctx, key, &corev1.Secret{})).To(Succeed(), "no digest key in the operator's namespace")
+	err = k8s.Get(ctx, client.ObjectKey{Namespace: served, Name: controllers.DigestKeySecretName}, &corev1.Secret{})
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "a digest key in the served namespace: %v", err)
+	g.Expect(p.Output()).NotTo(ContainSubstring("forbidden"), "the namespaced Roles lack a permission the manager used")
 	g.Expect(p.Terminate(30 * time.Second)).To(Succeed())
 }
 

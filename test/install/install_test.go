@@ -40,6 +40,7 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -52,6 +53,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv/envtesting"
@@ -338,10 +340,23 @@ func TestChartNamespaced(t *testing.T) {
 	env.WaitReady(t, team, "bot")
 	env.Sensitive.AddSecret(env.Secret(g, team, "bot"))
 
+	// The installation's digest key is in the release namespace, never in the served one; the
+	// leader election Lease there is the release's own (several releases may share the namespace).
+	g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: rel.namespace, Name: controllers.DigestKeySecretName}, &corev1.Secret{})).
+		To(Succeed(), "no digest key in the release namespace")
+	err := env.Client.Get(ctx, client.ObjectKey{Namespace: team, Name: controllers.DigestKeySecretName}, &corev1.Secret{})
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "a digest key in the served namespace %s: %v", team, err)
+	g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: rel.namespace, Name: "team-a-dingtalk-token-operator.dingtalk.tokens.dev"},
+		&coordinationv1.Lease{})).To(Succeed(), "the release's leader election Lease")
+
 	// The service account may read Secrets in the watched namespace and nowhere else.
 	sa := "system:serviceaccount:" + rel.namespace + ":" + rel.deployment(t).Spec.Template.Spec.ServiceAccountName
 	c, err := env.UserClient(sa, "system:serviceaccounts", "system:serviceaccounts:"+rel.namespace)
 	envtesting.Must(t, err)
+	// In its own namespace the operator reads its digest key by name (and may create it), but may
+	// list no Secret.
+	g.Expect(apierrors.IsForbidden(c.List(ctx, &corev1.SecretList{}, client.InNamespace(rel.namespace)))).To(BeTrue(),
+		"the operator may list the Secrets of its own namespace")
 	g.Expect(c.List(ctx, &corev1.SecretList{}, client.InNamespace(team))).To(Succeed())
 	other := env.CreateNamespace(t, "other")
 	for _, list := range []func() error{
