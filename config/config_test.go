@@ -48,8 +48,8 @@ const (
 	// the one its operator runs in (and keeps its digest key in).
 	namespacedNamespace         = "dingtalk-tokens"
 	namespacedOperatorNamespace = "dingtalk-tokens-operator"
-	deploymentName      = "dingtalk-token-operator-controller-manager"
-	serviceAccountName  = "dingtalk-token-operator-controller-manager"
+	deploymentName              = "dingtalk-token-operator-controller-manager"
+	serviceAccountName          = "dingtalk-token-operator-controller-manager"
 )
 
 // operatorGrants is what the manager role (config/rbac/role.yaml, generated from the markers in

@@ -641,9 +641,9 @@ func TestChartRender(t *testing.T) {
 		"extraVolumes and extraVolumeMounts": {
 			// A corporate CA bundle from a ConfigMap, as docs/install.md shows it.
 			values: map[string]any{
-				"extraVolumes": []any{map[string]any{"name": "corporate-ca", "configMap": map[string]any{"name": "corporate-ca-bundle"}}},
+				"extraVolumes":      []any{map[string]any{"name": "corporate-ca", "configMap": map[string]any{"name": "corporate-ca-bundle"}}},
 				"extraVolumeMounts": []any{map[string]any{"name": "corporate-ca", "mountPath": "/etc/corporate-ca", "readOnly": true}},
-				"extraEnv": []any{map[string]any{"name": "SSL_CERT_FILE", "value": "/etc/corporate-ca/ca.crt"}},
+				"extraEnv":          []any{map[string]any{"name": "SSL_CERT_FILE", "value": "/etc/corporate-ca/ca.crt"}},
 			},
 			objects: defaults,
 			check: func(t *testing.T, r *rendered) {
