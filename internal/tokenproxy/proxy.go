@@ -31,6 +31,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -119,11 +120,21 @@ func New(o Options, src *Source, log *slog.Logger, transport http.RoundTripper) 
 			ModifyResponse: scrubAnswer,
 			ErrorHandler:   p.upstreamError(rt),
 			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+			BufferPool:     copyBuffers,
 		}
 		p.routes[family] = rt
 	}
 	return p, nil
 }
+
+// copyBuffers are the buffers answers are copied through: one per answer under way, reused
+// (without them every answer allocates and clears 32 KiB).
+var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (bp *bufferPool) Get() []byte  { return *bp.pool.Get().(*[]byte) }
+func (bp *bufferPool) Put(b []byte) { bp.pool.Put(&b) }
 
 // newTransport is the upstream transport: timeouts on dialing, TLS and the answer's headers, a
 // bound on their size, HTTP/2 when the upstream offers it, the environment's HTTPS_PROXY/NO_PROXY.
