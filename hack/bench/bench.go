@@ -57,6 +57,7 @@ type bench struct {
 	oneNS    []oneNSResult
 	shards   *shardsResult
 	fan      *fanoutResult
+	proxy    *proxyResult
 	started  time.Time
 	finished time.Time
 }
@@ -135,9 +136,11 @@ func run(ctx context.Context, p params) (*bench, error) {
 	b.bin, b.source = p.managerBin, "the binary "+p.managerBin
 	if b.bin == "" {
 		b.source = sourceRevision(p.root, p.rev)
+	}
+	if b.bin == "" && (len(p.sizes) > 0 || len(p.oneNamespace) > 0 || p.shards.tokens > 0 || p.fanout > 0) { // the proxy phase needs no manager
 		b.bin = filepath.Join(dir, "manager")
 		logf("Building the manager")
-		if err := buildManager(p.root, p.rev, b.bin); err != nil {
+		if err := buildBinary(p.root, p.rev, "./cmd", b.bin); err != nil {
 			return nil, err
 		}
 	}
@@ -168,6 +171,13 @@ func run(ctx context.Context, p params) (*bench, error) {
 			return nil, fmt.Errorf("fan-out: %w", err)
 		}
 		b.fan = &f
+	}
+	if p.proxy.enabled {
+		r, err := b.runProxy(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("dingtalk-token-proxy: %w", err)
+		}
+		b.proxy = &r
 	}
 	b.finished = time.Now()
 	return b, nil

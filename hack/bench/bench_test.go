@@ -39,13 +39,14 @@ func TestBenchSmall(t *testing.T) {
 	p.restartWindow = 3 * time.Second
 	p.profileDir = t.TempDir()
 	p.profileSeconds = 2
+	p.proxy = proxyParams{enabled: true, rate: 200, duration: time.Second, concurrency: 4}
 	b, err := run(t.Context(), p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	report := b.report()
 	t.Log(report)
-	for _, want := range []string{"## DingTalkTokens", "## Fan-out: one ClusterDingTalkToken, 10 namespaces", "## Machine and parameters"} {
+	for _, want := range []string{"## DingTalkTokens", "## Fan-out: one ClusterDingTalkToken, 10 namespaces", "## dingtalk-token-proxy", "## Machine and parameters"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("the report has no %q", want)
 		}
@@ -54,6 +55,10 @@ func TestBenchSmall(t *testing.T) {
 	if z.scaleCalls != 4 || z.dueCalls != 4 || z.noneCalls != 0 || z.noiseCalls != 0 {
 		t.Errorf("DingTalk calls: %d to issue, %d after a restart with every token due, %d and %d after restarts with none due; want 4, 4, 0, 0",
 			z.scaleCalls, z.dueCalls, z.noneCalls, z.noiseCalls)
+	}
+	if pr := b.proxy; pr.rateProxy.failed+pr.satProxy.failed+pr.rateDirect.failed+pr.satDirect.failed != 0 || pr.rateProxy.sent != 200 ||
+		pr.proxiedOnly != pr.rateProxy.sent+pr.satProxy.sent || pr.rssPeak == 0 {
+		t.Errorf("proxy: %+v; want no failure, 200 requests at the fixed rate, each through the proxy reaching the simulator once, an RSS", *pr)
 	}
 	if b.fan.firstCalls != 1 || b.fan.cycles[0].calls != 1 {
 		t.Errorf("fan-out: %d calls to issue, %d for the refresh; want 1 and 1", b.fan.firstCalls, b.fan.cycles[0].calls)
@@ -134,7 +139,7 @@ func smallParams(t *testing.T) params {
 	}
 	p := defaultParams()
 	p.root, p.command = root, t.Name()
-	p.sizes, p.oneNamespace, p.shards, p.fanout = nil, nil, size{}, 0
+	p.sizes, p.oneNamespace, p.shards, p.fanout, p.proxy.enabled = nil, nil, size{}, 0, false
 	p.namespaces, p.cycles = 2, 1
 	p.settle, p.rssSamples, p.rssInterval = time.Second, 1, time.Second
 	p.readyTimeout = 2 * time.Minute

@@ -40,6 +40,10 @@ limitations under the License.
 //     an endpoint of its own, and that no token was served, nor a credential set called for, by both.
 //   - The fan-out: one ClusterDingTalkToken written into --fanout namespaces.
 //
+// Then dingtalk-token-proxy (proxy.go): the binary as a process in front of the simulator, its
+// added latency at --proxy-rate and at saturation, requests/s and RSS; --proxy-only runs it alone
+// (no control plane), --proxy=false leaves it out.
+//
 // Every manager runs with GOMEMLIMIT set as the chart sets it (--gomemlimit).
 //
 // Benchmarks report; they do not fail on timing. `make bench` runs the full size of 1,000
@@ -102,6 +106,7 @@ type params struct {
 	root           string
 	out            string
 	command        string
+	proxy          proxyParams // the dingtalk-token-proxy phase (proxy.go)
 }
 
 // defaultParams are the flag defaults: the full size `make bench` runs.
@@ -125,6 +130,7 @@ func defaultParams() params {
 		readyTimeout:   10 * time.Minute,
 		profileSeconds: 30,
 		root:           ".",
+		proxy:          defaultProxyParams(),
 	}
 }
 
@@ -184,7 +190,11 @@ func main() {
 	flag.StringVar(&p.managerArgs, "manager-args", "", "extra manager flags, space-separated (e.g. --max-concurrent-reconciles=8)")
 	flag.StringVar(&p.root, "root", p.root, "repository root (for config/crd/bases and ./cmd)")
 	flag.StringVar(&p.out, "out", "", "also write the report to this Markdown file")
+	p.proxy.register(flag.CommandLine)
 	flag.Parse()
+	if p.proxy.only {
+		p.sizes, p.oneNamespace, p.shards, p.fanout, p.proxy.enabled = nil, nil, size{}, 0, true
+	}
 	p.command = "go run ./hack/bench " + strings.Join(os.Args[1:], " ")
 	if tokens > 0 {
 		if sets == 0 {
@@ -239,8 +249,10 @@ func (p params) validate(args int) error {
 	switch {
 	case args > 0:
 		return errors.New("unexpected arguments")
-	case len(p.sizes) == 0 && len(p.oneNamespace) == 0 && p.shards.tokens == 0 && p.fanout == 0:
-		return errors.New("nothing to run: no --sizes, --one-namespace, --shards or --fanout")
+	case len(p.sizes) == 0 && len(p.oneNamespace) == 0 && p.shards.tokens == 0 && p.fanout == 0 && !p.proxy.enabled:
+		return errors.New("nothing to run: no --sizes, --one-namespace, --shards or --fanout, and --proxy=false")
+	case p.proxy.enabled && (p.proxy.rate < 1 || p.proxy.duration < time.Second || p.proxy.concurrency < 1):
+		return errors.New("--proxy-rate and --proxy-concurrency must be at least 1, --proxy-duration at least 1s")
 	case p.shards.tokens > 0 && p.shards.sets < 2:
 		return fmt.Errorf("--shards %s: two shards need two credential sets or more", p.shards)
 	case !validMemLimit(p.gomemlimit):
@@ -304,9 +316,9 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
-// buildManager builds ./cmd like `make build`: from the working tree at root, or, when rev is
-// set, from that revision exported into a directory of its own.
-func buildManager(root, rev, out string) error {
+// buildBinary builds a main package (./cmd, the manager) like `make build`: from the working tree
+// at root, or, when rev is set, from that revision exported into a directory of its own.
+func buildBinary(root, rev, pkg, out string, flags ...string) error {
 	dir := root
 	if rev != "" {
 		dir = filepath.Join(filepath.Dir(out), "src")
@@ -318,5 +330,5 @@ func buildManager(root, rev, out string) error {
 			return fmt.Errorf("exporting %s: %v: %s", rev, err, b)
 		}
 	}
-	return testenv.Build(dir, "./cmd", out, false)
+	return testenv.Build(dir, pkg, out, false, flags...)
 }

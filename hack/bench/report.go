@@ -68,7 +68,12 @@ func (b *bench) report() string {
 	if b.shards != nil {
 		b.shardsTable(w)
 	}
-	b.method(w)
+	if b.proxy != nil {
+		b.proxyTable(w)
+	}
+	if len(b.sizes) > 0 || len(b.oneNS) > 0 || b.shards != nil || b.fan != nil {
+		b.method(w)
+	}
 	w("## Machine and parameters")
 	w("")
 	w("- CPUs (`nproc`): %d, %s", runtime.NumCPU(), cpuModel())
@@ -98,6 +103,10 @@ func (b *bench) report() string {
 	w("  --fanout %d --fanout-lifetime %s", b.p.fanout, b.p.fanoutLifetime)
 	w("  --fanout-cycles %d --restart-window %s --settle %s --rss-samples %d --rss-interval %s", b.p.fanoutCycles,
 		b.p.restartWindow, b.p.settle, b.p.rssSamples, b.p.rssInterval)
+	if b.proxy != nil {
+		w("- dingtalk-token-proxy: built from `./cmd/dingtalk-token-proxy` as a release builds it (`-trimpath -ldflags=-s -w`);")
+		w("  --proxy-rate %d --proxy-duration %s --proxy-concurrency %d", b.p.proxy.rate, b.p.proxy.duration, b.p.proxy.concurrency)
+	}
 	return s.String()
 }
 

@@ -32,9 +32,10 @@ import (
 
 // Build builds the main package pkg (e.g. "./cmd") of the module in dir into out, like
 // `make build`; with race, instrumented for the race detector (pass RaceEnabled from a test: the
-// build then reuses the packages the test build compiled).
-func Build(dir, pkg, out string, race bool) error {
-	args := []string{"build", "-o", out}
+// build then reuses the packages the test build compiled). flags are more `go build` flags (the
+// bench builds as a release does: -trimpath, -ldflags=-s -w).
+func Build(dir, pkg, out string, race bool, flags ...string) error {
+	args := append([]string{"build", "-o", out}, flags...)
 	if race {
 		args = append(args, "-race")
 	}
