@@ -48,7 +48,11 @@ help: ## Show this help.
 manifests: controller-gen ## Generate the CRD and RBAC manifests from the markers (and copy them into the chart).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	go run ./hack/crdpatch -max-name-length 239 config/crd/bases/dingtalk.tokens.dev_dingtalktokens.yaml config/crd/bases/dingtalk.tokens.dev_clusterdingtalktokens.yaml
-	$(MAKE) --no-print-directory chart-sync
+	$(MAKE) --no-print-directory chart-sync api-docs
+
+.PHONY: api-docs
+api-docs: ## Write docs/api-reference.md from the CRDs (go test ./hack/apidocs, part of make test, fails when it is stale).
+	go run ./hack/apidocs
 
 CHART_DIR ?= charts/dingtalk-token-operator
 CHART_GENERATED = $(CHART_DIR)/generated
@@ -69,7 +73,7 @@ generate: controller-gen ## Generate the DeepCopy methods.
 
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when `make manifests generate` changes committed files.
-	@git diff --exit-code -- api config $(CHART_DIR) || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
+	@git diff --exit-code -- api config $(CHART_DIR) docs/api-reference.md || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
 
 .PHONY: fmt
 fmt: ## Run go fmt.

@@ -97,7 +97,9 @@ type ClusterDingTalkTokenSpec struct {
 	TokenSpecCommon `json:",inline"`
 
 	// namespaceSelector picks the namespaces the token is written into. Required; an empty
-	// selector ({}) selects every namespace.
+	// selector ({}) selects every namespace. Whoever can create or label a Namespace so that it
+	// matches receives the token: select by kubernetes.io/metadata.name (set by the API server
+	// alone), or by a label only the platform team may set.
 	// +required
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector"`
 

@@ -81,8 +81,9 @@ const (
 	// RFC 3339 time) is newer than status.lastRefreshTime, the next pass refreshes the token,
 	// within the call budget and the backoff. `kubectl dingtalk refresh` sets it to the current time.
 	RefreshRequestedAtAnnotation = "dingtalk.tokens.dev/refresh-requested-at"
-	// UsedBootstrapKey is the key of the <name>-refresh-token Secret listing HMACs (keyed by the
-	// DingTalkToken's UID) of the bootstrap refreshToken/authCode values already used, one a line.
+	// UsedBootstrapKey is the key of the <name>-refresh-token Secret listing digests (HMACs keyed
+	// by the installation's digest key, of the DingTalkToken's UID and the value) of the bootstrap
+	// refreshToken/authCode values already used, one a line.
 	UsedBootstrapKey = "usedBootstrap"
 	// SuiteTicketSecretSuffix names the Secret that keeps the newest suite ticket DingTalk pushed
 	// over Stream mode to a token with spec.suiteTicket.source Stream.
@@ -432,16 +433,18 @@ type TokenStatus struct {
 	// +kubebuilder:validation:MaxLength=64
 	LastFailureReason string `json:"lastFailureReason,omitempty"`
 
-	// tokenDigest is an HMAC of the token keyed by this object's UID: it shows a change, never the token.
+	// tokenDigest is a digest of the token (an HMAC keyed by the installation's random digest key,
+	// of this object's UID and the token): it shows that the token changed, never the token, and
+	// nobody without the key can test a guess against it.
 	// +optional
 	TokenDigest string `json:"tokenDigest,omitempty"`
 
-	// credentialsDigest is an HMAC, keyed by this object's UID, of the credentials used by the last
+	// credentialsDigest is a digest (keyed like tokenDigest) of the credentials used by the last
 	// attempt except the suite ticket: it shows a change, never a value.
 	// +optional
 	CredentialsDigest string `json:"credentialsDigest,omitempty"`
 
-	// suiteTicketDigest is an HMAC, keyed by this object's UID, of the suite ticket used by the last
+	// suiteTicketDigest is a digest (keyed like tokenDigest) of the suite ticket used by the last
 	// attempt (ThirdPartyApp and ThirdPartySuite).
 	// +optional
 	SuiteTicketDigest string `json:"suiteTicketDigest,omitempty"`
@@ -464,9 +467,11 @@ type DingTalkTokenStatus struct {
 	RolloutRestartDigest string `json:"rolloutRestartDigest,omitempty"`
 }
 
+// The limit of metadata.name below is set in the CRD by hack/crdpatch: no marker reaches
+// metadata.name.
+
 // DingTalkToken keeps a DingTalk access token fresh in a Secret.
-// Its metadata.name is at most 239 characters so that <name>-refresh-token is a valid Secret name
-// (set in the CRD by hack/crdpatch: no marker reaches metadata.name).
+// Its metadata.name is at most 239 characters so that <name>-refresh-token is a valid Secret name.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=dtt,categories=dingtalk
