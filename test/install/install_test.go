@@ -210,8 +210,9 @@ func (r *release) startManager(t *testing.T) (p *testenv.Process, metricsAddr, p
 	return p, metricsAddr, probeAddr
 }
 
-// TestChartClusterWide installs the chart cluster-wide with rollout restart, a PodDisruptionBudget
-// and scheduling values on, runs the manager as its ServiceAccount and checks that the chart's
+// TestChartClusterWide installs the chart cluster-wide with rollout restart, a PodDisruptionBudget,
+// scheduling values, extra volumes, the NetworkPolicy and the namespace-labels policy on (the API
+// server validates each object), runs the manager as its ServiceAccount and checks that the chart's
 // RBAC lets it make a DingTalkToken and a ClusterDingTalkToken Ready, restart a Deployment and
 // serve metrics to a scraper bound to the chart's metrics-reader ClusterRole.
 func TestChartClusterWide(t *testing.T) {
@@ -231,6 +232,14 @@ topologySpreadConstraints:
   labelSelector: {matchLabels: {app.kubernetes.io/name: dingtalk-token-operator}}
 podLabels: {team: platform}
 serviceAccount: {annotations: {example.com/role: operator}}
+extraEnv: [{name: SSL_CERT_FILE, value: /etc/corporate-ca/ca.crt}]
+extraVolumes: [{name: corporate-ca, configMap: {name: corporate-ca-bundle}}]
+extraVolumeMounts: [{name: corporate-ca, mountPath: /etc/corporate-ca, readOnly: true}]
+networkPolicy:
+  enabled: true
+  metricsFrom: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}]
+  extraEgress: [{ports: [{port: 3128, protocol: TCP}], to: [{ipBlock: {cidr: 10.1.2.3/32}}]}]
+admissionPolicy: {namespaceLabels: {enabled: true, group: platform-admins}}
 `}
 	rel.render(t)
 	rel.install(t)
