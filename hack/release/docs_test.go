@@ -26,6 +26,8 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"helm.sh/helm/v3/pkg/chartutil"
 )
 
 // helmCLI is the Helm CLI of this module's tool dependency (go.mod: tool helm.sh/helm/v3/cmd/helm),
@@ -301,6 +303,58 @@ func TestDocsNameNoLocalPaths(t *testing.T) {
 			if strings.Contains(line, "/work/") || strings.Contains(line, "/home/") {
 				t.Errorf("%s:%d names a local path: %.120s", rel, i+1, line)
 			}
+		}
+	}
+}
+
+// TestDocsInstallListsEveryValueAndFlag: docs/install.md's tables name every value of the
+// chart's values.yaml and every flag the manager takes (`/manager --help`), so that a new knob
+// cannot ship undocumented.
+func TestDocsInstallListsEveryValueAndFlag(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "docs", "install.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	vals, err := chartutil.ReadValuesFile(filepath.Join(chartDir(), "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Maps documented as a whole (their keys are Kubernetes' own fields).
+	whole := map[string]bool{"resources": true, "podSecurityContext": true, "securityContext": true, "affinity": true,
+		"nodeSelector": true, "podLabels": true, "podAnnotations": true}
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			path := prefix + k
+			if sub, ok := v.(map[string]any); ok && len(sub) > 0 && !whole[path] {
+				walk(path+".", sub)
+				continue
+			}
+			// A row names the value in full (`a.b.c`), or its end after a sibling's (`.b.c`, `.c`).
+			named := false
+			parts := strings.Split(path, ".")
+			for i := range parts {
+				end := strings.Join(parts[i:], ".")
+				named = named || strings.Contains(doc, "`"+end+"`") || strings.Contains(doc, "`."+end+"`")
+			}
+			if !named {
+				t.Errorf("docs/install.md does not name the chart value %s", path)
+			}
+		}
+	}
+	walk("", vals)
+
+	cmd := exec.CommandContext(t.Context(), "go", "run", "./cmd", "--help")
+	cmd.Dir = repoRoot // the operator's module
+	help, _ := cmd.CombinedOutput()
+	flags := regexp.MustCompile(`(?m)^\s+-{1,2}([a-z0-9-]+)`).FindAllStringSubmatch(string(help), -1)
+	if len(flags) < 10 {
+		t.Fatalf("the manager's --help listed %d flags:\n%s", len(flags), help)
+	}
+	for _, f := range flags {
+		if !strings.Contains(doc, "`--"+f[1]) {
+			t.Errorf("docs/install.md does not name the manager's flag --%s", f[1])
 		}
 	}
 }
