@@ -356,7 +356,8 @@ func (p *clusterPass) statusWrite() statusWrite {
 		changed: !equality.Semantic.DeepEqual(p.before.Status, p.tok.Status), beforeStatus: &p.before.Status.TokenStatus}
 }
 
-func (p *clusterPass) setMetrics(ready readyState, next time.Time) {
+// setMetrics publishes the status settle wrote (Ready and the next refresh included).
+func (p *clusterPass) setMetrics(readyState, time.Time) {
 	c := p.tok.Status.Namespaces
-	metrics.SetClusterToken(p.tok.Name, string(p.spec.Type), p.heldUntil(), next, string(ready.status), c.Matched, c.Provisioned, c.Failed)
+	metrics.SetClusterToken(p.tok.Name, string(p.spec.Type), &p.tok.Status.TokenStatus, c.Matched, c.Provisioned, c.Failed)
 }

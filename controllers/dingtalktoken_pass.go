@@ -235,6 +235,7 @@ func (p *pass) statusWrite() statusWrite {
 		changed: !equality.Semantic.DeepEqual(p.before.Status, p.tok.Status), beforeStatus: &p.before.Status.TokenStatus}
 }
 
-func (p *pass) setMetrics(ready readyState, next time.Time) {
-	metrics.SetToken(p.tok.Namespace, p.tok.Name, string(p.spec.Type), p.heldUntil(), next, string(ready.status))
+// setMetrics publishes the status settle wrote (Ready and the next refresh included).
+func (p *pass) setMetrics(readyState, time.Time) {
+	metrics.SetToken(p.tok.Namespace, p.tok.Name, string(p.spec.Type), &p.tok.Status.TokenStatus)
 }

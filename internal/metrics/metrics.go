@@ -15,8 +15,8 @@ limitations under the License.
 */
 
 // Package metrics defines the operator's Prometheus metrics on controller-runtime's registry.
-// Labels are bounded: namespace/name/type of a DingTalkToken, a condition type, an endpoint path,
-// a result class and a Stream frame kind. No token or credential ever becomes a label value.
+// Labels are bounded: namespace/name/kind/type of a token, a condition status or reason, an
+// endpoint path, a result class and a Stream frame kind. No token or credential ever becomes a label value.
 package metrics
 
 import (
@@ -24,9 +24,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/version"
 )
 
-// The per-token series (expiry, next refresh, Ready) come from tokens, a collector over one small
+// The per-token series (expiry, next refresh, conditions, failures) come from tokens, a collector over one small
 // record per token: GaugeVecs would keep about 2.7 KiB of label pairs per token.
 var tokens = newTokenCollector()
 
@@ -37,6 +40,15 @@ var (
 		Name: "dingtalk_cluster_token_namespaces",
 		Help: "Namespaces of a ClusterDingTalkToken by state: matched (selected), provisioned (holding the current token), failed.",
 	}, []string{"name", "state"})
+
+	// buildInfo is 1 on every replica, labelled with the binary's version: Prometheus scrapes no
+	// replica when it is absent (the DingTalkTokenOperatorDown alert), and the dashboard picks the
+	// operator's jobs by it.
+	buildInfo = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "dingtalk_token_operator_build_info",
+		Help:        "Always 1, labelled with the version and commit of the dingtalk-token-operator binary.",
+		ConstLabels: prometheus.Labels{"version": version.Version, "commit": version.Commit},
+	}, func() float64 { return 1 })
 
 	// APIRequests counts DingTalk API calls by endpoint path and result ("success" or an error class).
 	APIRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -53,7 +65,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(tokens, ClusterTokenNamespaces, APIRequests, APIRequestDuration)
+	metrics.Registry.MustRegister(tokens, buildInfo, ClusterTokenNamespaces, APIRequests, APIRequestDuration)
 }
 
 // ObserveAPIRequest records one DingTalk call.
@@ -62,21 +74,21 @@ func ObserveAPIRequest(endpoint, result string, took time.Duration) {
 	APIRequestDuration.WithLabelValues(endpoint).Observe(took.Seconds())
 }
 
-// SetToken records a DingTalkToken's expiry, next refresh and Ready status.
-// A zero expiry leaves that series unset (an earlier expiry stays); a zero refresh time (none
-// planned: suspended) deletes that series, so it never shows a stale time.
-func SetToken(namespace, name, tokenType string, expiresAt, refreshAt time.Time, ready string) {
-	tokens.set(namespace, name, tokenType, expiresAt, refreshAt, ready)
+// SetToken records the series of a DingTalkToken from the status its pass wrote: expiry, next
+// refresh, the Ready, Refreshed and TicketStream conditions, the failed attempts and the last
+// failure. A time the status does not hold has no series.
+func SetToken(namespace, name, tokenType string, st *v1alpha1.TokenStatus) {
+	tokens.set(namespace, name, tokenType, st)
 }
 
 // DeleteToken removes every series of a deleted DingTalkToken.
 func DeleteToken(namespace, name string) { tokens.delete(namespace, name) }
 
-// SetClusterToken records a ClusterDingTalkToken's expiry, next refresh and Ready status, as
-// SetToken does with an empty namespace label (one series per ClusterDingTalkToken, never per
-// namespace), and its namespace counts.
-func SetClusterToken(name, tokenType string, expiresAt, refreshAt time.Time, ready string, matched, provisioned, failed int32) {
-	SetToken("", name, tokenType, expiresAt, refreshAt, ready)
+// SetClusterToken records the series of a ClusterDingTalkToken as SetToken does, with an empty
+// namespace label (one series per ClusterDingTalkToken, never per namespace), and its namespace
+// counts.
+func SetClusterToken(name, tokenType string, st *v1alpha1.TokenStatus, matched, provisioned, failed int32) {
+	tokens.set("", name, tokenType, st)
 	ClusterTokenNamespaces.WithLabelValues(name, "matched").Set(float64(matched))
 	ClusterTokenNamespaces.WithLabelValues(name, "provisioned").Set(float64(provisioned))
 	ClusterTokenNamespaces.WithLabelValues(name, "failed").Set(float64(failed))
@@ -84,6 +96,6 @@ func SetClusterToken(name, tokenType string, expiresAt, refreshAt time.Time, rea
 
 // DeleteClusterToken removes every series of a deleted ClusterDingTalkToken.
 func DeleteClusterToken(name string) {
-	DeleteToken("", name)
+	tokens.delete("", name)
 	ClusterTokenNamespaces.DeletePartialMatch(prometheus.Labels{"name": name})
 }

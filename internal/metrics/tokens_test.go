@@ -22,55 +22,109 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 )
 
-// TestTokenCollector: the per-token series, as Prometheus scrapes them, follow SetToken and
-// DeleteToken.
+// TestTokenCollector: the per-token series, as Prometheus scrapes them, follow the status given
+// to set and delete.
 func TestTokenCollector(t *testing.T) {
-	exp, next := time.Unix(2000, 0), time.Unix(1500, 0)
+	at := func(sec int64) *metav1.Time { return &metav1.Time{Time: time.Unix(sec, 0)} }
+	cond := func(typ string, status metav1.ConditionStatus, reason string) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: status, Reason: reason}
+	}
+	ready := v1alpha1.TokenStatus{
+		ExpiresAt: at(2000), RefreshTime: at(1500),
+		Conditions: []metav1.Condition{
+			cond(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonTokenValid),
+			cond(v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued),
+		},
+	}
+	failing := v1alpha1.TokenStatus{
+		ExpiresAt: at(2000), RefreshTime: at(1530), LastFailureTime: at(1510), FailedAttempts: 3,
+		LastFailureReason: v1alpha1.ReasonCredentialsRejected,
+		Conditions: []metav1.Condition{
+			cond(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonTokenValid),
+			cond(v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonCredentialsRejected),
+			cond(v1alpha1.ConditionTicketStream, metav1.ConditionFalse, v1alpha1.ReasonStreamUnavailable),
+		},
+	}
 	for name, tc := range map[string]struct {
 		do   func(c *tokenCollector) // the calls made
 		want string                  // the exposition expected (HELP and TYPE lines added below)
 	}{
-		"a Ready token": {
-			do: func(c *tokenCollector) { c.set("apps", "crm", "InternalApp", exp, next, "True") },
-			want: `dingtalk_token_expiration_timestamp_seconds{name="crm",namespace="apps",type="InternalApp"} 2000
-dingtalk_token_ready_status{condition="False",name="crm",namespace="apps"} 0
-dingtalk_token_ready_status{condition="True",name="crm",namespace="apps"} 1
-dingtalk_token_ready_status{condition="Unknown",name="crm",namespace="apps"} 0
-dingtalk_token_refresh_timestamp_seconds{name="crm",namespace="apps",type="InternalApp"} 1500
+		"a Ready DingTalkToken": {
+			do: func(c *tokenCollector) { c.set("apps", "crm", "InternalApp", &ready) },
+			want: `dingtalk_token_expiration_timestamp_seconds{kind="DingTalkToken",name="crm",namespace="apps",type="InternalApp"} 2000
+dingtalk_token_failed_attempts{kind="DingTalkToken",name="crm",namespace="apps"} 0
+dingtalk_token_ready_reason{kind="DingTalkToken",name="crm",namespace="apps",reason="TokenValid"} 1
+dingtalk_token_ready_status{condition="False",kind="DingTalkToken",name="crm",namespace="apps"} 0
+dingtalk_token_ready_status{condition="True",kind="DingTalkToken",name="crm",namespace="apps"} 1
+dingtalk_token_ready_status{condition="Unknown",kind="DingTalkToken",name="crm",namespace="apps"} 0
+dingtalk_token_refresh_timestamp_seconds{kind="DingTalkToken",name="crm",namespace="apps",type="InternalApp"} 1500
+dingtalk_token_refreshed_status{condition="False",kind="DingTalkToken",name="crm",namespace="apps"} 0
+dingtalk_token_refreshed_status{condition="True",kind="DingTalkToken",name="crm",namespace="apps"} 1
+dingtalk_token_refreshed_status{condition="Unknown",kind="DingTalkToken",name="crm",namespace="apps"} 0
 `,
 		},
-		"no token yet: no expiry; suspended: no refresh; a ClusterDingTalkToken has no namespace": {
-			do: func(c *tokenCollector) { c.set("", "fan", "ThirdPartySuite", time.Time{}, time.Time{}, "False") },
-			want: `dingtalk_token_ready_status{condition="False",name="fan",namespace=""} 1
-dingtalk_token_ready_status{condition="True",name="fan",namespace=""} 0
-dingtalk_token_ready_status{condition="Unknown",name="fan",namespace=""} 0
+		"a Stream-sourced token failing to refresh while still valid": {
+			do: func(c *tokenCollector) { c.set("apps", "isv", "ThirdPartyApp", &failing) },
+			want: `dingtalk_token_expiration_timestamp_seconds{kind="DingTalkToken",name="isv",namespace="apps",type="ThirdPartyApp"} 2000
+dingtalk_token_failed_attempts{kind="DingTalkToken",name="isv",namespace="apps"} 3
+dingtalk_token_last_failure_timestamp_seconds{kind="DingTalkToken",name="isv",namespace="apps",reason="CredentialsRejected"} 1510
+dingtalk_token_ready_reason{kind="DingTalkToken",name="isv",namespace="apps",reason="TokenValid"} 1
+dingtalk_token_ready_status{condition="False",kind="DingTalkToken",name="isv",namespace="apps"} 0
+dingtalk_token_ready_status{condition="True",kind="DingTalkToken",name="isv",namespace="apps"} 1
+dingtalk_token_ready_status{condition="Unknown",kind="DingTalkToken",name="isv",namespace="apps"} 0
+dingtalk_token_refresh_timestamp_seconds{kind="DingTalkToken",name="isv",namespace="apps",type="ThirdPartyApp"} 1530
+dingtalk_token_refreshed_status{condition="False",kind="DingTalkToken",name="isv",namespace="apps"} 1
+dingtalk_token_refreshed_status{condition="True",kind="DingTalkToken",name="isv",namespace="apps"} 0
+dingtalk_token_refreshed_status{condition="Unknown",kind="DingTalkToken",name="isv",namespace="apps"} 0
+dingtalk_token_ticket_stream_status{condition="False",kind="DingTalkToken",name="isv",namespace="apps"} 1
+dingtalk_token_ticket_stream_status{condition="True",kind="DingTalkToken",name="isv",namespace="apps"} 0
+dingtalk_token_ticket_stream_status{condition="Unknown",kind="DingTalkToken",name="isv",namespace="apps"} 0
 `,
 		},
-		"a failed pass keeps the last expiry; suspension drops the refresh time": {
+		"a pending ClusterDingTalkToken: no namespace, no expiry, no refresh, no attempt yet": {
 			do: func(c *tokenCollector) {
-				c.set("apps", "crm", "InternalApp", exp, next, "True")
-				c.set("apps", "crm", "InternalApp", time.Time{}, time.Time{}, "Unknown")
+				c.set("", "fan", "ThirdPartySuite", &v1alpha1.TokenStatus{Conditions: []metav1.Condition{
+					cond(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonPending)}})
 			},
-			want: `dingtalk_token_expiration_timestamp_seconds{name="crm",namespace="apps",type="InternalApp"} 2000
-dingtalk_token_ready_status{condition="False",name="crm",namespace="apps"} 0
-dingtalk_token_ready_status{condition="True",name="crm",namespace="apps"} 0
-dingtalk_token_ready_status{condition="Unknown",name="crm",namespace="apps"} 1
+			want: `dingtalk_token_failed_attempts{kind="ClusterDingTalkToken",name="fan",namespace=""} 0
+dingtalk_token_ready_reason{kind="ClusterDingTalkToken",name="fan",namespace="",reason="Pending"} 1
+dingtalk_token_ready_status{condition="False",kind="ClusterDingTalkToken",name="fan",namespace=""} 1
+dingtalk_token_ready_status{condition="True",kind="ClusterDingTalkToken",name="fan",namespace=""} 0
+dingtalk_token_ready_status{condition="Unknown",kind="ClusterDingTalkToken",name="fan",namespace=""} 0
+dingtalk_token_refreshed_status{condition="False",kind="ClusterDingTalkToken",name="fan",namespace=""} 0
+dingtalk_token_refreshed_status{condition="True",kind="ClusterDingTalkToken",name="fan",namespace=""} 0
+dingtalk_token_refreshed_status{condition="Unknown",kind="ClusterDingTalkToken",name="fan",namespace=""} 0
 `,
+		},
+		"a success after failures: the count back to 0, no last failure, the stream series gone with the condition": {
+			do: func(c *tokenCollector) {
+				c.set("apps", "isv", "ThirdPartyApp", &failing)
+				c.set("apps", "isv", "ThirdPartyApp", &ready)
+			},
+			want: strings.ReplaceAll(strings.ReplaceAll(`dingtalk_token_expiration_timestamp_seconds{kind="DingTalkToken",name="crm",namespace="apps",type="InternalApp"} 2000
+dingtalk_token_failed_attempts{kind="DingTalkToken",name="crm",namespace="apps"} 0
+dingtalk_token_ready_reason{kind="DingTalkToken",name="crm",namespace="apps",reason="TokenValid"} 1
+dingtalk_token_ready_status{condition="False",kind="DingTalkToken",name="crm",namespace="apps"} 0
+dingtalk_token_ready_status{condition="True",kind="DingTalkToken",name="crm",namespace="apps"} 1
+dingtalk_token_ready_status{condition="Unknown",kind="DingTalkToken",name="crm",namespace="apps"} 0
+dingtalk_token_refresh_timestamp_seconds{kind="DingTalkToken",name="crm",namespace="apps",type="InternalApp"} 1500
+dingtalk_token_refreshed_status{condition="False",kind="DingTalkToken",name="crm",namespace="apps"} 0
+dingtalk_token_refreshed_status{condition="True",kind="DingTalkToken",name="crm",namespace="apps"} 1
+dingtalk_token_refreshed_status{condition="Unknown",kind="DingTalkToken",name="crm",namespace="apps"} 0
+`, `name="crm"`, `name="isv"`), "InternalApp", "ThirdPartyApp"),
 		},
 		"deleted: no series": {
 			do: func(c *tokenCollector) {
-				c.set("apps", "crm", "InternalApp", exp, next, "True")
-				c.set("apps", "other", "User", exp, next, "")
+				c.set("apps", "crm", "InternalApp", &ready)
+				c.set("", "crm", "InternalApp", &ready)
 				c.delete("apps", "crm")
+				c.delete("", "crm")
 			},
-			want: `dingtalk_token_expiration_timestamp_seconds{name="other",namespace="apps",type="User"} 2000
-dingtalk_token_ready_status{condition="False",name="other",namespace="apps"} 0
-dingtalk_token_ready_status{condition="True",name="other",namespace="apps"} 0
-dingtalk_token_ready_status{condition="Unknown",name="other",namespace="apps"} 0
-dingtalk_token_refresh_timestamp_seconds{name="other",namespace="apps",type="User"} 1500
-`,
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -85,19 +139,23 @@ dingtalk_token_refresh_timestamp_seconds{name="other",namespace="apps",type="Use
 
 // withHeaders adds the HELP and TYPE lines of the metrics that samples use.
 func withHeaders(samples string) string {
-	heads := map[string]string{
-		"dingtalk_token_expiration_timestamp_seconds": "Unix time at which the access token held in the target Secret expires.",
-		"dingtalk_token_ready_status":                 "Status of the Ready condition of a DingTalkToken: 1 for the current condition value, 0 for the others.",
-		"dingtalk_token_refresh_timestamp_seconds":    "Unix time at which the next refresh of the access token is due.",
-	}
 	var out strings.Builder
-	for _, name := range []string{"dingtalk_token_expiration_timestamp_seconds", "dingtalk_token_ready_status", "dingtalk_token_refresh_timestamp_seconds"} {
-		if !strings.Contains(samples, name+"{") {
+	for _, d := range []struct{ name, help string }{
+		{"dingtalk_token_expiration_timestamp_seconds", "Unix time at which the access token held in the target Secret expires."},
+		{"dingtalk_token_failed_attempts", "Consecutive failed refresh attempts of a token; 0 after a success."},
+		{"dingtalk_token_last_failure_timestamp_seconds", "Unix time of the last failed refresh attempt of a token, labelled with its reason; no series after a success."},
+		{"dingtalk_token_ready_reason", "Reason of the Ready condition of a token: 1, on the series of the current reason only."},
+		{"dingtalk_token_ready_status", "Status of the Ready condition of a token: 1 for the current condition value, 0 for the others."},
+		{"dingtalk_token_refresh_timestamp_seconds", "Unix time at which the next refresh of the access token is due."},
+		{"dingtalk_token_refreshed_status", "Status of the Refreshed condition of a token (the outcome of the last refresh attempt): 1 for the current condition value, 0 for the others."},
+		{"dingtalk_token_ticket_stream_status", "Status of the TicketStream condition of a token whose suite tickets come from DingTalk Stream mode: 1 for the current condition value, 0 for the others."},
+	} {
+		if !strings.Contains(samples, d.name+"{") {
 			continue
 		}
-		out.WriteString("# HELP " + name + " " + heads[name] + "\n# TYPE " + name + " gauge\n")
+		out.WriteString("# HELP " + d.name + " " + d.help + "\n# TYPE " + d.name + " gauge\n")
 		for _, l := range strings.SplitAfter(samples, "\n") {
-			if strings.HasPrefix(l, name+"{") {
+			if strings.HasPrefix(l, d.name+"{") {
 				out.WriteString(l)
 			}
 		}
