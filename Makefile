@@ -18,6 +18,8 @@ RELEASE_TOOL = go -C hack/release run .
 # ENVTEST_K8S_VERSION is the kube-apiserver built for envtest and `make demo` (see hack/envtest/go.mod).
 ENVTEST_K8S_VERSION ?= $(shell awk '$$1=="k8s.io/kubernetes"{sub(/^v/,"",$$2); print $$2; exit}' hack/envtest/go.mod)
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
+# PROMETHEUS_VERSION is the Prometheus module promtool is built from (see hack/promtool/go.mod).
+PROMETHEUS_VERSION ?= $(shell awk '$$1=="github.com/prometheus/prometheus"{print $$2; exit}' hack/promtool/go.mod)
 
 SHELL = /usr/bin/env bash -o pipefail
 .SHELLFLAGS = -ec
@@ -25,6 +27,7 @@ SHELL = /usr/bin/env bash -o pipefail
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 ENVTEST_ASSETS_DIR ?= $(LOCALBIN)/k8s/$(ENVTEST_K8S_VERSION)
+PROMTOOL_DIR ?= $(LOCALBIN)/prometheus/$(PROMETHEUS_VERSION)
 # A user's own KUBEBUILDER_ASSETS wins over the binaries built here.
 KUBEBUILDER_ASSETS ?= $(ENVTEST_ASSETS_DIR)
 export KUBEBUILDER_ASSETS
@@ -58,14 +61,15 @@ CHART_DIR ?= charts/dingtalk-token-operator
 CHART_GENERATED = $(CHART_DIR)/generated
 
 .PHONY: chart-sync
-chart-sync: ## Copy config/'s CRDs, roles, admission policies and alerts into the chart, which renders from them.
-	rm -f $(CHART_GENERATED)/*/*.yaml
-	mkdir -p $(CHART_GENERATED)/crds $(CHART_GENERATED)/rbac $(CHART_GENERATED)/admission $(CHART_GENERATED)/namespace-labels $(CHART_GENERATED)/prometheus
+chart-sync: ## Copy config/'s CRDs, roles, admission policies, alerts and dashboard into the chart, which renders from them.
+	rm -f $(CHART_GENERATED)/*/*.yaml $(CHART_GENERATED)/*/*.json
+	mkdir -p $(CHART_GENERATED)/crds $(CHART_GENERATED)/rbac $(CHART_GENERATED)/admission $(CHART_GENERATED)/namespace-labels $(CHART_GENERATED)/prometheus $(CHART_GENERATED)/grafana
 	cp config/crd/bases/*.yaml $(CHART_GENERATED)/crds/
 	cp config/rbac/*role.yaml config/components/rollout-restart/*role.yaml $(CHART_GENERATED)/rbac/
 	find config/admission -name '*.yaml' ! -name kustomization.yaml -exec cp {} $(CHART_GENERATED)/admission/ \;
 	cp config/components/namespace-labels/namespace_label_policy.yaml $(CHART_GENERATED)/namespace-labels/
 	cp config/prometheus/alerts.yaml $(CHART_GENERATED)/prometheus/
+	cp config/grafana/*.json $(CHART_GENERATED)/grafana/
 
 .PHONY: generate
 generate: controller-gen ## Generate the DeepCopy methods.
@@ -89,8 +93,13 @@ envtest: $(ENVTEST_ASSETS_DIR)/kube-apiserver ## Build kube-apiserver and etcd f
 $(ENVTEST_ASSETS_DIR)/kube-apiserver:
 	bash hack/envtest/build.sh $(ENVTEST_ASSETS_DIR)
 
+.PHONY: promtool
+promtool: ## Build promtool (Prometheus' rule tester) once and metricnames from Go modules (module hack/promtool).
+	go -C hack/promtool vet ./...
+	bash hack/promtool/build.sh $(PROMTOOL_DIR)
+
 .PHONY: test
-test: manifests generate fmt vet envtest ## Run all tests (unit, envtest, simulator, reliability, chart, image, release).
+test: manifests generate fmt vet envtest promtool ## Run all tests (unit, envtest, simulator, reliability, alert rules, chart, image, release).
 	go test -race -timeout $(GOTEST_TIMEOUT) -count=1 $(TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory test-release
 

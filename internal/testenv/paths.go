@@ -103,3 +103,38 @@ func CheckAssets(dir string) error {
 	}
 	return nil
 }
+
+// ErrNoPromtool says promtool or metricnames (built by `make promtool`) is not where it was
+// looked for.
+var ErrNoPromtool = errors.New("promtool missing")
+
+// PrometheusVersion is the Prometheus module promtool is built from: the
+// github.com/prometheus/prometheus requirement of hack/promtool/go.mod, as the Makefile reads it.
+func PrometheusVersion(root string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(root, "hack", "promtool", "go.mod"))
+	if err != nil {
+		return "", err
+	}
+	for l := range strings.Lines(string(b)) {
+		if fields := strings.Fields(l); len(fields) >= 2 && fields[0] == "github.com/prometheus/prometheus" {
+			return fields[1], nil
+		}
+	}
+	return "", errors.New("hack/promtool/go.mod does not require github.com/prometheus/prometheus")
+}
+
+// PromtoolDir is where `make promtool` builds promtool and metricnames:
+// <root>/bin/prometheus/<version>. The error wraps ErrNoPromtool when either is not there.
+func PromtoolDir(root string) (string, error) {
+	version, err := PrometheusVersion(root)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(root, "bin", "prometheus", version)
+	for _, bin := range []string{"promtool", "metricnames"} {
+		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
+			return "", fmt.Errorf("%w: no %s in %s (run `make promtool`)", ErrNoPromtool, bin, dir)
+		}
+	}
+	return dir, nil
+}
