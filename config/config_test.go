@@ -354,6 +354,9 @@ func TestPrometheus(t *testing.T) {
 	if ep["scheme"] != "https" || ep["port"] != "https" || ep["bearerTokenFile"] == nil {
 		t.Errorf("ServiceMonitor endpoint %v: want https on port https with Prometheus' bearer token", ep)
 	}
+	if ep["honorLabels"] != true {
+		t.Errorf("ServiceMonitor endpoint %v: want honorLabels, or the tokens' namespace label becomes exported_namespace", ep)
+	}
 	rule := find[map[string]any](t, objs, "PrometheusRule", operatorNamespace, "dingtalk-token-operator-alerts")
 	if rule == nil {
 		t.Fatal("config/prometheus has no PrometheusRule")

@@ -450,6 +450,9 @@ func TestChartRender(t *testing.T) {
 				if len(typed.Spec.Endpoints) != 1 || typed.Spec.Endpoints[0].TLSConfig == nil {
 					t.Fatalf("ServiceMonitor endpoints %+v, want one with a TLS config", typed.Spec.Endpoints)
 				}
+				if !typed.Spec.Endpoints[0].HonorLabels {
+					t.Errorf("ServiceMonitor endpoint %+v: want honorLabels (the tokens' namespace label)", typed.Spec.Endpoints[0])
+				}
 				// Verified by default: the CA from the Secret, the metrics Service's name.
 				tls := typed.Spec.Endpoints[0].TLSConfig
 				if tls.InsecureSkipVerify != nil && *tls.InsecureSkipVerify || tls.CA.Secret == nil ||
@@ -491,6 +494,18 @@ func TestChartRender(t *testing.T) {
 				rule := convert[monitoringv1.PrometheusRule](t, r.find("PrometheusRule "+releaseNS+"/"+fullname+"-alerts"))
 				if rule.Labels["role"] != "alert-rules" || len(rule.Spec.Groups) == 0 || len(rule.Spec.Groups[0].Rules) == 0 {
 					t.Errorf("PrometheusRule labels %v groups %+v, want prometheusRule.labels and the alerts", rule.Labels, rule.Spec.Groups)
+				}
+			},
+		},
+		"grafanaDashboard.enabled": {
+			values: map[string]any{"grafanaDashboard": map[string]any{"enabled": true, "namespace": "monitoring",
+				"annotations": map[string]any{"grafana_folder": "DingTalk"}}},
+			objects: cat(defaults, []string{"ConfigMap monitoring/" + fullname + "-dashboard"}),
+			check: func(t *testing.T, r *rendered) {
+				cm := convert[corev1.ConfigMap](t, r.find("ConfigMap monitoring/"+fullname+"-dashboard"))
+				// kube-prometheus-stack's Grafana sidecar picks ConfigMaps by this label by default.
+				if cm.Labels["grafana_dashboard"] != "1" || cm.Annotations["grafana_folder"] != "DingTalk" {
+					t.Errorf("dashboard ConfigMap labels %v annotations %v, want grafana_dashboard \"1\" and grafanaDashboard.annotations", cm.Labels, cm.Annotations)
 				}
 			},
 		},
@@ -925,6 +940,15 @@ var clusterScoped = []string{"CustomResourceDefinition", "ClusterRole", "Cluster
 
 // assertNamespaces checks that namespaced objects go to the release namespace, except the
 // operator's Roles in watched namespaces.
+// dashboardNS is the namespace of the Grafana dashboard's ConfigMap: grafanaDashboard.namespace,
+// else the release's.
+func dashboardNS(vals map[string]any) string {
+	if ns, _, _ := unstructured.NestedString(vals, "grafanaDashboard", "namespace"); ns != "" {
+		return ns
+	}
+	return releaseNS
+}
+
 func assertNamespaces(t *testing.T, r *rendered, vals map[string]any) {
 	t.Helper()
 	watched, _ := vals["watchNamespaces"].([]any)
@@ -937,6 +961,8 @@ func assertNamespaces(t *testing.T, r *rendered, vals map[string]any) {
 			}
 		case ns == releaseNS:
 		case (o.GetKind() == "Role" || o.GetKind() == "RoleBinding") && slices.Contains(watched, any(ns)):
+		case o.GetKind() == "ConfigMap" && o.GetName() == fullname+"-dashboard" && ns == dashboardNS(vals):
+			// The dashboard goes where Grafana's sidecar looks (grafanaDashboard.namespace).
 		default:
 			t.Errorf("%s is outside the release namespace %s", key(o), releaseNS)
 		}
@@ -1094,6 +1120,28 @@ func TestChartMatchesConfig(t *testing.T) {
 				t.Fatalf("the chart renders no PrometheusRule %s", want.GetName())
 			}
 			assertSameBut(t, got, want, "metadata")
+		}
+	})
+
+	t.Run("Grafana dashboard", func(t *testing.T) {
+		r := renderChart(t, map[string]any{"grafanaDashboard": map[string]any{"enabled": true}})
+		cm := r.find("ConfigMap " + releaseNS + "/" + fullname + "-dashboard")
+		if cm == nil {
+			t.Fatal("the chart renders no dashboard ConfigMap")
+		}
+		files, _ := filepath.Glob(filepath.Join(repoRoot, "config", "grafana", "*.json"))
+		data, _, _ := unstructured.NestedStringMap(cm.Object, "data")
+		if len(files) == 0 || len(data) != len(files) {
+			t.Errorf("the dashboard ConfigMap holds %d files, config/grafana %d", len(data), len(files))
+		}
+		for _, f := range files {
+			want, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := data[filepath.Base(f)]; got != strings.TrimSuffix(string(want), "\n") {
+				t.Errorf("the chart's %s differs from %s: run `make manifests`", filepath.Base(f), f)
+			}
 		}
 	})
 
