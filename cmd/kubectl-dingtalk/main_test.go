@@ -90,6 +90,10 @@ func TestPlugin(t *testing.T) {
 		t.Run("Authorize", func(t *testing.T) { t.Parallel(); s.testAuthorize(t) })
 		t.Run("AuthorizeSecondCallback", func(t *testing.T) { t.Parallel(); s.testAuthorizeSecondCallback(t) })
 		t.Run("AuthorizeRefusals", func(t *testing.T) { t.Parallel(); s.testAuthorizeRefusals(t) })
+		t.Run("AuthorizeWrongState", func(t *testing.T) { t.Parallel(); s.testAuthorizeWrongState(t) })
+		t.Run("ClusterStatus", func(t *testing.T) { t.Parallel(); s.testClusterStatus(t) })
+		t.Run("ClusterRefresh", func(t *testing.T) { t.Parallel(); s.testClusterRefresh(t) })
+		t.Run("StatusEscapesEvents", func(t *testing.T) { t.Parallel(); s.testStatusEscapesEvents(t) })
 	})
 	t.Run("LeakScan", func(t *testing.T) {
 		if s.output.String() == "" {
@@ -116,7 +120,7 @@ func (s *suite) pluginUser(t *testing.T) string {
 	role := &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: "kubectl-dingtalk-user"},
 		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"dingtalktokens"}, Verbs: []string{"get", "list", "patch"}},
+			{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"dingtalktokens", "clusterdingtalktokens"}, Verbs: []string{"get", "list", "patch"}},
 			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "patch"}},
 			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"list"}},
 		},
@@ -628,8 +632,8 @@ func (s *suite) testAuthorizeSecondCallback(t *testing.T) {
 	noCode(g, r, callback.Query().Get("authCode"))
 }
 
-// testAuthorizeRefusals: a wrong state, a timeout, a Secret changed meanwhile and a token that
-// is not of type User are refused with one line; nothing is written.
+// testAuthorizeRefusals: a timeout, a Secret changed meanwhile and a token that is not of type
+// User are refused with one line; nothing is written.
 func (s *suite) testAuthorizeRefusals(t *testing.T) {
 	g := NewWithT(t)
 	ns := s.env.CreateNamespace(t, "plugin-refusals")
@@ -641,37 +645,16 @@ func (s *suite) testAuthorizeRefusals(t *testing.T) {
 		g.Expect(creds.Data).NotTo(HaveKey("authCode"), "a code was written")
 	}
 
-	// A redirect whose state is not the one the plugin sent.
-	p, u := s.authorize(t, ns, "carol")
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noFollow.Get(u.String())
-	envtesting.Must(t, err)
-	_ = resp.Body.Close()
-	callback, err := url.Parse(resp.Header.Get("Location"))
-	envtesting.Must(t, err)
-	code := callback.Query().Get("authCode")
-	s.env.Sensitive.Add(testenv.Credential, code)
-	cq := callback.Query()
-	cq.Set("state", "forged-"+cq.Get("state"))
-	callback.RawQuery = cq.Encode()
-	status, page := get(t, callback.String())
-	g.Expect(status).To(Equal(http.StatusBadRequest))
-	g.Expect(page).To(ContainSubstring("state does not match"))
-	r := p.wait(t, 30*time.Second)
-	failsWithOneLine(g, result{stderr: r.stderr, code: r.code}, "refused the sign-in redirect: its state does not match the one this command sent")
-	noCode(g, r, code)
-	noAuthCode()
-
 	// No redirect at all.
-	p, _ = s.authorize(t, ns, "carol", "--timeout", "3s")
-	r = p.wait(t, 30*time.Second)
+	p, _ := s.authorize(t, ns, "carol", "--timeout", "3s")
+	r := p.wait(t, 30*time.Second)
 	failsWithOneLine(g, result{stderr: r.stderr, code: r.code}, "no sign-in redirect within 3s; nothing was written")
 	noAuthCode()
 
 	// The credentials Secret changes between the start and the redirect.
-	p, u = s.authorize(t, ns, "carol")
+	p, u := s.authorize(t, ns, "carol")
 	s.env.UpdateSecret(t, ns, "carol-oauth", map[string]string{"note": "edited meanwhile"})
-	status, page, callback = s.signIn(t, u)
+	status, page, callback := s.signIn(t, u)
 	g.Expect(status).To(Equal(http.StatusBadRequest))
 	g.Expect(page).To(ContainSubstring("changed after authorize started"))
 	r = p.wait(t, 30*time.Second)
@@ -694,6 +677,214 @@ func (s *suite) testAuthorizeRefusals(t *testing.T) {
 	defer func() { _ = holder.Close() }()
 	failsWithOneLine(g, s.plugin(t, "authorize", "carol", "-n", ns, "--no-browser", "--port", port),
 		"cannot listen on 127.0.0.1:"+port+" for the sign-in redirect")
+}
+
+// testAuthorizeWrongState: requests to the callback with a forged state, without one, and a
+// forged DingTalk error are answered 400 and ignored (the terminal says so); the sign-in with the
+// right state that follows completes and the token turns Ready.
+func (s *suite) testAuthorizeWrongState(t *testing.T) {
+	g := NewWithT(t)
+	ns := s.env.CreateNamespace(t, "plugin-state")
+	s.userToken(t, ns, "dave")
+	p, u := s.authorize(t, ns, "dave", "--timeout", "60s", "--ready-timeout", "60s")
+	redirectURI := u.Query().Get("redirect_uri")
+	for _, q := range []string{"?authCode=forged-code&state=forged", "?authCode=forged-code", "?error=access_denied&state=forged", "?authCode=forged-code&state="} {
+		status, page := get(t, redirectURI+q)
+		g.Expect(status).To(Equal(http.StatusBadRequest), q)
+		g.Expect(page).To(ContainSubstring("state does not match"))
+		g.Expect(page).NotTo(ContainSubstring("forged-code"))
+	}
+	g.Eventually(p.stdout.String, 10*time.Second).Should(ContainSubstring("(further ones are ignored silently)"))
+
+	status, page, callback := s.signIn(t, u)
+	g.Expect(status).To(Equal(http.StatusOK), page)
+	r := p.wait(t, 90*time.Second)
+	g.Expect(r.code).To(BeZero(), "stdout %q stderr %q", r.stdout, r.stderr)
+	g.Expect(strings.Count(r.stdout, "Ignored a request to the callback whose state does not match this sign-in")).To(Equal(3))
+	g.Expect(r.stdout).To(ContainSubstring(fmt.Sprintf("Stored the authorization code in Secret %s/dave-oauth (key authCode).", ns)))
+	g.Expect(r.stdout).To(MatchRegexp(`(?m)^dingtalktoken ` + regexp.QuoteMeta(ns) + `/dave is Ready: `))
+	noCode(g, r, callback.Query().Get("authCode"))
+	var creds corev1.Secret
+	envtesting.Must(t, s.env.Client.Get(envtesting.Ctx(t), client.ObjectKey{Namespace: ns, Name: "dave-oauth"}, &creds))
+	g.Expect(string(creds.Data["authCode"])).To(Equal(callback.Query().Get("authCode")), "the right code was stored, no forged one")
+}
+
+// clusterToken is a ClusterDingTalkToken of the InternalApp credentials in ns/secret, fanned out to
+// the namespaces named (by kubernetes.io/metadata.name), into the target Secret "<secret>-token".
+func clusterToken(name, ns, secret string, namespaces ...string) *v1alpha1.ClusterDingTalkToken {
+	return &v1alpha1.ClusterDingTalkToken{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.ClusterDingTalkTokenSpec{
+			Type:           v1alpha1.TokenTypeInternalApp,
+			CredentialsRef: v1alpha1.ClusterCredentialsReference{Namespace: ns, Name: secret},
+			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+				Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: namespaces}}},
+			Target: v1alpha1.ClusterTarget{Name: secret + "-token"},
+		},
+	}
+}
+
+// waitCluster waits until the ClusterDingTalkToken's Ready condition has status and reason.
+func (s *suite) waitCluster(t *testing.T, name string, status metav1.ConditionStatus, reason string) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) {
+		var tok v1alpha1.ClusterDingTalkToken
+		g.Expect(s.env.Client.Get(envtesting.Ctx(t), client.ObjectKey{Name: name}, &tok)).To(Succeed())
+		var ready *metav1.Condition
+		for i := range tok.Status.Conditions {
+			if tok.Status.Conditions[i].Type == v1alpha1.ConditionReady {
+				ready = &tok.Status.Conditions[i]
+			}
+		}
+		g.Expect(ready).NotTo(BeNil())
+		g.Expect(ready.Status).To(Equal(status), ready.Message)
+		g.Expect(ready.Reason).To(Equal(reason), ready.Message)
+	}, envtesting.ReadyTimeout, 200*time.Millisecond).Should(Succeed())
+}
+
+// testClusterStatus: `status cdtt/NAME` (and `--cluster NAME`) of a ClusterDingTalkToken that is
+// Ready, of one that a namespace refuses (a foreign Secret of its target's name), and of one whose
+// selector picks no namespace yet, as golden files.
+func (s *suite) testClusterStatus(t *testing.T) {
+	g := NewWithT(t)
+	ns := s.env.CreateNamespace(t, "plugin-cdtt")
+	refusing := s.env.CreateNamespace(t, "plugin-refusing")
+	// Each its own credentials (no token shared between them) and target Secret.
+	tokens := map[string]struct {
+		namespaces []string
+		status     metav1.ConditionStatus
+		reason     string
+	}{
+		"ready":         {[]string{ns}, metav1.ConditionTrue, v1alpha1.ReasonTokenValid},
+		"partly-failed": {[]string{ns, refusing}, metav1.ConditionFalse, v1alpha1.ReasonTargetConflict},
+		"pending":       {[]string{ns + "-not-yet"}, metav1.ConditionFalse, v1alpha1.ReasonPending},
+	}
+	// A Secret of the partly failed one's target name that it does not own.
+	s.env.CreateSecret(t, refusing, "partly-failed-token", map[string]string{"someone": "else"})
+	for name, tc := range tokens {
+		s.newApp(t, ns, name, time.Hour)
+		tok := clusterToken(ns+"-"+name, ns, name, tc.namespaces...)
+		s.env.Create(t, tok)
+		t.Cleanup(func() { _ = s.env.Client.Delete(envtesting.Ctx(t), tok) })
+	}
+	for name, tc := range tokens {
+		s.waitCluster(t, ns+"-"+name, tc.status, tc.reason)
+	}
+	// The issued tokens' events are there before their status is shown.
+	for _, name := range []string{"ready", "partly-failed"} {
+		g.Eventually(func() string {
+			return s.plugin(t, "status", "cdtt/"+ns+"-"+name).stdout
+		}, 10*time.Second, 200*time.Millisecond).Should(MatchRegexp(`TokenIssued +Issued a new token`))
+	}
+
+	for name, tc := range tokens {
+		r := s.plugin(t, "status", "cdtt/"+ns+"-"+name)
+		g.Expect(r.code).To(BeZero(), "status cdtt/%s: %s", name, r.stderr)
+		g.Expect(r.stderr).To(BeEmpty())
+		out := normalize(strings.ReplaceAll(r.stdout, refusing, "<refusing-ns>"), ns)
+		g.Expect(out).To(ContainSubstring(fmt.Sprintf("Ready:  %s, %s", tc.status, tc.reason)))
+		checkGolden(t, "status-cluster-"+name, out)
+		same := s.plugin(t, "status", "--cluster", ns+"-"+name, "-n", "elsewhere")
+		g.Expect(same.code).To(BeZero(), same.stderr)
+		g.Expect(normalize(strings.ReplaceAll(same.stdout, refusing, "<refusing-ns>"), ns)).To(Equal(out), "--cluster NAME shows what cdtt/NAME shows")
+	}
+
+	failsWithOneLine(g, s.plugin(t, "status", "cdtt/nope-"+ns), fmt.Sprintf(`clusterdingtalktoken "nope-%s" not found`, ns))
+	failsWithOneLine(g, s.plugin(t, "status", "--cluster", "dtt/x"), "names a DingTalkToken, but --cluster asks for ClusterDingTalkTokens")
+	failsWithOneLine(g, s.plugin(t, "status", "deployment/x"), `not "deployment"`)
+}
+
+// testClusterRefresh: `refresh cdtt/NAME`, `refresh --cluster NAME` and `refresh --cluster -l`
+// refresh a ClusterDingTalkToken and wait for it; a DingTalkToken and a ClusterDingTalkToken
+// refreshed by one command.
+func (s *suite) testClusterRefresh(t *testing.T) {
+	g := NewWithT(t)
+	ns := s.env.CreateNamespace(t, "plugin-cdtt-refresh")
+	s.newApp(t, ns, "fan-creds", time.Hour)
+	name := ns + "-fan"
+	tok := clusterToken(name, ns, "fan-creds", ns)
+	tok.Labels = map[string]string{"refresh-test": ns}
+	s.env.Create(t, tok)
+	t.Cleanup(func() { _ = s.env.Client.Delete(envtesting.Ctx(t), tok) })
+	s.newApp(t, ns, "app-creds", time.Hour)
+	s.env.Create(t, testenv.NewToken(ns, "app", v1alpha1.TokenTypeInternalApp, "app-creds"))
+	s.waitCluster(t, name, metav1.ConditionTrue, v1alpha1.ReasonTokenValid)
+	s.env.WaitReady(t, ns, "app")
+
+	lastRefresh := func() time.Time {
+		var cur v1alpha1.ClusterDingTalkToken
+		envtesting.Must(t, s.env.Client.Get(envtesting.Ctx(t), client.ObjectKey{Name: name}, &cur))
+		return cur.Status.LastRefreshTime.Time
+	}
+	refreshed := regexp.MustCompile(`(?m)^clusterdingtalktoken ` + regexp.QuoteMeta(name) +
+		` refreshed: token issued at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, expires in \d+m(\d+s)?$`)
+	for _, args := range [][]string{
+		{"refresh", "cdtt/" + name},
+		{"refresh", "--cluster", name},
+		{"refresh", "--cluster", "-l", "refresh-test=" + ns},
+	} {
+		before := lastRefresh()
+		r := s.plugin(t, append(args, "--timeout", "60s")...)
+		g.Expect(r.code).To(BeZero(), "%v: stdout %q stderr %q", args, r.stdout, r.stderr)
+		g.Expect(r.stdout).To(MatchRegexp(refreshed.String()), "%v", args)
+		g.Expect(strings.Count(r.stdout, "\n")).To(Equal(1))
+		g.Expect(lastRefresh().After(before)).To(BeTrue(), "%v: lastRefreshTime did not move", args)
+	}
+
+	r := s.plugin(t, "refresh", "app", "cdtt/"+name, "-n", ns, "--timeout", "60s")
+	g.Expect(r.code).To(BeZero(), "stdout %q stderr %q", r.stdout, r.stderr)
+	g.Expect(r.stdout).To(And(MatchRegexp(refreshed.String()), ContainSubstring("dingtalktoken "+ns+"/app refreshed: ")))
+
+	failsWithOneLine(g, s.plugin(t, "refresh", "cdtt/nope-"+ns), fmt.Sprintf(`clusterdingtalktoken "nope-%s" not found`, ns))
+	failsWithOneLine(g, s.plugin(t, "refresh", "--cluster", "-l", "refresh-test=nobody"), `no clusterdingtalktokens matching "refresh-test=nobody"`)
+	failsWithOneLine(g, s.plugin(t, "refresh", "--cluster", "--all", "-A"), "ClusterDingTalkTokens have no namespace")
+
+	// Suspended: not refreshed, and said so.
+	var cur v1alpha1.ClusterDingTalkToken
+	envtesting.Must(t, s.env.Client.Get(envtesting.Ctx(t), client.ObjectKey{Name: name}, &cur))
+	cur.Spec.Suspend = true
+	envtesting.Must(t, s.env.Client.Update(envtesting.Ctx(t), &cur))
+	r = s.plugin(t, "refresh", "cdtt/"+name)
+	g.Expect(r.code).To(Equal(1))
+	g.Expect(r.stdout).To(Equal("clusterdingtalktoken " + name + " not refreshed: spec.suspend is true (no calls to DingTalk while suspended)\n"))
+	g.Expect(r.stderr).To(Equal("error: 1 of 1 ClusterDingTalkToken was not refreshed\n"))
+}
+
+// testStatusEscapesEvents: an event whose reason and message carry terminal escape sequences (a
+// screen clear, colours, a carriage return, a window title) reaches the terminal with those
+// characters replaced by their escapes.
+func (s *suite) testStatusEscapesEvents(t *testing.T) {
+	g := NewWithT(t)
+	ns := s.env.CreateNamespace(t, "plugin-escapes")
+	s.newApp(t, ns, "app-creds", time.Hour)
+	s.env.Create(t, testenv.NewToken(ns, "app", v1alpha1.TokenTypeInternalApp, "app-creds"))
+	tok := s.env.WaitReady(t, ns, "app")
+	// Anyone who may create events in the namespace (or a compromised controller) can write this.
+	ev := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Namespace: ns, Name: "app.injected"},
+		InvolvedObject: corev1.ObjectReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: "DingTalkToken", Namespace: ns, Name: "app", UID: tok.UID},
+		Type:           corev1.EventTypeWarning,
+		Reason:         "Injected",
+		Message:        "\x1b[2J\x1b[H\x1b[32mAll DingTalk tokens are valid\x1b[0m\r\x1b]0;owned\x07 \u202eeulav",
+		Source:         corev1.EventSource{Component: "someone-else"},
+		FirstTimestamp: metav1.Now(), LastTimestamp: metav1.Now(), Count: 1,
+	}
+	envtesting.Must(t, s.env.Client.Create(envtesting.Ctx(t), ev))
+
+	r := s.plugin(t, "status", "app", "-n", ns)
+	g.Expect(r.code).To(BeZero(), r.stderr)
+	g.Expect(r.stdout).To(ContainSubstring("Injected"))
+	g.Expect(r.stdout).NotTo(ContainAny("\x1b", "\r", "\x07", "\u202e"), "a control character reached the terminal")
+	g.Expect(r.stdout).To(ContainSubstring(`\x1b[2J\x1b[H\x1b[32mAll DingTalk tokens are valid\x1b[0m \x1b]0;owned\x07 \u202eeulav`))
+}
+
+// ContainAny matches a string holding any of subs.
+func ContainAny(subs ...string) OmegaMatcher {
+	var ms []OmegaMatcher
+	for _, sub := range subs {
+		ms = append(ms, ContainSubstring(sub))
+	}
+	return Or(ms...)
 }
 
 func mustListen(t *testing.T, addr string) net.Listener {

@@ -40,7 +40,9 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
@@ -129,7 +131,48 @@ func (w *world) setUp(ctx context.Context) error {
 	}
 	_, err := testenv.WaitForToken(ctx, c, ns, "billing", time.Minute,
 		testenv.HasCondition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCredentialsRejected))
-	return err
+	if err != nil {
+		return err
+	}
+	return w.setUpCluster(ctx)
+}
+
+// setUpCluster creates the ClusterDingTalkToken crm-platform, fanned out to demo and team-x, where
+// a Secret of its target's name that it does not own refuses it.
+func (w *world) setUpCluster(ctx context.Context) error {
+	c := w.env.Client
+	steps := []error{
+		c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-x"}}),
+		w.env.Sim.AddApp(simulator.App{AppKey: "dingplatform", AppSecret: "platform-app-secret", TokenLifetime: simulator.Duration(2 * time.Hour)}),
+		secret(ctx, w, "platform-credentials", map[string]string{"appKey": "dingplatform", "appSecret": "platform-app-secret"}),
+	}
+	_, err := testenv.CreateSecret(ctx, c, "team-x", "crm-platform-token", map[string]string{"written-by": "someone else"})
+	steps = append(steps, err, c.Create(ctx, &v1alpha1.ClusterDingTalkToken{
+		ObjectMeta: metav1.ObjectMeta{Name: "crm-platform"},
+		Spec: v1alpha1.ClusterDingTalkTokenSpec{
+			Type:           v1alpha1.TokenTypeInternalApp,
+			CredentialsRef: v1alpha1.ClusterCredentialsReference{Namespace: ns, Name: "platform-credentials"},
+			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+				Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: []string{ns, "team-x"}}}},
+			Target: v1alpha1.ClusterTarget{Name: "crm-platform-token"},
+		},
+	}))
+	if err := errors.Join(steps...); err != nil {
+		return err
+	}
+	var last *v1alpha1.NamespaceCounts
+	err = wait.PollUntilContextTimeout(ctx, testenv.PollInterval, time.Minute, true, func(ctx context.Context) (bool, error) {
+		var tok v1alpha1.ClusterDingTalkToken
+		if err := c.Get(ctx, client.ObjectKey{Name: "crm-platform"}, &tok); err != nil {
+			return false, err
+		}
+		last = tok.Status.Namespaces
+		return last != nil && last.Provisioned == 1 && last.Failed == 1 && tok.Status.LastRefreshTime != nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("ClusterDingTalkToken crm-platform: namespaces %+v: %w", last, err)
+	}
+	return nil
 }
 
 func secret(ctx context.Context, w *world, name string, data map[string]string) error {
@@ -174,6 +217,8 @@ func (w *world) transcripts(ctx context.Context) error {
 		[]string{"refresh", "billing", "-n", ns},
 		[]string{"refresh", "--all", "-n", ns, "--wait=false"},
 		[]string{"refresh", "nope", "-n", ns},
+		[]string{"status", "cdtt/crm-platform"},
+		[]string{"refresh", "cdtt/crm-platform"},
 	)
 }
 

@@ -54,6 +54,8 @@ const (
 	callbackPath         = "/callback"
 	// maxAuthCodeBytes refuses a code the operator would refuse too (a credential over 4 KiB).
 	maxAuthCodeBytes = 4096
+	// maxIgnoredShown is how many ignored callback requests (a wrong state) the command reports.
+	maxIgnoredShown = 3
 )
 
 type authorizeOptions struct {
@@ -73,10 +75,11 @@ func newAuthorizeCommand(o *Options) *cobra.Command {
 		Short: "Sign a user in to DingTalk for a User-type DingTalkToken",
 		Long: "authorize runs DingTalk's OAuth2 sign-in for a User-type DingTalkToken. It reads clientId from the\n" +
 			"credentials Secret, opens DingTalk's sign-in page in the browser (or prints its URL with --no-browser),\n" +
-			"receives the redirect on http://127.0.0.1:<port>/callback, checks its state, writes the authorization\n" +
-			"code into the credentials Secret (only if the Secret did not change meanwhile) and waits until the\n" +
-			"DingTalkToken is Ready. The redirect URL must be registered for the DingTalk app: with the default\n" +
-			"--port that is http://127.0.0.1:8000/callback. The code is never printed.",
+			"receives the redirect on http://127.0.0.1:<port>/callback (a request with another state is answered 400\n" +
+			"and ignored), writes the authorization code into the credentials Secret (only if the Secret did not\n" +
+			"change meanwhile) and waits until the DingTalkToken is Ready. The redirect URL must be registered\n" +
+			"for the DingTalk app: with the default --port that is http://127.0.0.1:8000/callback. The code is\n" +
+			"never printed.",
 		Example: "  kubectl dingtalk authorize alice -n apps\n" +
 			"  kubectl dingtalk authorize alice -n apps --no-browser --port 8123",
 		Args: needName,
@@ -170,21 +173,15 @@ func stateMatches(want, got string) bool {
 // safeCode keeps the characters of an OAuth2 error code DingTalk may send back.
 var safeCode = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
 
-// errWrongState refuses a redirect that this run did not start.
-var errWrongState = errors.New("refused the sign-in redirect: its state does not match the one this command sent " +
-	"(a stale or forged redirect); nothing was written")
-
-// readRedirect checks a redirect's query and returns its authorization code (authCode or code).
-func readRedirect(q url.Values, state string) (string, error) {
+// readRedirect reads the authorization code (authCode or code) of a redirect whose state
+// matched.
+func readRedirect(q url.Values) (string, error) {
 	if e := q.Get("error"); e != "" {
 		e = safeCode.ReplaceAllString(e, "")
 		if len(e) > 64 {
 			e = e[:64]
 		}
 		return "", fmt.Errorf("DingTalk did not sign the user in (error %q); nothing was written", e)
-	}
-	if !stateMatches(state, q.Get("state")) {
-		return "", errWrongState
 	}
 	code := q.Get("authCode")
 	if code == "" {
@@ -207,14 +204,17 @@ type redirect struct {
 	stored chan error
 }
 
-// callbackServer receives DingTalk's redirect on the loopback address: the first request to
-// /callback is the sign-in; any later one is refused.
+// callbackServer receives DingTalk's redirect on the loopback address. A request whose state is
+// not this sign-in's (a stale tab, or another local process guessing) is answered 400 and
+// ignored: it neither ends the command nor uses up the callback. The first request with the right
+// state is the sign-in; any later one is refused.
 type callbackServer struct {
 	state     string
 	redirects chan redirect
 	taken     atomic.Bool
-	// refused is called for each later redirect (the command says so).
-	refused func()
+	// refused is called for each later redirect, ignored for each one with a wrong state (the
+	// command says so).
+	refused, ignored func()
 }
 
 func (s *callbackServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -226,13 +226,21 @@ func (s *callbackServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writePage(w, http.StatusMethodNotAllowed, "Method not allowed", "The sign-in redirect is a GET request.")
 		return
 	}
+	q := r.URL.Query()
+	if !stateMatches(s.state, q.Get("state")) {
+		s.ignored()
+		writePage(w, http.StatusBadRequest, "Sign-in refused",
+			"This redirect's state does not match the sign-in the command started (a stale or forged redirect): it is ignored. "+
+				"Sign in from the URL the terminal shows.")
+		return
+	}
 	if !s.taken.CompareAndSwap(false, true) {
 		s.refused()
 		writePage(w, http.StatusConflict, "Sign-in refused",
 			"This sign-in was already completed: a second redirect is refused. Return to the terminal.")
 		return
 	}
-	code, err := readRedirect(r.URL.Query(), s.state)
+	code, err := readRedirect(q)
 	rd := redirect{code: code, err: err, stored: make(chan error, 1)}
 	s.redirects <- rd // buffered: the command reads the first and only one
 	if err == nil {
@@ -293,9 +301,19 @@ func (o *Options) runAuthorize(ctx context.Context, ao *authorizeOptions, name s
 		_ = ln.Close()
 		return err
 	}
-	cb := &callbackServer{state: state, redirects: make(chan redirect, 1), refused: func() {
-		o.printf("Refused a second sign-in redirect: this sign-in was already completed.\n")
-	}}
+	var ignored atomic.Int32
+	cb := &callbackServer{state: state, redirects: make(chan redirect, 1),
+		refused: func() { o.printf("Refused a second sign-in redirect: this sign-in was already completed.\n") },
+		ignored: func() {
+			// Said a few times, not once per request: a local process could send thousands.
+			if n := ignored.Add(1); n <= maxIgnoredShown {
+				more := ""
+				if n == maxIgnoredShown {
+					more = " (further ones are ignored silently)"
+				}
+				o.printf("Ignored a request to the callback whose state does not match this sign-in%s; still waiting.\n", more)
+			}
+		}}
 	srv := &http.Server{Handler: cb, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer func() {
@@ -388,7 +406,7 @@ func (o *Options) awaitRedirect(ctx context.Context, cb *callbackServer, timeout
 func (o *Options) storeCode(ctx context.Context, c client.Client, in *signIn, code string) (refreshMark, error) {
 	var tok v1alpha1.DingTalkToken
 	if err := c.Get(ctx, client.ObjectKeyFromObject(in.tok), &tok); err != nil {
-		return refreshMark{}, describeGetError(err, client.ObjectKeyFromObject(in.tok))
+		return refreshMark{}, describeGetError(err, tokenRef{Namespace: in.tok.Namespace, Name: in.tok.Name})
 	}
 	patch, err := json.Marshal(map[string]any{
 		"metadata": map[string]any{"resourceVersion": in.resourceVersion},
@@ -401,7 +419,7 @@ func (o *Options) storeCode(ctx context.Context, c client.Client, in *signIn, co
 	err = c.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch))
 	switch {
 	case err == nil:
-		return markOf(&tok), nil
+		return markOf(&tok.Status.TokenStatus), nil
 	case apierrors.IsConflict(err):
 		return refreshMark{}, fmt.Errorf("the credentials Secret %s changed after authorize started: the authorization code was not "+
 			"written over that change; check the Secret and run authorize again", in.secret)
@@ -430,7 +448,7 @@ func (o *Options) waitReady(ctx context.Context, c client.Client, key types.Name
 			return false, nil
 		}
 		last = &tok
-		switch refreshResult(m, &tok) {
+		switch refreshResult(m, &tok.Status.TokenStatus) {
 		case outcomeRefreshed:
 			return readyTrue(&tok), nil
 		case outcomeFailed:
@@ -442,7 +460,11 @@ func (o *Options) waitReady(ctx context.Context, c client.Client, key types.Name
 	})
 	switch {
 	case errors.Is(err, errTimeout):
-		return fmt.Errorf("dingtalktoken %s is not Ready after %s: %s", key, timeout, stateText(last))
+		var st *v1alpha1.TokenStatus
+		if last != nil {
+			st = &last.Status.TokenStatus
+		}
+		return fmt.Errorf("dingtalktoken %s is not Ready after %s: %s", key, timeout, stateText(st))
 	case err != nil:
 		return err
 	}

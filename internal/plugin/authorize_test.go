@@ -105,9 +105,6 @@ func TestReadRedirect(t *testing.T) {
 		"authCode":                {query: "authCode=c1&state=the-state", want: "c1"},
 		"code":                    {query: "code=c2&state=the-state", want: "c2"},
 		"authCode wins over code": {query: "code=c2&authCode=c1&state=the-state", want: "c1"},
-		"wrong state":             {query: "authCode=c1&state=other", wantErr: "state does not match"},
-		"state prefix":            {query: "authCode=c1&state=the-stat", wantErr: "state does not match"},
-		"no state":                {query: "authCode=c1", wantErr: "state does not match"},
 		"no code":                 {query: "state=the-state", wantErr: "no authCode"},
 		"error from DingTalk":     {query: "error=access_denied<script>&state=the-state", wantErr: `error "access_deniedscript"`},
 		"huge code":               {query: "authCode=" + strings.Repeat("x", 4097) + "&state=the-state", wantErr: "over 4096 bytes"},
@@ -118,7 +115,7 @@ func TestReadRedirect(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := readRedirect(q, state)
+			got, err := readRedirect(q)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
@@ -133,6 +130,11 @@ func TestReadRedirect(t *testing.T) {
 			}
 		})
 	}
+	for got, match := range map[string]bool{"the-state": true, "other": false, "the-stat": false, "the-state-": false, "": false} {
+		if stateMatches(state, got) != match {
+			t.Errorf("stateMatches(%q, %q) = %t", state, got, !match)
+		}
+	}
 	if stateMatches("", "") {
 		t.Error("an empty state matched")
 	}
@@ -142,7 +144,7 @@ func TestReadRedirect(t *testing.T) {
 // outcome of storing the code, and refuses every later redirect.
 func TestCallbackServer(t *testing.T) {
 	var refused atomic.Int32
-	cb := &callbackServer{state: "s", redirects: make(chan redirect, 1), refused: func() { refused.Add(1) }}
+	cb := &callbackServer{state: "s", redirects: make(chan redirect, 1), refused: func() { refused.Add(1) }, ignored: func() {}}
 	srv := httptest.NewServer(cb)
 	defer srv.Close()
 
@@ -181,22 +183,47 @@ func TestCallbackServer(t *testing.T) {
 	}
 }
 
+// A request with a wrong or no state is answered 400 and ignored: the sign-in with the right
+// state still completes after it.
 func TestCallbackServerWrongState(t *testing.T) {
-	cb := &callbackServer{state: "s", redirects: make(chan redirect, 1), refused: func() {}}
+	var ignored atomic.Int32
+	cb := &callbackServer{state: "s", redirects: make(chan redirect, 1), refused: func() { t.Error("a redirect was refused") },
+		ignored: func() { ignored.Add(1) }}
 	srv := httptest.NewServer(cb)
 	defer srv.Close()
-	resp, err := http.Get(srv.URL + callbackPath + "?authCode=secret-code&state=forged")
+	for _, query := range []string{"authCode=forged-code&state=forged", "authCode=forged-code", "error=access_denied&state=forged"} {
+		resp, err := http.Get(srv.URL + callbackPath + "?" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "state does not match") || strings.Contains(string(b), "forged-code") {
+			t.Errorf("%s: %d %s", query, resp.StatusCode, b)
+		}
+	}
+	select {
+	case rd := <-cb.redirects:
+		t.Fatalf("a redirect with a wrong state was handed on: %v", rd.err)
+	default:
+	}
+	if ignored.Load() != 3 {
+		t.Errorf("ignored %d requests, want 3", ignored.Load())
+	}
+	go func() {
+		rd := <-cb.redirects
+		if rd.err != nil || rd.code != "right-code" {
+			t.Errorf("redirect = %q, %v", rd.code, rd.err)
+		}
+		rd.stored <- nil
+	}()
+	resp, err := http.Get(srv.URL + callbackPath + "?authCode=right-code&state=s")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "state does not match") || strings.Contains(string(b), "secret-code") {
-		t.Errorf("wrong state: %d %s", resp.StatusCode, b)
-	}
-	rd := <-cb.redirects
-	if rd.err != errWrongState || rd.code != "" {
-		t.Errorf("redirect handed on = %q, %v; want errWrongState and no code", rd.code, rd.err)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("the right redirect after the wrong ones: %d", resp.StatusCode)
 	}
 }
 

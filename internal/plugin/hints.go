@@ -71,3 +71,27 @@ func hint(reason string, typ v1alpha1.TokenType, name string) string {
 		return ""
 	}
 }
+
+// clusterHint is hint for a ClusterDingTalkToken: the reasons about its namespaces and selector,
+// and its credentials in their own namespace; the others as for a DingTalkToken.
+func clusterHint(reason string, typ v1alpha1.TokenType, name string) string {
+	switch reason {
+	case v1alpha1.ReasonPending:
+		return "No namespace matches spec.namespaceSelector (label the namespaces it should select), no attempt has finished " +
+			"yet, or DingTalk asked to wait (Retry-After). If it stays Pending, check that the operator runs and serves every " +
+			"namespace: under --watch-namespaces ClusterDingTalkTokens are not served."
+	case v1alpha1.ReasonCredentialsNotFound:
+		return "The credentials Secret spec.credentialsRef names (in its namespace) or a key it needs is missing (see the message). " +
+			"Create it there, or map your key names with spec.credentialsRef.keys."
+	case v1alpha1.ReasonTargetConflict:
+		return "A Secret of the target's name exists in a selected namespace and this ClusterDingTalkToken does not own it " +
+			"(see Failed namespaces). Delete or rename that Secret, or take the namespace out of spec.namespaceSelector; " +
+			"the other namespaces keep their token."
+	case v1alpha1.ReasonTargetWriteFailed:
+		return "The API server refused the target Secret in a selected namespace (a ResourceQuota on Secrets, an admission " +
+			"webhook: see the message). Fix what refuses it, or take the namespace out of spec.namespaceSelector; retried every 30s."
+	case v1alpha1.ReasonSelectorInvalid:
+		return "spec.namespaceSelector cannot be used (see the message): fix it. Nothing is written meanwhile."
+	}
+	return hint(reason, typ, name)
+}

@@ -15,9 +15,11 @@ limitations under the License.
 */
 
 // Package plugin is kubectl-dingtalk, the kubectl plugin of dingtalk-token-operator: `status`
-// explains a DingTalkToken on one screen, `refresh` forces refreshes and waits for them,
+// explains a DingTalkToken or ClusterDingTalkToken on one screen, `refresh` forces refreshes and
+// waits for them,
 // `authorize` signs a user in to DingTalk for a User token, `version` prints the build.
-// It never prints a Secret's value, a token or an authorization code.
+// It never prints a Secret's value, a token or an authorization code, and never sends the
+// terminal a control character it did not write itself.
 package plugin
 
 import (
@@ -72,7 +74,8 @@ func NewCommand(o *Options) *cobra.Command {
 		Use:   "kubectl-dingtalk",
 		Short: "Inspect, refresh and authorize DingTalkTokens",
 		Long: "kubectl dingtalk works with the DingTalkTokens of dingtalk-token-operator:\n" +
-			"status explains one, refresh forces refreshes, authorize signs a user in for a User token.\n" +
+			"status explains one (or a ClusterDingTalkToken: cdtt/NAME), refresh forces refreshes, authorize signs\n" +
+			"a user in for a User token.\n" +
 			"It never prints a Secret's value, a token or an authorization code.",
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl dingtalk"},
 		Version:       version.String(),
@@ -82,8 +85,8 @@ func NewCommand(o *Options) *cobra.Command {
 	root.SetVersionTemplate("kubectl-dingtalk {{.Version}}\n")
 	// --version without -v: kubectl's -v is the log verbosity.
 	root.Flags().Bool("version", false, "print the plugin's version")
-	root.SetOut(o.IOStreams.Out)
-	root.SetErr(o.IOStreams.ErrOut)
+	root.SetOut(terminalWriter{o.IOStreams.Out})
+	root.SetErr(terminalWriter{o.IOStreams.ErrOut})
 	root.SetIn(o.IOStreams.In)
 	o.ConfigFlags.AddFlags(root.PersistentFlags())
 	root.AddCommand(newStatusCommand(o), newRefreshCommand(o), newAuthorizeCommand(o), newVersionCommand(o))
@@ -96,7 +99,7 @@ func Run(ctx context.Context, o *Options, args []string) int {
 	cmd := NewCommand(o)
 	cmd.SetArgs(args)
 	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(o.IOStreams.ErrOut, "error: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(terminalWriter{o.IOStreams.ErrOut}, "error: %s\n", oneLine(err.Error()))
 		return 1
 	}
 	return 0
@@ -118,11 +121,12 @@ func newVersionCommand(o *Options) *cobra.Command {
 func (o *Options) printf(format string, args ...any) {
 	o.outMu.Lock()
 	defer o.outMu.Unlock()
-	fmt.Fprintf(o.IOStreams.Out, format, args...)
+	fmt.Fprintf(o.out(), format, args...)
 }
 
-// out returns the output stream, for writers that hold it for a whole rendering.
-func (o *Options) out() io.Writer { return o.IOStreams.Out }
+// out returns the output stream, for writers that hold it for a whole rendering. Everything
+// written to it reaches the terminal with control characters escaped (terminalWriter).
+func (o *Options) out() io.Writer { return terminalWriter{o.IOStreams.Out} }
 
 // scheme knows the built-in kinds and DingTalkToken.
 func scheme() (*runtime.Scheme, error) {
@@ -157,7 +161,7 @@ func (o *Options) client() (client.Client, string, error) {
 	return c, ns, nil
 }
 
-// needName accepts exactly one argument, the DingTalkToken's name.
+// needName accepts exactly one argument, the object's name.
 func needName(cmd *cobra.Command, args []string) error {
 	if len(args) != 1 {
 		return errors.New(cmd.CommandPath() + " needs exactly one DingTalkToken NAME; see --help")

@@ -21,7 +21,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -40,6 +39,7 @@ type refreshOptions struct {
 	selector      string
 	all           bool
 	allNamespaces bool
+	cluster       bool
 	wait          bool
 	timeout       time.Duration
 }
@@ -48,13 +48,16 @@ func newRefreshCommand(o *Options) *cobra.Command {
 	ro := &refreshOptions{}
 	cmd := &cobra.Command{
 		Use:   "refresh (NAME... | -l SELECTOR | --all)",
-		Short: "Force DingTalkTokens to refresh now and wait for the outcome",
+		Short: "Force DingTalkTokens or ClusterDingTalkTokens to refresh now and wait for the outcome",
 		Long: "refresh sets the annotation " + v1alpha1.RefreshRequestedAtAnnotation + " to the current time on each\n" +
-			"DingTalkToken: the operator refreshes it once (within its call budget and backoff). With --wait (the\n" +
-			"default) it then waits until status.lastRefreshTime moves (refreshed) or the Refreshed condition reports\n" +
-			"a new failure, and prints which for each. It exits non-zero when any was not refreshed.",
+			"DingTalkToken (or ClusterDingTalkToken: cdtt/NAME, or --cluster): the operator refreshes it once (within\n" +
+			"its call budget and backoff). With --wait (the default) it then waits until status.lastRefreshTime moves\n" +
+			"(refreshed) or the Refreshed condition reports a new failure, and prints which for each. It exits\n" +
+			"non-zero when any was not refreshed.",
 		Example: "  kubectl dingtalk refresh crm-bot -n apps\n" +
 			"  kubectl dingtalk refresh -l team=crm -n apps\n" +
+			"  kubectl dingtalk refresh cdtt/crm-bot\n" +
+			"  kubectl dingtalk refresh --cluster --all\n" +
 			"  kubectl dingtalk refresh --all --all-namespaces --wait=false",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := ro.validate(args); err != nil {
@@ -67,6 +70,7 @@ func newRefreshCommand(o *Options) *cobra.Command {
 	f.StringVarP(&ro.selector, "selector", "l", "", "refresh the DingTalkTokens matching this label selector")
 	f.BoolVar(&ro.all, "all", false, "refresh every DingTalkToken in the namespace")
 	f.BoolVarP(&ro.allNamespaces, "all-namespaces", "A", false, "with -l or --all: look in every namespace")
+	f.BoolVar(&ro.cluster, "cluster", false, clusterFlagUsage)
 	f.BoolVar(&ro.wait, "wait", true, "wait until each DingTalkToken was refreshed or its refresh failed")
 	f.DurationVar(&ro.timeout, "timeout", 2*time.Minute, "how long to wait for the refreshes")
 	return cmd
@@ -81,11 +85,13 @@ func (ro *refreshOptions) validate(args []string) error {
 	}
 	switch {
 	case ways == 0:
-		return errors.New("name the DingTalkTokens to refresh: NAME..., -l SELECTOR or --all")
+		return errors.New("name the DingTalkTokens to refresh: NAME..., cdtt/NAME..., -l SELECTOR or --all (with --cluster for ClusterDingTalkTokens)")
 	case ways > 1:
 		return errors.New("use only one of NAME..., -l SELECTOR and --all")
 	case ro.allNamespaces && len(args) > 0:
 		return errors.New("--all-namespaces works with -l or --all, not with names")
+	case ro.allNamespaces && ro.cluster:
+		return errors.New("--all-namespaces is for DingTalkTokens: ClusterDingTalkTokens have no namespace")
 	case ro.timeout <= 0 && ro.wait:
 		return errors.New("--timeout must be positive")
 	}
@@ -97,7 +103,7 @@ func (ro *refreshOptions) validate(args []string) error {
 	return nil
 }
 
-// refreshMark is what a DingTalkToken's status said before the request: the outcome must move past it.
+// refreshMark is what a token's status said before the request: the outcome must move past it.
 type refreshMark struct {
 	LastRefresh    time.Time
 	LastFailure    time.Time
@@ -106,8 +112,7 @@ type refreshMark struct {
 	RefreshedSince time.Time
 }
 
-func markOf(tok *v1alpha1.DingTalkToken) refreshMark {
-	st := &tok.Status
+func markOf(st *v1alpha1.TokenStatus) refreshMark {
 	m := refreshMark{FailedAttempts: st.FailedAttempts}
 	if st.LastRefreshTime != nil {
 		m.LastRefresh = st.LastRefreshTime.Time
@@ -130,11 +135,10 @@ const (
 	outcomeFailed
 )
 
-// refreshResult compares tok's status with the mark taken before the request: a newer
+// refreshResult compares a status with the mark taken before the request: a newer
 // lastRefreshTime is a refresh; a False Refreshed condition with a newer transition, a newer
 // lastFailureTime or more failed attempts is a failed attempt; anything else is still pending.
-func refreshResult(m refreshMark, tok *v1alpha1.DingTalkToken) refreshOutcome {
-	st := &tok.Status
+func refreshResult(m refreshMark, st *v1alpha1.TokenStatus) refreshOutcome {
 	if st.LastRefreshTime != nil && st.LastRefreshTime.After(m.LastRefresh) {
 		return outcomeRefreshed
 	}
@@ -161,13 +165,12 @@ func requestTime(now time.Time, m refreshMark) time.Time {
 	return t
 }
 
-// heldByBackoff reports whether the operator's backoff after DingTalk failures holds tok's next
+// heldByBackoff reports whether the operator's backoff after DingTalk failures holds a token's next
 // attempt past deadline: a requested refresh waits for it (troubleshooting.md: transient
 // failures back off up to 5 minutes, rejected credentials, an exhausted quota and a refused
 // refresh token are retried hourly). status.refreshTime is that next attempt. Failures without a
 // DingTalk call (a missing Secret, a conflict, a bad template) hold nothing.
-func heldByBackoff(tok *v1alpha1.DingTalkToken, deadline time.Time) (time.Time, bool) {
-	st := &tok.Status
+func heldByBackoff(st *v1alpha1.TokenStatus, deadline time.Time) (time.Time, bool) {
 	if st.FailedAttempts == 0 || st.RefreshTime == nil || !st.RefreshTime.After(deadline) {
 		return time.Time{}, false
 	}
@@ -179,9 +182,9 @@ func heldByBackoff(tok *v1alpha1.DingTalkToken, deadline time.Time) (time.Time, 
 	return time.Time{}, false
 }
 
-// refreshTarget is one DingTalkToken being refreshed.
+// refreshTarget is one token being refreshed.
 type refreshTarget struct {
-	key  types.NamespacedName
+	ref  tokenRef
 	mark refreshMark
 }
 
@@ -196,109 +199,111 @@ func (o *Options) runRefresh(ctx context.Context, ro *refreshOptions, names []st
 	}
 	var targets []refreshTarget
 	failed := 0
-	for i := range toks {
-		tok := &toks[i]
-		key := client.ObjectKeyFromObject(tok)
-		if tok.Spec.Suspend {
-			o.printf("dingtalktoken %s not refreshed: spec.suspend is true (no calls to DingTalk while suspended)\n", key)
+	for _, tok := range toks {
+		if tok.suspend {
+			o.printf("%s not refreshed: spec.suspend is true (no calls to DingTalk while suspended)\n", tok.ref)
 			failed++
 			continue
 		}
-		m := markOf(tok)
+		m := markOf(tok.status)
 		at := requestTime(o.Clock.Now(), m)
-		if err := annotate(ctx, c, tok, at); err != nil {
-			o.printf("dingtalktoken %s not refreshed: %s\n", key, err)
+		if err := annotate(ctx, c, tok.ref, at); err != nil {
+			o.printf("%s not refreshed: %s\n", tok.ref, err)
 			failed++
 			continue
 		}
 		if !ro.wait {
-			o.printf("dingtalktoken %s refresh requested at %s\n", key, stamp(at))
+			o.printf("%s refresh requested at %s\n", tok.ref, stamp(at))
 			continue
 		}
-		if until, held := heldByBackoff(tok, o.Clock.Now().Add(ro.timeout)); held {
+		if until, held := heldByBackoff(tok.status, o.Clock.Now().Add(ro.timeout)); held {
 			// Waiting cannot help: the operator serves the request only when its backoff ends.
-			o.printf("dingtalktoken %s not refreshed yet: after %d failed %s (%s) the operator holds the next attempt until %s (%s); "+
-				"the request is served then, or at once when the credentials Secret changes\n", key, tok.Status.FailedAttempts,
-				plural(int(tok.Status.FailedAttempts), "attempt", "attempts"), tok.Status.LastFailureReason, stamp(until), relative(until, o.Clock.Now()))
+			st := tok.status
+			o.printf("%s not refreshed yet: after %d failed %s (%s) the operator holds the next attempt until %s (%s); "+
+				"the request is served then, or at once when the credentials Secret changes\n", tok.ref, st.FailedAttempts,
+				plural(int(st.FailedAttempts), "attempt", "attempts"), st.LastFailureReason, stamp(until), relative(until, o.Clock.Now()))
 			failed++
 			continue
 		}
-		targets = append(targets, refreshTarget{key: key, mark: m})
+		targets = append(targets, refreshTarget{ref: tok.ref, mark: m})
 	}
 	failed += o.waitRefreshes(ctx, c, ro.timeout, targets)
 	if failed > 0 {
-		return fmt.Errorf("%d of %d %s not refreshed", failed, len(toks), plural(len(toks), "DingTalkToken was", "DingTalkTokens were"))
+		return fmt.Errorf("%d of %d %s not refreshed", failed, len(toks), kindNoun(toks))
 	}
 	return nil
 }
 
-// selectTokens reads the named DingTalkTokens, or those the selector or --all picks.
-func selectTokens(ctx context.Context, c client.Client, ns string, ro *refreshOptions, names []string) ([]v1alpha1.DingTalkToken, error) {
+// kindNoun names what toks are, with "was" or "were": "DingTalkToken was", "ClusterDingTalkTokens
+// were", "tokens were" for both kinds.
+func kindNoun(toks []tokenView) string {
+	clusters := 0
+	for _, t := range toks {
+		if t.ref.Cluster {
+			clusters++
+		}
+	}
+	noun := "DingTalkToken"
+	switch clusters {
+	case 0:
+	case len(toks):
+		noun = "ClusterDingTalkToken"
+	default:
+		return "tokens were"
+	}
+	return plural(len(toks), noun+" was", noun+"s were")
+}
+
+// selectTokens reads the named objects, or those the selector or --all picks.
+func selectTokens(ctx context.Context, c client.Client, ns string, ro *refreshOptions, names []string) ([]tokenView, error) {
 	if len(names) > 0 {
-		var out []v1alpha1.DingTalkToken
+		var out []tokenView
 		for _, n := range names {
-			var tok v1alpha1.DingTalkToken
-			key := types.NamespacedName{Namespace: ns, Name: n}
-			if err := c.Get(ctx, key, &tok); err != nil {
-				return nil, describeGetError(err, key)
+			ref, err := parseRef(n, ns, ro.cluster)
+			if err != nil {
+				return nil, err
 			}
-			out = append(out, tok)
+			v, err := getView(ctx, c, ref)
+			if err != nil {
+				return nil, describeGetError(err, ref)
+			}
+			out = append(out, v)
 		}
 		return out, nil
 	}
-	var list v1alpha1.DingTalkTokenList
-	opts := []client.ListOption{}
-	where := fmt.Sprintf("in namespace %q", ns)
-	if ro.allNamespaces {
-		where = "in any namespace"
-	} else {
-		opts = append(opts, client.InNamespace(ns))
+	kind, where := "dingtalktokens", fmt.Sprintf(" in namespace %q", ns)
+	switch {
+	case ro.cluster:
+		kind, where, ns = "clusterdingtalktokens", "", ""
+	case ro.allNamespaces:
+		where, ns = " in any namespace", ""
 	}
+	var sel labels.Selector
 	if ro.selector != "" {
-		sel, _ := labels.Parse(ro.selector)
-		opts = append(opts, client.MatchingLabelsSelector{Selector: sel})
+		sel, _ = labels.Parse(ro.selector)
 		where += fmt.Sprintf(" matching %q", ro.selector)
 	}
-	if err := c.List(ctx, &list, opts...); err != nil {
-		if meta.IsNoMatchError(err) {
-			return nil, errors.New("the DingTalkToken API (dingtalk.tokens.dev/v1alpha1) is not installed in this cluster")
-		}
-		return nil, fmt.Errorf("listing dingtalktokens %s: %w", where, err)
+	toks, err := listViews(ctx, c, ro.cluster, ns, sel)
+	if err != nil {
+		return nil, err
 	}
-	if len(list.Items) == 0 {
-		return nil, fmt.Errorf("no dingtalktokens %s", where)
+	if len(toks) == 0 {
+		return nil, fmt.Errorf("no %s%s", kind, where)
 	}
-	slices.SortFunc(list.Items, func(a, b v1alpha1.DingTalkToken) int {
-		return compareKeys(client.ObjectKeyFromObject(&a), client.ObjectKeyFromObject(&b))
-	})
-	return list.Items, nil
-}
-
-func compareKeys(a, b types.NamespacedName) int {
-	if a.Namespace != b.Namespace {
-		if a.Namespace < b.Namespace {
-			return -1
-		}
-		return 1
-	}
-	switch {
-	case a.Name < b.Name:
-		return -1
-	case a.Name > b.Name:
-		return 1
-	}
-	return 0
+	return toks, nil
 }
 
 // annotate sets the force-refresh annotation with a merge patch (only that key changes).
-func annotate(ctx context.Context, c client.Client, tok *v1alpha1.DingTalkToken, at time.Time) error {
+func annotate(ctx context.Context, c client.Client, ref tokenRef, at time.Time) error {
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
 		"annotations": map[string]string{v1alpha1.RefreshRequestedAtAnnotation: at.Format(time.RFC3339)},
 	}})
 	if err != nil {
 		return err
 	}
-	obj := &v1alpha1.DingTalkToken{ObjectMeta: metav1.ObjectMeta{Namespace: tok.Namespace, Name: tok.Name}}
+	obj := ref.newObject()
+	obj.SetNamespace(ref.Namespace)
+	obj.SetName(ref.Name)
 	if err := c.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch)); err != nil {
 		switch {
 		case apierrors.IsNotFound(err):
@@ -332,39 +337,38 @@ func (o *Options) waitRefreshes(ctx context.Context, c client.Client, timeout ti
 
 // waitRefresh waits for one target and prints its outcome; it reports whether it was refreshed.
 func (o *Options) waitRefresh(ctx context.Context, c client.Client, timeout time.Duration, t refreshTarget) bool {
-	var last *v1alpha1.DingTalkToken
+	var last *v1alpha1.TokenStatus
 	outcome := outcomePending
 	err := poll(ctx, o.Clock, o.PollInterval, timeout, func(ctx context.Context) (bool, error) {
-		var tok v1alpha1.DingTalkToken
-		if err := c.Get(ctx, t.key, &tok); err != nil {
+		v, err := getView(ctx, c, t.ref)
+		if err != nil {
 			if apierrors.IsNotFound(err) {
 				return false, errors.New("it was deleted")
 			}
 			return false, nil // a passing API-server error: try again on the next tick
 		}
-		last = &tok
-		outcome = refreshResult(t.mark, &tok)
+		last = v.status
+		outcome = refreshResult(t.mark, v.status)
 		return outcome != outcomePending, nil
 	})
 	now := o.Clock.Now()
 	switch {
 	case err == nil && outcome == outcomeRefreshed:
-		o.printf("dingtalktoken %s refreshed: %s\n", t.key, refreshedText(last, now))
+		o.printf("%s refreshed: %s\n", t.ref, refreshedText(last, now))
 		return true
 	case err == nil && outcome == outcomeFailed:
-		c := meta.FindStatusCondition(last.Status.Conditions, v1alpha1.ConditionRefreshed)
-		o.printf("dingtalktoken %s refresh failed: %s: %s\n", t.key, c.Reason, oneLine(c.Message))
+		c := meta.FindStatusCondition(last.Conditions, v1alpha1.ConditionRefreshed)
+		o.printf("%s refresh failed: %s: %s\n", t.ref, c.Reason, oneLine(c.Message))
 	case errors.Is(err, errTimeout):
-		o.printf("dingtalktoken %s not refreshed within %s: %s\n", t.key, timeout, stateText(last))
+		o.printf("%s not refreshed within %s: %s\n", t.ref, timeout, stateText(last))
 	default:
-		o.printf("dingtalktoken %s not refreshed: %s\n", t.key, err)
+		o.printf("%s not refreshed: %s\n", t.ref, err)
 	}
 	return false
 }
 
 // refreshedText says what the new token is: when it was issued and when it expires.
-func refreshedText(tok *v1alpha1.DingTalkToken, now time.Time) string {
-	st := &tok.Status
+func refreshedText(st *v1alpha1.TokenStatus, now time.Time) string {
 	s := "token issued at " + stamp(st.LastRefreshTime.Time)
 	if st.ExpiresAt != nil {
 		s += ", expires " + relative(st.ExpiresAt.Time, now)
@@ -375,14 +379,14 @@ func refreshedText(tok *v1alpha1.DingTalkToken, now time.Time) string {
 	return s
 }
 
-// stateText is a DingTalkToken's Ready and Refreshed conditions in a few words.
-func stateText(tok *v1alpha1.DingTalkToken) string {
-	if tok == nil {
+// stateText is a token's Ready and Refreshed conditions in a few words.
+func stateText(st *v1alpha1.TokenStatus) string {
+	if st == nil {
 		return "its status could not be read"
 	}
 	s := ""
 	for _, typ := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionRefreshed} {
-		c := meta.FindStatusCondition(tok.Status.Conditions, typ)
+		c := meta.FindStatusCondition(st.Conditions, typ)
 		if c == nil {
 			continue
 		}

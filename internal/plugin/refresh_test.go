@@ -72,7 +72,7 @@ func TestRefreshResult(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if got := refreshResult(markOf(tc.before), tc.after); got != tc.want {
+			if got := refreshResult(markOf(&tc.before.Status.TokenStatus), &tc.after.Status.TokenStatus); got != tc.want {
 				t.Errorf("refreshResult = %d, want %d", got, tc.want)
 			}
 		})
@@ -112,7 +112,7 @@ func TestHeldByBackoff(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			until, held := heldByBackoff(tc.tok, deadline)
+			until, held := heldByBackoff(&tc.tok.Status.TokenStatus, deadline)
 			if held != tc.held || (held && !until.Equal(tc.tok.Status.RefreshTime.Time)) {
 				t.Errorf("heldByBackoff = %s, %v; want held %v", until, held, tc.held)
 			}

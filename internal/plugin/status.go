@@ -95,27 +95,31 @@ func loadStatus(ctx context.Context, c client.Client, key types.NamespacedName) 
 		return nil, err
 	}
 	rep := &statusReport{Token: tok, TicketSource: source}
-	rep.Secrets = append(rep.Secrets, loadSecret(ctx, c, tok, roleTarget, tok.TargetName(), true))
-	creds := loadSecret(ctx, c, tok, roleCredentials, tok.Spec.CredentialsRef.Name, false)
+	secret := func(role, name string, checkOwner bool) secretReport {
+		return loadSecret(ctx, c, tok.Namespace, name, tok.UID, role, checkOwner)
+	}
+	rep.Secrets = append(rep.Secrets, secret(roleTarget, tok.TargetName(), true))
+	creds := secret(roleCredentials, tok.Spec.CredentialsRef.Name, false)
+	keys := tok.Spec.CredentialsRef.Keys
 	switch tok.Spec.Type {
 	case v1alpha1.TokenTypeUser:
-		rt := loadSecret(ctx, c, tok, roleRefreshToken, tok.RefreshTokenSecretName(), true)
+		rt := secret(roleRefreshToken, tok.RefreshTokenSecretName(), true)
 		rt.AbsentNote = "missing (the operator creates it with the first token)"
-		creds.Missing = missingCredentials(tok, creds, rt.Exists, source)
+		creds.Missing = missingCredentials(tok.Spec.Type, keys, creds, rt.Exists, source)
 		rep.Secrets = append(rep.Secrets, creds, rt)
 	case v1alpha1.TokenTypeThirdPartyApp, v1alpha1.TokenTypeThirdPartySuite:
-		creds.Missing = missingCredentials(tok, creds, false, source)
+		creds.Missing = missingCredentials(tok.Spec.Type, keys, creds, false, source)
 		rep.Secrets = append(rep.Secrets, creds)
-		st := loadSecret(ctx, c, tok, roleSuiteTicket, tok.Name+v1alpha1.SuiteTicketSecretSuffix, true)
+		st := secret(roleSuiteTicket, tok.Name+v1alpha1.SuiteTicketSecretSuffix, true)
 		if source == "Stream" || st.Exists {
-			st.AbsentNote = "missing (the operator creates it with the first ticket DingTalk pushes)"
+			st.AbsentNote = suiteTicketAbsent
 			rep.Secrets = append(rep.Secrets, st)
 		}
 	default:
-		creds.Missing = missingCredentials(tok, creds, false, source)
+		creds.Missing = missingCredentials(tok.Spec.Type, keys, creds, false, source)
 		rep.Secrets = append(rep.Secrets, creds)
 	}
-	rep.Events, rep.EventsError = loadEvents(ctx, c, tok)
+	rep.Events, rep.EventsError = loadEvents(ctx, c, tok.Namespace, tok.UID)
 	return rep, nil
 }
 
@@ -125,7 +129,7 @@ func getToken(ctx context.Context, c client.Client, key types.NamespacedName) (*
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("DingTalkToken"))
 	if err := c.Get(ctx, key, u); err != nil {
-		return nil, "", describeGetError(err, key)
+		return nil, "", describeGetError(err, tokenRef{Namespace: key.Namespace, Name: key.Name})
 	}
 	tok := &v1alpha1.DingTalkToken{}
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, tok); err != nil {
@@ -135,24 +139,15 @@ func getToken(ctx context.Context, c client.Client, key types.NamespacedName) (*
 	return tok, source, nil
 }
 
-// describeGetError turns a failed read of a DingTalkToken into a one-line reason.
-func describeGetError(err error, key types.NamespacedName) error {
-	switch {
-	case apierrors.IsNotFound(err):
-		return fmt.Errorf("dingtalktoken %q not found in namespace %q", key.Name, key.Namespace)
-	case meta.IsNoMatchError(err):
-		return fmt.Errorf("the DingTalkToken API (dingtalk.tokens.dev/v1alpha1) is not installed in this cluster")
-	case apierrors.IsForbidden(err):
-		return fmt.Errorf("not allowed to get dingtalktoken %q in namespace %q", key.Name, key.Namespace)
-	}
-	return fmt.Errorf("reading dingtalktoken %s: %w", key, err)
-}
+// suiteTicketAbsent explains a suite-ticket Secret not yet written.
+const suiteTicketAbsent = "missing (the operator creates it with the first ticket DingTalk pushes)"
 
-// loadSecret reads one Secret and keeps its key names, never its values.
-func loadSecret(ctx context.Context, c client.Client, tok *v1alpha1.DingTalkToken, role, name string, checkOwner bool) secretReport {
+// loadSecret reads one Secret and keeps its key names, never its values; owner is the UID of the
+// token whose controller ownerReference the operator's own Secrets carry.
+func loadSecret(ctx context.Context, c client.Client, namespace, name string, owner types.UID, role string, checkOwner bool) secretReport {
 	r := secretReport{Role: role, Name: name, CheckOwner: checkOwner}
 	var s corev1.Secret
-	err := c.Get(ctx, types.NamespacedName{Namespace: tok.Namespace, Name: name}, &s)
+	err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &s)
 	switch {
 	case apierrors.IsNotFound(err):
 		return r
@@ -164,7 +159,7 @@ func loadSecret(ctx context.Context, c client.Client, tok *v1alpha1.DingTalkToke
 		return r
 	}
 	r.Exists = true
-	r.Owned = ownedBy(&s, tok.UID)
+	r.Owned = ownedBy(&s, owner)
 	for k := range s.Data {
 		r.Keys = append(r.Keys, k)
 	}
@@ -178,15 +173,16 @@ func ownedBy(obj metav1.Object, uid types.UID) bool {
 	return ref != nil && ref.UID == uid
 }
 
-// missingCredentials names the credentials tok's type needs that the credentials Secret lacks.
-// storedRefresh: a User token's refresh token is already kept by the operator.
-func missingCredentials(tok *v1alpha1.DingTalkToken, creds secretReport, storedRefresh bool, ticketSource string) []string {
+// missingCredentials names the credentials a token of type typ needs that the credentials Secret
+// lacks, by the key names of spec.credentialsRef.keys. storedRefresh: a User token's refresh
+// token is already kept by the operator.
+func missingCredentials(typ v1alpha1.TokenType, credentialKeys *v1alpha1.CredentialKeys, creds secretReport, storedRefresh bool, ticketSource string) []string {
 	if !creds.Exists {
 		return nil
 	}
-	keys := tok.Spec.CredentialsRef.Keys.WithDefaults()
+	keys := credentialKeys.WithDefaults()
 	var need []string
-	switch tok.Spec.Type {
+	switch typ {
 	case v1alpha1.TokenTypeInternalApp:
 		need = []string{keys.AppKey, keys.AppSecret}
 	case v1alpha1.TokenTypeThirdPartyApp, v1alpha1.TokenTypeThirdPartySuite:
@@ -203,18 +199,19 @@ func missingCredentials(tok *v1alpha1.DingTalkToken, creds secretReport, storedR
 			missing = append(missing, k)
 		}
 	}
-	if tok.Spec.Type == v1alpha1.TokenTypeUser && !storedRefresh &&
+	if typ == v1alpha1.TokenTypeUser && !storedRefresh &&
 		!slices.Contains(creds.Keys, keys.AuthCode) && !slices.Contains(creds.Keys, keys.RefreshToken) {
 		missing = append(missing, keys.AuthCode+" or "+keys.RefreshToken)
 	}
 	return missing
 }
 
-// loadEvents lists the events about tok (by UID), newest last, at most maxEvents.
-func loadEvents(ctx context.Context, c client.Client, tok *v1alpha1.DingTalkToken) ([]eventReport, string) {
+// loadEvents lists the events about the object uid in namespace (a cluster-scoped object's are
+// in "default"), newest last, at most maxEvents.
+func loadEvents(ctx context.Context, c client.Client, namespace string, uid types.UID) ([]eventReport, string) {
 	var list corev1.EventList
-	err := c.List(ctx, &list, client.InNamespace(tok.Namespace),
-		client.MatchingFields{"involvedObject.uid": string(tok.UID)})
+	err := c.List(ctx, &list, client.InNamespace(namespace),
+		client.MatchingFields{"involvedObject.uid": string(uid)})
 	switch {
 	case apierrors.IsForbidden(err):
 		return nil, "not readable (forbidden)"
@@ -258,20 +255,41 @@ func eventCount(e *corev1.Event) int32 {
 // renderStatus writes the one-screen status of rep as seen at now.
 func renderStatus(w io.Writer, rep *statusReport, now time.Time) error {
 	tok := rep.Token
-	st := &tok.Status
+	st := &tok.Status.TokenStatus
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	line := func(label, format string, args ...any) {
 		fmt.Fprintf(tw, "%s\t%s\n", label, fmt.Sprintf(format, args...))
 	}
 	line("DingTalkToken:", "%s/%s", tok.Namespace, tok.Name)
 	line("Type:", "%s", tok.Spec.Type)
-	if tok.Spec.Suspend {
+	writeHeadState(line, tok.Spec.Suspend, st.ObservedGeneration, tok.Generation)
+	writeConditions(line, st, func(reason string) string { return hint(reason, tok.Spec.Type, tok.Name) }, "DingTalkToken", now)
+	writeTimes(line, st, tok.Spec.Suspend, tok.Annotations, now)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := renderSecrets(w, rep.Secrets); err != nil {
+		return err
+	}
+	return renderEvents(w, rep.Events, rep.EventsError, now)
+}
+
+// lineFunc writes one labelled line of a status screen.
+type lineFunc func(label, format string, args ...any)
+
+// writeHeadState says that a token is suspended, or that its status is behind its spec.
+func writeHeadState(line lineFunc, suspend bool, observed, generation int64) {
+	if suspend {
 		line("Suspended:", "yes (spec.suspend is true: no calls to DingTalk)")
 	}
-	if st.ObservedGeneration != 0 && st.ObservedGeneration < tok.Generation {
-		line("", "status is for generation %d, the spec is at %d: the operator has not caught up yet", st.ObservedGeneration, tok.Generation)
+	if observed != 0 && observed < generation {
+		line("", "status is for generation %d, the spec is at %d: the operator has not caught up yet", observed, generation)
 	}
+}
 
+// writeConditions writes Ready, Refreshed and the other conditions, each failing reason once
+// with its hint.
+func writeConditions(line lineFunc, st *v1alpha1.TokenStatus, hintFor func(reason string) string, kind string, now time.Time) {
 	hinted := map[string]bool{}
 	for _, typ := range conditionOrder(st.Conditions) {
 		c := meta.FindStatusCondition(st.Conditions, typ)
@@ -279,36 +297,37 @@ func renderStatus(w io.Writer, rep *statusReport, now time.Time) error {
 		if c.Status == metav1.ConditionTrue || hinted[c.Reason] {
 			continue
 		}
-		if h := hint(c.Reason, tok.Spec.Type, tok.Name); h != "" {
+		if h := hintFor(c.Reason); h != "" {
 			hinted[c.Reason] = true
 			line("", "Hint: %s", h)
 		}
 	}
 	if meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady) == nil {
-		line("Ready:", "unknown: the operator has not reconciled this DingTalkToken yet")
-		line("", "Hint: %s", hint(v1alpha1.ReasonPending, tok.Spec.Type, tok.Name))
+		line("Ready:", "unknown: the operator has not reconciled this %s yet", kind)
+		line("", "Hint: %s", hintFor(v1alpha1.ReasonPending))
 	}
+}
 
+// writeTimes writes when the token expires, the next refresh or attempt, the last refresh and
+// failure, and a pending refresh request.
+func writeTimes(line lineFunc, st *v1alpha1.TokenStatus, suspend bool, annotations map[string]string, now time.Time) {
 	line("Expires:", "%s", expiryText(st.ExpiresAt, now))
-	line(nextLabel(st), "%s", nextText(tok, now))
+	line(nextLabel(st), "%s", nextText(st, suspend, now))
 	line("Last refresh:", "%s", timeText(st.LastRefreshTime, now, "never"))
 	line("Last failure:", "%s", failureText(st, now))
-	if v, ok := tok.Annotations[v1alpha1.RefreshRequestedAtAnnotation]; ok {
+	if v, ok := annotations[v1alpha1.RefreshRequestedAtAnnotation]; ok {
 		line("Refresh requested:", "%s", requestText(v, st.LastRefreshTime, now))
 	}
+}
 
-	if err := tw.Flush(); err != nil {
-		return err
-	}
+// renderSecrets writes what status shows of each Secret.
+func renderSecrets(w io.Writer, secrets []secretReport) error {
 	fmt.Fprintln(w, "Secrets:")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, s := range rep.Secrets {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, s := range secrets {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.Role, s.Name, secretText(s))
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	return renderEvents(w, rep, now)
+	return tw.Flush()
 }
 
 // conditionOrder lists the condition types to show: Ready, Refreshed, then any other, by name.
@@ -351,17 +370,16 @@ func expiryText(t *metav1.Time, now time.Time) string {
 }
 
 // nextLabel: while attempts fail, refreshTime is the next attempt after the backoff.
-func nextLabel(st *v1alpha1.DingTalkTokenStatus) string {
+func nextLabel(st *v1alpha1.TokenStatus) string {
 	if st.FailedAttempts > 0 {
 		return "Next attempt:"
 	}
 	return "Next refresh:"
 }
 
-func nextText(tok *v1alpha1.DingTalkToken, now time.Time) string {
-	st := &tok.Status
+func nextText(st *v1alpha1.TokenStatus, suspend bool, now time.Time) string {
 	switch {
-	case tok.Spec.Suspend:
+	case suspend:
 		return "none while suspended"
 	case st.RefreshTime == nil:
 		return "not scheduled"
@@ -379,7 +397,7 @@ func timeText(t *metav1.Time, now time.Time, none string) string {
 	return fmt.Sprintf("%s (%s)", relative(t.Time, now), stamp(t.Time))
 }
 
-func failureText(st *v1alpha1.DingTalkTokenStatus, now time.Time) string {
+func failureText(st *v1alpha1.TokenStatus, now time.Time) string {
 	if st.FailedAttempts == 0 && st.LastFailureTime == nil {
 		if st.LastRefreshTime == nil {
 			return "none"
@@ -435,18 +453,18 @@ func secretText(s secretReport) string {
 	return strings.Join(parts, ", ")
 }
 
-func renderEvents(w io.Writer, rep *statusReport, now time.Time) error {
-	if rep.EventsError != "" {
-		_, err := fmt.Fprintf(w, "Events: %s\n", rep.EventsError)
+func renderEvents(w io.Writer, events []eventReport, eventsErr string, now time.Time) error {
+	if eventsErr != "" {
+		_, err := fmt.Fprintf(w, "Events: %s\n", eventsErr)
 		return err
 	}
-	if len(rep.Events) == 0 {
+	if len(events) == 0 {
 		_, err := fmt.Fprintln(w, "Events: none")
 		return err
 	}
 	fmt.Fprintln(w, "Events:")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, e := range rep.Events {
+	for _, e := range events {
 		count := ""
 		if e.Count > 1 {
 			count = fmt.Sprintf(" (x%d)", e.Count)

@@ -18,6 +18,7 @@ package plugin
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -238,6 +239,11 @@ func TestHintForEveryReason(t *testing.T) {
 			t.Errorf("hint for success reason %s: %q", r, h)
 		}
 	}
+	for _, r := range append(failing, v1alpha1.ReasonTargetWriteFailed, v1alpha1.ReasonSelectorInvalid) {
+		if clusterHint(r, v1alpha1.TokenTypeInternalApp, "x") == "" {
+			t.Errorf("no ClusterDingTalkToken hint for %s", r)
+		}
+	}
 	if h := hint(v1alpha1.ReasonReauthorizationRequired, v1alpha1.TokenTypeUser, "alice"); !strings.Contains(h, "kubectl dingtalk authorize alice") {
 		t.Errorf("ReauthorizationRequired hint does not name the command: %q", h)
 	}
@@ -265,9 +271,7 @@ func TestMissingCredentials(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			tok := token(tc.typ)
-			tok.Spec.CredentialsRef.Keys = tc.keys
-			got := missingCredentials(tok, secretReport{Exists: true, Keys: tc.have}, tc.stored, tc.source)
+			got := missingCredentials(tc.typ, tc.keys, secretReport{Exists: true, Keys: tc.have}, tc.stored, tc.source)
 			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
 				t.Errorf("missing = %q, want %q", got, tc.want)
 			}
@@ -301,5 +305,97 @@ func TestHumanDuration(t *testing.T) {
 	}
 	if got := relative(now.Add(300*time.Millisecond), now); got != "now" {
 		t.Errorf("relative now = %q", got)
+	}
+}
+
+// clusterToken is a ClusterDingTalkToken fanned out to the namespaces the selector picks, its
+// token issued 40 minutes ago.
+func clusterToken() *v1alpha1.ClusterDingTalkToken {
+	tok := &v1alpha1.ClusterDingTalkToken{}
+	tok.Name, tok.UID, tok.Generation = "crm-bot", "uid-2", 1
+	tok.Spec.Type = v1alpha1.TokenTypeInternalApp
+	tok.Spec.CredentialsRef = v1alpha1.ClusterCredentialsReference{Namespace: "dingtalk-system", Name: "crm-bot-credentials"}
+	tok.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"dingtalk.tokens.dev/crm-bot": "true"}}
+	tok.Spec.Target.Name = "crm-bot-token"
+	st := &tok.Status
+	st.ObservedGeneration = 1
+	st.Conditions = []metav1.Condition{
+		cond(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonTokenValid, "Every selected namespace (3) holds a token valid until 2026-11-25T15:30:00Z", -40*time.Minute),
+		cond(v1alpha1.ConditionRefreshed, metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, "Token issued at 2026-11-25T13:30:00Z, valid until 2026-11-25T15:30:00Z", -40*time.Minute),
+	}
+	st.LastRefreshTime, st.ExpiresAt, st.RefreshTime = at(-40*time.Minute), at(80*time.Minute), at(40*time.Minute+12*time.Second)
+	st.Namespaces = &v1alpha1.NamespaceCounts{Matched: 3, Provisioned: 3, Summary: "3/3"}
+	return tok
+}
+
+// TestRenderClusterStatusGolden: `status cdtt/NAME` of a Ready ClusterDingTalkToken, one that some
+// namespaces refuse (with more failed namespaces than the status lists), one whose selector picks
+// nothing yet, and a Stream-sourced one whose refresh fails while its token is valid.
+func TestRenderClusterStatusGolden(t *testing.T) {
+	creds := secretReport{Role: roleCredentials, Name: "dingtalk-system/crm-bot-credentials", Exists: true, Keys: []string{"appKey", "appSecret"}}
+	events := []eventReport{{Time: now.Add(-40 * time.Minute), Type: "Normal", Reason: "TokenIssued", Message: "Issued a new token, valid until 2026-11-25T15:30:00Z", Count: 1}}
+	tests := map[string]*clusterReport{
+		"cluster-ready": {Token: clusterToken(), Secrets: []secretReport{creds}, Events: events},
+		"cluster-partly-failed": {Token: func() *v1alpha1.ClusterDingTalkToken {
+			tok := clusterToken()
+			st := &tok.Status
+			for i := range 22 {
+				f := v1alpha1.FailedNamespace{Namespace: fmt.Sprintf("team-%02d", i), Reason: v1alpha1.ReasonTargetConflict,
+					Message: "Secret crm-bot-token exists and is not owned by this ClusterDingTalkToken"}
+				if i == 1 {
+					f.Reason, f.Message = v1alpha1.ReasonTargetWriteFailed, "the API server refused the Secret: Forbidden (403): exceeded quota"
+				}
+				if i < v1alpha1.MaxFailedNamespaces {
+					st.FailedNamespaces = append(st.FailedNamespaces, f)
+				}
+			}
+			st.Namespaces = &v1alpha1.NamespaceCounts{Matched: 500, Provisioned: 478, Failed: 22, Summary: "478/500"}
+			st.Conditions[0] = cond(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonTargetConflict,
+				"22 of 500 selected namespaces could not be written: team-00 (TargetConflict), team-01 (TargetWriteFailed), team-02 (TargetConflict), ...", -5*time.Minute)
+			return tok
+		}(), Secrets: []secretReport{creds}, EventsError: "not readable (forbidden)"},
+		"cluster-pending": {Token: func() *v1alpha1.ClusterDingTalkToken {
+			tok := clusterToken()
+			tok.Status = v1alpha1.ClusterDingTalkTokenStatus{}
+			tok.Status.ObservedGeneration = 1
+			tok.Status.Namespaces = &v1alpha1.NamespaceCounts{Summary: "0/0"}
+			tok.Status.Conditions = []metav1.Condition{cond(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonPending,
+				"No namespace matches spec.namespaceSelector", -time.Minute)}
+			return tok
+		}(), Secrets: []secretReport{creds}},
+		"cluster-stream-refresh-failing": {Token: func() *v1alpha1.ClusterDingTalkToken {
+			tok := clusterToken()
+			tok.Spec.Type = v1alpha1.TokenTypeThirdPartySuite
+			tok.Spec.SuiteTicket = &v1alpha1.SuiteTicketConfig{Source: v1alpha1.SuiteTicketSourceStream}
+			st := &tok.Status
+			st.FailedAttempts, st.LastFailureTime, st.LastFailureReason = 1, at(-20*time.Second), v1alpha1.ReasonCredentialsRejected
+			st.RefreshTime = at(59*time.Minute + 40*time.Second)
+			st.Conditions[1] = cond(v1alpha1.ConditionRefreshed, metav1.ConditionFalse, v1alpha1.ReasonCredentialsRejected,
+				"DingTalk /v1.0/oauth2/suiteAccessToken answered CredentialsRejected (HTTP 400, code invalidSuiteTicket)", -20*time.Second)
+			st.Conditions = append(st.Conditions, cond(v1alpha1.ConditionTicketStream, metav1.ConditionTrue, v1alpha1.ReasonConnected, "Connected to DingTalk Stream", -time.Hour))
+			return tok
+		}(), Secrets: []secretReport{
+			{Role: roleCredentials, Name: "dingtalk-system/crm-bot-credentials", Exists: true, Keys: []string{"suiteKey", "suiteSecret"}},
+			{Role: roleSuiteTicket, Name: "dingtalk-system/crm-bot-suite-ticket", Exists: true, Owned: true, CheckOwner: true, Keys: []string{"suiteKey", "suiteTicket"}},
+		}, Events: events},
+	}
+	for name, rep := range tests {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := renderClusterStatus(&buf, rep, now); err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, "status/"+name, buf.Bytes())
+			for _, c := range rep.Token.Status.Conditions {
+				if c.Status == metav1.ConditionFalse && !strings.Contains(buf.String(), "Hint: "+clusterHint(c.Reason, rep.Token.Spec.Type, rep.Token.Name)) {
+					t.Errorf("no hint for %s %s in:\n%s", c.Type, c.Reason, buf.String())
+				}
+			}
+			for _, f := range rep.Token.Status.FailedNamespaces {
+				if !strings.Contains(buf.String(), "Hint: "+clusterHint(f.Reason, rep.Token.Spec.Type, rep.Token.Name)) {
+					t.Errorf("no hint for the failed namespaces' %s in:\n%s", f.Reason, buf.String())
+				}
+			}
+		})
 	}
 }

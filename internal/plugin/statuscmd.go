@@ -18,24 +18,41 @@ package plugin
 
 import (
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/types"
 )
 
 func newStatusCommand(o *Options) *cobra.Command {
-	return &cobra.Command{
-		Use:   "status NAME",
-		Short: "Show on one screen why a DingTalkToken is or is not Ready",
+	var cluster bool
+	cmd := &cobra.Command{
+		Use:   "status NAME | cdtt/NAME",
+		Short: "Show on one screen why a DingTalkToken or ClusterDingTalkToken is or is not Ready",
 		Long: "status shows a DingTalkToken's type, its Ready and Refreshed conditions with a hint for each failing\n" +
 			"reason, when the token expires and the next refresh is due, the last failure and its backoff, the\n" +
-			"Secrets it uses (exists, owned, key names: never values) and its recent events.",
-		Example: "  kubectl dingtalk status crm-bot -n apps",
-		Args:    needName,
+			"Secrets it uses (exists, owned, key names: never values) and its recent events.\n" +
+			"For a ClusterDingTalkToken (cdtt/NAME, or NAME with --cluster) it shows the same of its token, and its\n" +
+			"namespaces: how many are selected and hold the token, and the failed ones with their reasons.",
+		Example: "  kubectl dingtalk status crm-bot -n apps\n" +
+			"  kubectl dingtalk status cdtt/crm-bot\n" +
+			"  kubectl dingtalk status --cluster crm-bot",
+		Args: needName,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, ns, err := o.client()
 			if err != nil {
 				return err
 			}
-			rep, err := loadStatus(cmd.Context(), c, types.NamespacedName{Namespace: ns, Name: args[0]})
+			ref, err := parseRef(args[0], ns, cluster)
+			if err != nil {
+				return err
+			}
+			if ref.Cluster {
+				rep, err := loadClusterStatus(cmd.Context(), c, ref.Name)
+				if err != nil {
+					return err
+				}
+				o.outMu.Lock()
+				defer o.outMu.Unlock()
+				return renderClusterStatus(o.out(), rep, o.Clock.Now())
+			}
+			rep, err := loadStatus(cmd.Context(), c, ref.key())
 			if err != nil {
 				return err
 			}
@@ -44,4 +61,6 @@ func newStatusCommand(o *Options) *cobra.Command {
 			return renderStatus(o.out(), rep, o.Clock.Now())
 		},
 	}
+	cmd.Flags().BoolVar(&cluster, "cluster", false, clusterFlagUsage)
+	return cmd
 }
