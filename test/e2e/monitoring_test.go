@@ -89,6 +89,9 @@ func TestMonitoring(t *testing.T) {
 	}
 	for _, tok := range tokens {
 		g.Expect(k8s.Create(ctx, tok)).To(Succeed())
+		// Gone after the test: the managers of the next tests serve every namespace (a Stream
+		// token left behind would hold a connection of theirs).
+		t.Cleanup(func() { _ = k8s.Delete(context.Background(), tok) })
 	}
 	cluster := &dingtalkv1alpha1.ClusterDingTalkToken{
 		ObjectMeta: metav1.ObjectMeta{Name: ns},
