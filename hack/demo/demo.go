@@ -46,7 +46,7 @@ import (
 )
 
 const (
-	steps = 8
+	steps = 9
 	// pollInterval is how often the demo reads the DingTalkTokens.
 	pollInterval = 500 * time.Millisecond
 	// readyTimeout bounds the wait for the first tokens.
@@ -63,6 +63,7 @@ type demo struct {
 	client    client.Client
 	sim       *simulator.Server
 	mgr       *testenv.Manager
+	proxy     *proxyDemo
 	logFile   *os.File
 	lifetime  time.Duration
 	appliedAt time.Time
@@ -101,6 +102,9 @@ type result struct {
 	ClusterObjects []string
 	ClusterSecrets []string
 	ClusterCalls   int64
+	// ProxyBefore and ProxyAfter are the calls made through dingtalk-token-proxy before and after
+	// the refresh of its token.
+	ProxyBefore, ProxyAfter proxyCall
 }
 
 // stepError is a failed step: what failed and how to fix it.
@@ -148,7 +152,9 @@ func (d *demo) run(ctx context.Context) error {
 		d.waitReady,
 		d.pushTickets,
 		d.applyClusterSamples,
+		d.startProxy,
 		d.waitRefresh,
+		d.proxyAfterRefresh,
 	} {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -372,7 +378,7 @@ func (d *demo) waitRefresh(ctx context.Context) error {
 			due = rt.Time
 		}
 	}
-	d.step(8, "Waiting for a live refresh: the first is due at %s (in %s; tokens are refreshed a third of their lifetime before expiry)",
+	d.step(9, "Waiting for a live refresh: the first is due at %s (in %s; tokens are refreshed a third of their lifetime before expiry)",
 		due.UTC().Format(time.TimeOnly), time.Until(due).Round(time.Second))
 	d.printf("\n")
 	for {
@@ -460,13 +466,20 @@ In another terminal (kubectl is not needed for the demo itself):
   # the ClusterDingTalkToken and the namespaces it fans its token out to
   kubectl get cdtt
   kubectl get secrets -A -l team=crm
+  # call DingTalk (the simulator) through dingtalk-token-proxy, with no token: it adds the current one
+  curl -s -XPOST http://%[6]s/topapi/v2/user/get -H 'Content-Type: application/json' -d '{"userid":"manager1"}'
+  curl -s http://%[7]s/v1.0/contact/users/union123
 
 The operator's log is %[5]s. Changes are printed below.
-`, kc, ns, d.lifetime-d.lifetime/3, d.sim.URL(), d.rel(d.cfg.logFile))
+`, kc, ns, d.lifetime-d.lifetime/3, d.sim.URL(), d.rel(d.cfg.logFile), d.proxy.srv.Addrs["oapi"], d.proxy.srv.Addrs["api"])
 }
 
 // cleanup stops everything the demo started, in reverse order; a second call does nothing.
 func (d *demo) cleanup() {
+	if d.proxy != nil {
+		d.proxy.close()
+		d.proxy = nil
+	}
 	if d.mgr != nil {
 		_ = d.mgr.Stop()
 		d.mgr = nil

@@ -87,12 +87,19 @@ func TestDemo(t *testing.T) {
 	}
 
 	text := out.String()
-	for _, want := range []string{"[1/8]", "[6/8]", "[7/8]", "[8/8]", "isv-stream: DingTalk Stream connection True (Connected)",
+	for _, want := range []string{"[1/9]", "[6/9]", "[7/9]", "[8/9] dingtalk-token-proxy", "[9/9]", "isv-stream: DingTalk Stream connection True (Connected)",
 		"Pushed another ticket, picked up at once", "NAME", "READY", "EXPIRES", "REFRESH", "<masked", "Refreshed demo/",
-		"NAMESPACES", "2/2", "Every selected namespace holds the token", "Time to the first Ready Secret"} {
+		"NAMESPACES", "2/2", "Every selected namespace holds the token", "Time to the first Ready Secret",
+		"neither request carried a token", "The proxy picked up the new token with no restart"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the output lacks %q", want)
 		}
+	}
+
+	// dingtalk-token-proxy: a call before the refresh of its token and one after, both answered
+	// success, with the token the refresh brought.
+	if !r.ProxyBefore.ok() || !r.ProxyAfter.ok() || r.ProxyAfter.Expires <= r.ProxyBefore.Expires {
+		t.Errorf("through the proxy: before %+v, after %+v; want both answered success, the second with the refreshed token", r.ProxyBefore, r.ProxyAfter)
 	}
 
 	// No credential, token or ticket shows in the output, the operator's log, events, statuses
@@ -118,7 +125,11 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	report, err := testenv.LeakScan{Values: values, Logs: append(log, out.Bytes()...)}.Run(ctx, d.client)
+	proxyLog, err := os.ReadFile(filepath.Join(dir, "demo-proxy.log"))
+	if err != nil || !bytes.Contains(proxyLog, []byte(`"msg":"Proxied request"`)) {
+		t.Errorf("the proxy's log has no request line (%v)", err)
+	}
+	report, err := testenv.LeakScan{Values: values, Logs: append(append(log, out.Bytes()...), proxyLog...)}.Run(ctx, d.client)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,8 +156,8 @@ func TestDemoInterrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, at := range map[string]string{
-		"starting the control plane": "[1/8]",
-		"waiting for a live refresh": "[8/8]",
+		"starting the control plane": "[1/9]",
+		"waiting for a live refresh": "[9/9]",
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
