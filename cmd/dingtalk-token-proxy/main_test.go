@@ -20,7 +20,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -128,5 +130,27 @@ func TestRunPrintsVersion(t *testing.T) {
 	}
 	if want := "dingtalk-token-proxy " + version.String() + "\n"; stdout.String() != want {
 		t.Errorf("--version printed %q, want %q", stdout.String(), want)
+	}
+}
+
+// TestDocsListEveryFlag: docs/calling-dingtalk.md names every flag --help lists, so that a new
+// flag is documented where users look.
+func TestDocsListEveryFlag(t *testing.T) {
+	var help strings.Builder
+	if got := run(t.Context(), []string{"--help"}, io.Discard, &help); got != 0 {
+		t.Fatalf("--help: exit status %d", got)
+	}
+	flags := regexp.MustCompile(`(?m)^\s+-{1,2}([a-z0-9-]+)`).FindAllStringSubmatch(help.String(), -1)
+	if len(flags) < 15 {
+		t.Fatalf("--help listed %d flags:\n%s", len(flags), help.String())
+	}
+	root, err := testenv.RepoRoot()
+	envtesting.Must(t, err)
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "calling-dingtalk.md"))
+	envtesting.Must(t, err)
+	for _, f := range flags {
+		if !strings.Contains(string(doc), "`--"+f[1]+"`") {
+			t.Errorf("docs/calling-dingtalk.md does not name the flag --%s", f[1])
+		}
 	}
 }

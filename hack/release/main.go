@@ -18,12 +18,14 @@ limitations under the License.
 // or crane binary, no base-image pull). It is its own module because Helm's dependencies would
 // move the operator's Kubernetes libraries.
 //
-//	release image   --version v1.2.3 --image-repo REPO --out dist # OCI image tarballs, linux/amd64 and linux/arm64
+//	release image   --version v1.2.3 --image-repo REPO --out dist # OCI image tarballs (the manager and
+//	                                                              # dingtalk-token-proxy), linux/amd64 and linux/arm64
 //	release chart   --version v1.2.3 --image-repo REPO --out dist # the Helm chart package, REPO in its values.yaml
 //	release render  --namespace ns --set k=v -f values.yaml       # the chart's manifests, like `helm template`
 //	release all     --version v1.2.3 --image-repo REPO --out dist # everything above, install.yaml (image
 //	                                                              # REPO:v1.2.3), crds.yaml, the kubectl plugin
-//	                                                              # for four platforms and SHA256SUMS
+//	                                                              # for four platforms, dingtalk-token-proxy
+//	                                                              # for the image's and SHA256SUMS
 //
 // The Makefile's `image` and `release` targets call it; run it from the repository root or pass
 // --root.

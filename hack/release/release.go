@@ -61,7 +61,8 @@ func HasPlugin(root string) bool {
 }
 
 // Release writes everything a release ships into the output directory: install.yaml, crds.yaml,
-// the chart package, the image tarballs, the kubectl plugin's archives and SHA256SUMS.
+// the chart package, the image tarballs, the kubectl plugin's archives, dingtalk-token-proxy's
+// archives and SHA256SUMS.
 func Release(ctx context.Context, o Options) error {
 	start := time.Now()
 	// SHA256SUMS covers every file in the directory: a leftover would be published as part of this release.
@@ -91,7 +92,7 @@ func Release(ctx context.Context, o Options) error {
 	if err := buildPlugin(ctx, o); err != nil {
 		return err
 	}
-	if err := buildProxy(ctx, o); err != nil { // dingtalk-token-proxy's archives
+	if err := buildProxy(ctx, o); err != nil {
 		return err
 	}
 	if err := WriteSums(o.Out); err != nil {
