@@ -86,8 +86,14 @@ type sizeResult struct {
 	scaleCPCPU           float64       // CPU seconds of the control plane (kube-apiserver, etcd) meanwhile
 	scaleBusy            float64       // CPU seconds the whole machine was busy meanwhile
 	scaleWindow          time.Duration // how long those were measured
-	scaleMem             memory        // right after all were Ready
+	baseMem              memory        // the manager before the first create (no DingTalkToken yet)
+	baseHeap             int64         // KiB
+	scaleMem             memory        // right after all were Ready (hwm: the peak so far)
 	scaleHeap            int64         // KiB, live heap right after all were Ready
+	scaleSettled         memory        // the same process --settle later, the largest RSS of --rss-samples
+	scaleSettledHeap     int64         // KiB
+	scalePeak            int64         // KiB, VmHWM of the first process when it was stopped
+	peakAll              int64         // KiB, the largest VmHWM of any manager process of the size
 
 	steadyCalls, steadyIdeal int64
 	steadySpan               time.Duration
@@ -246,34 +252,35 @@ func (b *bench) runSize(ctx context.Context, s size) (sizeResult, error) {
 	}
 	defer w.stop()
 	sz := sizeRun{b: b, w: w, r: &r, apps: apps}
-	m, err := sz.scale(ctx)
-	if m != nil {
-		defer func() { m.Kill() }()
+	err = sz.phases(ctx)
+	// Every process is stopped, and its peak RSS noted, before the figures are returned.
+	for _, m := range sz.running {
+		sz.retire(m)
 	}
-	if err != nil || b.p.scaleOnly {
-		return r, err
+	return r, err
+}
+
+// phases runs the size's phases one after the other; the managers it starts are in z.running.
+func (z *sizeRun) phases(ctx context.Context) error {
+	m, err := z.scale(ctx)
+	if err != nil || z.b.p.scaleOnly {
+		return err
 	}
-	if err := sz.steady(ctx, m); err != nil {
-		return r, err
+	if err := z.steady(ctx, m); err != nil {
+		return err
 	}
-	m2, err := sz.restartDue(ctx, m)
-	if m2 != nil {
-		defer func() { m2.Kill() }()
-	}
+	m2, err := z.restartDue(ctx, m)
 	if err != nil {
-		return r, err
+		return err
 	}
-	if err := sz.longLifetimes(ctx); err != nil {
-		return r, err
+	if err := z.longLifetimes(ctx); err != nil {
+		return err
 	}
-	m3, err := sz.restartNoneDue(ctx, m2)
-	if m3 != nil {
-		defer func() { m3.Kill() }()
-	}
+	m3, err := z.restartNoneDue(ctx, m2)
 	if err != nil {
-		return r, err
+		return err
 	}
-	return r, sz.memory(ctx, m3)
+	return z.memory(ctx, m3)
 }
 
 // newApps are the simulator apps of a size's credential sets.
@@ -295,6 +302,8 @@ type sizeRun struct {
 	w    *world
 	r    *sizeResult
 	apps []simulator.App
+	// running are the managers started and not yet retired.
+	running []*manager
 }
 
 func (z *sizeRun) namespace(set int) string { return fmt.Sprintf("bench-%d", set%z.b.p.namespaces) }
@@ -315,13 +324,15 @@ func (z *sizeRun) scale(ctx context.Context) (*manager, error) {
 	if err := createCredentials(ctx, w, z.apps, z.namespace); err != nil {
 		return nil, err
 	}
-	m, err := z.b.start(w)
+	m, err := z.start()
 	if err != nil {
 		return nil, err
 	}
 	if err := waitServing(ctx, m); err != nil {
 		return m, err
 	}
+	r.baseMem, _ = m.memoryKiB()
+	r.baseHeap = heapKiB(m)
 	// The client learns the kind's REST mapping before the clock starts.
 	if err := w.k8s.List(ctx, &v1alpha1.DingTalkTokenList{}, client.Limit(1)); err != nil {
 		return m, err
@@ -375,7 +386,51 @@ func (z *sizeRun) scale(ctx context.Context) (*manager, error) {
 	if err := m.profile(ctx, z.b.p.profileDir, z.name("heap-ready"), "heap?gc=1"); err != nil {
 		logf("  %v", err)
 	}
+	// The same process, settled: what it keeps once the burst of issuing is over.
+	r.load["scale-settled"] = loadavg()
+	if err := sleep(ctx, p.settle); err != nil {
+		return m, err
+	}
+	if r.scaleSettled, _, r.scaleSettledHeap, err = sampleMemory(ctx, p, m); err != nil {
+		return m, err
+	}
+	logf("Scale: settled RSS %d KiB (peak %d KiB), live heap %d KiB", r.scaleSettled.rss, r.scaleSettled.hwm, r.scaleSettledHeap)
+	if err := m.profile(ctx, z.b.p.profileDir, z.name("heap-scale-settled"), "heap?gc=1"); err != nil {
+		logf("  %v", err)
+	}
 	return m, nil
+}
+
+// start starts a manager of the size; retire stops it.
+func (z *sizeRun) start() (*manager, error) {
+	m, err := z.b.start(z.w)
+	if m != nil {
+		z.running = append(z.running, m)
+	}
+	return m, err
+}
+
+// retire stops a manager of the size with SIGKILL, after noting its peak RSS (VmHWM).
+func (z *sizeRun) retire(m *manager) {
+	i := slices.Index(z.running, m)
+	if i < 0 {
+		return // retired already
+	}
+	z.running = slices.Delete(z.running, i, i+1)
+	if v, err := m.memoryKiB(); err == nil {
+		z.r.peakAll = max(z.r.peakAll, v.hwm)
+		if z.r.scalePeak == 0 {
+			z.r.scalePeak = v.hwm // the first process retired is the one that issued the tokens
+		}
+	}
+	m.Kill()
+}
+
+// heapPerToken is the settled live heap of the process that issued the tokens over the tokens:
+// in all, and over its heap before the first create (what each token adds), in KiB.
+func (r sizeResult) heapPerToken() (all, added float64) {
+	n := float64(r.s.tokens)
+	return float64(r.scaleSettledHeap) / n, float64(r.scaleSettledHeap-r.baseHeap) / n
 }
 
 // cpuProfile takes a CPU profile of --profile-seconds in the background; the channel closes when
@@ -457,7 +512,7 @@ func (z *sizeRun) restartDue(ctx context.Context, old *manager) (*manager, error
 	r, w := z.r, z.w
 	r.load["restart-due"] = loadavg()
 	logf("Restart with every token due: SIGKILL, then a new manager once every token is due")
-	old.Kill()
+	z.retire(old)
 	t0 := time.Now()
 	var due time.Time
 	for _, st := range w.w.snapshot() {
@@ -473,7 +528,7 @@ func (z *sizeRun) restartDue(ctx context.Context, old *manager) (*manager, error
 		notReady += st.notReady
 	}
 	calls0 := w.calls()
-	m, err := z.b.start(w)
+	m, err := z.start()
 	if err != nil {
 		return nil, err
 	}
@@ -520,7 +575,7 @@ func (z *sizeRun) restartNoneDue(ctx context.Context, old *manager) (*manager, e
 	r := z.r
 	r.load["restart-none-due"] = loadavg()
 	logf("Restart with no token due: SIGKILL and a new manager with %d valid tokens", r.s.tokens)
-	old.Kill()
+	z.retire(old)
 	m, calls, ready, err := z.restart(ctx)
 	r.noneCalls, r.noneReady = calls, ready
 	if err == nil {
@@ -535,7 +590,7 @@ func (z *sizeRun) restartNoneDue(ctx context.Context, old *manager) (*manager, e
 func (z *sizeRun) restart(ctx context.Context) (*manager, int64, time.Duration, error) {
 	p := z.b.p
 	before := z.w.calls()
-	m, err := z.b.start(z.w)
+	m, err := z.start()
 	if err != nil {
 		return nil, 0, 0, err
 	}
@@ -611,10 +666,10 @@ func (z *sizeRun) memory(ctx context.Context, m *manager) error {
 		return err
 	}
 	logf("Memory: restarting the manager with the unrelated Secrets in the cluster")
-	m.Kill()
+	z.retire(m)
 	m3, calls, ready, err := z.restart(ctx)
 	if m3 != nil {
-		defer m3.Kill()
+		defer z.retire(m3)
 	}
 	if err != nil {
 		return err

@@ -56,6 +56,10 @@ func TestBenchSmall(t *testing.T) {
 		t.Errorf("DingTalk calls: %d to issue, %d after a restart with every token due, %d and %d after restarts with none due; want 4, 4, 0, 0",
 			z.scaleCalls, z.dueCalls, z.noneCalls, z.noiseCalls)
 	}
+	if z.baseHeap <= 0 || z.scaleSettled.rss <= 0 || z.scaleSettledHeap <= 0 || z.scalePeak < z.scaleMem.hwm || z.peakAll < z.scalePeak {
+		t.Errorf("memory figures missing: base heap %d KiB, settled %+v (heap %d KiB), peaks %d, %d KiB (at Ready %d KiB)",
+			z.baseHeap, z.scaleSettled, z.scaleSettledHeap, z.scalePeak, z.peakAll, z.scaleMem.hwm)
+	}
 	if pr := b.proxy; pr.rateProxy.failed+pr.satProxy.failed+pr.rateDirect.failed+pr.satDirect.failed != 0 || pr.rateProxy.sent != 200 ||
 		pr.proxiedOnly != pr.rateProxy.sent+pr.satProxy.sent || pr.rssPeak == 0 {
 		t.Errorf("proxy: %+v; want no failure, 200 requests at the fixed rate, each through the proxy reaching the simulator once, an RSS", *pr)
@@ -63,7 +67,7 @@ func TestBenchSmall(t *testing.T) {
 	if b.fan.firstCalls != 1 || b.fan.cycles[0].calls != 1 {
 		t.Errorf("fan-out: %d calls to issue, %d for the refresh; want 1 and 1", b.fan.firstCalls, b.fan.cycles[0].calls)
 	}
-	for _, name := range []string{"20-cpu-scale.pprof", "20-heap-ready.pprof", "20-heap-settled.pprof", "20-heap-noise.pprof", "fanout-heap.pprof"} {
+	for _, name := range []string{"20-cpu-scale.pprof", "20-heap-ready.pprof", "20-heap-scale-settled.pprof", "20-heap-settled.pprof", "20-heap-noise.pprof", "fanout-heap.pprof"} {
 		if st, err := os.Stat(p.profileDir + "/" + name); err != nil || st.Size() == 0 {
 			t.Errorf("profile %s not written: %v", name, err)
 		}
