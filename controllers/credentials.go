@@ -131,12 +131,18 @@ func (sh *Machinery) credentialValues(ctx context.Context, p *tokenPass) (*crede
 func oversizedCredential(secret string, data credwatch.Values, keys []string) *failure {
 	for _, k := range keys {
 		if data.Oversized[k] {
-			return &failure{reason: v1alpha1.ReasonCredentialsInvalid, message: fmt.Sprintf(
-				"credentials Secret %q: key %q holds more than %d KiB, more than any DingTalk credential: refused before any call to DingTalk",
-				secret, k, credwatch.MaxValue>>10)}
+			return oversizedValue("credentials Secret", secret, k)
 		}
 	}
 	return nil
+}
+
+// oversizedValue is CredentialsInvalid for a value over the cap under key of a Secret (what names
+// which: the credentials Secret, or one of the operator's own), never the value.
+func oversizedValue(what, secret, key string) *failure {
+	return &failure{reason: v1alpha1.ReasonCredentialsInvalid, message: fmt.Sprintf(
+		"%s %q: key %q holds more than %d KiB, more than any DingTalk credential: refused before any call to DingTalk",
+		what, secret, key, v1alpha1.MaxCredentialValueSize>>10)}
 }
 
 // readKeys are the credentials Secret's keys the spec's type reads.

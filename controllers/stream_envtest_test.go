@@ -280,3 +280,36 @@ func testStreamRestart(t *testing.T, ns string) {
 	g.Expect(env.Secret(g, ns, "isv").Data).NotTo(HaveKey("suiteTicket"))
 	waitConnected(t, ns, "suite")
 }
+
+// testStreamSuiteKeyChange: a stored suite ticket is tied to the suiteKey it was pushed for. The
+// credentials Secret moves to another suite (suiteKey and suiteSecret): the old suite's ticket is
+// never sent with the new suiteKey (no call at all until the new suite's first push), then the
+// new suite's push refreshes the token.
+func testStreamSuiteKeyChange(t *testing.T, ns string) {
+	g := NewWithT(t)
+	a := newStreamSuite(t, ns, "isv-suite", 60*time.Second)
+	env.Create(t, streamToken(ns, "suite", v1alpha1.TokenTypeThirdPartySuite, "isv-suite", ""))
+	waitConnected(t, ns, "suite")
+	push(t, a.key)
+	first := env.WaitReady(t, ns, "suite").Status
+	g.Expect(env.Secret(g, ns, "suite"+v1alpha1.SuiteTicketSecretSuffix).Annotations).To(HaveKey(v1alpha1.SuiteTicketSuiteAnnotation))
+
+	b := suiteCreds{key: env.secret("suite"), secret: env.secret("suitesecret-"), ticket: env.secret("ticket-")}
+	envtesting.Must(t, env.Sim.AddSuite(simulator.Suite{SuiteKey: b.key, SuiteSecret: b.secret, SuiteTicket: b.ticket,
+		TokenLifetime: simulator.Duration(60 * time.Second)}))
+	env.UpdateSecret(t, ns, "isv-suite", map[string]string{"suiteKey": b.key, "suiteSecret": b.secret})
+	// The change is acted on within 10 s: with a's ticket it would be a call, refused.
+	g.Eventually(streamStats(b.key)).WithTimeout(20 * time.Second).Should(HaveField("Open", 1))
+	g.Consistently(func() int64 { return env.Calls(simulator.PathSuiteAccessToken, b.key) }).Within(12*time.Second).
+		Should(BeZero(), "the old suite's ticket was sent with the new suiteKey")
+	tok := env.GetToken(g, ns, "suite")
+	g.Expect(testenv.Condition(tok, v1alpha1.ConditionReady).Reason).To(Equal(v1alpha1.ReasonTokenValid), "the old token stays in force")
+
+	push(t, b.key)
+	g.Eventually(func(g Gomega) {
+		tok = env.GetToken(g, ns, "suite")
+		g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally(">", first.LastRefreshTime.Time))
+		g.Expect(testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	g.Expect(env.Results(simulator.PathSuiteAccessToken, b.key)).To(Equal(map[string]int64{"success": 1}))
+}

@@ -93,6 +93,7 @@ var scenarios = []scenario{
 	{name: "StreamTicketReplaced", run: testStreamTicketReplaced},
 	{name: "StreamConnections", run: testStreamConnections},
 	{name: "StreamRestart", ownManager: true, run: testStreamRestart},
+	{name: "StreamSuiteKeyChange", run: testStreamSuiteKeyChange},
 }
 
 // suite is the shared test environment: a control plane and the simulator (envtesting.Env),

@@ -96,11 +96,17 @@ func (sh *Machinery) withPushedTicket(ctx context.Context, p *tokenPass, read cr
 		case st.Foreign:
 			return credentialsRead{missing: &failure{reason: v1alpha1.ReasonTargetConflict, message: fmt.Sprintf(
 				"Secret %s exists and is not owned by this object: the suite tickets DingTalk pushes cannot be kept there", p.spec.TicketSecret.Name)}}, nil
+		case st.Live != nil && suiteticket.Oversized(st.Live):
+			// A tenant can write the Secret: a value over the cap is refused, never kept or sent.
+			return credentialsRead{missing: oversizedValue("Secret", p.spec.TicketSecret.Name, v1alpha1.SuiteTicketKey)}, nil
 		case st.Live != nil:
 			if t = suiteticket.Of(p.uid, st.Live); t != nil {
 				sh.tickets.Keep(p.key, *t)
 			}
 		}
+	}
+	if t != nil && !t.For(read.values.suite.SuiteKey) {
+		t = nil // pushed for another suiteKey: never used for this one
 	}
 	if t != nil {
 		c := *read.values
@@ -162,7 +168,7 @@ func ticketStreamCondition(st stream.State) (metav1.ConditionStatus, string, str
 		return metav1.ConditionTrue, v1alpha1.ReasonConnected, "Connected to DingTalk Stream: suite tickets arrive by push"
 	case stream.CredentialsRejected:
 		return metav1.ConditionFalse, v1alpha1.ReasonCredentialsRejected, fmt.Sprintf(
-			"DingTalk Stream refused the suiteKey or suiteSecret (%s): retried every 5 minutes, at once when the credentials Secret changes", st.Message)
+			"DingTalk Stream refused the suiteKey or suiteSecret (%s): retried every 5 minutes, and within 10 s when the credentials Secret changes", st.Message)
 	case stream.StreamUnavailable:
 		return metav1.ConditionFalse, v1alpha1.ReasonStreamUnavailable, fmt.Sprintf(
 			"Not connected to DingTalk Stream (%s): reconnecting with backoff; the last pushed ticket stays in use", st.Message)

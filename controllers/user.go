@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -64,8 +65,19 @@ func (r *DingTalkTokenReconciler) refreshUser(ctx context.Context, p *pass, cred
 	if err != nil || foreign {
 		return attempt{failure: refreshSecretConflict(store, foreign)}, err
 	}
+	// A value over the cap there (a tenant can write the Secret) is refused before any other rule.
+	if k := refreshtoken.Oversized(live); k != "" {
+		return attempt{failure: oversizedValue("Secret", p.tok.RefreshTokenSecretName(), k)}, nil
+	}
 	rec := r.currentRecord(p, live)
 	recoverUsed(&rec, r.digests, p.uid, &p.tok.Status.TokenStatus, creds)
+	// A bootstrap value an earlier version listed as used under the installation's key alone is
+	// listed under the record's salt as well: a new installation key must not make it look new.
+	for _, b := range []string{creds.user.AuthCode, creds.user.RefreshToken} {
+		if b != "" && rec.UsedValue(r.digests, p.uid, b) {
+			rec.MarkUsed(p.uid, b)
+		}
+	}
 	grant := dingtalk.UserCredentials{ClientID: creds.user.ClientID, ClientSecret: creds.user.ClientSecret}
 	bootstrap := ""
 	switch {
@@ -104,7 +116,7 @@ func (r *DingTalkTokenReconciler) refreshUser(ctx context.Context, p *pass, cred
 		rec.RefreshToken = t.RefreshToken
 	}
 	if bootstrap != "" {
-		rec.AddUsed(r.digests.Bootstrap(p.uid, bootstrap))
+		rec.MarkUsed(p.uid, bootstrap)
 	}
 	r.memory.SetUser(p.key, rec)
 	conflicted, storeErr := r.saveRefreshToken(ctx, store, p, rec, live)
@@ -151,7 +163,7 @@ func (r *DingTalkTokenReconciler) currentRecord(p *pass, live *corev1.Secret) re
 	}
 	rec := refreshtoken.FromSecret(p.uid, live)
 	if mem != nil {
-		rec.Used = refreshtoken.Union(rec.Used, mem.Used)
+		rec.Merge(*mem)
 	}
 	return rec
 }
@@ -169,7 +181,7 @@ func recoverUsed(rec *refreshtoken.Record, d digest.Digester, uid types.UID, st 
 	}
 	for _, b := range []string{creds.user.AuthCode, creds.user.RefreshToken} {
 		if b != "" {
-			rec.Used = append(rec.Used, d.Bootstrap(uid, b))
+			rec.MarkUsed(uid, b)
 		}
 	}
 }
@@ -192,6 +204,11 @@ func (r *DingTalkTokenReconciler) flushRefreshToken(ctx context.Context, p *pass
 		}
 	}
 	conflicted, err := r.saveRefreshToken(ctx, store, p, *rec, nil)
+	if over, ok := errors.AsType[*refreshtoken.OversizedError](err); ok {
+		// Neither adopted nor overwritten; nothing is called with it.
+		p.fail(*oversizedValue("Secret", p.tok.RefreshTokenSecretName(), over.Key))
+		return nil
+	}
 	if conflicted {
 		p.fail(*writersConflict(p.tok.RefreshTokenSecretName()))
 	}
@@ -229,8 +246,7 @@ func (r *DingTalkTokenReconciler) bootstrapClaimedBy(ctx context.Context, p *pas
 		if owner == nil || owner.UID == p.uid || owner.Kind != kindToken {
 			continue
 		}
-		used := refreshtoken.Record{Used: refreshtoken.UsedOf(s)}
-		if ownedsecret.Holds(s, v1alpha1.RefreshTokenKey, bootstrap) || used.UsedValue(r.digests, owner.UID, bootstrap) {
+		if ownedsecret.Holds(s, v1alpha1.RefreshTokenKey, bootstrap) || refreshtoken.UsedOf(s).UsedValue(r.digests, owner.UID, bootstrap) {
 			return types.NamespacedName{Namespace: s.Namespace, Name: owner.Name}, nil
 		}
 	}

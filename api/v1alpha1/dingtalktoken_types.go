@@ -93,7 +93,16 @@ const (
 	// SuiteTicketPushedAtAnnotation on the <name>-suite-ticket Secret is when DingTalk pushed the
 	// ticket it holds (the event's eventBornTime, RFC 3339 with milliseconds, UTC): the newest wins.
 	SuiteTicketPushedAtAnnotation = "dingtalk.tokens.dev/suite-ticket-pushed-at"
+	// SuiteTicketSuiteAnnotation on the <name>-suite-ticket Secret ties the ticket it holds to the
+	// suiteKey it was pushed for (an HMAC keyed by the ticket, never the suiteKey): after a
+	// suiteKey change, the old suite's ticket is never used.
+	SuiteTicketSuiteAnnotation = "dingtalk.tokens.dev/suite-ticket-suite"
 )
+
+// MaxCredentialValueSize is the largest credential value the operator accepts (4 KiB): a key, a
+// secret, a suite ticket, a code or a refresh token, whether in a credentials Secret or read back
+// from the operator's own Secrets.
+const MaxCredentialValueSize = 4 << 10
 
 // Condition types.
 const (
@@ -124,8 +133,10 @@ const (
 	ReasonTargetConflict          = "TargetConflict"
 	ReasonRolloutRestartFailed    = "RolloutRestartFailed"
 
-	// ReasonCredentialsInvalid: a credential value is over 4 KiB; it is refused before any call
-	// to DingTalk (no DingTalk credential comes near that size).
+	// ReasonCredentialsInvalid: a credential value is over MaxCredentialValueSize (in the
+	// credentials Secret, or read back from the operator's own refresh-token or suite-ticket
+	// Secret); it is refused before any call to DingTalk (no DingTalk credential comes near
+	// that size).
 	ReasonCredentialsInvalid = "CredentialsInvalid"
 
 	// ReasonConnected (TicketStream True): the DingTalk Stream connection of the suite is open;

@@ -95,7 +95,7 @@ func (s *sink) StoreTicket(ctx context.Context, suite stream.SuiteID, ticket str
 
 // forHub is the sink as a Hub's: it records the holders a ticket is stored for.
 func (s *sink) forHub() stream.HolderSink {
-	return stream.HolderSinkFunc(func(ctx context.Context, holders []types.NamespacedName, ticket string, bornAt time.Time) error {
+	return stream.HolderSinkFunc(func(ctx context.Context, _ stream.SuiteID, holders []types.NamespacedName, ticket string, bornAt time.Time) error {
 		return s.store(ctx, stored{holders: holders, ticket: ticket, bornAt: bornAt})
 	})
 }

@@ -243,8 +243,8 @@ func (h *Hub) newConnLocked(creator types.NamespacedName, creds Credentials) (*h
 	opts.opened = func(err error) { h.opened(hc, err) }
 	// A ticket belongs to the holders of the connection that received it: one that authenticated
 	// with their suiteSecret.
-	sink := TicketSinkFunc(func(ctx context.Context, _ SuiteID, ticket string, bornAt time.Time) error {
-		return h.sink.StoreTicket(ctx, h.holdersOf(hc), ticket, bornAt)
+	sink := TicketSinkFunc(func(ctx context.Context, suite SuiteID, ticket string, bornAt time.Time) error {
+		return h.sink.StoreTicket(ctx, suite, h.holdersOf(hc), ticket, bornAt)
 	})
 	c, err := NewClient(creds, sink, opts)
 	if err != nil {

@@ -133,15 +133,16 @@ type State struct {
 // HolderSink stores the suite tickets a Hub's connections receive, each for the holders of the
 // connection that received it, and only those: a holder whose own connection cannot authenticate
 // (another suiteSecret, say a tenant guessing a suiteKey) never receives a ticket pushed on a
-// connection it does not hold. The contract is TicketSink's: ack after a nil error, idempotent.
+// connection it does not hold. suite is the suite the ticket was pushed for. The contract is
+// TicketSink's: ack after a nil error, idempotent.
 type HolderSink interface {
-	StoreTicket(ctx context.Context, holders []types.NamespacedName, ticket string, bornAt time.Time) error
+	StoreTicket(ctx context.Context, suite SuiteID, holders []types.NamespacedName, ticket string, bornAt time.Time) error
 }
 
 // HolderSinkFunc adapts a function to HolderSink.
-type HolderSinkFunc func(ctx context.Context, holders []types.NamespacedName, ticket string, bornAt time.Time) error
+type HolderSinkFunc func(ctx context.Context, suite SuiteID, holders []types.NamespacedName, ticket string, bornAt time.Time) error
 
 // StoreTicket implements HolderSink.
-func (f HolderSinkFunc) StoreTicket(ctx context.Context, holders []types.NamespacedName, ticket string, bornAt time.Time) error {
-	return f(ctx, holders, ticket, bornAt)
+func (f HolderSinkFunc) StoreTicket(ctx context.Context, suite SuiteID, holders []types.NamespacedName, ticket string, bornAt time.Time) error {
+	return f(ctx, suite, holders, ticket, bornAt)
 }

@@ -39,12 +39,13 @@ import (
 
 // newStreamSuite adds a suite to the simulator and, in ns, its credentials Secret named secret
 // (suiteKey and suiteSecret, no suiteTicket) and a ThirdPartySuite DingTalkToken named name that
-// takes its suite ticket from DingTalk Stream mode. It returns the suiteKey.
-func newStreamSuite(t *testing.T, ns, secret, name string) string {
+// takes its suite ticket from DingTalk Stream mode, its tokens living life. It returns the
+// suiteKey.
+func newStreamSuite(t *testing.T, ns, secret, name string, life time.Duration) string {
 	t.Helper()
 	key, value := "hostilesuite"+testutil.RandHex(6), env.Sensitive.New(testenv.Credential, "suitesecret-")
 	envtesting.Must(t, env.Sim.AddSuite(simulator.Suite{SuiteKey: key, SuiteSecret: value,
-		SuiteTicket: env.Sensitive.New(testenv.Credential, "suiteticket-"), TokenLifetime: simulator.Duration(time.Hour)}))
+		SuiteTicket: env.Sensitive.New(testenv.Credential, "suiteticket-"), TokenLifetime: simulator.Duration(life)}))
 	env.CreateSecret(t, ns, secret, map[string]string{"suiteKey": key, "suiteSecret": value})
 	tok := testenv.NewToken(ns, name, v1alpha1.TokenTypeThirdPartySuite, secret)
 	tok.Spec.SuiteTicket = &v1alpha1.SuiteTicketConfig{Source: v1alpha1.SuiteTicketSourceStream}
@@ -88,7 +89,7 @@ func TestSuiteSecretChurn(t *testing.T) {
 	g := NewWithT(t)
 	churner, victim := env.CreateNamespace(t, "streamchurn"), env.CreateNamespace(t, "streamontime")
 	manager(t, "streamchurn", "", []string{churner, victim})
-	suiteKey := newStreamSuite(t, churner, "isv", "suite")
+	suiteKey := newStreamSuite(t, churner, "isv", "suite", time.Hour)
 	env.WaitFor(t, churner, "suite", v1alpha1.ConditionTicketStream, metav1.ConditionTrue, v1alpha1.ReasonConnected, 60*time.Second)
 	// The victim's 24 s token falls due about 16 s in, in the middle of the churn.
 	victimKey := newApp(t, victim, "creds", 24*time.Second)

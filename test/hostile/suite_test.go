@@ -199,6 +199,8 @@ func peakRSS(t *testing.T, pid int, what string, during func()) int64 {
 type call struct {
 	path, credential string
 	at               time.Time
+	// size is the request body's length.
+	size int
 }
 
 // recorder is a reverse proxy in front of the simulator that records every call: the
@@ -232,7 +234,7 @@ func startRecorder(target string) (*recorder, error) {
 		}
 		_ = json.Unmarshal(body, &ids)
 		r.mu.Lock()
-		r.calls = append(r.calls, call{path: req.URL.Path, credential: ids.AppKey + ids.SuiteKey + ids.ClientID, at: time.Now()})
+		r.calls = append(r.calls, call{path: req.URL.Path, credential: ids.AppKey + ids.SuiteKey + ids.ClientID, at: time.Now(), size: len(body)})
 		r.mu.Unlock()
 		proxy.ServeHTTP(w, req)
 	})}
@@ -257,6 +259,19 @@ func (r *recorder) of(credential string) []time.Time {
 
 // count is the number of calls made with a credential.
 func (r *recorder) count(credential string) int { return len(r.of(credential)) }
+
+// larger counts the calls, with any credential, whose request body is over n bytes.
+func (r *recorder) larger(n int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := 0
+	for _, c := range r.calls {
+		if c.size > n {
+			out++
+		}
+	}
+	return out
+}
 
 // minGap is the shortest interval between two consecutive calls (0 with fewer than two).
 func minGap(ts []time.Time) time.Duration {

@@ -19,6 +19,7 @@ package hostile
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/operator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
@@ -223,4 +225,91 @@ func TestStoredRefreshTokenIsNoBootstrap(t *testing.T) {
 	g.Expect(env.Results(simulator.PathUserAccessToken, id)["success"]).To(Equal(calls))
 	g.Expect(refused(id)).To(BeEmpty())
 	g.Expect(storedRefreshToken(g, ns, "owner")).To(Equal(env.Sim.CurrentRefreshToken(id)), "the owner lost its grant")
+}
+
+// TestDigestKeyRecreatedKeepsUsers: a User token bootstrapped from an authCode that stays in its
+// credentials Secret, as `kubectl dingtalk authorize` leaves it. The installation's digest key
+// Secret is deleted and the manager restarted, so a new key is made: the used authCode must not
+// look new. The next refresh uses the stored refresh token; DingTalk refuses nothing.
+func TestDigestKeyRecreatedKeepsUsers(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	install, ns := env.CreateNamespace(t, "install-newkey"), env.CreateNamespace(t, "newkey")
+	id := "hostileuser" + testutil.RandHex(6)
+	clientSecret, code := env.Sensitive.New(testenv.Credential, "usersecret-"), env.Sensitive.New(testenv.Credential, "authcode-")
+	envtesting.Must(t, env.Sim.AddUser(simulator.User{ClientID: id, ClientSecret: clientSecret, AuthCodes: []string{code},
+		CorpID: "dingcorp" + testutil.RandHex(4), TokenLifetime: simulator.Duration(30 * time.Second)}))
+	env.CreateSecret(t, ns, "creds", map[string]string{"clientId": id, "clientSecret": clientSecret, "authCode": code})
+	first := manager(t, "newkey-1", "", []string{ns}, "--operator-namespace="+install)
+	env.Create(t, testenv.NewToken(ns, "user", v1alpha1.TokenTypeUser, "creds"))
+	st := env.WaitReady(t, ns, "user").Status
+	g.Eventually(func(g Gomega) string { return storedRefreshToken(g, ns, "user") }).Should(Equal(env.Sim.CurrentRefreshToken(id)))
+	g.Expect(first.Terminate(time.Minute)).To(Succeed())
+
+	// A new installation key: the old one's Secret is gone.
+	key := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: install, Name: controllers.DigestKeySecretName}}
+	envtesting.Must(t, env.Client.Delete(envtesting.Ctx(t), key))
+	manager(t, "newkey-2", "", []string{ns}, "--operator-namespace="+install)
+	var tok *v1alpha1.DingTalkToken
+	defer func() {
+		if tok != nil {
+			measured(t, "after a new digest key: Refreshed %s, refused calls %v",
+				testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason, refused(id))
+		}
+	}()
+	g.Eventually(func(g Gomega) {
+		tok = env.GetToken(g, ns, "user")
+		g.Expect(tok.Status.LastRefreshTime.Time).To(BeTemporally(">", st.LastRefreshTime.Time), "the next refresh")
+		g.Expect(testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
+	}).WithTimeout(45 * time.Second).Should(Succeed())
+	g.Expect(refused(id)).To(BeEmpty(), "the used authCode was sent again")
+	g.Eventually(func(g Gomega) string { return storedRefreshToken(g, ns, "user") }).Should(Equal(env.Sim.CurrentRefreshToken(id)))
+}
+
+// TestOversizedOwnSecrets: a tenant writes 900 KiB into the refresh token of its User token's
+// <name>-refresh-token Secret and into the ticket of its Stream-sourced token's <name>-suite-ticket
+// Secret; the manager restarts, so both are read back. Each is CredentialsInvalid when its refresh
+// falls due, no request carrying it (none over 4 KiB) reaches DingTalk, and the last good token
+// stays in the target Secret.
+func TestOversizedOwnSecrets(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns := env.CreateNamespace(t, "oversized-own")
+	huge := strings.Repeat("x", 900<<10)
+	first := manager(t, "oversized-own-1", "", []string{ns})
+
+	newUser(t, ns, "user-creds", 30*time.Second)
+	env.Create(t, testenv.NewToken(ns, "user", v1alpha1.TokenTypeUser, "user-creds"))
+	suiteKey := newStreamSuite(t, ns, "suite-creds", "suite", 30*time.Second)
+	g.Eventually(func(g Gomega) {
+		tok := env.GetToken(g, ns, "suite")
+		g.Expect(testenv.Condition(tok, v1alpha1.ConditionTicketStream).Reason).To(Equal(v1alpha1.ReasonConnected))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	_, err := env.Sim.PushTickets(simulator.PushRequest{SuiteKey: suiteKey, Ticket: env.Sensitive.New(testenv.SuiteTicket, "pushed-")})
+	envtesting.Must(t, err)
+	before := map[string]*v1alpha1.DingTalkToken{}
+	good := map[string]string{}
+	for _, name := range []string{"user", "suite"} {
+		before[name] = env.WaitReady(t, ns, name)
+		good[name] = string(env.Secret(g, ns, name).Data[v1alpha1.DefaultTargetKey])
+	}
+	env.UpdateSecret(t, ns, "user"+v1alpha1.RefreshTokenSecretSuffix, map[string]string{v1alpha1.RefreshTokenKey: huge})
+	env.UpdateSecret(t, ns, "suite"+v1alpha1.SuiteTicketSecretSuffix, map[string]string{v1alpha1.SuiteTicketKey: huge})
+	g.Expect(first.Terminate(time.Minute)).To(Succeed())
+	manager(t, "oversized-own-2", "", []string{ns})
+
+	for name, secret := range map[string]string{"user": "user" + v1alpha1.RefreshTokenSecretSuffix, "suite": "suite" + v1alpha1.SuiteTicketSecretSuffix} {
+		var tok *v1alpha1.DingTalkToken
+		g.Eventually(func(g Gomega) {
+			tok = env.GetToken(g, ns, name)
+			g.Expect(testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonCredentialsInvalid))
+		}).WithTimeout(45*time.Second).Should(Succeed(), "%s: not refused", name)
+		msg := testenv.Condition(tok, v1alpha1.ConditionRefreshed).Message
+		g.Expect(msg).To(ContainSubstring(secret))
+		g.Expect(msg).NotTo(ContainSubstring("xxxxxxxx"))
+		g.Expect(string(env.Secret(g, ns, name).Data[v1alpha1.DefaultTargetKey])).To(Equal(good[name]), "%s: the last good token was replaced", name)
+		g.Expect(tok.Status.LastRefreshTime.Time).To(Equal(before[name].Status.LastRefreshTime.Time))
+	}
+	measured(t, "900 KiB in a refresh-token and a suite-ticket Secret, then a restart: requests over 4 KiB at DingTalk: %d", dingtalk.larger(4<<10))
+	g.Expect(dingtalk.larger(4 << 10)).To(BeZero())
 }

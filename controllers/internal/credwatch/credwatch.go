@@ -36,12 +36,15 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 )
 
-// MaxValue is the largest credential value the operator accepts: no DingTalk key, secret, ticket,
-// code or refresh token comes near it, and a larger one is refused (CredentialsInvalid) before it
-// is copied, kept or sent anywhere. Values read are marked oversized, never kept.
-const MaxValue = 4 << 10
+// MaxValue is the largest credential value the operator accepts (v1alpha1.MaxCredentialValueSize):
+// no DingTalk key, secret, ticket, code or refresh token comes near it, and a larger one is refused
+// (CredentialsInvalid) before it is copied, kept or sent anywhere. Values read are marked
+// oversized, never kept.
+const MaxValue = v1alpha1.MaxCredentialValueSize
 
 // The credentials watch sees credentials Secrets change while holding nothing of the Secrets no
 // token names. It lists and watches Secrets as metadata (in the served namespaces) and drops each

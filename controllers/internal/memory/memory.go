@@ -56,7 +56,10 @@ type Memory struct {
 	// is the same token it shares tokens' record. Records are never changed once stored.
 	shown  map[types.NamespacedName]*Token
 	users  map[types.NamespacedName]refreshtoken.Record
-	claims map[string]claim
+	// claims are the bootstrap values in use, by a key that reveals nothing of them; claimed is
+	// each object's one claim (a new one drops its last: memory does not grow per re-authorization).
+	claims  map[string]claim
+	claimed map[types.NamespacedName]string
 	// requests is, per object, the last refresh-requested-at value seen.
 	requests map[types.NamespacedName]requestSeen
 }
@@ -72,6 +75,7 @@ func New() *Memory {
 		shown:    map[types.NamespacedName]*Token{},
 		users:    map[types.NamespacedName]refreshtoken.Record{},
 		claims:   map[string]claim{},
+		claimed:  map[types.NamespacedName]string{},
 		requests: map[types.NamespacedName]requestSeen{},
 	}
 }
@@ -154,7 +158,11 @@ func (m *Memory) Claim(bootstrap string, key types.NamespacedName, uid types.UID
 	c, ok := m.claims[bootstrap]
 	if !ok || c.key == key {
 		c = claim{key: key, uid: uid}
+		if last, had := m.claimed[key]; had && last != bootstrap {
+			delete(m.claims, last) // the value this object used before: its own Secret lists it as used
+		}
 		m.claims[bootstrap] = c
+		m.claimed[key] = bootstrap
 	}
 	return c.key
 }
@@ -167,11 +175,10 @@ func (m *Memory) Forget(key types.NamespacedName) {
 	delete(m.shown, key)
 	delete(m.users, key)
 	delete(m.requests, key)
-	for k, c := range m.claims {
-		if c.key == key {
-			delete(m.claims, k)
-		}
+	if last, had := m.claimed[key]; had && m.claims[last].key == key {
+		delete(m.claims, last)
 	}
+	delete(m.claimed, key)
 }
 
 // FirstSight reports whether value is new for the object key (uid): the refresh-requested-at

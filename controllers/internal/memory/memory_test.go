@@ -17,6 +17,7 @@ limitations under the License.
 package memory
 
 import (
+	"fmt"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -38,5 +39,30 @@ func TestHolderOf(t *testing.T) {
 	}
 	if got := m.HolderOf("", b); got.Name != "" {
 		t.Errorf("holderOf(\"\") = %v, want none", got)
+	}
+}
+
+// TestClaimsBounded: an object re-authorized again and again holds one claim, not one per value
+// it ever used; another object's claim stands; forgetting an object drops its claim.
+func TestClaimsBounded(t *testing.T) {
+	m := New()
+	a, b := types.NamespacedName{Namespace: "ns", Name: "a"}, types.NamespacedName{Namespace: "ns", Name: "b"}
+	if got := m.Claim("b-code", b, "ub"); got != b {
+		t.Fatalf("b's claim = %v", got)
+	}
+	for i := range 100 {
+		if got := m.Claim(fmt.Sprintf("code-%d", i), a, "ua"); got != a {
+			t.Fatalf("claim %d = %v, want a", i, got)
+		}
+	}
+	if len(m.claims) != 2 {
+		t.Errorf("after 100 re-authorizations: %d claims, want 2 (a's newest and b's)", len(m.claims))
+	}
+	if got := m.Claim("b-code", a, "ua"); got != b {
+		t.Errorf("a took b's value: claimant %v", got)
+	}
+	m.Forget(a)
+	if len(m.claims) != 1 {
+		t.Errorf("after forgetting a: %d claims, want 1", len(m.claims))
 	}
 }

@@ -25,6 +25,8 @@ package refreshtoken
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -63,21 +65,51 @@ type Record struct {
 	// read it (RefreshToken itself once stored): a Secret holding any other was written by
 	// someone else meanwhile, and is not overwritten. Secret.
 	Consumed string
-	// Used are the HMACs (digest.Digester.Bootstrap) of the bootstrap values already used.
+	// Used are the HMACs of the bootstrap values already used: under Salt (MarkUsed), or, as
+	// earlier versions wrote them, under the installation's digest key or the UID alone.
 	Used []string
+	// Salt keys the used list (hex): it is kept in the Secret itself, so that the list survives a
+	// new installation key. A reader of the Secret learns nothing from it it could not read there.
+	Salt string
 	// Stored is false while the refresh-token Secret does not hold this record yet.
 	Stored bool
 }
 
-// UsedValue reports whether the bootstrap value is on the used list (under the installation key,
-// or under the UID alone as earlier versions wrote it).
+// UsedValue reports whether the bootstrap value is on the used list: under the record's salt, or
+// (as earlier versions wrote it) under the installation key or the UID alone.
 func (r Record) UsedValue(d digest.Digester, uid types.UID, value string) bool {
-	return slices.ContainsFunc(r.Used, func(used string) bool { return d.Matches(used, uid, "bootstrap", value) })
+	salted := r.salted(uid, value)
+	return slices.ContainsFunc(r.Used, func(used string) bool {
+		return used == salted || d.Matches(used, uid, "bootstrap", value)
+	})
 }
 
-// AddUsed lists a used bootstrap value's digest, keeping the newest 16.
-func (r *Record) AddUsed(digests ...string) {
-	r.Used = append(r.Used, digests...)
+// MarkUsed lists a used bootstrap value (its HMAC under the record's salt, made on first use),
+// keeping the newest 16. A value already listed under the salt is not listed twice.
+func (r *Record) MarkUsed(uid types.UID, value string) {
+	if r.Salt == "" {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			panic("crypto/rand failed: " + err.Error())
+		}
+		r.Salt = hex.EncodeToString(b)
+	}
+	if salted := r.salted(uid, value); !slices.Contains(r.Used, salted) {
+		r.Used = append(r.Used, salted)
+	}
+	r.trim()
+}
+
+// salted is the HMAC of a used bootstrap value under the record's salt ("" without a salt).
+func (r Record) salted(uid types.UID, value string) string {
+	if r.Salt == "" {
+		return ""
+	}
+	return digest.Prefix + hex.EncodeToString(digest.KeyedSum([]byte(r.Salt), string(uid), "bootstrap", value)[:8])
+}
+
+// trim keeps the newest 16 used values.
+func (r *Record) trim() {
 	if len(r.Used) > maxUsed {
 		r.Used = r.Used[len(r.Used)-maxUsed:]
 	}
@@ -92,18 +124,45 @@ func (r Record) Clone() Record {
 // FromSecret is the record a refresh-token Secret read uncached holds.
 func FromSecret(uid types.UID, s *corev1.Secret) Record {
 	rt := string(s.Data[v1alpha1.RefreshTokenKey])
-	return Record{UID: uid, RefreshToken: rt, Consumed: rt, Used: UsedOf(s), Stored: true}
+	rec := UsedOf(s)
+	rec.UID, rec.RefreshToken, rec.Consumed, rec.Stored = uid, rt, rt, true
+	return rec
 }
 
-// UsedOf lists the used-bootstrap HMACs a refresh-token Secret (or its view) holds.
-func UsedOf(s *corev1.Secret) []string {
-	var out []string
+// saltPrefix marks the salt's line in the used list.
+const saltPrefix = "salt:"
+
+// UsedOf is the used list (and its salt) a refresh-token Secret, or its view, holds.
+func UsedOf(s *corev1.Secret) Record {
+	var rec Record
 	for _, l := range strings.Split(string(s.Data[v1alpha1.UsedBootstrapKey]), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			out = append(out, l)
+		switch l = strings.TrimSpace(l); {
+		case strings.HasPrefix(l, saltPrefix):
+			rec.Salt = strings.TrimPrefix(l, saltPrefix)
+		case l != "":
+			rec.Used = append(rec.Used, l)
 		}
 	}
-	return out
+	return rec
+}
+
+// Oversized names a value of a refresh-token Secret read uncached that is over
+// v1alpha1.MaxCredentialValueSize ("": none is): a tenant can write its own refresh-token Secret,
+// and such a value is never kept, adopted or sent to DingTalk.
+func Oversized(s *corev1.Secret) string {
+	for _, k := range []string{v1alpha1.RefreshTokenKey, v1alpha1.UsedBootstrapKey} {
+		if s != nil && len(s.Data[k]) > v1alpha1.MaxCredentialValueSize {
+			return k
+		}
+	}
+	return ""
+}
+
+// OversizedError is Save's error when the Secret holds a value over the cap.
+type OversizedError struct{ Key string }
+
+func (e *OversizedError) Error() string {
+	return fmt.Sprintf("key %q of the refresh-token Secret holds more than %d KiB", e.Key, v1alpha1.MaxCredentialValueSize>>10)
 }
 
 // Union is a followed by the entries of b it lacks.
@@ -119,14 +178,28 @@ func Union(a, b []string) []string {
 
 // Desired is the refresh-token Secret's content for the record.
 func (r Record) Desired(tok *v1alpha1.DingTalkToken) ownedsecret.Desired {
+	used := r.Used
+	if r.Salt != "" {
+		used = append([]string{saltPrefix + r.Salt}, used...)
+	}
 	return ownedsecret.Desired{
 		Namespace: tok.Namespace, Name: tok.RefreshTokenSecretName(),
 		Labels: ownedsecret.ManagedLabels(nil),
 		Data: map[string][]byte{
 			v1alpha1.RefreshTokenKey:  []byte(r.RefreshToken),
-			v1alpha1.UsedBootstrapKey: []byte(strings.Join(r.Used, "\n")),
+			v1alpha1.UsedBootstrapKey: []byte(strings.Join(used, "\n")),
 		},
 	}
+}
+
+// Merge adds to r the used values of other (memory's record, or the one a rotation started from)
+// that r lacks, and its salt when r has none, so that those values stay recognisable.
+func (r *Record) Merge(other Record) {
+	if r.Salt == "" {
+		r.Salt = other.Salt
+	}
+	r.Used = Union(r.Used, other.Used)
+	r.trim()
 }
 
 // storeStep is what a refresh-token write does with the Secret as last read.
@@ -202,10 +275,13 @@ func (s Secret) Save(ctx context.Context, rec Record, first *corev1.Secret) (_ R
 			}
 		}
 		fresh = false
+		if k := Oversized(live); k != "" {
+			// Never adopted, never overwritten: the pass reports CredentialsInvalid.
+			return false, &OversizedError{Key: k}
+		}
 		if nextStoreStep(rec, live != nil, liveRefreshToken(live)) == storeAdopt {
 			other := FromSecret(rec.UID, live)
-			other.Used = Union(other.Used, rec.Used)
-			other.AddUsed()
+			other.Merge(rec)
 			s.Log.Info("Kept the refresh token another writer stored; this rotation's is dropped")
 			rec, conflicted = other, true
 		}
@@ -220,6 +296,9 @@ func (s Secret) Save(ctx context.Context, rec Record, first *corev1.Secret) (_ R
 		}
 		return false, nil
 	})
+	if oversized, ok := errors.AsType[*OversizedError](err); ok {
+		return rec, conflicted, oversized
+	}
 	if err != nil {
 		s.Log.Info("Refresh-token Secret not written yet; kept in memory and retried first in the next pass",
 			"reason", apierrors.ReasonForError(last))

@@ -22,6 +22,7 @@ package suiteticket
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -36,8 +37,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/digest"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/ownedsecret"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/safe"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/stream"
 )
 
 // Timing and sizing of the ticket store.
@@ -57,6 +60,26 @@ type Ticket struct {
 	Value string
 	// BornAt is when DingTalk pushed it (the event's eventBornTime): the newest wins.
 	BornAt time.Time
+	// Suite ties it to the suiteKey it was pushed for (SuiteTag; "" for a ticket an earlier
+	// version stored, which is taken for any suiteKey).
+	Suite string
+}
+
+// SuiteTag ties ticket to suiteKey: an HMAC keyed by the ticket, so that it reveals nothing of
+// the suiteKey without the ticket, and needs no installation key.
+func SuiteTag(ticket, suiteKey string) string {
+	return hex.EncodeToString(digest.KeyedSum([]byte(ticket), "suiteKey", suiteKey)[:8])
+}
+
+// For reports whether the ticket was pushed for suiteKey.
+func (t Ticket) For(suiteKey string) bool {
+	return t.Suite == "" || t.Suite == SuiteTag(t.Value, suiteKey)
+}
+
+// Oversized reports whether a suite-ticket Secret read uncached holds a ticket over
+// v1alpha1.MaxCredentialValueSize (a tenant can write the Secret): it is never kept or sent.
+func Oversized(s *corev1.Secret) bool {
+	return len(s.Data[v1alpha1.SuiteTicketKey]) > v1alpha1.MaxCredentialValueSize
 }
 
 // Tickets is the tickets stored per object, the sink that stores the pushes, and the channels
@@ -150,30 +173,33 @@ func Of(uid types.UID, s *corev1.Secret) *Ticket {
 		return nil
 	}
 	born, _ := time.Parse(time.RFC3339Nano, s.Annotations[v1alpha1.SuiteTicketPushedAtAnnotation])
-	return &Ticket{UID: uid, Value: v, BornAt: born}
+	return &Ticket{UID: uid, Value: v, BornAt: born, Suite: s.Annotations[v1alpha1.SuiteTicketSuiteAnnotation]}
 }
 
 // desired is a suite-ticket Secret's desired content.
 func desired(key types.NamespacedName, t Ticket) ownedsecret.Desired {
 	return ownedsecret.Desired{
 		Namespace: key.Namespace, Name: key.Name,
-		Labels:      ownedsecret.ManagedLabels(nil),
-		Annotations: map[string]string{v1alpha1.SuiteTicketPushedAtAnnotation: t.BornAt.UTC().Format(time.RFC3339Nano)},
-		Data:        map[string][]byte{v1alpha1.SuiteTicketKey: []byte(t.Value)},
+		Labels: ownedsecret.ManagedLabels(nil),
+		Annotations: map[string]string{
+			v1alpha1.SuiteTicketPushedAtAnnotation: t.BornAt.UTC().Format(time.RFC3339Nano),
+			v1alpha1.SuiteTicketSuiteAnnotation:    t.Suite,
+		},
+		Data: map[string][]byte{v1alpha1.SuiteTicketKey: []byte(t.Value)},
 	}
 }
 
 // Store stores a pushed ticket for the holders of the connection that received it, a few at
 // a time, and re-queues those whose ticket changed. It returns an error when any store failed, so
 // that DingTalk delivers the ticket again (storing is idempotent).
-func (ts *Tickets) Store(ctx context.Context, holders []types.NamespacedName, ticket string, bornAt time.Time) error {
+func (ts *Tickets) Store(ctx context.Context, suite stream.SuiteID, holders []types.NamespacedName, ticket string, bornAt time.Time) error {
 	var mu sync.Mutex
 	var errs []error
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(storeWorkers)
 	for _, h := range holders {
 		g.Go(func() error {
-			changed, err := ts.storeFor(gctx, h, Ticket{Value: ticket, BornAt: bornAt})
+			changed, err := ts.storeFor(gctx, h, Ticket{Value: ticket, BornAt: bornAt, Suite: SuiteTag(ticket, suite.SuiteKey)})
 			if err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("storing the suite ticket of %s: %w", h, safe.APIError(err)))
@@ -206,7 +232,8 @@ func (ts *Tickets) storeFor(ctx context.Context, h types.NamespacedName, t Ticke
 		return false, err
 	case st.Foreign:
 		return false, nil // another owner's Secret: the object's pass reports the conflict
-	case st.Live != nil:
+	case st.Live != nil && !Oversized(st.Live):
+		// A value over the cap is never kept: the push replaces it.
 		if cur := Of(t.UID, st.Live); cur != nil && (cur.Value == t.Value || t.BornAt.Before(cur.BornAt)) {
 			ts.Keep(h, *cur)
 			return false, nil
