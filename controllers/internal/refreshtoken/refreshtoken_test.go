@@ -17,7 +17,17 @@ limitations under the License.
 package refreshtoken
 
 import (
+	"context"
+	"errors"
+	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/digest"
 )
 
 // TestNextStoreStep: a rotated refresh token is written over the refresh token it consumed, over
@@ -50,5 +60,62 @@ func TestNextStoreStep(t *testing.T) {
 				t.Errorf("nextStoreStep = %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestUsedSurvivesANewDigestKey: a bootstrap value marked used is recognised under the record's
+// own salt, whatever the installation key (a new digest key must not make a used authCode look
+// new); the salt is kept in the Secret, and read back with the list; a value listed by an earlier
+// version under the installation key alone is recognised under that key only.
+func TestUsedSurvivesANewDigestKey(t *testing.T) {
+	const uid = types.UID("uid-1")
+	oldKey, newKey := digest.New([]byte(strings.Repeat("a", 32))), digest.New([]byte(strings.Repeat("b", 32)))
+	var rec Record
+	rec.MarkUsed(uid, "code-1")
+	rec.MarkUsed(uid, "code-1")
+	if len(rec.Used) != 1 || rec.Salt == "" {
+		t.Fatalf("marked twice: used %v, salt %q", rec.Used, rec.Salt)
+	}
+	tok := &v1alpha1.DingTalkToken{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "user"}}
+	back := FromSecret(uid, &corev1.Secret{Data: rec.Desired(tok).Data})
+	for name, ok := range map[string]bool{
+		"used under the old key":        back.UsedValue(oldKey, uid, "code-1"),
+		"used under a new key":          back.UsedValue(newKey, uid, "code-1"),
+		"another value is not used":     !back.UsedValue(newKey, uid, "code-2"),
+		"another object's is not":       !back.UsedValue(newKey, "uid-2", "code-1"),
+		"the salt is read back":         back.Salt == rec.Salt,
+		"legacy entry: under its key":   Record{Used: []string{oldKey.Bootstrap(uid, "code-1")}}.UsedValue(oldKey, uid, "code-1"),
+		"legacy entry: not under a new": !Record{Used: []string{oldKey.Bootstrap(uid, "code-1")}}.UsedValue(newKey, uid, "code-1"),
+		"the list stays at 16": func() bool {
+			r := rec
+			for i := range 40 {
+				r.MarkUsed(uid, strings.Repeat("c", i+1))
+			}
+			return len(r.Used) == 16
+		}(),
+	} {
+		if !ok {
+			t.Error(name)
+		}
+	}
+}
+
+// TestOversized: a refresh-token Secret holding a value over 4 KiB, under either key the operator
+// reads, is named; Save neither adopts nor overwrites it.
+func TestOversized(t *testing.T) {
+	big := []byte(strings.Repeat("x", v1alpha1.MaxCredentialValueSize+1))
+	for key, want := range map[string]string{v1alpha1.RefreshTokenKey: v1alpha1.RefreshTokenKey, v1alpha1.UsedBootstrapKey: v1alpha1.UsedBootstrapKey, "other": ""} {
+		if got := Oversized(&corev1.Secret{Data: map[string][]byte{key: big}}); got != want {
+			t.Errorf("%s over the cap: Oversized = %q, want %q", key, got, want)
+		}
+	}
+	if got := Oversized(&corev1.Secret{Data: map[string][]byte{v1alpha1.RefreshTokenKey: big[:v1alpha1.MaxCredentialValueSize]}}); got != "" {
+		t.Errorf("4 KiB exactly: Oversized = %q", got)
+	}
+	rec := Record{UID: "uid-1", RefreshToken: "r2", Consumed: "r1"}
+	_, conflicted, err := Secret{Owner: &v1alpha1.DingTalkToken{}}.Save(context.Background(), rec,
+		&corev1.Secret{Data: map[string][]byte{v1alpha1.RefreshTokenKey: big}})
+	if _, ok := errors.AsType[*OversizedError](err); !ok || conflicted {
+		t.Errorf("Save over an oversized Secret: conflicted %v, err %v; want OversizedError", conflicted, err)
 	}
 }
