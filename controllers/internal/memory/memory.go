@@ -54,8 +54,8 @@ type Memory struct {
 	// shown is, per object, the token its target Secrets were last written or verified to hold:
 	// it may be older than tokens' (a refresh whose target write has not happened yet). When it
 	// is the same token it shares tokens' record. Records are never changed once stored.
-	shown  map[types.NamespacedName]*Token
-	users  map[types.NamespacedName]refreshtoken.Record
+	shown map[types.NamespacedName]*Token
+	users map[types.NamespacedName]refreshtoken.Record
 	// claims are the bootstrap values in use, by a key that reveals nothing of them; claimed is
 	// each object's one claim (a new one drops its last: memory does not grow per re-authorization).
 	claims  map[string]claim
