@@ -357,6 +357,14 @@ func TestPrometheus(t *testing.T) {
 	if ep["honorLabels"] != true {
 		t.Errorf("ServiceMonitor endpoint %v: want honorLabels, or the tokens' namespace label becomes exported_namespace", ep)
 	}
+	// The metrics certificate is verified: a CA from a Secret and the Service's name, never
+	// insecureSkipVerify by default (Prometheus' token goes to whoever answers).
+	tls, _ := ep["tlsConfig"].(map[string]any)
+	ca, _ := tls["ca"].(map[string]any)
+	if tls["insecureSkipVerify"] == true || ca["secret"] == nil ||
+		tls["serverName"] != "dingtalk-token-operator-controller-manager-metrics-service.dingtalk-token-operator-system.svc" {
+		t.Errorf("ServiceMonitor tlsConfig %v: want the certificate verified against a CA Secret as the metrics Service's name", tls)
+	}
 	rule := find[map[string]any](t, objs, "PrometheusRule", operatorNamespace, "dingtalk-token-operator-alerts")
 	if rule == nil {
 		t.Fatal("config/prometheus has no PrometheusRule")

@@ -311,7 +311,8 @@ func TestChartRender(t *testing.T) {
 		"defaults": {
 			objects: defaults,
 			args: []string{"--leader-elect", "--leader-election-id=" + fullname + ".dingtalk.tokens.dev", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8443",
-				"--metrics-secure=true", "--dingtalk-qps=20", "--dingtalk-burst=40", "--max-concurrent-reconciles=4", "--zap-log-level=info"},
+				"--metrics-secure=true", "--dingtalk-qps=20", "--dingtalk-burst=40", "--max-concurrent-reconciles=4", "--zap-log-level=info",
+				"--stream-unhandled-events=redeliver"},
 			noArgs: []string{"--watch-namespaces", "--watch-label-selector", "--enable-rollout-restart", "--dingtalk-endpoint"},
 			check: func(t *testing.T, r *rendered) {
 				d := r.deployment(t)
@@ -647,6 +648,11 @@ func TestChartRender(t *testing.T) {
 			values:  map[string]any{"leaderElection": map[string]any{"id": "shard-a.dingtalk.tokens.dev"}},
 			objects: defaults,
 			args:    []string{"--leader-election-id=shard-a.dingtalk.tokens.dev"},
+		},
+		"stream.unhandledEvents": {
+			values:  map[string]any{"stream": map[string]any{"unhandledEvents": "acknowledge"}},
+			objects: defaults,
+			args:    []string{"--stream-unhandled-events=acknowledge"},
 		},
 		"watchLabelSelector": {
 			values:  map[string]any{"watchLabelSelector": "!sharding.dingtalk.tokens.dev/shard,team in (a, b)"},
@@ -1255,6 +1261,7 @@ func TestChartSchema(t *testing.T) {
 		"image.repository empty": {map[string]any{"image": map[string]any{"repository": ""}},
 			"set image.repository to the registry repository holding the operator image, e.g. --set image.repository=registry.example.com/dingtalk-token-operator"},
 		"leaderElection.id not a Lease name": {map[string]any{"leaderElection": map[string]any{"id": "Shard_A"}}, "/leaderElection/id"},
+		"stream.unhandledEvents unknown":     {map[string]any{"stream": map[string]any{"unhandledEvents": "drop"}}, "/stream/unhandledEvents"},
 		"a hostPath extra volume": {map[string]any{"extraVolumes": []any{map[string]any{"name": "host", "hostPath": map[string]any{"path": "/etc"}}}},
 			"/extraVolumes/0"},
 		"an extra mount without a path":   {map[string]any{"extraVolumeMounts": []any{map[string]any{"name": "ca"}}}, "/extraVolumeMounts/0"},
