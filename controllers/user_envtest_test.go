@@ -124,7 +124,10 @@ func testUserRotation(t *testing.T, ns string) {
 	g.Eventually(func(g Gomega) {
 		g.Expect(env.Results(simulator.PathUserAccessToken, u.clientID)).To(Equal(map[string]int64{"success": 5}))
 		s := checkRefreshSecret(t, g, ns, "user", u)
-		g.Expect(strings.Split(string(s.Data[v1alpha1.UsedBootstrapKey]), "\n")).To(HaveLen(2))
+		used := strings.Split(string(s.Data[v1alpha1.UsedBootstrapKey]), "\n")
+		// The salt the used values are keyed by, then the bootstrap refresh token and the authCode.
+		g.Expect(used).To(HaveLen(3))
+		g.Expect(used[0]).To(HavePrefix("salt:"))
 	}).WithTimeout(20 * time.Second).Should(Succeed())
 	env.WaitReady(t, ns, "user")
 }
