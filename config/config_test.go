@@ -717,9 +717,10 @@ func TestNamespaceLabelsComponent(t *testing.T) {
 		t.Error("the policy must fail closed (failurePolicy: Fail)")
 	}
 	rules := policy.Spec.MatchConstraints.ResourceRules
-	if len(rules) != 1 || !slices.Equal(rules[0].Resources, []string{"namespaces"}) ||
+	// The status and finalize subresources' updates carry the labels too.
+	if len(rules) != 1 || !slices.Equal(rules[0].Resources, []string{"namespaces", "namespaces/status", "namespaces/finalize"}) ||
 		!slices.Equal(rules[0].Operations, []admissionv1.OperationType{admissionv1.Create, admissionv1.Update}) {
-		t.Errorf("the policy matches %+v, want CREATE and UPDATE of namespaces", rules)
+		t.Errorf("the policy matches %+v, want CREATE and UPDATE of namespaces and their status and finalize", rules)
 	}
 	vars := map[string]string{}
 	for _, v := range policy.Spec.Variables {

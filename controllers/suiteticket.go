@@ -168,7 +168,7 @@ func ticketStreamCondition(st stream.State) (metav1.ConditionStatus, string, str
 		return metav1.ConditionTrue, v1alpha1.ReasonConnected, "Connected to DingTalk Stream: suite tickets arrive by push"
 	case stream.CredentialsRejected:
 		return metav1.ConditionFalse, v1alpha1.ReasonCredentialsRejected, fmt.Sprintf(
-			"DingTalk Stream refused the suiteKey or suiteSecret (%s): retried every 5 minutes, and within 10 s when the credentials Secret changes", st.Message)
+			"DingTalk Stream refused the suiteKey or suiteSecret (%s): retried every 5 minutes, and within 10 s (60 s after repeated refusals) when the credentials Secret changes", st.Message)
 	case stream.StreamUnavailable:
 		return metav1.ConditionFalse, v1alpha1.ReasonStreamUnavailable, fmt.Sprintf(
 			"Not connected to DingTalk Stream (%s): reconnecting with backoff; the last pushed ticket stays in use", st.Message)

@@ -124,7 +124,7 @@ func renderFailedNamespaces(w io.Writer, tok *v1alpha1.ClusterDingTalkToken, hin
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	hinted := map[string]bool{failed[0].Reason: true}
 	for _, f := range failed {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", f.Namespace, f.Reason, oneLine(f.Message))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", f.Namespace, oneLine(f.Reason), oneLine(f.Message))
 		if !hinted[f.Reason] {
 			hinted[f.Reason] = true
 			if h := hintFor(f.Reason); h != "" {

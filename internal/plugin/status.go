@@ -469,7 +469,7 @@ func renderEvents(w io.Writer, events []eventReport, eventsErr string, now time.
 		if e.Count > 1 {
 			count = fmt.Sprintf(" (x%d)", e.Count)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s%s\n", relative(e.Time, now), e.Type, e.Reason, oneLine(e.Message), count)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s%s\n", relative(e.Time, now), oneLine(e.Type), oneLine(e.Reason), oneLine(e.Message), count)
 	}
 	return tw.Flush()
 }

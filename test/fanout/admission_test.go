@@ -183,7 +183,8 @@ func testNamespaceLabelPolicy(t *testing.T) {
 	// Both users may create and update Namespaces; one is in the group.
 	role := "namespace-editor-" + suffix
 	envtesting.Must(t, env.Client.Create(envtesting.Ctx(t), &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: role},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "create", "update", "patch"}}}}))
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces", "namespaces/status", "namespaces/finalize"},
+			Verbs: []string{"get", "create", "update", "patch"}}}}))
 	tenant, admin := "tenant-"+suffix, "platform-"+suffix
 	for _, user := range []string{tenant, admin} {
 		envtesting.Must(t, env.Client.Create(envtesting.Ctx(t), &rbacv1.ClusterRoleBinding{
@@ -219,6 +220,19 @@ func testNamespaceLabelPolicy(t *testing.T) {
 	envtesting.Must(t, tenantClient.Create(envtesting.Ctx(t), ns))
 	envtesting.Must(t, labelled(tenantClient, ns.Name, map[string]string{"team": "crm", "tier": "web"}))
 	g.Expect(labelled(tenantClient, ns.Name, withLabel(map[string]string{"team": "crm"}, prefix+"crm-bot", "true"))).To(MatchError(refused))
+	// Nor through a subresource: an update of namespaces/status or namespaces/finalize carries
+	// the object's labels too.
+	for name, write := range map[string]func(*corev1.Namespace) error{
+		"status": func(n *corev1.Namespace) error { return tenantClient.Status().Update(envtesting.Ctx(t), n) },
+		"finalize": func(n *corev1.Namespace) error {
+			return tenantClient.SubResource("finalize").Update(envtesting.Ctx(t), n)
+		},
+	} {
+		cur := &corev1.Namespace{}
+		envtesting.Must(t, env.Client.Get(envtesting.Ctx(t), client.ObjectKeyFromObject(ns), cur))
+		cur.Labels = withLabel(cur.Labels, prefix+"crm-bot", "true")
+		g.Expect(write(cur)).To(MatchError(refused), "the label set through namespaces/%s", name)
+	}
 	g.Consistently(func(g Gomega) { g.Expect(target(g, ns.Name, "labels-token")).To(BeNil()) }).
 		WithTimeout(2*time.Second).Should(Succeed(), "the tenant's namespace received the token")
 
