@@ -45,6 +45,8 @@ type proxyParams struct {
 	rate        int           // requests per second of the fixed-rate runs
 	duration    time.Duration // of each run
 	concurrency int           // clients of the saturation runs
+	args        string        // more flags of the proxy, space-separated
+	env         string        // more environment of the proxy, KEY=value space-separated
 }
 
 func defaultProxyParams() proxyParams {
@@ -57,6 +59,8 @@ func (pp *proxyParams) register(fs *flag.FlagSet) {
 	fs.IntVar(&pp.rate, "proxy-rate", pp.rate, "requests per second of the proxy's fixed-rate runs")
 	fs.DurationVar(&pp.duration, "proxy-duration", pp.duration, "length of each proxy run (direct and through the proxy, fixed rate and saturation)")
 	fs.IntVar(&pp.concurrency, "proxy-concurrency", pp.concurrency, "concurrent clients of the proxy's saturation runs")
+	fs.StringVar(&pp.args, "proxy-args", "", "more dingtalk-token-proxy flags, space-separated (e.g. --log-requests=false)")
+	fs.StringVar(&pp.env, "proxy-env", "", "more environment of dingtalk-token-proxy, KEY=value space-separated (e.g. GOMAXPROCS=1)")
 }
 
 // proxyRun is one load run against one target.
@@ -106,9 +110,9 @@ func (b *bench) runProxy(ctx context.Context) (proxyResult, error) {
 		return r, err
 	}
 	api, metrics := mustFreeAddr(), mustFreeAddr()
-	proc, err := testenv.StartProcess("dingtalk-token-proxy", bin, filepath.Join(b.dir, "proxy.log"), "--token-dir="+vol.Dir,
-		"--api-listen="+api, "--oapi-listen="+mustFreeAddr(), "--metrics-listen="+metrics,
-		"--api-upstream="+sim.URL(), "--oapi-upstream="+sim.URL())
+	args := append([]string{"--token-dir=" + vol.Dir, "--api-listen=" + api, "--oapi-listen=" + mustFreeAddr(),
+		"--metrics-listen=" + metrics, "--api-upstream=" + sim.URL(), "--oapi-upstream=" + sim.URL()}, strings.Fields(b.p.proxy.args)...)
+	proc, err := testenv.StartProcessEnv("dingtalk-token-proxy", bin, filepath.Join(b.dir, "proxy.log"), strings.Fields(b.p.proxy.env), args...)
 	if err != nil {
 		return r, err
 	}
@@ -292,6 +296,13 @@ func httpStatus(url string) int {
 	return resp.StatusCode
 }
 
+func proxyArgs(args, env string) string {
+	if args+env == "" {
+		return "no other flag"
+	}
+	return strings.TrimSpace("with " + env + " " + args)
+}
+
 func mustFreeAddr() string {
 	a, err := testenv.FreeAddr()
 	if err != nil {
@@ -325,7 +336,7 @@ func (b *bench) proxyTable(w func(string, ...any)) {
 	w("| proxy CPU per 1,000 requests at saturation | | %.0f ms | | |", 1e6*r.cpuSat/max(float64(r.satProxy.sent), 1))
 	w("")
 	w("Added latency is the difference of the percentiles, not a percentile of differences. The load generator and the")
-	w("simulator run in the bench's process, the proxy in its own (its defaults: request lines logged at info, to a file).")
+	w("simulator run in the bench's process, the proxy in its own (its defaults, request lines logged at info to a file, %s).", proxyArgs(r.p.args, r.p.env))
 	w("Fixed rate: %d requests/s for %s each, open loop (64 workers; a request's latency runs from when it was due).", r.p.rate, r.p.duration)
 	w("Saturation: %d clients, each sending its next request when the last is answered, for %s. The simulator answered", r.p.concurrency, r.p.duration)
 	w("%d calls with success, %d of them through the proxy.", r.upstreamCalls, r.proxiedOnly)

@@ -105,7 +105,8 @@ func (b *bench) report() string {
 		b.p.restartWindow, b.p.settle, b.p.rssSamples, b.p.rssInterval)
 	if b.proxy != nil {
 		w("- dingtalk-token-proxy: built from `./cmd/dingtalk-token-proxy` as a release builds it (`-trimpath -ldflags=-s -w`);")
-		w("  --proxy-rate %d --proxy-duration %s --proxy-concurrency %d", b.p.proxy.rate, b.p.proxy.duration, b.p.proxy.concurrency)
+		w("  --proxy-rate %d --proxy-duration %s --proxy-concurrency %d --proxy-args %q --proxy-env %q", b.p.proxy.rate, b.p.proxy.duration,
+			b.p.proxy.concurrency, b.p.proxy.args, b.p.proxy.env)
 	}
 	return s.String()
 }
