@@ -39,7 +39,9 @@ const (
 // Refusal reasons, the values of the reason label of MetricRefused.
 const (
 	refusedConnect  = "connect"
+	refusedMethod   = "method"
 	refusedTarget   = "absolute_form"
+	refusedPath     = "path"
 	refusedHost     = "host"
 	refusedNoToken  = "no_token"
 	refusedBodyRead = "body_unreadable"

@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,8 +61,9 @@ const (
 const (
 	// maxHeldBody is the largest request body kept for a retry; a larger one is streamed.
 	maxHeldBody = 1 << 20
-	// maxHeldTotal bounds the bodies held by all requests at once; beyond it, bodies stream.
-	maxHeldTotal = 64 << 20
+	// maxHeldTotal bounds the bodies held by all requests at once; beyond it, bodies stream. Well
+	// inside the sidecar's documented 64 MiB memory limit.
+	maxHeldTotal = 16 << 20
 	// maxPeek is the largest answer read to tell whether DingTalk refused the token.
 	maxPeek = 64 << 10
 	// maxLoggedPath bounds the path in a request log line.
@@ -208,18 +210,40 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 	rt.rp.ServeHTTP(rec, r.WithContext(ctx))
 }
 
-// refuse says why a request is not proxied: CONNECT, a target that is not a path
-// (absolute-form, authority-form, asterisk), or a Host that names another server.
+// refuse says why a request is not proxied: CONNECT or a method DingTalk's APIs do not use
+// (TRACE would have the token echoed back), a target that is not a path (absolute-form,
+// authority-form, asterisk), a path with dot segments (a gateway that normalises it would leave
+// the upstream's path prefix, token and all), or a Host that names another server.
 func (p *Proxy) refuse(r *http.Request) (reason string, status int, msg string) {
 	switch {
 	case r.Method == http.MethodConnect:
 		return refusedConnect, http.StatusMethodNotAllowed, "CONNECT is not served: this is not a forward proxy"
+	case !allowedMethods[r.Method]:
+		return refusedMethod, http.StatusMethodNotAllowed, "only GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS are served"
 	case !strings.HasPrefix(r.RequestURI, "/"):
 		return refusedTarget, http.StatusBadRequest, "the request target must be a path: this proxy forwards to a fixed upstream only"
+	case hasDotSegment(r.URL.Path):
+		return refusedPath, http.StatusBadRequest, "the path may not hold . or .. segments"
 	case !p.hostAllowed(r):
 		return refusedHost, http.StatusMisdirectedRequest, "the Host header names another server (add it to --allowed-hosts if it is this proxy's name)"
 	}
 	return "", 0, ""
+}
+
+// allowedMethods are the methods the proxy forwards: those of DingTalk's APIs.
+var allowedMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
+}
+
+// hasDotSegment reports whether a (decoded) path holds a "." or ".." segment.
+func hasDotSegment(path string) bool {
+	for seg := range strings.SplitSeq(path, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // hostAllowed accepts a Host that names this proxy: none, localhost, a loopback address, the
@@ -297,10 +321,15 @@ func (rt *route) rewrite(pr *httputil.ProxyRequest) {
 	rt.place(pr.Out, callOf(pr.In.Context()).token.value)
 }
 
-// stripTokens removes the client's tokens from every place one travels in.
+// stripTokens removes the client's tokens from every place one travels in: the token header and
+// Authorization however they are spelt (case, '_' for '-'), and the access_token parameter
+// however it is spelt or escaped.
 func stripTokens(r *http.Request) {
-	r.Header.Del(headerToken)
-	r.Header.Del(headerAuth)
+	for k := range r.Header {
+		if name := strings.ReplaceAll(strings.ToLower(k), "_", "-"); name == strings.ToLower(headerToken) || name == strings.ToLower(headerAuth) {
+			r.Header.Del(k)
+		}
+	}
 	r.URL.RawQuery = withoutParam(r.URL.RawQuery, queryToken)
 }
 
@@ -322,8 +351,8 @@ func placeQuery(r *http.Request, token string) {
 	r.URL.RawQuery = q + queryToken + "=" + url.QueryEscape(token)
 }
 
-// withoutParam removes every name parameter (however its name is escaped) from a raw query and
-// keeps the rest as it was, in order.
+// withoutParam removes every name parameter (however its name is escaped, in any case) from a
+// raw query and keeps the rest as it was, in order.
 func withoutParam(raw, name string) string {
 	if raw == "" {
 		return raw
@@ -332,7 +361,7 @@ func withoutParam(raw, name string) string {
 	kept := parts[:0]
 	for _, part := range parts {
 		key, _, _ := strings.Cut(part, "=")
-		if k, err := url.QueryUnescape(key); err == nil && k == name || key == name {
+		if k, err := url.QueryUnescape(key); err == nil && strings.EqualFold(k, name) || strings.EqualFold(key, name) {
 			continue
 		}
 		kept = append(kept, part)
@@ -340,9 +369,9 @@ func withoutParam(raw, name string) string {
 	return strings.Join(kept, "&")
 }
 
-// scrubAnswer passes an answer through (a 3xx too: it is never followed) with any header that
-// carries the token removed, and the access_token parameter removed from Location: the token
-// never reaches the client.
+// scrubAnswer passes an answer through (a 3xx too: it is never followed) with the access_token
+// parameter removed from Location, and any header that still carries the token (as it is, or
+// query- or path-escaped) removed: the token never reaches the client.
 func scrubAnswer(resp *http.Response) error {
 	c := callOf(resp.Request.Context())
 	if c == nil {
@@ -359,12 +388,15 @@ func scrubAnswer(resp *http.Response) error {
 		}
 	}
 	tok := c.token.value
+	if tok == "" {
+		return nil
+	}
+	forms := []string{tok, url.QueryEscape(tok), url.PathEscape(tok)}
 	for k, vs := range resp.Header {
-		for _, v := range vs {
-			if tok != "" && strings.Contains(v, tok) {
-				resp.Header.Del(k)
-				break
-			}
+		if slices.ContainsFunc(vs, func(v string) bool {
+			return slices.ContainsFunc(forms, func(f string) bool { return strings.Contains(v, f) })
+		}) {
+			resp.Header.Del(k)
 		}
 	}
 	return nil

@@ -121,9 +121,13 @@ func TestClientTokensReplaced(t *testing.T) {
 	w.mount(t, tok)
 	p := w.startProxy(t, nil)
 	client := []string{w.sensitive.New(testenv.Credential, "client-header-"), w.sensitive.New(testenv.Credential, "client-bearer-"),
-		w.sensitive.New(testenv.Credential, "client-query-"), w.sensitive.New(testenv.Credential, "client-escaped-")}
-	header := http.Header{"X-Acs-Dingtalk-Access-Token": {client[0]}, "Authorization": {"Bearer " + client[1]}}
-	query := "?access_token=" + client[2] + "&access%5Ftoken=" + client[3] + "&userid=u1"
+		w.sensitive.New(testenv.Credential, "client-query-"), w.sensitive.New(testenv.Credential, "client-escaped-"),
+		w.sensitive.New(testenv.Credential, "client-underscored-"), w.sensitive.New(testenv.Credential, "client-cased-")}
+	// The header and the parameter as spelt, and the variants a server may take them for: a
+	// header with '_' for '-', a parameter in another case.
+	header := http.Header{"X-Acs-Dingtalk-Access-Token": {client[0]}, "Authorization": {"Bearer " + client[1]},
+		"X_acs_dingtalk_access_token": {client[4]}}
+	query := "?access_token=" + client[2] + "&access%5Ftoken=" + client[3] + "&Access_Token=" + client[5] + "&userid=u1"
 
 	for _, c := range []struct{ listener, method, path, body string }{
 		{"api", http.MethodGet, "/v1.0/contact/users/union1" + query, ""},
@@ -201,6 +205,11 @@ func TestRefusals(t *testing.T) {
 		"foreign Host":            {"GET /v1.0/contact/users/u1 HTTP/1.1\r\nHost: evil.example\r\n\r\n", 421},
 		"upstream's Host":         {"GET /v1.0/contact/users/u1 HTTP/1.1\r\nHost: api.dingtalk.com\r\n\r\n", 421},
 		"rebound name":            {"GET /v1.0/contact/users/u1 HTTP/1.1\r\nHost: attacker.example:" + port + "\r\n\r\n", 421},
+		// TRACE would have an upstream echo the token back; no DingTalk API uses it.
+		"TRACE": {"TRACE /v1.0/contact/users/u1 HTTP/1.1\r\nHost: " + api + "\r\n\r\n", 405},
+		// Dot segments would leave the upstream's path prefix on a gateway that normalises them.
+		"dot segments":         {"GET /v1.0/../../x HTTP/1.1\r\nHost: " + api + "\r\n\r\n", 400},
+		"escaped dot segments": {"GET /v1.0/%2e%2e/x HTTP/1.1\r\nHost: " + api + "\r\n\r\n", 400},
 	}
 	for name, tc := range refused {
 		t.Run(name, func(t *testing.T) {
@@ -215,7 +224,9 @@ func TestRefusals(t *testing.T) {
 	}
 	if m := p.metrics(t); !strings.Contains(m, `dingtalk_token_proxy_refused_total{reason="host",upstream="api"} 3`) ||
 		!strings.Contains(m, `dingtalk_token_proxy_refused_total{reason="absolute_form",upstream="api"} 3`) ||
-		!strings.Contains(m, `dingtalk_token_proxy_refused_total{reason="connect",upstream="api"} 1`) {
+		!strings.Contains(m, `dingtalk_token_proxy_refused_total{reason="connect",upstream="api"} 1`) ||
+		!strings.Contains(m, `dingtalk_token_proxy_refused_total{reason="method",upstream="api"} 1`) ||
+		!strings.Contains(m, `dingtalk_token_proxy_refused_total{reason="path",upstream="api"} 2`) {
 		t.Errorf("refusals not counted by reason:\n%s", grep(m, "refused_total"))
 	}
 

@@ -20,6 +20,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -81,6 +82,33 @@ func TestSourceRechecksWithoutEvents(t *testing.T) {
 }
 
 // TestSourceWatchSeesTheSwap: with the watch, a swap is seen at once, with no clock step.
+// TestSourceRecoversFromAFailedRead: a read that fails for a moment (here: the token file missing
+// from the ..data directory at the first read, then put back in place, so the link does not move)
+// is tried again at the next check: the failure does not stick until the next swap.
+func TestSourceRecoversFromAFailedRead(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+	v := &testenv.SecretVolume{Dir: filepath.Join(t.TempDir(), "token")}
+	volumeAt(t, v, "token-one", clk.Now().Add(time.Hour))
+	file, err := filepath.EvalSymlinks(filepath.Join(v.Dir, "accessToken"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(file, file+".away"); err != nil {
+		t.Fatal(err)
+	}
+	src := tokenproxy.NewSource(v.Dir, "accessToken", "expiresAt", clk, discard)
+	if _, err := src.Current(); err == nil {
+		t.Fatal("a missing token file was read")
+	}
+	if err := os.Rename(file+".away", file); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(time.Second)
+	if tok, err := src.Current(); err != nil || tok.Value() != "token-one" {
+		t.Errorf("after the file came back: %v, want token-one", err)
+	}
+}
+
 func TestSourceWatchSeesTheSwap(t *testing.T) {
 	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	v := &testenv.SecretVolume{Dir: filepath.Join(t.TempDir(), "token")}

@@ -161,7 +161,9 @@ func (s *Source) check(force bool) *snapshot {
 	}
 	s.dirty.Store(false) // an event from here on asks for another check
 	version := s.version()
-	if prev != nil && version != "" && version == prev.version {
+	// A version seen before is not read again, unless its read failed: a failure that passes
+	// (a file briefly unreadable, fixed in place) must not stick until the next swap.
+	if prev != nil && prev.err == nil && version != "" && version == prev.version {
 		next := *prev
 		next.checked = now
 		s.cur.Store(&next)

@@ -194,10 +194,11 @@ func startClients(t *testing.T, api, oapi string) *clients {
 	for _, f := range calls {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				status, body, err := f(ctx)
-				if ctx.Err() != nil {
-					return
-				}
+				// A request once sent runs to its end (stop waits for it, bounded), so that every
+				// request the simulator counts is counted here too.
+				rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				status, body, err := f(rctx)
+				rcancel()
 				c.sent.Add(1)
 				if err != nil || status != 200 || strings.Contains(body, `"errcode":`) && !strings.Contains(body, `"errcode":0`) {
 					c.failed.Add(1)
