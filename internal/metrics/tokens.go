@@ -20,6 +20,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -161,45 +163,155 @@ func (c *tokenCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect sends every token's series.
+// Collect sends every token's series. A scrape holds all of them at once (the registry gathers
+// every series before it encodes any), about ten per token: each token's series are built in one
+// block, their label pairs shared (the token's name and namespace once for all its series; the
+// kind, condition, type and reason values once per scrape) and the constant values 0 and 1
+// shared. At 10,000 tokens a scrape allocates about a quarter of what one constant metric per
+// series took (BenchmarkScrapeTokens: 87 MB).
 func (c *tokenCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
+	shared := scrapePairs{}
 	for k, r := range c.tokens {
-		kind := k.kind()
-		if r.expires != 0 {
-			gauge(tokenExpirationDesc, float64(r.expires), k.namespace, k.name, kind, r.typ)
+		b := &tokenSeries{}
+		b.fill(k, r, shared)
+		for i := range b.n {
+			ch <- &b.series[i]
 		}
-		if r.refresh != 0 {
-			gauge(tokenRefreshDesc, float64(r.refresh), k.namespace, k.name, kind, r.typ)
-		}
-		conditionSeries(gauge, tokenReadyDesc, r.ready, k, kind)
-		if r.readyReason != "" {
-			gauge(tokenReadyReasonDesc, 1, k.namespace, k.name, kind, r.readyReason)
-		}
-		conditionSeries(gauge, tokenRefreshedDesc, r.refreshed, k, kind)
-		gauge(tokenFailedAttemptsDesc, float64(r.failedAttempts), k.namespace, k.name, kind)
-		if r.lastFailure != 0 {
-			gauge(tokenLastFailureDesc, float64(r.lastFailure), k.namespace, k.name, kind, r.failureReason)
-		}
-		conditionSeries(gauge, tokenTicketStreamDesc, r.ticketStream, k, kind)
 	}
 }
 
-// conditionSeries sends the three series of a condition metric: 1 for the condition's status (at
+// The label names, and the pairs of the values every scrape uses.
+var (
+	labelNamespace, labelName, labelKind   = "namespace", "name", "kind"
+	labelCondition, labelType, labelReason = "condition", "type", "reason"
+
+	kindPairs = map[string]*dto.LabelPair{
+		KindDingTalkToken:        labelPair(&labelKind, KindDingTalkToken),
+		KindClusterDingTalkToken: labelPair(&labelKind, KindClusterDingTalkToken),
+	}
+	conditionPairs = [len(conditionValues)]*dto.LabelPair{
+		labelPair(&labelCondition, string(conditionValues[0])),
+		labelPair(&labelCondition, string(conditionValues[1])),
+		labelPair(&labelCondition, string(conditionValues[2])),
+	}
+	// The values of the *_status series and of ready_reason: shared by every series that has them.
+	gaugeZero, gaugeOne = &dto.Gauge{Value: proto.Float64(0)}, &dto.Gauge{Value: proto.Float64(1)}
+)
+
+func labelPair(name *string, value string) *dto.LabelPair {
+	return &dto.LabelPair{Name: name, Value: &value}
+}
+
+// scrapePairs are the label pairs of the type and reason values of one scrape, by label and value.
+type scrapePairs map[[2]string]*dto.LabelPair
+
+func (s scrapePairs) pair(name *string, value string) *dto.LabelPair {
+	k := [2]string{*name, value}
+	p, ok := s[k]
+	if !ok {
+		p = labelPair(name, value)
+		s[k] = p
+	}
+	return p
+}
+
+// maxSeries is the most series a token has: expiry, next refresh, failed attempts, last failure,
+// Ready's reason, and three for each of the Ready, Refreshed and TicketStream conditions.
+const maxSeries = 5 + 3*len(conditionValues)
+
+// tokenSeries is one token's series in a scrape, in one allocation.
+type tokenSeries struct {
+	namespace, name  string
+	nsPair, namePair dto.LabelPair
+	// pairs back the series' label pairs: four at most each, sorted by name as the registry
+	// expects (condition, kind, name, namespace, reason, type).
+	pairs  [4 * maxSeries]*dto.LabelPair
+	used   int
+	floats [4]float64
+	gauges [4]dto.Gauge
+	valued int
+	series [maxSeries]series
+	n      int
+}
+
+// series is one gauge series of a scrape.
+type series struct {
+	desc   *prometheus.Desc
+	labels []*dto.LabelPair
+	gauge  *dto.Gauge
+}
+
+func (s *series) Desc() *prometheus.Desc { return s.desc }
+
+// Write gives the registry the series' shared pairs and value, which it never changes.
+func (s *series) Write(m *dto.Metric) error {
+	m.Label, m.Gauge = s.labels, s.gauge
+	return nil
+}
+
+// fill builds the series of the token k from its record r.
+func (b *tokenSeries) fill(k tokenKey, r tokenRecord, shared scrapePairs) {
+	b.namespace, b.name = k.namespace, k.name
+	b.nsPair = dto.LabelPair{Name: &labelNamespace, Value: &b.namespace}
+	b.namePair = dto.LabelPair{Name: &labelName, Value: &b.name}
+	kind := kindPairs[k.kind()]
+	if r.expires != 0 {
+		b.add(tokenExpirationDesc, b.value(float64(r.expires)), kind, shared.pair(&labelType, r.typ))
+	}
+	if r.refresh != 0 {
+		b.add(tokenRefreshDesc, b.value(float64(r.refresh)), kind, shared.pair(&labelType, r.typ))
+	}
+	b.conditionSeries(tokenReadyDesc, r.ready, kind)
+	if r.readyReason != "" {
+		b.add(tokenReadyReasonDesc, gaugeOne, kind, shared.pair(&labelReason, r.readyReason))
+	}
+	b.conditionSeries(tokenRefreshedDesc, r.refreshed, kind)
+	b.add(tokenFailedAttemptsDesc, b.value(float64(r.failedAttempts)), kind, nil)
+	if r.lastFailure != 0 {
+		b.add(tokenLastFailureDesc, b.value(float64(r.lastFailure)), kind, shared.pair(&labelReason, r.failureReason))
+	}
+	b.conditionSeries(tokenTicketStreamDesc, r.ticketStream, kind)
+}
+
+// conditionSeries adds the three series of a condition metric: 1 for the condition's status (at
 // index current of conditionValues), 0 for the others; none at all for noSeries.
-func conditionSeries(gauge func(*prometheus.Desc, float64, ...string), d *prometheus.Desc, current uint8, k tokenKey, kind string) {
+func (b *tokenSeries) conditionSeries(d *prometheus.Desc, current uint8, kind *dto.LabelPair) {
 	if current == noSeries {
 		return
 	}
-	for i, v := range conditionValues {
-		value := 0.0
+	for i, cond := range conditionPairs {
+		g := gaugeZero
 		if uint8(i) == current {
-			value = 1
+			g = gaugeOne
 		}
-		gauge(d, value, k.namespace, k.name, kind, string(v))
+		b.addPairs(d, g, cond, kind, &b.namePair, &b.nsPair)
 	}
+}
+
+// add adds a series labelled kind, name, namespace and last (nil: none), in that order.
+func (b *tokenSeries) add(d *prometheus.Desc, g *dto.Gauge, kind, last *dto.LabelPair) {
+	if last == nil {
+		b.addPairs(d, g, kind, &b.namePair, &b.nsPair)
+		return
+	}
+	b.addPairs(d, g, kind, &b.namePair, &b.nsPair, last)
+}
+
+func (b *tokenSeries) addPairs(d *prometheus.Desc, g *dto.Gauge, pairs ...*dto.LabelPair) {
+	labels := b.pairs[b.used : b.used+len(pairs) : b.used+len(pairs)]
+	copy(labels, pairs)
+	b.used += len(pairs)
+	b.series[b.n] = series{desc: d, labels: labels, gauge: g}
+	b.n++
+}
+
+// value is a gauge holding v, in the block.
+func (b *tokenSeries) value(v float64) *dto.Gauge {
+	b.floats[b.valued] = v
+	g := &b.gauges[b.valued]
+	g.Value = &b.floats[b.valued]
+	b.valued++
+	return g
 }

@@ -18,10 +18,13 @@ package metrics
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
@@ -161,4 +164,56 @@ func withHeaders(samples string) string {
 		}
 	}
 	return out.String()
+}
+
+// TestConcurrentScrapes: scrapes running at once, in both exposition formats, share the label
+// pairs and constant values of the per-token series without changing them (run with -race), and
+// each sees every series.
+func TestConcurrentScrapes(t *testing.T) {
+	c := newTokenCollector()
+	at := &metav1.Time{Time: time.Unix(2000, 0)}
+	for i, ns := range []string{"apps", "billing", ""} {
+		c.set(ns, "tok", "InternalApp", &v1alpha1.TokenStatus{ExpiresAt: at, RefreshTime: at, FailedAttempts: int32(i),
+			LastFailureTime: at, LastFailureReason: v1alpha1.ReasonRateLimited, Conditions: []metav1.Condition{
+				{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonTokenValid},
+				{Type: v1alpha1.ConditionRefreshed, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonRateLimited},
+				{Type: v1alpha1.ConditionTicketStream, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonConnected},
+			}})
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	var wg sync.WaitGroup
+	out := make([]string, 8)
+	for i := range out {
+		wg.Go(func() {
+			fams, err := reg.Gather()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			format := expfmt.NewFormat(expfmt.TypeTextPlain)
+			if i%2 == 1 {
+				format = expfmt.NewFormat(expfmt.TypeProtoDelim)
+			}
+			var b strings.Builder
+			enc := expfmt.NewEncoder(&b, format)
+			n := 0
+			for _, f := range fams {
+				n += len(f.GetMetric())
+				if err := enc.Encode(f); err != nil {
+					t.Error(err)
+				}
+			}
+			if n != 3*14 {
+				t.Errorf("a scrape saw %d series, want 42", n)
+			}
+			out[i] = b.String()
+		})
+	}
+	wg.Wait()
+	for i := 2; i < len(out); i++ {
+		if out[i] != out[i%2] {
+			t.Errorf("scrape %d differs from scrape %d of the same format", i, i%2)
+		}
+	}
 }
