@@ -50,6 +50,13 @@ var (
 		ConstLabels: prometheus.Labels{"version": version.Version, "commit": version.Commit},
 	}, func() float64 { return 1 })
 
+	// EventsDropped counts the Events not recorded because the queue of Events waiting to be
+	// written was full (internal/eventrecorder).
+	EventsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "dingtalk_events_dropped_total",
+		Help: "Events the operator did not record because too many were waiting to be written to the API server.",
+	})
+
 	// APIRequests counts DingTalk API calls by endpoint path and result ("success" or an error class).
 	APIRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dingtalk_api_requests_total",
@@ -65,7 +72,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(tokens, buildInfo, ClusterTokenNamespaces, APIRequests, APIRequestDuration)
+	metrics.Registry.MustRegister(tokens, buildInfo, ClusterTokenNamespaces, EventsDropped, APIRequests, APIRequestDuration)
 }
 
 // ObserveAPIRequest records one DingTalk call.

@@ -29,6 +29,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -41,6 +42,7 @@ import (
 	dingtalkv1alpha1 "github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/eventrecorder"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/logcap"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/stream"
 
@@ -176,11 +178,22 @@ func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, erro
 	if err := mgr.Add(hub); err != nil {
 		return nil, fmt.Errorf("adding the DingTalk Stream connections: %w", err)
 	}
+	// Events are written from a bounded queue (internal/eventrecorder), not through the manager's
+	// broadcaster, which keeps every Event for minutes.
+	eventsClient, err := eventsv1client.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
+	if err != nil {
+		return nil, fmt.Errorf("creating the Events client: %w", err)
+	}
+	recorder := eventrecorder.New(mgr.GetScheme(), eventrecorder.APISink(eventsClient), EventSource, clock.RealClock{},
+		mgr.GetLogger().WithName("events"))
+	if err := mgr.Add(recorder); err != nil {
+		return nil, fmt.Errorf("adding the Event recorder: %w", err)
+	}
 	c, reader := h.wrapClient(mgr.GetClient()), h.wrapAPIReader(mgr.GetAPIReader())
 	r := &controllers.DingTalkTokenReconciler{
 		Client:                  c,
 		APIReader:               reader,
-		Recorder:                mgr.GetEventRecorder(EventSource),
+		Recorder:                recorder,
 		WatchNamespaces:         o.WatchNamespaces,
 		EnableRolloutRestart:    o.EnableRolloutRestart,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
@@ -195,7 +208,7 @@ func NewManager(cfg *rest.Config, o Options, hooks ...Hooks) (ctrl.Manager, erro
 		cr := &controllers.ClusterDingTalkTokenReconciler{
 			Client:                  c,
 			APIReader:               reader,
-			Recorder:                mgr.GetEventRecorder(EventSource),
+			Recorder:                recorder,
 			MaxConcurrentReconciles: o.MaxConcurrentReconciles,
 			Machinery:               machinery,
 		}
