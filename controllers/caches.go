@@ -17,8 +17,11 @@ limitations under the License.
 package controllers
 
 import (
+	"unique"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -31,10 +34,10 @@ import (
 // CacheOptions returns the manager's cache options: Secrets are cached only when labelled
 // app.kubernetes.io/managed-by=dingtalk-token-operator, as views that hold no data
 // (ownedsecret.Transform), DingTalkTokens and ClusterDingTalkTokens only when tokens matches them
-// (nil or empty: all; the operator serves no other), and everything only in namespaces (empty:
-// all). Memory then follows the number of the operator's own Secrets, not the cluster's Secrets
-// nor their size. managedFields are dropped (stripManagedFields), but for the operator's own
-// entries on its Secrets.
+// (nil or empty: all; the operator serves no other) and only with what the passes read of them
+// (compactToken), and everything only in namespaces (empty: all). Memory then follows the number
+// of the operator's own Secrets, not the cluster's Secrets nor their size. managedFields are
+// dropped (stripManagedFields).
 func CacheOptions(namespaces []string, tokens labels.Selector) cache.Options {
 	if tokens != nil && tokens.Empty() {
 		tokens = nil
@@ -47,8 +50,8 @@ func CacheOptions(namespaces []string, tokens labels.Selector) cache.Options {
 				Label:     labels.SelectorFromSet(labels.Set{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue}),
 				Transform: ownedsecret.Transform,
 			},
-			&v1alpha1.DingTalkToken{}:        {Label: tokens},
-			&v1alpha1.ClusterDingTalkToken{}: {Label: tokens},
+			&v1alpha1.DingTalkToken{}:        {Label: tokens, Transform: compactToken},
+			&v1alpha1.ClusterDingTalkToken{}: {Label: tokens, Transform: compactToken},
 		},
 	}
 }
@@ -88,4 +91,58 @@ var stripManagedFields toolscache.TransformFunc = func(in any) (any, error) {
 		obj.SetAnnotations(a)
 	}
 	return in, nil
+}
+
+// compactToken keeps of a DingTalkToken or ClusterDingTalkToken what the passes read: its identity
+// (name, namespace, uid, resourceVersion, generation, deletion), its refresh-requested-at
+// annotation, its spec and its status. Its labels (the cache selects by them on the API server),
+// its other annotations, ownerReferences, finalizers and managedFields go: a token applied by Helm
+// or Argo CD carries several of each. The strings most tokens repeat (the namespace, the type,
+// the conditions' types, statuses and reasons) are shared (unique.Make), not one copy per token.
+var compactToken toolscache.TransformFunc = func(in any) (any, error) {
+	switch t := in.(type) {
+	case *v1alpha1.DingTalkToken:
+		compactMeta(&t.ObjectMeta)
+		t.Spec.Type = v1alpha1.TokenType(intern(string(t.Spec.Type)))
+		compactStatus(&t.Status.TokenStatus)
+	case *v1alpha1.ClusterDingTalkToken:
+		compactMeta(&t.ObjectMeta)
+		t.Spec.Type = v1alpha1.TokenType(intern(string(t.Spec.Type)))
+		t.Spec.CredentialsRef.Namespace = intern(t.Spec.CredentialsRef.Namespace)
+		compactStatus(&t.Status.TokenStatus)
+	default:
+		return stripManagedFields(in)
+	}
+	return in, nil
+}
+
+// compactMeta leaves the metadata a pass reads.
+func compactMeta(m *metav1.ObjectMeta) {
+	var ann map[string]string
+	if v, ok := m.Annotations[v1alpha1.RefreshRequestedAtAnnotation]; ok {
+		ann = map[string]string{v1alpha1.RefreshRequestedAtAnnotation: v}
+	}
+	*m = metav1.ObjectMeta{
+		Name: m.Name, Namespace: intern(m.Namespace), UID: m.UID, ResourceVersion: m.ResourceVersion,
+		Generation: m.Generation, CreationTimestamp: m.CreationTimestamp,
+		DeletionTimestamp: m.DeletionTimestamp, DeletionGracePeriodSeconds: m.DeletionGracePeriodSeconds,
+		Annotations: ann,
+	}
+}
+
+// compactStatus shares the status strings tokens repeat.
+func compactStatus(st *v1alpha1.TokenStatus) {
+	for i := range st.Conditions {
+		c := &st.Conditions[i]
+		c.Type, c.Status, c.Reason = intern(c.Type), metav1.ConditionStatus(intern(string(c.Status))), intern(c.Reason)
+	}
+	st.LastFailureReason = intern(st.LastFailureReason)
+}
+
+// intern is the one shared copy of s.
+func intern(s string) string {
+	if s == "" {
+		return s
+	}
+	return unique.Make(s).Value()
 }

@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"slices"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -343,12 +344,19 @@ func ownerKey(owner client.Object) types.NamespacedName { return client.ObjectKe
 // has caught up with that write: a cached copy older than our own write is read again from the
 // API server instead of being mistaken for drift, or for an old status.
 type Writes struct {
-	mu      sync.Mutex
-	written map[types.NamespacedName]map[string]string
+	mu sync.Mutex
+	// written holds an owner's writes (one or two: its status, a Secret) as a small slice: a map
+	// per owner cost about 300 bytes more per object.
+	written map[types.NamespacedName][]write
+}
+
+// write is one object written for an owner, at resourceVersion rv.
+type write struct {
+	kind, namespace, name, rv string
 }
 
 // NewWrites is an empty record.
-func NewWrites() *Writes { return &Writes{written: map[types.NamespacedName]map[string]string{}} }
+func NewWrites() *Writes { return &Writes{written: map[types.NamespacedName][]write{}} }
 
 // Wrote records the resourceVersion of an object of kind written for owner.
 func (m *Writes) Wrote(owner types.NamespacedName, kind string, obj metav1.Object) {
@@ -357,12 +365,23 @@ func (m *Writes) Wrote(owner types.NamespacedName, kind string, obj metav1.Objec
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	w := m.written[owner]
-	if w == nil {
-		w = map[string]string{}
-		m.written[owner] = w
+	w := write{kind: kind, namespace: obj.GetNamespace(), name: obj.GetName(), rv: obj.GetResourceVersion()}
+	ws := m.written[owner]
+	if i := index(ws, w); i >= 0 {
+		ws[i] = w
+		return
 	}
-	w[kind+"/"+obj.GetNamespace()+"/"+obj.GetName()] = obj.GetResourceVersion()
+	m.written[owner] = append(ws, w)
+}
+
+// index is the position of the write of w's object in ws, -1 when there is none.
+func index(ws []write, w write) int {
+	for i, x := range ws {
+		if x.kind == w.kind && x.namespace == w.namespace && x.name == w.name {
+			return i
+		}
+	}
+	return -1
 }
 
 // Stale reports whether a cached object may predate what this process last wrote for owner: the
@@ -370,18 +389,18 @@ func (m *Writes) Wrote(owner types.NamespacedName, kind string, obj metav1.Objec
 func (m *Writes) Stale(owner types.NamespacedName, kind string, obj metav1.Object) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	w := m.written[owner]
-	k := kind + "/" + obj.GetNamespace() + "/" + obj.GetName()
-	rv, ok := w[k]
-	if !ok {
+	ws := m.written[owner]
+	i := index(ws, write{kind: kind, namespace: obj.GetNamespace(), name: obj.GetName()})
+	if i < 0 {
 		return false
 	}
-	if !caughtUp(obj.GetResourceVersion(), rv) {
+	if !caughtUp(obj.GetResourceVersion(), ws[i].rv) {
 		return true
 	}
-	delete(w, k)
-	if len(w) == 0 {
+	if len(ws) == 1 {
 		delete(m.written, owner)
+	} else {
+		m.written[owner] = slices.Delete(ws, i, i+1)
 	}
 	return false
 }
