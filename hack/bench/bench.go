@@ -139,7 +139,7 @@ func run(ctx context.Context, p params) (*bench, error) {
 			return nil, err
 		}
 	}
-	b.bin, b.source = p.managerBin, "the binary "+p.managerBin
+	b.bin, b.source = p.managerBin, "the binary "+b.localPath(p.managerBin)
 	if b.bin == "" {
 		b.source = sourceRevision(p.root, p.rev)
 	}
@@ -235,7 +235,7 @@ func (b *bench) startAt(w *world, endpoint string, more ...string) (*manager, er
 		env = []string{"GOMEMLIMIT=" + b.p.gomemlimit}
 	}
 	m, err := startManager(b.bin, w.kubeconfig, endpoint, filepath.Join(b.dir, fmt.Sprintf("manager-%d.log", b.managers)),
-		b.p.profileDir != "", env, append(slices.Clone(b.extra), more...))
+		env, append(slices.Clone(b.extra), more...))
 	if err == nil {
 		logf("Started manager %d (pid %d)", b.managers, m.Pid())
 	}
@@ -690,11 +690,11 @@ func (z *sizeRun) memory(ctx context.Context, m *manager) error {
 }
 
 // sampleMemory reads the manager's memory --rss-samples times and returns the sample with the
-// largest RSS, every RSS, and the most live Go heap (as of the last GC) it reported meanwhile.
+// largest RSS, every RSS, and then its live heap (after a forced collection, read once the RSS
+// samples are taken: a collection lets the runtime return memory).
 func sampleMemory(ctx context.Context, p params, m *manager) (memory, []int64, int64, error) {
 	var all []int64
 	var best memory
-	var heap int64
 	for i := range p.rssSamples {
 		if i > 0 {
 			if err := sleep(ctx, p.rssInterval); err != nil {
@@ -709,18 +709,20 @@ func sampleMemory(ctx context.Context, p params, m *manager) (memory, []int64, i
 		if v.rss > best.rss {
 			best = v
 		}
-		heap = max(heap, heapKiB(m))
 	}
-	return best, all, heap, nil
+	return best, all, heapKiB(m), nil
 }
 
-// heapKiB is the manager's live Go heap as of the last GC (go_gc_heap_live_bytes), 0 when unknown.
+// heapKiB is the manager's live Go heap (manager.liveHeap) in KiB, 0 when unknown.
 func heapKiB(m *manager) int64 {
-	h, err := m.gauge("go_gc_heap_live_bytes")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h, err := m.liveHeap(ctx)
 	if err != nil {
+		logf("  the live heap of manager %d: %v", m.Pid(), err)
 		return 0
 	}
-	return int64(h) / 1024
+	return h / 1024
 }
 
 // settle waits until the manager has had every token Ready for d, logging its RSS.

@@ -149,3 +149,24 @@ func smallParams(t *testing.T) params {
 	p.readyTimeout = 2 * time.Minute
 	return p
 }
+
+// TestReportNamesNoLocalPaths: the report (committed as docs/benchmarks.md) names paths inside
+// the repository relative to it, and others by their last element only.
+func TestReportNamesNoLocalPaths(t *testing.T) {
+	root := t.TempDir()
+	b := &bench{p: params{root: root}}
+	for in, want := range map[string]string{
+		root + "/bin/k8s/1.37.2":   "bin/k8s/1.37.2",
+		"/var/tmp/run-7/profiles": "<outside the repository>/profiles",
+		"docs/benchmarks.md":      "docs/benchmarks.md",
+		"":                        "",
+	} {
+		if got := b.localPath(in); got != want {
+			t.Errorf("localPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+	got := b.localPaths("go run ./hack/bench --profile-dir /var/tmp/p --out=" + root + "/docs/benchmarks.md --sizes 10/1")
+	if want := "go run ./hack/bench --profile-dir <outside the repository>/p --out=docs/benchmarks.md --sizes 10/1"; got != want {
+		t.Errorf("localPaths = %q, want %q", got, want)
+	}
+}

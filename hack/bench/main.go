@@ -184,7 +184,8 @@ func main() {
 	flag.DurationVar(&p.readyTimeout, "ready-timeout", p.readyTimeout, "give up waiting for tokens after this long")
 	flag.StringVar(&p.profileDir, "profile-dir", "", "serve the manager's pprof on loopback and write CPU and heap profiles of each phase here")
 	flag.IntVar(&p.profileSeconds, "profile-seconds", p.profileSeconds, "length of the CPU profile taken from the first create")
-	flag.BoolVar(&p.scaleOnly, "scale-only", false, "stop each size after its scale phase (experiments; the report leaves the other phases empty)")
+	flag.BoolVar(&p.scaleOnly, "scale-only", false, "stop each size, each one-namespace size and the two shards once their tokens are Ready "+
+		"and settled (experiments; the report leaves the other phases empty)")
 	flag.StringVar(&p.managerBin, "manager-bin", "", "manager binary to run (default: built from ./cmd into a temporary directory)")
 	flag.StringVar(&p.rev, "rev", "", "build the manager from this git revision (e.g. HEAD) instead of the working tree")
 	flag.StringVar(&p.managerArgs, "manager-args", "", "extra manager flags, space-separated (e.g. --max-concurrent-reconciles=8)")

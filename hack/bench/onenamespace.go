@@ -182,6 +182,12 @@ func (b *bench) runOneNamespace(ctx context.Context, s size) (oneNSResult, error
 	if err := m.profile(ctx, p.profileDir, fmt.Sprintf("one-%d-heap-settled.pprof", s.tokens), "heap?gc=1"); err != nil {
 		logf("  %v", err)
 	}
+	if p.scaleOnly {
+		end, _ := m.memoryKiB()
+		r.peak = end.hwm
+		logf("One namespace: settled RSS %d KiB, live heap %d KiB; peak RSS %d KiB", r.settled.rss, r.settledHeap, r.peak)
+		return r, nil
+	}
 	r.load["steady"] = loadavg()
 	if r.steadyCalls, err = listedCycles(ctx, w, p.cycles, s.lifetime); err != nil {
 		return r, err

@@ -20,6 +20,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -52,7 +53,7 @@ func (b *bench) report() string {
 	w := func(format string, args ...any) { fmt.Fprintf(&s, format+"\n", args...) }
 	w("# Benchmarks")
 	w("")
-	w("Written by `%s` on %s. The figures are what one run measured on the machine below; benchmarks", b.p.command, b.started.UTC().Format("2006-01-02 15:04 MST"))
+	w("Written by `%s` on %s. The figures are what one run measured on the machine below; benchmarks", b.localPaths(b.p.command), b.started.UTC().Format("2006-01-02 15:04 MST"))
 	w("report and do not fail on timing. Load averages (1, 5, 15 min) are noted where each phase started.")
 	w("How the figures moved from version to version, and what the profiles show: [performance.md](performance.md).")
 	w("")
@@ -82,10 +83,11 @@ func (b *bench) report() string {
 	w("- Date: %s; run took %s; load average at the end: %s (the machine was shared)", b.started.UTC().Format(time.RFC3339),
 		b.finished.Sub(b.started).Round(time.Second), loadavg())
 	w("- Source: %s", b.source)
-	w("- Control plane: envtest kube-apiserver and etcd from `KUBEBUILDER_ASSETS` (%s), one per scenario", os.Getenv("KUBEBUILDER_ASSETS"))
+	w("- Control plane: envtest kube-apiserver and etcd from `KUBEBUILDER_ASSETS` (%s), one per scenario", b.localPath(os.Getenv("KUBEBUILDER_ASSETS")))
 	w("- Manager: the binary built from `./cmd`, its flag defaults except `--kubeconfig`, `--dingtalk-endpoint`")
 	w("  (the simulator), `--metrics-secure=false` with a loopback `--metrics-bind-address` (scraped by the bench),")
-	w("  `--leader-elect=false`%s%s; the two shards add their `--watch-label-selector` and a Lease each", profiledArgs(b.p.profileDir), extraArgs(b.extra))
+	w("  `--leader-elect=false`, a loopback `--pprof-bind-address` (the live heap is read there%s)%s; the two shards add their", profiledArgs(b.localPath(b.p.profileDir)), extraArgs(b.extra))
+	w("  `--watch-label-selector` and a Lease each")
 	w("  (`--leader-elect=true`, `--leader-election-id`, `--leader-election-namespace`); environment: %s", memLimitEnv(b.p.gomemlimit))
 	var sizes, one []string
 	for _, z := range b.sizes {
@@ -366,7 +368,9 @@ func (b *bench) sizesMethod(w func(string, ...any)) {
 	w("   answer. Calls are the simulator's count; API requests are the manager's")
 	w("   `rest_client_requests_total` (every verb, events included); CPU is user + system time from")
 	w("   `/proc/<pid>/stat`; RSS is `VmRSS` (`RssAnon` + `RssFile`: the binary's pages) from")
-	w("   `/proc/<pid>/status`; the live heap is `go_gc_heap_live_bytes` (as of the last GC). Settled is")
+	w("   `/proc/<pid>/status`; the live heap is the Go heap in use right after a collection the bench")
+	w("   asks for (`HeapAlloc` of `/debug/pprof/heap?gc=1&debug=1`; `go_gc_heap_live_bytes` would count")
+	w("   what a metrics scrape held when the last collection ran, about 4 KiB per token). Settled is")
 	w("   the same process --settle after all were Ready (%d samples %s apart, the largest). Peak RSS", b.p.rssSamples, b.p.rssInterval)
 	w("   is `VmHWM`, the most the process was ever resident (what an OOM kill sees), read when all were")
 	w("   Ready and when each process was stopped (the restarts and the memory phase's processes too).")
@@ -457,7 +461,7 @@ func profiledArgs(dir string) string {
 	if dir == "" {
 		return ""
 	}
-	return ", a loopback `--pprof-bind-address` (profiles in " + dir + ")"
+	return "; profiles in " + dir
 }
 
 func readTrim(path string) string {
@@ -504,4 +508,32 @@ func procField(path, key string) string {
 		}
 	}
 	return "unknown"
+}
+
+// localPath names path as the report may: relative to the repository when inside it, else by its
+// last element only (the report is committed: no path of the machine that ran it).
+func (b *bench) localPath(path string) string {
+	if path == "" || !filepath.IsAbs(path) {
+		return path
+	}
+	if root, err := filepath.Abs(b.p.root); err == nil {
+		if rel, err := filepath.Rel(root, path); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return rel
+		}
+	}
+	return "<outside the repository>/" + filepath.Base(path)
+}
+
+// localPaths is command with each absolute path (an argument, or a --flag=value's value) named by
+// localPath.
+func (b *bench) localPaths(command string) string {
+	fields := strings.Fields(command)
+	for i, f := range fields {
+		if flag, value, ok := strings.Cut(f, "="); ok && strings.HasPrefix(flag, "-") {
+			fields[i] = flag + "=" + b.localPath(value)
+			continue
+		}
+		fields[i] = b.localPath(f)
+	}
+	return strings.Join(fields, " ")
 }

@@ -193,6 +193,13 @@ func (b *bench) runShards(ctx context.Context, s size) (shardsResult, error) {
 		}
 	}
 
+	if p.scaleOnly {
+		for i, m := range managers {
+			end, _ := m.memoryKiB()
+			r.shards[i].peak = end.hwm
+		}
+		return r, nil
+	}
 	r.load["steady"] = loadavg()
 	logf("Two shards: waiting for %d refresh cycles of %s tokens", p.cycles, s.lifetime)
 	before := refreshCounts(w.w)
