@@ -20,18 +20,38 @@ limitations under the License.
 package metrics
 
 import (
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/version"
 )
 
-// The per-token series (expiry, next refresh, conditions, failures) come from tokens, a collector over one small
-// record per token: GaugeVecs would keep about 2.7 KiB of label pairs per token.
+// The per-token series (expiry, next refresh, conditions, failures) come from tokens, one small
+// record per token (GaugeVecs would keep about 2.7 KiB of label pairs per token), added to what
+// controller-runtime's registry gathers (registry).
 var tokens = newTokenCollector()
+
+// registry is controller-runtime's registry (the metrics endpoint serves what it gathers) with the
+// per-token families added when it is gathered: they are built as families directly
+// (tokenCollector.families), not collected one metric per series. Everything else is the
+// registry's: collectors register there as before.
+type registry struct {
+	metrics.RegistererGatherer
+	tokens *tokenCollector
+}
+
+func (r registry) Gather() ([]*dto.MetricFamily, error) {
+	fams, err := r.RegistererGatherer.Gather()
+	fams = append(fams, r.tokens.families()...)
+	slices.SortFunc(fams, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return fams, err
+}
 
 var (
 	// ClusterTokenNamespaces counts a ClusterDingTalkToken's namespaces by state: matched,
@@ -72,7 +92,8 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(tokens, buildInfo, ClusterTokenNamespaces, EventsDropped, APIRequests, APIRequestDuration)
+	metrics.Registry = registry{metrics.Registry, tokens}
+	metrics.Registry.MustRegister(buildInfo, ClusterTokenNamespaces, EventsDropped, APIRequests, APIRequestDuration)
 }
 
 // ObserveAPIRequest records one DingTalk call.

@@ -133,7 +133,7 @@ dingtalk_token_refreshed_status{condition="Unknown",kind="DingTalkToken",name="c
 		t.Run(name, func(t *testing.T) {
 			c := newTokenCollector()
 			tc.do(c)
-			if err := testutil.CollectAndCompare(c, strings.NewReader(withHeaders(tc.want))); err != nil {
+			if err := testutil.GatherAndCompare(gatherer(c), strings.NewReader(withHeaders(tc.want))); err != nil {
 				t.Error(err)
 			}
 		})
@@ -180,8 +180,7 @@ func TestConcurrentScrapes(t *testing.T) {
 				{Type: v1alpha1.ConditionTicketStream, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonConnected},
 			}})
 	}
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
+	reg := gatherer(c)
 	var wg sync.WaitGroup
 	out := make([]string, 8)
 	for i := range out {
@@ -216,4 +215,9 @@ func TestConcurrentScrapes(t *testing.T) {
 			t.Errorf("scrape %d differs from scrape %d of the same format", i, i%2)
 		}
 	}
+}
+
+// gatherer gathers what the metrics endpoint serves with c as its per-token records.
+func gatherer(c *tokenCollector) prometheus.Gatherer {
+	return registry{prometheus.NewPedanticRegistry(), c}
 }
