@@ -93,6 +93,7 @@ type sizeResult struct {
 	scaleSettled         memory        // the same process --settle later, the largest RSS of --rss-samples
 	scaleSettledHeap     int64         // KiB
 	scalePeak            int64         // KiB, VmHWM of the first process when it was stopped
+	scrape               scrapeCost    // one scrape of the metrics, settled
 	peakAll              int64         // KiB, the largest VmHWM of any manager process of the size
 
 	steadyCalls, steadyIdeal int64
@@ -146,7 +147,7 @@ func run(ctx context.Context, p params) (*bench, error) {
 	if b.bin == "" && (len(p.sizes) > 0 || len(p.oneNamespace) > 0 || p.shards.tokens > 0 || p.fanout > 0) { // the proxy phase needs no manager
 		b.bin = filepath.Join(dir, "manager")
 		logf("Building the manager")
-		if err := buildBinary(p.root, p.rev, "./cmd", b.bin); err != nil {
+		if err := buildBinary(p.root, p.rev, "./cmd", b.bin, releaseFlags...); err != nil {
 			return nil, err
 		}
 	}
@@ -238,6 +239,9 @@ func (b *bench) startAt(w *world, endpoint string, more ...string) (*manager, er
 		env, append(slices.Clone(b.extra), more...))
 	if err == nil {
 		logf("Started manager %d (pid %d)", b.managers, m.Pid())
+		if b.p.scrapeInterval > 0 {
+			go m.scrapeEvery(b.p.scrapeInterval)
+		}
 	}
 	return m, err
 }
@@ -342,6 +346,8 @@ func (z *sizeRun) scale(ctx context.Context) (*manager, error) {
 	req0, reqErr := m.apiRequests()
 	logf("Scale: creating %d DingTalkTokens over %d credential sets", r.s.tokens, r.s.sets)
 	profiled := z.b.cpuProfile(ctx, m, z.name("cpu-scale"))
+	stopPeak := z.b.peakProfile(ctx, m, z.name("heap-peak"))
+	defer stopPeak()
 	t0 := time.Now()
 	err = parallel(32, r.s.tokens, func(j int) error {
 		tok := bareToken(z.namespace(j%r.s.sets), j, r.s.sets, nil)
@@ -372,17 +378,20 @@ func (z *sizeRun) scale(ctx context.Context) (*manager, error) {
 	r.scaleCalls = w.calls()
 	cpu1, _ := m.cpuSeconds()
 	r.scaleCPCPU, r.scaleBusy, r.scaleWindow = controlPlaneCPU()-cp0, machineBusy()-busy0, time.Since(w0)
+	// Memory first: the request count is read by a scrape of the metrics, which costs memory of
+	// its own (measured below).
+	r.scaleMem, _ = m.memoryKiB()
 	req1, err := m.apiRequests()
 	r.scaleCPU, r.scaleRequests = cpu1-cpu0, req1-req0
 	if reqErr != nil || err != nil {
 		r.scaleRequests = -1 // unknown
 	}
-	r.scaleMem, _ = m.memoryKiB()
 	r.scaleHeap = heapKiB(m)
 	logf("Scale: all Ready after %s (p50 %s, p99 %s), %d DingTalk calls, %.0f API requests, %.1f CPU seconds, RSS %d KiB",
 		r.allReady.Round(time.Millisecond), r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond),
 		r.scaleCalls, r.scaleRequests, r.scaleCPU, r.scaleMem.rss)
 	<-profiled
+	stopPeak()
 	if err := m.profile(ctx, z.b.p.profileDir, z.name("heap-ready"), "heap?gc=1"); err != nil {
 		logf("  %v", err)
 	}
@@ -398,6 +407,9 @@ func (z *sizeRun) scale(ctx context.Context) (*manager, error) {
 	if err := m.profile(ctx, z.b.p.profileDir, z.name("heap-scale-settled"), "heap?gc=1"); err != nil {
 		logf("  %v", err)
 	}
+	r.scrape = m.scrapeCost(ctx)
+	logf("Scale: one scrape of the metrics: %d bytes in %s, RSS %d -> %d KiB", r.scrape.bytes, r.scrape.took.Round(time.Millisecond),
+		r.scrape.before.rss, r.scrape.after.rss)
 	return m, nil
 }
 
@@ -448,6 +460,32 @@ func (b *bench) cpuProfile(ctx context.Context, m *manager, name string) <-chan 
 		}
 	}()
 	return done
+}
+
+// peakProfile writes a heap profile (as of the last collection, none forced) to name whenever the
+// manager's RSS is 2% over the most it had when the last one was written, while tokens are
+// issued: the heap of the moment memory peaks. The returned function stops it and waits.
+func (b *bench) peakProfile(ctx context.Context, m *manager, name string) func() {
+	if b.p.profileDir == "" {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var top int64
+		for ctx.Err() == nil {
+			if v, err := m.memoryKiB(); err == nil && v.rss > top+top/50 {
+				top = v.rss
+				if err := m.profile(ctx, b.p.profileDir, name, "heap"); err == nil {
+					logf("  (the heap at RSS %d KiB)", v.rss)
+				}
+			}
+			_ = sleep(ctx, 2*time.Second)
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); <-done }) }
 }
 
 func countReady(w *watcher) int {

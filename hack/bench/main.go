@@ -44,7 +44,9 @@ limitations under the License.
 // added latency at --proxy-rate and at saturation, requests/s and RSS; --proxy-only runs it alone
 // (no control plane), --proxy=false leaves it out.
 //
-// Every manager runs with GOMEMLIMIT set as the chart sets it (--gomemlimit).
+// Every manager is the binary a release builds (static, stripped), runs with GOMEMLIMIT set as the
+// chart sets it (--gomemlimit), and has its metrics scraped every --scrape-interval, as
+// Prometheus would.
 //
 // Benchmarks report; they do not fail on timing. `make bench` runs the full size of 1,000
 // tokens and the fan-out; the 10,000-token size is selected with --sizes. Every size is a flag,
@@ -85,6 +87,7 @@ type params struct {
 	oneNamespace   []size
 	shards         size // tokens 0: no two-shard run
 	gomemlimit     string
+	scrapeInterval time.Duration
 	namespaces     int
 	cycles         int
 	noise          int
@@ -116,6 +119,7 @@ func defaultParams() params {
 		oneNamespace:   []size{{tokens: 1000, sets: 100}},
 		shards:         size{tokens: 2000, sets: 200},
 		gomemlimit:     defaultGOMEMLIMIT,
+		scrapeInterval: 30 * time.Second,
 		namespaces:     10,
 		cycles:         3,
 		noise:          10000,
@@ -167,6 +171,8 @@ func main() {
 	})
 	flag.StringVar(&p.gomemlimit, "gomemlimit", p.gomemlimit, "GOMEMLIMIT of every manager process, as the chart sets it "+
 		"(from its memory limit); empty: none")
+	flag.DurationVar(&p.scrapeInterval, "scrape-interval", p.scrapeInterval, "scrape every manager's metrics this often, "+
+		"as Prometheus does through the chart's ServiceMonitor (0: never)")
 	flag.IntVar(&tokens, "tokens", 0, "shorthand for --sizes TOKENS/SETS/LIFETIME, with --sets and --lifetime")
 	flag.IntVar(&sets, "sets", 0, "credential sets of --tokens (default a tenth of them)")
 	flag.DurationVar(&lifetime, "lifetime", time.Minute, "simulator token lifetime of --tokens, and of sizes that name none")
@@ -317,9 +323,16 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
-// buildBinary builds a main package (./cmd, the manager) like `make build`: from the working tree
-// at root, or, when rev is set, from that revision exported into a directory of its own.
+// releaseFlags build a binary as a release does (hack/release): no local paths, no symbol table;
+// buildBinary builds without cgo, as a release does too (a static binary).
+var releaseFlags = []string{"-trimpath", "-ldflags=-s -w"}
+
+// buildBinary builds a main package (./cmd, the manager) without cgo: from the working tree at
+// root, or, when rev is set, from that revision exported into a directory of its own.
 func buildBinary(root, rev, pkg, out string, flags ...string) error {
+	if err := os.Setenv("CGO_ENABLED", "0"); err != nil {
+		return err
+	}
 	dir := root
 	if rev != "" {
 		dir = filepath.Join(filepath.Dir(out), "src")

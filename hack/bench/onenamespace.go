@@ -131,6 +131,8 @@ func (b *bench) runOneNamespace(ctx context.Context, s size) (oneNSResult, error
 
 	logf("One namespace: creating %d DingTalkTokens over %d credential sets one after the other", s.tokens, s.sets)
 	profiled := b.cpuProfile(ctx, m, fmt.Sprintf("one-%d-cpu-scale.pprof", s.tokens))
+	stopPeak := b.peakProfile(ctx, m, fmt.Sprintf("one-%d-heap-peak.pprof", s.tokens))
+	defer stopPeak()
 	t0 := time.Now()
 	created := make(chan error, 1)
 	go func() {
@@ -168,6 +170,7 @@ func (b *bench) runOneNamespace(ctx context.Context, s size) (oneNSResult, error
 	logf("One namespace: created in %s, all Ready after %s, %d DingTalk calls, RSS %d KiB (peak %d KiB), live heap %d KiB",
 		r.createSpan.Round(time.Millisecond), r.allReady.Round(time.Millisecond), r.issueCalls, r.ready.rss, r.ready.hwm, r.readyHeap)
 	<-profiled
+	stopPeak()
 	if err := m.profile(ctx, p.profileDir, fmt.Sprintf("one-%d-heap-ready.pprof", s.tokens), "heap?gc=1"); err != nil {
 		logf("  %v", err)
 	}

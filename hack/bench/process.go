@@ -143,6 +143,64 @@ func (m *manager) scrape() (testenv.Metrics, error) {
 	return testenv.Scrape(ctx, http.DefaultClient, "http://"+m.metricsAddr+"/metrics", "")
 }
 
+// prometheusAccept is the Accept header of Prometheus' scrapes (the text format; promhttp gzips
+// the answer, as Go's client asks).
+const prometheusAccept = "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+
+// scrapeEvery scrapes the metrics every interval, as Prometheus does through the chart's
+// ServiceMonitor, until the process exits: a scrape's memory is part of the manager's.
+func (m *manager) scrapeEvery(interval time.Duration) {
+	for {
+		time.Sleep(interval)
+		if m.Exited() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), interval)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.metricsAddr+"/metrics", nil)
+		if err == nil {
+			req.Header.Set("Accept", prometheusAccept)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+			}
+		}
+		cancel()
+	}
+}
+
+// scrapeCost is what one scrape of the metrics (the text exposition, gzipped as Prometheus asks
+// for it) returned and took, and the manager's memory right before and after it.
+type scrapeCost struct {
+	bytes         int64
+	took          time.Duration
+	before, after memory
+}
+
+// scrapeCost scrapes the metrics once and measures it (zero when the scrape failed).
+func (m *manager) scrapeCost(ctx context.Context) scrapeCost {
+	var c scrapeCost
+	c.before, _ = m.memoryKiB()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.metricsAddr+"/metrics", nil)
+	if err != nil {
+		return scrapeCost{}
+	}
+	req.Header.Set("Accept", prometheusAccept)
+	t0 := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return scrapeCost{}
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if c.bytes, err = io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != http.StatusOK {
+		return scrapeCost{}
+	}
+	c.took = time.Since(t0)
+	c.after, _ = m.memoryKiB()
+	return c
+}
+
 // readyTokens scrapes the manager's metrics and counts the tokens it reports Ready:
 // dingtalk_token_ready_status{condition="True"} == 1. A new process reports a token only once it
 // has reconciled it, so this is readiness as that process sees it.

@@ -92,7 +92,7 @@ func (b *bench) runProxy(ctx context.Context) (proxyResult, error) {
 	bin := filepath.Join(b.dir, "dingtalk-token-proxy")
 	logf("Building dingtalk-token-proxy")
 	// As a release builds it (the binary's pages are most of its RSS).
-	if err := buildBinary(b.p.root, b.p.rev, "./cmd/dingtalk-token-proxy", bin, "-trimpath", "-ldflags=-s -w"); err != nil {
+	if err := buildBinary(b.p.root, b.p.rev, "./cmd/dingtalk-token-proxy", bin, releaseFlags...); err != nil {
 		return r, err
 	}
 	secret := "bench-secret-" + testutil.RandHex(8)

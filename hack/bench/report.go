@@ -84,11 +84,14 @@ func (b *bench) report() string {
 		b.finished.Sub(b.started).Round(time.Second), loadavg())
 	w("- Source: %s", b.source)
 	w("- Control plane: envtest kube-apiserver and etcd from `KUBEBUILDER_ASSETS` (%s), one per scenario", b.localPath(os.Getenv("KUBEBUILDER_ASSETS")))
-	w("- Manager: the binary built from `./cmd`, its flag defaults except `--kubeconfig`, `--dingtalk-endpoint`")
+	w("- Manager: the binary built from `./cmd` as a release builds it (without cgo, `-trimpath -ldflags=-s -w`), its flag")
+	w("  defaults except `--kubeconfig`, `--dingtalk-endpoint`")
 	w("  (the simulator), `--metrics-secure=false` with a loopback `--metrics-bind-address` (scraped by the bench),")
 	w("  `--leader-elect=false`, a loopback `--pprof-bind-address` (the live heap is read there%s)%s; the two shards add their", profiledArgs(b.localPath(b.p.profileDir)), extraArgs(b.extra))
 	w("  `--watch-label-selector` and a Lease each")
 	w("  (`--leader-elect=true`, `--leader-election-id`, `--leader-election-namespace`); environment: %s", memLimitEnv(b.p.gomemlimit))
+	w("- Every manager's metrics are scraped every %s from its start, as Prometheus does through the chart's ServiceMonitor", b.p.scrapeInterval)
+	w("  (`--scrape-interval`; the text format, gzipped): a scrape's memory is part of the manager's")
 	var sizes, one []string
 	for _, z := range b.sizes {
 		sizes = append(sizes, z.s.String())
@@ -100,8 +103,9 @@ func (b *bench) report() string {
 	if b.shards != nil {
 		shards = b.shards.s.String()
 	}
-	w("- Parameters: --sizes %s --one-namespace %s --shards %s --gomemlimit %s --namespaces %d --cycles %d --noise %d --noise-size %d",
-		strings.Join(sizes, ","), strings.Join(one, ","), shards, b.p.gomemlimit, b.p.namespaces, b.p.cycles, b.p.noise, b.p.noiseSize)
+	w("- Parameters: --sizes %s --one-namespace %s --shards %s --gomemlimit %s --scrape-interval %s --namespaces %d --cycles %d",
+		strings.Join(sizes, ","), strings.Join(one, ","), shards, b.p.gomemlimit, b.p.scrapeInterval, b.p.namespaces, b.p.cycles)
+	w("  --noise %d --noise-size %d", b.p.noise, b.p.noiseSize)
 	w("  --fanout %d --fanout-lifetime %s", b.p.fanout, b.p.fanoutLifetime)
 	w("  --fanout-cycles %d --restart-window %s --settle %s --rss-samples %d --rss-interval %s", b.p.fanoutCycles,
 		b.p.restartWindow, b.p.settle, b.p.rssSamples, b.p.rssInterval)
@@ -186,6 +190,12 @@ func (b *bench) sizeTable(w func(string, ...any)) {
 			v += " " + verdict(all <= heapGoalKiB)
 		}
 		return v
+	})
+	row("1", "one scrape of the metrics, settled: exposition / time / RSS before and after", "", func(z sizeResult) string {
+		if z.scrape.bytes == 0 {
+			return "unknown"
+		}
+		return fmt.Sprintf("%.1f MiB / %s / %s -> %s", float64(z.scrape.bytes)/(1<<20), sec(z.scrape.took), mib(z.scrape.before.rss), mib(z.scrape.after.rss))
 	})
 	row("1", "the manager before the first create: RSS / live heap", "", func(z sizeResult) string {
 		return mib(z.baseMem.rss) + " / " + mib(z.baseHeap)
