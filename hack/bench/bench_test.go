@@ -156,7 +156,7 @@ func TestReportNamesNoLocalPaths(t *testing.T) {
 	root := t.TempDir()
 	b := &bench{p: params{root: root}}
 	for in, want := range map[string]string{
-		root + "/bin/k8s/1.37.2":   "bin/k8s/1.37.2",
+		root + "/bin/k8s/1.37.2":  "bin/k8s/1.37.2",
 		"/var/tmp/run-7/profiles": "<outside the repository>/profiles",
 		"docs/benchmarks.md":      "docs/benchmarks.md",
 		"":                        "",

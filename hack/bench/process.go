@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
@@ -41,7 +42,14 @@ type manager struct {
 	metricsAddr string
 	pprofAddr   string // Go's profiles (and the live heap after a forced GC), on loopback
 	logPath     string
+	// maxRSS is the most RSS (KiB) seen by sampling it every rssPoll: VmHWM alone can miss a peak
+	// (the kernel records it when memory is unmapped, not when the Go runtime returns pages with
+	// madvise, so VmHWM may even read lower later).
+	maxRSS atomic.Int64
 }
+
+// rssPoll is how often a manager's RSS is sampled for its peak.
+const rssPoll = 250 * time.Millisecond
 
 // startManager runs the manager binary against the simulator with plain-HTTP metrics on a free
 // loopback port (--metrics-secure=false: the bench scrapes them), no leader election and Go's
@@ -73,12 +81,19 @@ func startManager(bin, kubeconfig, endpoint, logPath string, env, extra []string
 	if m.Process, err = testenv.StartProcessEnv("manager", bin, logPath, env, append(args, extra...)...); err != nil {
 		return nil, err
 	}
+	go func() {
+		for !m.Exited() {
+			_, _ = m.memoryKiB()
+			time.Sleep(rssPoll)
+		}
+	}()
 	return m, nil
 }
 
 // memory is the manager's resident memory (KiB) from /proc/<pid>/status: the total, and its
 // anonymous (heap, stacks) and file-backed (the binary's pages) parts; hwm is the most it was
-// resident so far (VmHWM: the peak an OOM kill would have seen).
+// resident so far (VmHWM, or the most RSS sampled every rssPoll when more: the peak an OOM kill
+// would have seen).
 type memory struct {
 	rss, anon, file, hwm int64
 }
@@ -112,6 +127,7 @@ func (m *manager) memoryKiB() (memory, error) {
 	if out.rss == 0 {
 		return out, fmt.Errorf("no VmRSS in /proc/%d/status", m.Pid())
 	}
+	out.hwm = max(out.hwm, raise(&m.maxRSS, out.rss))
 	return out, sc.Err()
 }
 
@@ -349,4 +365,14 @@ func machineBusy() float64 {
 		}
 	}
 	return float64(busy) / clockTicks
+}
+
+// raise makes v at least n and returns it.
+func raise(v *atomic.Int64, n int64) int64 {
+	for {
+		seen := v.Load()
+		if n <= seen || v.CompareAndSwap(seen, n) {
+			return max(seen, n)
+		}
+	}
 }
