@@ -309,9 +309,10 @@ func parseSizes(v string) ([]size, error) {
 	return out, nil
 }
 
-// defaultGOMEMLIMIT is what the chart sets by default: GOMEMLIMIT from the container's memory
-// limit (resources.limits.memory, 256Mi in charts/dingtalk-token-operator/values.yaml).
-const defaultGOMEMLIMIT = "256MiB"
+// defaultGOMEMLIMIT is what the chart sets by default: 40% of the container's memory limit
+// (resources.limits.memory, 256Mi in charts/dingtalk-token-operator/values.yaml), in MiB;
+// hack/release TestChartRender checks the chart's side.
+const defaultGOMEMLIMIT = "102MiB"
 
 // memLimit is the syntax of GOMEMLIMIT: bytes, or a number with a unit.
 var memLimit = regexp.MustCompile(`^[0-9]+(B|KiB|MiB|GiB|TiB)?$`)

@@ -771,6 +771,46 @@ func TestChartRender(t *testing.T) {
 	}
 }
 
+// TestChartGOMEMLIMIT: the manager's GOMEMLIMIT is 40% of its memory limit, in MiB (102MiB at the
+// default 256Mi, what hack/bench's --gomemlimit defaults to), absent without a limit, and a limit
+// the chart cannot read is refused with a message that names the value.
+func TestChartGOMEMLIMIT(t *testing.T) {
+	goMemLimit := func(r *rendered) (string, bool) {
+		for _, e := range r.deployment(t).Spec.Template.Spec.Containers[0].Env {
+			if e.Name == "GOMEMLIMIT" {
+				return e.Value, true
+			}
+		}
+		return "", false
+	}
+	for _, tc := range []struct {
+		limit any // resources.limits.memory; nil removes it
+		set   bool
+		want  string
+	}{
+		{want: "102MiB"},
+		{set: true, limit: "512Mi", want: "204MiB"},
+		{set: true, limit: "1Gi", want: "409MiB"},
+		{set: true, limit: "0.5Gi", want: "204MiB"},
+		{set: true, limit: "300M", want: "114MiB"},
+		{set: true, limit: 268435456, want: "102MiB"},
+		{set: true, limit: nil, want: ""},
+	} {
+		vals := map[string]any{}
+		if tc.set {
+			vals["resources"] = map[string]any{"limits": map[string]any{"memory": tc.limit}}
+		}
+		got, ok := goMemLimit(renderChart(t, vals))
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("limits.memory %v (set: %v): GOMEMLIMIT %q (set: %v), want %q", tc.limit, tc.set, got, ok, tc.want)
+		}
+	}
+	_, err := Render(chartDir(), releaseName, releaseNS, withRepo(map[string]any{"resources": map[string]any{"limits": map[string]any{"memory": "256 MB"}}}))
+	if err == nil || !strings.Contains(err.Error(), `resources.limits.memory "256 MB"`) {
+		t.Errorf("limits.memory \"256 MB\": err = %v, want one naming the value", err)
+	}
+}
+
 func networkPolicy(t *testing.T, r *rendered) *networkingv1.NetworkPolicy {
 	t.Helper()
 	o := r.find("NetworkPolicy " + releaseNS + "/" + fullname)

@@ -62,6 +62,29 @@ namespace).
 {{- default (printf "%s.dingtalk.tokens.dev" (include "dingtalk-token-operator.fullname" .)) .Values.leaderElection.id }}
 {{- end }}
 
+{{/*
+The manager's GOMEMLIMIT: 40% of resources.limits.memory, in MiB. The Go runtime keeps its own
+memory under it by collecting harder; the binary's pages (about 45 MiB), which it does not count,
+come on top, and the rest of the limit is headroom: at 256Mi the process peaks near 60% of its
+limit at 10,000 tokens (docs/install.md, "Sizing"). Empty when no memory limit is set. The limit is
+read as a Kubernetes quantity: a number, bare or with Ki, Mi, Gi, Ti, k, M, G or T.
+*/}}
+{{- define "dingtalk-token-operator.goMemLimit" -}}
+{{- $limit := dig "limits" "memory" "" (.Values.resources | default dict) }}
+{{- if kindIs "float64" $limit }}
+{{- $limit = printf "%.0f" $limit }}
+{{- end }}
+{{- $limit = toString $limit }}
+{{- if $limit }}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$" $limit) }}
+{{- fail (printf "resources.limits.memory %q: the chart sets GOMEMLIMIT to 40%% of it and reads a number, bare or with Ki, Mi, Gi, Ti, k, M, G or T (e.g. 256Mi)" $limit) }}
+{{- end }}
+{{- $units := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 }}
+{{- $bytes := mulf (regexReplaceAll "[A-Za-z]+$" $limit "" | float64) (get $units (regexReplaceAll "^[0-9.]+" $limit "")) }}
+{{- printf "%dMiB" (int64 (floor (divf (mulf $bytes 0.4) 1048576))) }}
+{{- end }}
+{{- end }}
+
 {{- define "dingtalk-token-operator.imageTag" -}}
 {{- default .Chart.AppVersion .Values.image.tag }}
 {{- end }}
