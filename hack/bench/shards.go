@@ -17,29 +17,23 @@ limitations under the License.
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 )
 
 // The two-shard run: two managers on one control plane, each with a --watch-label-selector of
 // its own (disjoint) and a Lease of its own, as docs/install.md's sharding section sets them up.
 // The credential sets are split between the shards with their tokens (a set's tokens all carry
-// its shard's label), and each shard calls DingTalk through an endpoint of its own, which counts
-// the calls by credential set.
+// its shard's label), and each shard calls DingTalk through an endpoint of its own, which records
+// the calls with their credential set (testenv.CallRecorder).
 
 const (
 	// shardLabel selects a DingTalkToken's shard.
@@ -102,7 +96,7 @@ func (b *bench) runShards(ctx context.Context, s size) (shardsResult, error) {
 		return r, err
 	}
 	var managers [2]*manager
-	var counters [2]*callCounter
+	var counters [2]*testenv.CallRecorder
 	for i, name := range shardNames {
 		sh := &r.shards[i]
 		sh.name = name
@@ -112,11 +106,11 @@ func (b *bench) runShards(ctx context.Context, s size) (shardsResult, error) {
 				sh.sets += btoi(j < s.sets)
 			}
 		}
-		if counters[i], err = startCallCounter(w.sim.URL()); err != nil {
+		if counters[i], err = testenv.StartCallRecorder(w.sim.URL()); err != nil {
 			return r, err
 		}
-		defer counters[i].close()
-		m, err := b.startAt(w, counters[i].url, "--watch-label-selector="+shardLabel+"="+name,
+		defer counters[i].Close()
+		m, err := b.startAt(w, counters[i].URL(), "--watch-label-selector="+shardLabel+"="+name,
 			"--leader-elect=true", "--leader-election-id=bench-shard-"+name, "--leader-election-namespace="+leaseNamespace)
 		if err != nil {
 			return r, err
@@ -165,7 +159,7 @@ func (b *bench) runShards(ctx context.Context, s size) (shardsResult, error) {
 				sh.allReady = last[i].Sub(t0)
 				sh.ready, _ = m.memoryKiB()
 				sh.readyHeap = heapKiB(m)
-				sh.issueCalls = counters[i].total()
+				sh.issueCalls = int64(len(counters[i].Calls()))
 			}
 		}
 		return !pending[0] && !pending[1]
@@ -205,7 +199,7 @@ func (b *bench) runShards(ctx context.Context, s size) (shardsResult, error) {
 	before := refreshCounts(w.w)
 	var calls0 [2]int64
 	for i := range counters {
-		calls0[i] = counters[i].total()
+		calls0[i] = int64(len(counters[i].Calls()))
 	}
 	timeout := time.Duration(p.cycles+2) * s.lifetime
 	if err := waitFor(ctx, timeout, func() bool { return allRefreshed(w.w, before, p.cycles) }); err != nil {
@@ -214,7 +208,7 @@ func (b *bench) runShards(ctx context.Context, s size) (shardsResult, error) {
 	served := map[string]int{}
 	for i, m := range managers {
 		sh := &r.shards[i]
-		sh.steadyCalls = counters[i].total() - calls0[i]
+		sh.steadyCalls = int64(len(counters[i].Calls())) - calls0[i]
 		end, _ := m.memoryKiB()
 		sh.peak = end.hwm
 		keys, err := servedTokens(m)
@@ -237,8 +231,9 @@ func (b *bench) runShards(ctx context.Context, s size) (shardsResult, error) {
 			r.servedByBoth++
 		}
 	}
-	for k := range counters[0].keys() {
-		if counters[1].keys()[k] {
+	other := credentials(counters[1])
+	for k := range credentials(counters[0]) {
+		if other[k] {
 			r.calledByBoth++
 		}
 	}
@@ -296,63 +291,11 @@ func btoi(b bool) int {
 	return 0
 }
 
-// callCounter is a shard's DingTalk endpoint: a reverse proxy in front of the simulator that
-// counts the calls by credential (the appKey of the body).
-type callCounter struct {
-	url string
-	srv *http.Server
-
-	mu    sync.Mutex
-	byKey map[string]int64
-}
-
-func startCallCounter(target string) (*callCounter, error) {
-	u, err := url.Parse(target)
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	c := &callCounter{url: "http://" + ln.Addr().String(), byKey: map[string]int64{}}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	c.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		var id struct {
-			AppKey string `json:"appKey"`
-		}
-		_ = json.Unmarshal(body, &id)
-		c.mu.Lock()
-		c.byKey[id.AppKey]++
-		c.mu.Unlock()
-		proxy.ServeHTTP(w, req)
-	})}
-	go func() { _ = c.srv.Serve(ln) }()
-	return c, nil
-}
-
-func (c *callCounter) close() { _ = c.srv.Close() }
-
-// total is the number of calls through the endpoint.
-func (c *callCounter) total() int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var n int64
-	for _, v := range c.byKey {
-		n += v
-	}
-	return n
-}
-
-// keys are the credentials called for through the endpoint.
-func (c *callCounter) keys() map[string]bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// credentials are the credentials called for through a shard's endpoint.
+func credentials(rec *testenv.CallRecorder) map[string]bool {
 	out := map[string]bool{}
-	for k := range c.byKey {
-		out[k] = true
+	for _, c := range rec.Calls() {
+		out[c.Credential] = true
 	}
 	return out
 }

@@ -51,9 +51,9 @@ func TestDigestsPerInstallation(t *testing.T) {
 	g.Expect(a.Terminate(time.Minute)).To(Succeed())
 
 	// A restart of the same installation: the same digests, and no call for the valid token.
-	calls := dingtalk.count(key)
+	calls := dingtalk.Count(key)
 	again := manager(t, "install-a-restarted", "", []string{ns}, "--operator-namespace="+installA)
-	g.Consistently(func() int { return dingtalk.count(key) }).WithTimeout(4*time.Second).Should(Equal(calls), "a restart fetched the valid token again")
+	g.Consistently(func() int { return dingtalk.Count(key) }).WithTimeout(4*time.Second).Should(Equal(calls), "a restart fetched the valid token again")
 	restarted := env.WaitReady(t, ns, "tok").Status
 	g.Expect(restarted.TokenDigest).To(Equal(first.TokenDigest))
 	g.Expect(restarted.CredentialsDigest).To(Equal(first.CredentialsDigest))

@@ -55,12 +55,10 @@ func newStreamSuite(t *testing.T, ns, secret, name string, life time.Duration) s
 
 // opensOf lists the times of the connections/open calls made with a suiteKey.
 func opensOf(suiteKey string) []time.Time {
-	dingtalk.mu.Lock()
-	defer dingtalk.mu.Unlock()
 	var out []time.Time
-	for _, c := range dingtalk.calls {
-		if c.path == simulator.PathOpenConnection && c.credential == suiteKey {
-			out = append(out, c.at)
+	for _, c := range dingtalk.Calls() {
+		if c.Path == simulator.PathOpenConnection && c.Credential == suiteKey {
+			out = append(out, c.At)
 		}
 	}
 	return out
@@ -107,7 +105,7 @@ func TestSuiteSecretChurn(t *testing.T) {
 		Should(BeNumerically("<=", 8), "connections/open calls for 20 s of churn and the hold after it")
 
 	// The victim's first call after the churn began is its due refresh (the next one is 16 s later).
-	refreshes := callsBetween(dingtalk.of(victimKey), start, time.Now())
+	refreshes := callsBetween(dingtalk.Of(victimKey), start, time.Now())
 	g.Expect(refreshes).NotTo(BeEmpty(), "the other tenant's due refresh happened")
 	measured(t, "the other tenant's refresh was due at %s and called DingTalk at %s",
 		due.RefreshTime.Format(time.TimeOnly), refreshes[0].Format("15:04:05.000"))

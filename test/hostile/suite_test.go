@@ -17,7 +17,7 @@ limitations under the License.
 // Package hostile attacks the operator as a hostile tenant (any namespace editor) and a flaky
 // control plane would, and measures what each attack costs: the manager binary runs as a process
 // (built without the race detector, as it ships, so that its memory is what a cluster sees)
-// against an envtest control plane and the DingTalk simulator behind a recorder of every call.
+// against an envtest control plane and the DingTalk simulator behind a recorder of every call (testenv.CallRecorder).
 // Each test logs its figures ("measured: ...") before it asserts the bound docs/security.md
 // states, so the same tests measure a build without the bounds.
 package hostile
@@ -25,18 +25,12 @@ package hostile
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
-	"io"
-	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -51,7 +45,7 @@ var (
 	// managerBin is the manager binary built from ./cmd, without the race detector.
 	managerBin string
 	// dingtalk records every call the managers make to the simulator.
-	dingtalk *recorder
+	dingtalk *testenv.CallRecorder
 	// adminKubeconfig authenticates as a cluster administrator (made once: envtest's AddUser is
 	// not safe for concurrent use).
 	adminKubeconfig string
@@ -66,10 +60,10 @@ func TestMain(m *testing.M) {
 		env = e
 		managerBin = filepath.Join(dir, "manager")
 		var err error
-		if dingtalk, err = startRecorder(e.Sim.URL()); err != nil {
+		if dingtalk, err = testenv.StartCallRecorder(e.Sim.URL()); err != nil {
 			return err
 		}
-		stopRecorder = dingtalk.close
+		stopRecorder = dingtalk.Close
 		adminKubeconfig = filepath.Join(dir, "admin.kubeconfig")
 		return e.AdminKubeconfig(adminKubeconfig, "hostile-admin")
 	})
@@ -90,7 +84,7 @@ func manager(t *testing.T, name, kubeconfig string, namespaces []string, extra .
 	probe := envtesting.FreeAddr(t)
 	args := append([]string{
 		"--kubeconfig=" + kubeconfig,
-		"--dingtalk-endpoint=" + dingtalk.url,
+		"--dingtalk-endpoint=" + dingtalk.URL(),
 		"--watch-namespaces=" + strings.Join(namespaces, ","),
 		"--metrics-bind-address=0",
 		"--health-probe-bind-address=" + probe,
@@ -195,78 +189,11 @@ func peakRSS(t *testing.T, pid int, what string, during func()) int64 {
 	return most - base
 }
 
-// call is one call a manager made to DingTalk.
-type call struct {
-	path, credential string
-	at               time.Time
-	// size is the request body's length.
-	size int
-}
-
-// recorder is a reverse proxy in front of the simulator that records every call: the
-// simulator counts calls, the recorder also knows when each was made.
-type recorder struct {
-	url string
-	srv *http.Server
-
-	mu    sync.Mutex
-	calls []call
-}
-
-func startRecorder(target string) (*recorder, error) {
-	u, err := url.Parse(target)
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	r := &recorder{url: "http://" + ln.Addr().String()}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	r.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(io.LimitReader(req.Body, 4<<20))
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		var ids struct {
-			AppKey   string `json:"appKey"`
-			SuiteKey string `json:"suiteKey"`
-			ClientID string `json:"clientId"`
-		}
-		_ = json.Unmarshal(body, &ids)
-		r.mu.Lock()
-		r.calls = append(r.calls, call{path: req.URL.Path, credential: ids.AppKey + ids.SuiteKey + ids.ClientID, at: time.Now(), size: len(body)})
-		r.mu.Unlock()
-		proxy.ServeHTTP(w, req)
-	})}
-	go func() { _ = r.srv.Serve(ln) }()
-	return r, nil
-}
-
-func (r *recorder) close() { _ = r.srv.Close() }
-
-// of lists the times of the calls made with a credential (an appKey, suiteKey or clientId).
-func (r *recorder) of(credential string) []time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []time.Time
-	for _, c := range r.calls {
-		if c.credential == credential {
-			out = append(out, c.at)
-		}
-	}
-	return out
-}
-
-// count is the number of calls made with a credential.
-func (r *recorder) count(credential string) int { return len(r.of(credential)) }
-
 // larger counts the calls, with any credential, whose request body is over n bytes.
-func (r *recorder) larger(n int) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func larger(calls []testenv.Call, n int) int {
 	out := 0
-	for _, c := range r.calls {
-		if c.size > n {
+	for _, c := range calls {
+		if c.Size > n {
 			out++
 		}
 	}

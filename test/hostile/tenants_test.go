@@ -154,7 +154,7 @@ func TestOversizedCredential(t *testing.T) {
 	key := "hostilebig" + testutil.RandHex(6)
 	huge := strings.Repeat("s", 900<<10)
 	env.CreateSecret(t, ns, "creds", map[string]string{"appKey": key, "appSecret": huge})
-	defer func() { measured(t, "30 tokens on a 900 KiB credential: %d DingTalk calls", dingtalk.count(key)) }()
+	defer func() { measured(t, "30 tokens on a 900 KiB credential: %d DingTalk calls", dingtalk.Count(key)) }()
 	peakRSS(t, p.Pid(), "30 tokens on a 900 KiB credential", func() {
 		for i := range 30 {
 			env.Create(t, testenv.NewToken(ns, fmt.Sprintf("tok-%d", i), v1alpha1.TokenTypeInternalApp, "creds"))
@@ -166,9 +166,9 @@ func TestOversizedCredential(t *testing.T) {
 			g.Expect(msg).NotTo(ContainSubstring("sss"))
 		}
 		// The re-checks of the backoff schedule do not call DingTalk either.
-		g.Consistently(func() int { return dingtalk.count(key) }).WithTimeout(6 * time.Second).Should(BeZero())
+		g.Consistently(func() int { return dingtalk.Count(key) }).WithTimeout(6 * time.Second).Should(BeZero())
 	})
-	g.Expect(dingtalk.count(key)).To(BeZero())
+	g.Expect(dingtalk.Count(key)).To(BeZero())
 }
 
 // TestCredentialChurn: a tenant rewrites its credentials Secret every 200 ms for 30 s. Its
@@ -188,9 +188,9 @@ func TestCredentialChurn(t *testing.T) {
 
 	start, end, writes := churnSecret(t, churner, "creds", "appSecret", 30*time.Second)
 	// The change written last is acted on when its hold ends.
-	g.Eventually(func() int { return len(callsBetween(dingtalk.of(churnKey), start, time.Now())) }).
+	g.Eventually(func() int { return len(callsBetween(dingtalk.Of(churnKey), start, time.Now())) }).
 		WithTimeout(15 * time.Second).Should(BeNumerically(">=", 1))
-	calls := callsBetween(dingtalk.of(churnKey), start, end.Add(12*time.Second))
+	calls := callsBetween(dingtalk.Of(churnKey), start, end.Add(12*time.Second))
 	measured(t, "%d credential rewrites in %s: %d DingTalk calls, shortest interval %s",
 		writes, end.Sub(start).Round(time.Second), len(calls), minGap(calls).Round(10*time.Millisecond))
 	g.Expect(len(calls)).To(BeNumerically("<=", 5), "calls for 30 s of churn and the hold after it")
@@ -227,7 +227,7 @@ func TestShortLivedAnswer(t *testing.T) {
 	env.Create(t, testenv.NewToken(ns, "tok", v1alpha1.TokenTypeInternalApp, "creds"))
 	// Watch it for 40 s: with the backoff, calls at 0, 6, 16 and 36 s.
 	g.Consistently(p.Exited).WithTimeout(40 * time.Second).Should(BeFalse())
-	calls := callsBetween(dingtalk.of(key), start, time.Now())
+	calls := callsBetween(dingtalk.Of(key), start, time.Now())
 	tok := env.GetToken(g, ns, "tok")
 	measured(t, "expireIn 1: %d DingTalk calls in %s, shortest interval %s, Ready %s",
 		len(calls), time.Since(start).Round(time.Second), minGap(calls).Round(10*time.Millisecond), testenv.Condition(tok, v1alpha1.ConditionReady).Reason)
