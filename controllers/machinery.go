@@ -22,13 +22,16 @@ import (
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/metadata"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/caches"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/credwatch"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/digest"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/memory"
@@ -47,6 +50,13 @@ import (
 // lease is released only after it, so a new leader never uses a refresh token the old process is
 // still storing. A pass whose context has ended starts no DingTalk call and no new target write.
 const ShutdownBudget = sharedfetch.CallTimeout + refreshTokenStoreTimeout + targetWriteTimeout + statusWriteTimeout
+
+// CacheOptions are the manager's cache options (controllers/internal/caches): the operator's
+// Secrets as data-free views, only the tokens the selector matches (nil or empty: all), only in
+// namespaces (empty: all).
+func CacheOptions(namespaces []string, tokens labels.Selector) cache.Options {
+	return caches.Options(namespaces, tokens)
+}
 
 // Machinery is what every token kind's reconciler shares: the clock, the DingTalk client and its
 // endpoint, the shared fetches, the owned Secrets and the in-process memory, the uncached reads

@@ -14,7 +14,10 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package controllers
+// Package caches says what the manager's informer caches hold and what they keep of each object:
+// the operator's own Secrets as data-free views, the DingTalkTokens and ClusterDingTalkTokens a
+// shard serves with only what the passes read, and no managedFields.
+package caches
 
 import (
 	"unique"
@@ -31,14 +34,14 @@ import (
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/controllers/internal/ownedsecret"
 )
 
-// CacheOptions returns the manager's cache options: Secrets are cached only when labelled
+// Options returns the manager's cache options: Secrets are cached only when labelled
 // app.kubernetes.io/managed-by=dingtalk-token-operator, as views that hold no data
 // (ownedsecret.Transform), DingTalkTokens and ClusterDingTalkTokens only when tokens matches them
 // (nil or empty: all; the operator serves no other) and only with what the passes read of them
 // (compactToken), and everything only in namespaces (empty: all). Memory then follows the number
 // of the operator's own Secrets, not the cluster's Secrets nor their size. managedFields are
 // dropped (stripManagedFields).
-func CacheOptions(namespaces []string, tokens labels.Selector) cache.Options {
+func Options(namespaces []string, tokens labels.Selector) cache.Options {
 	if tokens != nil && tokens.Empty() {
 		tokens = nil
 	}
