@@ -311,7 +311,7 @@ func parseSizes(v string) ([]size, error) {
 
 // defaultGOMEMLIMIT is what the chart sets by default: 40% of the container's memory limit
 // (resources.limits.memory, 256Mi in charts/dingtalk-token-operator/values.yaml), in MiB;
-// hack/release TestChartRender checks the chart's side.
+// hack/release TestChartGOMEMLIMIT checks the chart's side.
 const defaultGOMEMLIMIT = "102MiB"
 
 // memLimit is the syntax of GOMEMLIMIT: bytes, or a number with a unit.
