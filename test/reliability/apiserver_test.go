@@ -19,6 +19,7 @@ package reliability
 import (
 	"context"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,6 +131,56 @@ func testTargetUpdateConflict(t *testing.T) {
 	after, _ := calls(simulator.PathSuiteAccessToken, s.key)
 	g.Expect(after-before).To(BeEquivalentTo(1), "a conflicting write does not fetch the token again")
 	g.Expect(testenv.Condition(tok, v1alpha1.ConditionRefreshed).Reason).To(Equal(v1alpha1.ReasonTokenIssued))
+}
+
+// testTargetTakenThenDeleted: the operator's create of the target Secret is refused because a
+// Secret of that name exists, and that Secret is deleted before the operator reads it: the pass
+// finds nothing under the name, fails with NotFound (no panic) and is retried; the next create
+// writes the token.
+//
+// Nothing is faked: just before the operator's create reaches the API server, the test creates a
+// Secret of that name for real, and deletes it right after the API server refused the create.
+func testTargetTakenThenDeleted(t *testing.T) {
+	ns := env.CreateNamespace(t, "rel-taken")
+	newApp(t, ns, "creds", 2*time.Minute)
+	var mu sync.Mutex
+	armed, raced := true, false
+	funcs := &interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if !armed || obj.GetNamespace() != ns || obj.GetName() != "tok" || !isSecret(obj) {
+				return c.Create(ctx, obj, opts...)
+			}
+			armed = false
+			taken := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tok"}}
+			if err := env.Client.Create(ctx, taken); err != nil {
+				return err
+			}
+			err := c.Create(ctx, obj, opts...)
+			if derr := env.Client.Delete(ctx, taken); derr != nil {
+				return derr
+			}
+			raced = apierrors.IsAlreadyExists(err)
+			return err
+		},
+	}
+	startManager(t, ns, funcs)
+	env.Create(t, testenv.NewToken(ns, "tok", v1alpha1.TokenTypeInternalApp, "creds"))
+	tok := env.WaitReady(t, ns, "tok")
+	g := NewWithT(t)
+	mu.Lock()
+	g.Expect(raced).To(BeTrue(), "the operator's first create met a Secret of that name")
+	mu.Unlock()
+	sec := env.Secret(g, ns, "tok")
+	g.Expect(metav1.IsControlledBy(sec, tok)).To(BeTrue())
+	live, _ := simValidate(t, string(sec.Data[v1alpha1.DefaultTargetKey]))
+	g.Expect(live).To(BeTrue())
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, ns) {
+			g.Expect(line).NotTo(ContainSubstring("panic"))
+		}
+	}
 }
 
 // testTargetDeletedMidRefresh: the target Secret is deleted while the refresh call is in flight

@@ -102,6 +102,7 @@ func TestReliability(t *testing.T) {
 		"FaultRateLimitedWithRetryAfter": testRateLimitedWithRetryAfter,
 		"TargetUpdateConflict":           testTargetUpdateConflict,
 		"TargetDeletedMidRefresh":        testTargetDeletedMidRefresh,
+		"TargetTakenThenDeleted":         testTargetTakenThenDeleted,
 		"UserRefreshTokenRotations":      testUserRefreshTokenRotations,
 		"ManyTokensWithFailingSubset":    testManyTokensWithFailingSubset,
 	}

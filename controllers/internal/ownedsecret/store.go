@@ -299,11 +299,14 @@ func (s *Store) Ensure(ctx context.Context, owner client.Object, key types.Names
 			return err == nil, false, err
 		}
 		// The name was taken meanwhile, or holds a Secret the cache cannot see: a Secret the
-		// owner controls (the cache lagging, or its managed-by label removed) is applied.
+		// owner controls (the cache lagging, or its managed-by label removed) is applied. One
+		// deleted again since the create was refused is not found: the pass is retried.
 		if st, err = s.Live(ctx, owner, key); err != nil || st.Foreign {
 			return false, st.Foreign, err
 		}
-		st.Live = nil
+		if st.View == nil {
+			return false, false, apierrors.NewNotFound(corev1.Resource("secrets"), key.Name)
+		}
 	}
 	return s.Update(ctx, owner, st.View, d)
 }
