@@ -357,7 +357,7 @@ func (p *clusterPass) statusWrite() statusWrite {
 }
 
 // setMetrics publishes the status settle wrote (Ready and the next refresh included).
-func (p *clusterPass) setMetrics(readyState, time.Time) {
+func (p *clusterPass) setMetrics() {
 	c := p.tok.Status.Namespaces
 	metrics.SetClusterToken(p.tok.Name, string(p.spec.Type), &p.tok.Status.TokenStatus, c.Matched, c.Provisioned, c.Failed)
 }

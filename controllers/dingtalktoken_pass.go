@@ -236,6 +236,6 @@ func (p *pass) statusWrite() statusWrite {
 }
 
 // setMetrics publishes the status settle wrote (Ready and the next refresh included).
-func (p *pass) setMetrics(readyState, time.Time) {
+func (p *pass) setMetrics() {
 	metrics.SetToken(p.tok.Namespace, p.tok.Name, string(p.spec.Type), &p.tok.Status.TokenStatus)
 }

@@ -66,7 +66,7 @@ type kindPass interface {
 	// statusWrite is the pass's one status write.
 	statusWrite() statusWrite
 	// setMetrics publishes the object's series.
-	setMetrics(ready readyState, next time.Time)
+	setMetrics()
 }
 
 // reconcile is Reconcile for every kind: start loads the object and starts its pass (nil: nothing
@@ -141,7 +141,7 @@ func (p *tokenPass) finish(ctx context.Context, k kindPass, err error) (ctrl.Res
 	if werr := p.writeStatus(ctx, k.statusWrite()); err == nil {
 		err = werr
 	}
-	k.setMetrics(ready, next)
+	k.setMetrics()
 	if err != nil {
 		return ctrl.Result{}, err
 	}

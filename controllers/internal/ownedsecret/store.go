@@ -308,7 +308,19 @@ func (s *Store) Ensure(ctx context.Context, owner client.Object, key types.Names
 			return false, false, apierrors.NewNotFound(corev1.Resource("secrets"), key.Name)
 		}
 	}
-	return s.Update(ctx, owner, st.View, d)
+	changed, err := s.Update(ctx, owner, st.View, d)
+	return changed, false, err
+}
+
+// Write creates the Secret d for owner when the pass read none there (live nil), else makes the
+// Secret it read (live) hold d (Update).
+func (s *Store) Write(ctx context.Context, owner client.Object, live *corev1.Secret, d Desired) error {
+	if live == nil {
+		_, err := s.Create(ctx, owner, d)
+		return err
+	}
+	_, err := s.Update(ctx, owner, live, d)
+	return err
 }
 
 // Create creates the Secret d for owner (a controller ownerReference). AlreadyExists is returned
@@ -325,19 +337,19 @@ func (s *Store) Create(ctx context.Context, owner client.Object, d Desired) (*co
 // hold d, under live's resourceVersion (a Secret changed since it was read is a conflict). One
 // that already holds d is not written; when it was read uncached, it is what the cache must
 // catch up with before its copy is believed. changed reports a write.
-func (s *Store) Update(ctx context.Context, owner client.Object, live *corev1.Secret, d Desired) (changed, foreign bool, _ error) {
+func (s *Store) Update(ctx context.Context, owner client.Object, live *corev1.Secret, d Desired) (changed bool, _ error) {
 	if UpToDate(owner, View(live, false), d) {
 		if !IsView(live) {
 			s.writes.Wrote(ownerKey(owner), "Secret", live)
 		}
-		return false, false, nil
+		return false, nil
 	}
 	rv, err := writer{client: s.client, scheme: s.scheme, reader: s.reader}.apply(ctx, owner, live, d)
 	if err != nil {
-		return false, false, err
+		return false, err
 	}
 	s.writes.Wrote(ownerKey(owner), "Secret", &metav1.ObjectMeta{Namespace: d.Namespace, Name: d.Name, ResourceVersion: rv})
-	return true, false, nil
+	return true, nil
 }
 
 func ownerKey(owner client.Object) types.NamespacedName { return client.ObjectKeyFromObject(owner) }

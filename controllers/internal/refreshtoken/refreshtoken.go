@@ -285,7 +285,7 @@ func (s Secret) Save(ctx context.Context, rec Record, first *corev1.Secret) (_ R
 			s.Log.Info("Kept the refresh token another writer stored; this rotation's is dropped")
 			rec, conflicted = other, true
 		}
-		last = s.write(ctx, rec, live)
+		last = s.Store.Write(ctx, s.Owner, live, rec.Desired(s.Owner))
 		switch {
 		case last == nil:
 			return true, nil
@@ -309,17 +309,6 @@ func (s Secret) Save(ctx context.Context, rec Record, first *corev1.Secret) (_ R
 	}
 	rec.Stored, rec.Consumed = true, rec.RefreshToken
 	return rec, conflicted, nil
-}
-
-// write creates the Secret with rec (live nil: there was none), or applies rec under live's
-// resourceVersion: a Secret changed since live was read is a conflict.
-func (s Secret) write(ctx context.Context, rec Record, live *corev1.Secret) error {
-	if live == nil {
-		_, err := s.Store.Create(ctx, s.Owner, rec.Desired(s.Owner))
-		return err
-	}
-	_, _, err := s.Store.Update(ctx, s.Owner, live, rec.Desired(s.Owner))
-	return err
 }
 
 // liveRefreshToken is the refresh token a Secret read uncached holds ("" for none).

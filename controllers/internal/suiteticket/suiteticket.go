@@ -240,12 +240,7 @@ func (ts *Tickets) storeFor(ctx context.Context, h types.NamespacedName, t Ticke
 		}
 	}
 	d := desired(key, t)
-	if st.Live == nil {
-		_, err = ts.secrets.Create(ctx, owner, d)
-	} else {
-		_, _, err = ts.secrets.Update(ctx, owner, st.Live, d)
-	}
-	if err != nil {
+	if err = ts.secrets.Write(ctx, owner, st.Live, d); err != nil {
 		return false, err
 	}
 	ts.Keep(h, t)
