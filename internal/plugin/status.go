@@ -110,7 +110,7 @@ func loadStatus(ctx context.Context, c client.Client, key types.NamespacedName) 
 	case v1alpha1.TokenTypeThirdPartyApp, v1alpha1.TokenTypeThirdPartySuite:
 		creds.Missing = missingCredentials(tok.Spec.Type, keys, creds, false, source)
 		rep.Secrets = append(rep.Secrets, creds)
-		st := secret(roleSuiteTicket, tok.Name+v1alpha1.SuiteTicketSecretSuffix, true)
+		st := secret(roleSuiteTicket, tok.SuiteTicketSecretName(), true)
 		if source == "Stream" || st.Exists {
 			st.AbsentNote = suiteTicketAbsent
 			rep.Secrets = append(rep.Secrets, st)
