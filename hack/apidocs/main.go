@@ -30,6 +30,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -155,7 +156,7 @@ func writeCRD(w *bytes.Buffer, crd *apiextensionsv1.CustomResourceDefinition) er
 		}
 		w.WriteString("\n| field | type | description |\n|---|---|---|\n")
 		if md, ok := s.Properties["metadata"]; ok {
-			for _, name := range slices.Sorted(keys(md.Properties)) {
+			for _, name := range slices.Sorted(maps.Keys(md.Properties)) {
 				writeField(w, "metadata."+name, md.Properties[name], false)
 			}
 		}
@@ -173,12 +174,12 @@ func writeCRD(w *bytes.Buffer, crd *apiextensionsv1.CustomResourceDefinition) er
 // writeField writes one row, then its children's rows (an array's items under name[]).
 func writeField(w *bytes.Buffer, name string, s apiextensionsv1.JSONSchemaProps, required bool) {
 	fmt.Fprintf(w, "| `%s` | %s | %s |\n", name, cell(typeOf(s)), cell(describe(s, required)))
-	for _, child := range slices.Sorted(keys(s.Properties)) {
+	for _, child := range slices.Sorted(maps.Keys(s.Properties)) {
 		writeField(w, name+"."+child, s.Properties[child], slices.Contains(s.Required, child))
 	}
 	if s.Items != nil && s.Items.Schema != nil && len(s.Items.Schema.Properties) > 0 {
 		item := *s.Items.Schema
-		for _, child := range slices.Sorted(keys(item.Properties)) {
+		for _, child := range slices.Sorted(maps.Keys(item.Properties)) {
 			writeField(w, name+"[]."+child, item.Properties[child], slices.Contains(item.Required, child))
 		}
 	}
@@ -266,14 +267,4 @@ func text(s string) string {
 // cell escapes what would end a Markdown table cell.
 func cell(s string) string {
 	return strings.ReplaceAll(s, "|", `\|`)
-}
-
-func keys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }

@@ -69,7 +69,7 @@ func Release(ctx context.Context, o Options) error {
 	if entries, err := os.ReadDir(o.Out); err != nil || len(entries) > 0 {
 		return fmt.Errorf("the output directory %s must be empty (%d entries, %v)", o.Out, len(entries), err)
 	}
-	install, err := InstallYAML(o.Root, o.ImageRepo+":"+o.Version)
+	install, err := InstallYAML(o.Root, o.ImageRepo, o.Version)
 	if err != nil {
 		return fmt.Errorf("install.yaml: %w", err)
 	}
@@ -102,11 +102,9 @@ func Release(ctx context.Context, o Options) error {
 	return nil
 }
 
-// InstallYAML renders config/default with kustomize, the manager's image set to image
-// (repository:tag).
-func InstallYAML(root, image string) ([]byte, error) {
-	i := strings.LastIndex(image, ":")
-	name, tag := image[:i], image[i+1:]
+// InstallYAML renders config/default with kustomize, the manager's image set to name:tag.
+func InstallYAML(root, name, tag string) ([]byte, error) {
+	image := name + ":" + tag
 	// An overlay of config/default, as `kustomize edit set image` would write it.
 	overlay := fmt.Sprintf("resources:\n- ../config/default\nimages:\n- name: %s\n  newName: %s\n  newTag: %s\n", managerImage, name, tag)
 	body, err := kustomize(root, overlay)

@@ -326,7 +326,7 @@ func (rt *route) rewrite(pr *httputil.ProxyRequest) {
 // however it is spelt or escaped.
 func stripTokens(r *http.Request) {
 	for k := range r.Header {
-		if name := strings.ReplaceAll(strings.ToLower(k), "_", "-"); name == strings.ToLower(headerToken) || name == strings.ToLower(headerAuth) {
+		if name := strings.ReplaceAll(k, "_", "-"); strings.EqualFold(name, headerToken) || strings.EqualFold(name, headerAuth) {
 			r.Header.Del(k)
 		}
 	}

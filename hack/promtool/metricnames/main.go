@@ -32,10 +32,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/prometheus/prometheus/promql/parser"
@@ -119,12 +120,7 @@ func metricNames(p parser.Parser, expr string) ([]string, error) {
 		}
 		return nil
 	})
-	names := make([]string, 0, len(seen))
-	for n := range seen {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names, nil
+	return slices.Sorted(maps.Keys(seen)), nil
 }
 
 // ruleQueries reads rule groups: a rule file's, or a PrometheusRule's spec.
@@ -157,12 +153,7 @@ func ruleQueries(b []byte) ([]query, error) {
 		for _, r := range g.Rules {
 			name := r.Alert + r.Record
 			out = append(out, query{expr: r.Expr, where: name + " expr"})
-			keys := make([]string, 0, len(r.Annotations))
-			for k := range r.Annotations {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
+			for _, k := range slices.Sorted(maps.Keys(r.Annotations)) {
 				for _, q := range templateQueries(r.Annotations[k]) {
 					out = append(out, query{expr: q, where: name + " annotation " + k})
 				}
