@@ -18,8 +18,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,6 +31,7 @@ import (
 
 	"k8s.io/utils/clock"
 
+	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/dingtalk"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testenv"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/testutil"
@@ -101,10 +100,15 @@ func (b *bench) runProxy(ctx context.Context) (proxyResult, error) {
 		return r, err
 	}
 	defer func() { _ = sim.Close() }()
-	token, err := appToken(sim.URL(), secret)
+	dt, err := dingtalk.New(dingtalk.Options{BaseURL: sim.URL()})
 	if err != nil {
 		return r, err
 	}
+	tok, err := dt.AppAccessToken(ctx, dingtalk.AppCredentials{AppKey: "benchproxy", AppSecret: secret})
+	if err != nil {
+		return r, err
+	}
+	token := tok.AccessToken
 	vol := &testenv.SecretVolume{Dir: filepath.Join(b.dir, "proxy-token")}
 	if err := vol.WriteStrings(map[string]string{"accessToken": token, "expiresAt": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}); err != nil {
 		return r, err
@@ -118,7 +122,7 @@ func (b *bench) runProxy(ctx context.Context) (proxyResult, error) {
 	}
 	defer proc.Kill()
 	pm := &manager{Process: proc}
-	if err := waitFor(ctx, 30*time.Second, func() bool { return httpStatus("http://"+metrics+"/readyz") == 200 }); err != nil {
+	if err := waitFor(ctx, 30*time.Second, func() bool { status, _, _ := testenv.Get("http://"+metrics+"/readyz", ""); return status == 200 }); err != nil {
 		return r, fmt.Errorf("the proxy did not become ready: %w\n%s", err, proc.Tail(20))
 	}
 	mem, _ := pm.memoryKiB()
@@ -144,7 +148,8 @@ func (b *bench) runProxy(ctx context.Context) (proxyResult, error) {
 	cpu1, _ := pm.cpuSeconds()
 	r.cpuSat = cpu1 - cpu0
 	r.rssLoad = peak()
-	r.rssPeak = vmHWM(proc.Pid())
+	end, _ := pm.memoryKiB()
+	r.rssPeak = end.hwm
 	st := sim.Stats().Endpoints[simulator.PathUserByUnionID]
 	r.upstreamCalls = st.Results["success"]
 	r.proxiedOnly = r.upstreamCalls - (r.rateDirect.sent - r.rateDirect.failed) - (r.satDirect.sent - r.satDirect.failed)
@@ -260,40 +265,6 @@ func samplePeak(ctx context.Context, m *manager) func() int64 {
 		}
 	}()
 	return func() int64 { cancel(); <-done; return peak.Load() }
-}
-
-// vmHWM is the process's peak resident memory (KiB), 0 when unknown.
-func vmHWM(pid int) int64 {
-	v := procField(fmt.Sprintf("/proc/%d/status", pid), "VmHWM")
-	var kib int64
-	_, _ = fmt.Sscanf(strings.TrimSuffix(v, " kB"), "%d", &kib)
-	return kib
-}
-
-// appToken asks the simulator for an app token.
-func appToken(simURL, secret string) (string, error) {
-	resp, err := http.Post(simURL+simulator.PathAppAccessToken, "application/json",
-		strings.NewReader(`{"appKey":"benchproxy","appSecret":"`+secret+`"}`))
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var ans struct {
-		AccessToken string `json:"accessToken"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil || ans.AccessToken == "" {
-		return "", errors.Join(errors.New("no token from the simulator"), err)
-	}
-	return ans.AccessToken, nil
-}
-
-func httpStatus(url string) int {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode
 }
 
 func proxyArgs(args, env string) string {

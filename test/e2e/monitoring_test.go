@@ -32,7 +32,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	dingtalkv1alpha1 "github.com/dingtalk-token-operator/dingtalk-token-operator/api/v1alpha1"
 	"github.com/dingtalk-token-operator/dingtalk-token-operator/internal/simulator"
@@ -55,8 +54,7 @@ import (
 func TestMonitoring(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	root, err := testenv.RepoRoot()
-	g.Expect(err).NotTo(HaveOccurred())
+	root := env.Root
 	tools, err := testenv.PromtoolDir(root)
 	g.Expect(err).NotTo(HaveOccurred())
 	ns := env.CreateNamespace(t, "monitoring")
@@ -140,7 +138,7 @@ func TestMonitoring(t *testing.T) {
 			g.Expect(m.Value("dingtalk_token_last_failure_timestamp_seconds", id("ready"))).To(Equal(-1.0), "no failure, no series")
 			g.Expect(m.Value("dingtalk_token_ticket_stream_status", id("ready"))).To(Equal(-1.0), "not Stream-sourced, no series")
 			// Failing from the start: never Ready, the reason on both.
-			broken := getToken(g, ns, "broken")
+			broken := env.GetToken(g, ns, "broken")
 			g.Expect(broken.Status.FailedAttempts).To(BeNumerically(">=", 1))
 			g.Expect(m.Value("dingtalk_token_ready_status", with(id("broken"), "condition", "False"))).To(Equal(1.0))
 			g.Expect(m.Value("dingtalk_token_ready_reason", with(id("broken"), "reason", dingtalkv1alpha1.ReasonCredentialsRejected))).To(Equal(1.0))
@@ -271,11 +269,4 @@ func exported(m testenv.Metrics, name string) bool {
 		}
 	}
 	return false
-}
-
-// getToken reads a DingTalkToken.
-func getToken(g Gomega, ns, name string) *dingtalkv1alpha1.DingTalkToken {
-	tok := &dingtalkv1alpha1.DingTalkToken{}
-	g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, tok)).To(Succeed())
-	return tok
 }
