@@ -211,10 +211,16 @@ func testNamespaceLabelPolicy(t *testing.T) {
 		return testenv.Update(envtesting.Ctx(t), c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
 			func(n *corev1.Namespace) { n.Labels = labels })
 	}
-	// Creating a namespace with the label: refused (once the policy is in force).
+	// Creating a namespace with the label: refused once the policy is in force. It is awaited with
+	// dry runs (admission runs, nothing is stored): a real create admitted before then would leave
+	// a labelled namespace for the token to match.
+	labelledNS := func() *corev1.Namespace {
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "labels-", Labels: sel}}
+	}
 	g.Eventually(func() error {
-		return tenantClient.Create(envtesting.Ctx(t), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "labels-", Labels: sel}})
+		return tenantClient.Create(envtesting.Ctx(t), labelledNS(), client.DryRunAll)
 	}).WithTimeout(20 * time.Second).Should(MatchError(refused))
+	g.Expect(tenantClient.Create(envtesting.Ctx(t), labelledNS())).To(MatchError(refused))
 	// Without it: admitted; other labels are free; adding the label afterwards: refused.
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "labels-", Labels: map[string]string{"team": "crm"}}}
 	envtesting.Must(t, tenantClient.Create(envtesting.Ctx(t), ns))
